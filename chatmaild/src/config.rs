@@ -1,0 +1,748 @@
+//! `chatmail.ini`: the file syntax of Python's `iniconfig`, the keys and defaults of
+//! chatmaild's `config.py` and the values derived from them (SPEC §1).
+//!
+//! [`Config::parse`] is pure; [`Config::load`] only adds the read. Every bad value is an
+//! [`Error::Config`] naming the line, key and value: a relay must never start on a
+//! silently substituted default. Unknown keys are kept in [`Config::unused_keys`] and are
+//! not errors, because the deployment tool and other services share the file.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// Where the units and the CLIs look for the config when none is given.
+pub const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
+
+/// The notification service the reference posts device tokens to (SPEC §5.5).
+pub const DEFAULT_NOTIFICATION_URL: &str = "https://notifications.delta.chat/notify";
+
+/// How new password hashes are written (existing files are always served verbatim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordScheme {
+    /// `{SHA512-CRYPT}$6$...`, what every Dovecot build verifies and the reference writes.
+    Sha512Crypt,
+    /// `{ARGON2ID}$argon2id$...`, opt-in; needs a Dovecot built with libsodium (Debian's is).
+    Argon2id,
+}
+
+/// Which TLS certificate the relay uses (SPEC §1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsCertMode {
+    /// `tls_external_cert_and_key` names the files.
+    External {
+        /// Certificate chain path.
+        cert: PathBuf,
+        /// Private key path.
+        key: PathBuf,
+    },
+    /// Self-signed certificate (IP relays and `_`-domains).
+    SelfSigned,
+    /// Certificates obtained with ACME.
+    Acme,
+}
+
+impl TlsCertMode {
+    /// The reference's name of the mode (`external`, `self`, `acme`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            TlsCertMode::External { .. } => "external",
+            TlsCertMode::SelfSigned => "self",
+            TlsCertMode::Acme => "acme",
+        }
+    }
+}
+
+/// The typed `[params]` section of `chatmail.ini`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from (empty for [`Config::parse`]).
+    pub path: PathBuf,
+    /// The domain of addresses: `[1.2.3.4]` on IPv4 relays, else the configured name.
+    pub mail_domain: String,
+    /// `mail_domain` exactly as configured.
+    pub mail_domain_bare: String,
+    /// The relay's IPv4 address when `mail_domain` is one.
+    pub ipv4_relay: Option<Ipv4Addr>,
+    /// Postfix's `myhostname`: the reverse-pointer name on IPv4 relays.
+    pub postfix_myhostname: String,
+    /// filtermail outgoing rate: messages per minute per sender.
+    pub max_user_send_per_minute: u32,
+    /// filtermail GCRA burst capacity.
+    pub max_user_send_burst_size: u32,
+    /// `max_mailbox_size` as written (e.g. `500M`).
+    pub max_mailbox_size: String,
+    /// `max_mailbox_size` in megabytes.
+    pub max_mailbox_size_mb: u64,
+    /// Largest accepted message in bytes.
+    pub max_message_size: u64,
+    /// Days after which any message is expired.
+    pub delete_mails_after: u64,
+    /// Days after which messages over 200,000 bytes in `cur/` are expired.
+    pub delete_large_after: u64,
+    /// Days without login after which a whole mailbox is removed.
+    pub delete_inactive_users_after: u64,
+    /// Shortest local part doveauth creates.
+    pub username_min_length: usize,
+    /// Longest local part doveauth creates (and newemail generates).
+    pub username_max_length: usize,
+    /// Shortest password doveauth accepts for a new account.
+    pub password_min_length: usize,
+    /// filtermail outgoing SMTP port.
+    pub filtermail_smtp_port: u16,
+    /// filtermail incoming SMTP port.
+    pub filtermail_smtp_port_incoming: u16,
+    /// filtermail incoming HTTP (`/mxdeliv`) port.
+    pub filtermail_http_port_incoming: u16,
+    /// filtermail transport LMTP port.
+    pub filtermail_lmtp_port_transport: u16,
+    /// Postfix port filtermail reinjects outgoing mail to.
+    pub postfix_reinject_port: u16,
+    /// Postfix port filtermail reinjects incoming mail to.
+    pub postfix_reinject_port_incoming: u16,
+    /// Address filtermail listens on.
+    pub filtermail_host: String,
+    /// Host filtermail reinjects to.
+    pub postfix_host: String,
+    /// Unix socket of chatmail-turn.
+    pub turn_socket_path: PathBuf,
+    /// Iroh relay URL handed to clients; empty disables it.
+    pub iroh_relay: String,
+    /// Whether the relay runs its own iroh relay (key absent).
+    pub enable_iroh_relay: bool,
+    /// Account creation is refused above this 1-minute load average.
+    pub max_load_1m: f64,
+    /// Account creation is refused below this much available memory (MiB).
+    pub min_available_memory_mb: u64,
+    /// Account creation is refused below this much free disk (MiB).
+    pub min_free_disk_space_mb: u64,
+    /// The TLS certificate mode.
+    pub tls_cert_mode: TlsCertMode,
+    /// Certificate path of the mode.
+    pub tls_cert_path: PathBuf,
+    /// Key path of the mode.
+    pub tls_key_path: PathBuf,
+    /// Root of all mailboxes.
+    pub mailboxes_dir: PathBuf,
+    /// Legacy sqlite password database, migrated once (SPEC §3.7).
+    pub passdb_path: PathBuf,
+    /// Where chatmail-metadata posts device tokens.
+    pub notification_url: String,
+    /// An operator-provided `appversions.json`, read on every lookup.
+    pub appversions_path: Option<PathBuf>,
+    /// Scheme of new password hashes.
+    pub password_scheme: PasswordScheme,
+    /// Keys of `[params]` that no service reads, in file order.
+    pub unused_keys: Vec<String>,
+    raw: BTreeMap<String, (usize, String)>,
+}
+
+/// One parsed `key = value` with its line number.
+type Params = BTreeMap<String, (usize, String)>;
+
+impl Config {
+    /// Reads and parses `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, Error> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::Config {
+            path: path.into(),
+            line: 0,
+            key: "file".into(),
+            reason: format!("not UTF-8: {e}"),
+        })?;
+        let mut config = Config::parse_params(&text).map_err(|e| match e {
+            Error::Config {
+                line, key, reason, ..
+            } => Error::Config {
+                path: path.into(),
+                line,
+                key,
+                reason,
+            },
+            other => other,
+        })?;
+        config.path = path.into();
+        Ok(config)
+    }
+
+    /// Parses the text of a `chatmail.ini`.
+    pub fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse_params(text)
+    }
+
+    /// The raw, stripped value of any `[params]` key, including keys no service reads.
+    pub fn raw(&self, key: &str) -> Option<&str> {
+        self.raw.get(key).map(|(_, v)| v.as_str())
+    }
+
+    fn parse_params(text: &str) -> Result<Config, Error> {
+        let sections = parse_ini(text)?;
+        let params = sections
+            .get("params")
+            .ok_or_else(|| cfg_err(0, "[params]", "section missing"))?;
+        let mut p = Reader {
+            params,
+            used: Vec::new(),
+        };
+
+        let (mail_domain_line, raw_domain) = p
+            .get("mail_domain")
+            .ok_or_else(|| cfg_err(0, "mail_domain", "required key missing"))?;
+        let raw_domain = raw_domain.to_owned();
+        if raw_domain.is_empty() {
+            return Err(cfg_err(
+                mail_domain_line,
+                "mail_domain",
+                "must not be empty",
+            ));
+        }
+        let ipv4_relay = parse_strict_ipv4(&raw_domain);
+        let (mail_domain, postfix_myhostname) = match ipv4_relay {
+            Some(ip) => {
+                let o = ip.octets();
+                (
+                    format!("[{raw_domain}]"),
+                    format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0]),
+                )
+            }
+            None => (raw_domain.clone(), raw_domain.clone()),
+        };
+
+        let max_mailbox_size = p.string("max_mailbox_size", "500M");
+        let max_mailbox_size_mb = p.size_mb("max_mailbox_size", "500M")?;
+        let (iroh_relay, enable_iroh_relay) = match p.get("iroh_relay") {
+            None => (format!("https://{raw_domain}"), true),
+            Some((_, v)) => (v.to_owned(), false),
+        };
+
+        let external = p.string("tls_external_cert_and_key", "");
+        let (tls_cert_mode, tls_cert_path, tls_key_path) = if !external.is_empty() {
+            let parts: Vec<&str> = external.split_whitespace().collect();
+            let [cert, key] = parts.as_slice() else {
+                return Err(cfg_err(
+                    p.line("tls_external_cert_and_key"),
+                    "tls_external_cert_and_key",
+                    "tls_external_cert_and_key must have two space-separated paths: CERT_PATH KEY_PATH",
+                ));
+            };
+            let (cert, key) = (PathBuf::from(cert), PathBuf::from(key));
+            (
+                TlsCertMode::External {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                cert,
+                key,
+            )
+        } else if raw_domain.starts_with('_') || ipv4_relay.is_some() {
+            (
+                TlsCertMode::SelfSigned,
+                "/etc/ssl/certs/mailserver.pem".into(),
+                "/etc/ssl/private/mailserver.key".into(),
+            )
+        } else {
+            (
+                TlsCertMode::Acme,
+                format!("/var/lib/acme/live/{raw_domain}/fullchain").into(),
+                format!("/var/lib/acme/live/{raw_domain}/privkey").into(),
+            )
+        };
+
+        let password_scheme = match p
+            .string("password_scheme", "sha512-crypt")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "sha512-crypt" => PasswordScheme::Sha512Crypt,
+            "argon2id" => PasswordScheme::Argon2id,
+            other => {
+                return Err(cfg_err(
+                    p.line("password_scheme"),
+                    "password_scheme",
+                    &format!("{other:?} is not one of sha512-crypt, argon2id"),
+                ));
+            }
+        };
+
+        let config = Config {
+            path: PathBuf::new(),
+            max_user_send_per_minute: p.int("max_user_send_per_minute", 60)?,
+            max_user_send_burst_size: p.int("max_user_send_burst_size", 10)?,
+            max_mailbox_size,
+            max_mailbox_size_mb,
+            max_message_size: p.int("max_message_size", 31_457_280)?,
+            delete_mails_after: p.int("delete_mails_after", 20)?,
+            delete_large_after: p.int("delete_large_after", 7)?,
+            delete_inactive_users_after: p.int("delete_inactive_users_after", 90)?,
+            username_min_length: p.int("username_min_length", 9)?,
+            username_max_length: p.int("username_max_length", 9)?,
+            password_min_length: p.int("password_min_length", 9)?,
+            filtermail_smtp_port: p.int("filtermail_smtp_port", 10080)?,
+            filtermail_smtp_port_incoming: p.int("filtermail_smtp_port_incoming", 10081)?,
+            filtermail_http_port_incoming: p.int("filtermail_http_port_incoming", 10082)?,
+            filtermail_lmtp_port_transport: p.int("filtermail_lmtp_port_transport", 10083)?,
+            postfix_reinject_port: p.int("postfix_reinject_port", 10025)?,
+            postfix_reinject_port_incoming: p.int("postfix_reinject_port_incoming", 10026)?,
+            filtermail_host: p.string("filtermail_host", "127.0.0.1"),
+            postfix_host: p.string("postfix_host", "127.0.0.1"),
+            turn_socket_path: p
+                .string("turn_socket_path", "/run/chatmail-turn/turn.socket")
+                .into(),
+            iroh_relay,
+            enable_iroh_relay,
+            max_load_1m: p.float("max_load_1m", 5.0)?,
+            min_available_memory_mb: p.size_mb("min_available_memory", "200M")?,
+            min_free_disk_space_mb: p.size_mb("min_free_disk_space", "1G")?,
+            tls_cert_mode,
+            tls_cert_path,
+            tls_key_path,
+            mailboxes_dir: p
+                .string("mailboxes_dir", &format!("/home/vmail/mail/{raw_domain}"))
+                .into(),
+            passdb_path: p.string("passdb_path", "/home/vmail/passdb.sqlite").into(),
+            notification_url: p.string("notification_url", DEFAULT_NOTIFICATION_URL),
+            appversions_path: p.get("appversions_path").map(|(_, v)| PathBuf::from(v)),
+            password_scheme,
+            mail_domain,
+            mail_domain_bare: raw_domain,
+            ipv4_relay,
+            postfix_myhostname,
+            unused_keys: Vec::new(),
+            raw: params.clone(),
+        };
+        // Deploy-only keys the reference still validates: keep refusing what it refuses.
+        for key in ["max_imap_connections", "max_smtp_connections"] {
+            p.int::<u64>(key, 0)?;
+        }
+        for key in [
+            "www_folder",
+            "mtail_address",
+            "disable_ipv6",
+            "imap_rawlog",
+            "imap_compress",
+            "acme_email",
+            "privacy_postal",
+            "privacy_mail",
+            "privacy_pdo",
+            "privacy_supervisor",
+        ] {
+            p.get(key);
+        }
+        let mut unused: Vec<(usize, String)> = params
+            .iter()
+            .filter(|(k, _)| !p.used.contains(&k.as_str()))
+            .map(|(k, (line, _))| (*line, k.clone()))
+            .collect();
+        unused.sort();
+        Ok(Config {
+            unused_keys: unused.into_iter().map(|(_, k)| k).collect(),
+            ..config
+        })
+    }
+}
+
+/// Reads typed values out of the `[params]` map and remembers which keys were read.
+struct Reader<'a> {
+    params: &'a Params,
+    used: Vec<&'a str>,
+}
+
+impl<'a> Reader<'a> {
+    fn get(&mut self, key: &str) -> Option<(usize, &'a str)> {
+        let (k, (line, value)) = self.params.get_key_value(key)?;
+        self.used.push(k.as_str());
+        Some((*line, value.as_str()))
+    }
+
+    fn line(&self, key: &str) -> usize {
+        self.params.get(key).map_or(0, |(line, _)| *line)
+    }
+
+    fn string(&mut self, key: &str, default: &str) -> String {
+        self.get(key).map_or(default, |(_, v)| v).to_owned()
+    }
+
+    fn int<T: TryFrom<u64>>(&mut self, key: &str, default: T) -> Result<T, Error> {
+        match self.get(key) {
+            None => Ok(default),
+            Some((line, v)) => parse_python_int(v)
+                .and_then(|n| T::try_from(n).ok())
+                .ok_or_else(|| {
+                    cfg_err(line, key, &format!("{v:?} is not a valid integer in range"))
+                }),
+        }
+    }
+
+    fn float(&mut self, key: &str, default: f64) -> Result<f64, Error> {
+        match self.get(key) {
+            None => Ok(default),
+            Some((line, v)) => match v.trim().parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(f),
+                _ => Err(cfg_err(line, key, &format!("{v:?} is not a number"))),
+            },
+        }
+    }
+
+    fn size_mb(&mut self, key: &str, default: &str) -> Result<u64, Error> {
+        let (line, v) = self.get(key).unwrap_or((0, default));
+        parse_size_mb(v).ok_or_else(|| {
+            cfg_err(
+                line,
+                key,
+                &format!("{v:?} is not a size such as 500M, 2G or 256"),
+            )
+        })
+    }
+}
+
+fn cfg_err(line: usize, key: &str, reason: &str) -> Error {
+    Error::Config {
+        path: PathBuf::new(),
+        line,
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// `parse_size` of chatmaild: megabytes from `500M`, `2G`, `100MB` or a plain number.
+pub fn parse_size_mb(s: &str) -> Option<u64> {
+    let upper = s.trim().to_ascii_uppercase();
+    let value = upper.strip_suffix('B').unwrap_or(&upper);
+    let (digits, factor) = if let Some(rest) = value.strip_suffix('G') {
+        (rest, 1024)
+    } else if let Some(rest) = value.strip_suffix('M') {
+        (rest, 1)
+    } else {
+        (value, 1)
+    };
+    parse_python_int(digits)?.checked_mul(factor)
+}
+
+/// Python `int(str)` for non-negative values: surrounding whitespace, an optional `+`,
+/// digits with single underscores between them.
+fn parse_python_int(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let s = s.strip_prefix('+').unwrap_or(s);
+    if s.is_empty() || s.starts_with('_') || s.ends_with('_') || s.contains("__") {
+        return None;
+    }
+    let digits: String = s.chars().filter(|c| *c != '_').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Python `ipaddress.IPv4Address` acceptance: four decimal octets, no leading zeros.
+fn parse_strict_ipv4(s: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() != 4 {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    for (octet, part) in octets.iter_mut().zip(&parts) {
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if part.len() > 1 && part.starts_with('0') {
+            return None;
+        }
+        *octet = part.parse().ok()?;
+    }
+    Some(Ipv4Addr::from(octets))
+}
+
+/// Parses the `iniconfig` syntax into section → key → (line, value).
+pub fn parse_ini(text: &str) -> Result<BTreeMap<String, Params>, Error> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut sections: BTreeMap<String, Params> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    let mut last_key: Option<String> = None;
+    for (idx, line) in split_lines(text).enumerate() {
+        let lineno = idx + 1;
+        let stripped = line.trim();
+        if stripped.is_empty() || stripped.starts_with('#') || stripped.starts_with(';') {
+            continue;
+        }
+        let continuation = line.starts_with(|c: char| c.is_whitespace());
+        if continuation {
+            let (Some(section), Some(key)) = (&current, &last_key) else {
+                return Err(cfg_err(lineno, "line", "unexpected value continuation"));
+            };
+            if let Some((_, value)) = sections.get_mut(section).and_then(|s| s.get_mut(key)) {
+                value.push('\n');
+                value.push_str(stripped);
+            }
+            continue;
+        }
+        if let Some(rest) = stripped.strip_prefix('[') {
+            let rest = rest.split(['#', ';']).next().unwrap_or("").trim_end();
+            let Some(name) = rest.strip_suffix(']') else {
+                return Err(cfg_err(
+                    lineno,
+                    "section",
+                    &format!("invalid section header {stripped:?}"),
+                ));
+            };
+            if sections.contains_key(name) {
+                return Err(cfg_err(lineno, name, "duplicate section"));
+            }
+            sections.insert(name.to_owned(), Params::new());
+            current = Some(name.to_owned());
+            last_key = None;
+            continue;
+        }
+        let (key, value) = split_key_value(stripped)
+            .ok_or_else(|| cfg_err(lineno, stripped, "expected `key = value`"))?;
+        let Some(section) = &current else {
+            return Err(cfg_err(lineno, key, "key outside of any section"));
+        };
+        let params = sections.entry(section.clone()).or_default();
+        if params.contains_key(key) {
+            return Err(cfg_err(lineno, key, "duplicate key"));
+        }
+        params.insert(key.to_owned(), (lineno, value.to_owned()));
+        last_key = Some(key.to_owned());
+    }
+    Ok(sections)
+}
+
+/// `key = value` or `key: value`: the first `=` wins unless the part before it has a `:`.
+fn split_key_value(line: &str) -> Option<(&str, &str)> {
+    let sep = match (line.find('='), line.find(':')) {
+        (Some(eq), Some(colon)) if colon < eq => colon,
+        (Some(eq), _) => eq,
+        (None, Some(colon)) => colon,
+        (None, None) => return None,
+    };
+    let (key, value) = (line.get(..sep)?.trim(), line.get(sep + 1..)?.trim());
+    (!key.is_empty()).then_some((key, value))
+}
+
+/// Python's `str.splitlines` for the line endings a text file can have.
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        match rest.find(['\n', '\r']) {
+            None => Some(std::mem::take(&mut rest)),
+            Some(i) => {
+                let line = rest.get(..i).unwrap_or("");
+                let skip = if rest.get(i..i + 2) == Some("\r\n") {
+                    2
+                } else {
+                    1
+                };
+                rest = rest.get(i + skip..).unwrap_or("");
+                Some(line)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> Config {
+        Config::parse(&format!(
+            "[params]\nmail_domain = chat.example.org\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_match_reference() {
+        let c = cfg("");
+        assert_eq!(c.mail_domain, "chat.example.org");
+        assert_eq!(c.mail_domain_bare, "chat.example.org");
+        assert_eq!(c.postfix_myhostname, "chat.example.org");
+        assert_eq!(c.ipv4_relay, None);
+        assert_eq!(c.max_user_send_per_minute, 60);
+        assert_eq!(c.max_user_send_burst_size, 10);
+        assert_eq!(c.max_mailbox_size, "500M");
+        assert_eq!(c.max_mailbox_size_mb, 500);
+        assert_eq!(c.max_message_size, 31_457_280);
+        assert_eq!(c.delete_mails_after, 20);
+        assert_eq!(c.delete_large_after, 7);
+        assert_eq!(c.delete_inactive_users_after, 90);
+        assert_eq!(c.username_min_length, 9);
+        assert_eq!(c.username_max_length, 9);
+        assert_eq!(c.password_min_length, 9);
+        assert_eq!(c.filtermail_smtp_port, 10080);
+        assert_eq!(c.filtermail_smtp_port_incoming, 10081);
+        assert_eq!(c.filtermail_http_port_incoming, 10082);
+        assert_eq!(c.filtermail_lmtp_port_transport, 10083);
+        assert_eq!(c.postfix_reinject_port, 10025);
+        assert_eq!(c.postfix_reinject_port_incoming, 10026);
+        assert_eq!(c.filtermail_host, "127.0.0.1");
+        assert_eq!(c.postfix_host, "127.0.0.1");
+        assert_eq!(
+            c.turn_socket_path,
+            Path::new("/run/chatmail-turn/turn.socket")
+        );
+        assert_eq!(c.iroh_relay, "https://chat.example.org");
+        assert!(c.enable_iroh_relay);
+        assert_eq!(c.max_load_1m, 5.0);
+        assert_eq!(c.min_available_memory_mb, 200);
+        assert_eq!(c.min_free_disk_space_mb, 1024);
+        assert_eq!(c.tls_cert_mode, TlsCertMode::Acme);
+        assert_eq!(
+            c.tls_cert_path,
+            Path::new("/var/lib/acme/live/chat.example.org/fullchain")
+        );
+        assert_eq!(
+            c.mailboxes_dir,
+            Path::new("/home/vmail/mail/chat.example.org")
+        );
+        assert_eq!(c.passdb_path, Path::new("/home/vmail/passdb.sqlite"));
+        assert_eq!(c.notification_url, DEFAULT_NOTIFICATION_URL);
+        assert_eq!(c.password_scheme, PasswordScheme::Sha512Crypt);
+        assert!(c.unused_keys.is_empty());
+    }
+
+    #[test]
+    fn ipv4_domain_is_bracketed() {
+        let c = Config::parse("[params]\nmail_domain = 1.3.3.7\n").unwrap();
+        assert_eq!(c.mail_domain, "[1.3.3.7]");
+        assert_eq!(c.mail_domain_bare, "1.3.3.7");
+        assert_eq!(c.postfix_myhostname, "7.3.3.1.in-addr.arpa");
+        assert_eq!(c.mailboxes_dir, Path::new("/home/vmail/mail/1.3.3.7"));
+        assert_eq!(c.tls_cert_mode, TlsCertMode::SelfSigned);
+        assert_eq!(c.iroh_relay, "https://1.3.3.7");
+    }
+
+    #[test]
+    fn strict_ipv4() {
+        for (s, ok) in [
+            ("1.2.3.4", true),
+            ("255.255.255.255", true),
+            ("01.2.3.4", false),
+            ("256.1.1.1", false),
+            ("1.2.3", false),
+            ("1.2.3.4.5", false),
+            ("a.b.c.d", false),
+            ("1.2.3.", false),
+        ] {
+            assert_eq!(parse_strict_ipv4(s).is_some(), ok, "{s}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        for (s, mb) in [
+            ("500M", Some(500)),
+            ("2G", Some(2048)),
+            ("  1g ", Some(1024)),
+            ("100MB", Some(100)),
+            ("256", Some(256)),
+            ("1.5G", None),
+            ("10K", None),
+            ("", None),
+            ("M", None),
+        ] {
+            assert_eq!(parse_size_mb(s), mb, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn underscore_domain_is_self_signed_and_external_wins() {
+        assert_eq!(
+            Config::parse("[params]\nmail_domain=_t.x\n")
+                .unwrap()
+                .tls_cert_mode
+                .name(),
+            "self"
+        );
+        let c = cfg("tls_external_cert_and_key = /a/c.pem   /a/k.pem\n");
+        assert_eq!(
+            c.tls_cert_mode,
+            TlsCertMode::External {
+                cert: "/a/c.pem".into(),
+                key: "/a/k.pem".into()
+            }
+        );
+        let err = Config::parse("[params]\nmail_domain=x.org\ntls_external_cert_and_key = /one\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("two space-separated paths"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn iroh_relay_present_disables_own() {
+        let c = cfg("iroh_relay = https://iroh.example.org \n");
+        assert_eq!(c.iroh_relay, "https://iroh.example.org");
+        assert!(!c.enable_iroh_relay);
+        let c = cfg("iroh_relay =\n");
+        assert_eq!(c.iroh_relay, "");
+    }
+
+    #[test]
+    fn errors_name_line_key_and_value() {
+        let err =
+            Config::parse("[params]\nmail_domain = x.org\nmax_user_send_per_minute = 60 # x\n")
+                .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("max_user_send_per_minute"), "{text}");
+        assert!(text.contains("60 # x"), "{text}");
+        assert_eq!(err.exit_code(), 78);
+
+        for bad in [
+            "[params]\n",
+            "mail_domain = x\n",
+            "[params]\nmail_domain = x\nmail_domain = y\n",
+            "[params]\nmail_domain = x\n[params]\n",
+            "[params]\nmail_domain = x\nmax_mailbox_size = 1.5G\n",
+            "[params]\nmail_domain = x\nmax_load_1m = high\n",
+            "[params]\nmail_domain = x\nfiltermail_smtp_port = 70000\n",
+            "[params]\nmail_domain = x\nmax_imap_connections = many\n",
+            "[params]\nmail_domain = x\nno separator here\n",
+            "[params]\nmail_domain = x\npassword_scheme = md5\n",
+            "  continuation first\n[params]\nmail_domain = x\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ini_syntax() {
+        let text = "\u{feff}# comment\n; other\n[other]\nmail_domain = ignored\n[params] # note\r\nmail_domain: x.org\r\nwww_folder = a\n  b\nfoo = bar\nbaz:qux=1\n";
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.mail_domain, "x.org");
+        assert_eq!(c.raw("www_folder"), Some("a\nb"));
+        assert_eq!(c.raw("baz"), Some("qux=1"));
+        assert_eq!(c.unused_keys, vec!["foo".to_owned(), "baz".to_owned()]);
+    }
+
+    #[test]
+    fn python_int_forms() {
+        let c = cfg("max_message_size =  1_000 \nusername_max_length = +12\n");
+        assert_eq!(c.max_message_size, 1000);
+        assert_eq!(c.username_max_length, 12);
+        assert!(Config::parse("[params]\nmail_domain=x\nmax_message_size = -1\n").is_err());
+    }
+
+    #[test]
+    fn load_reports_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("chatmail.ini");
+        std::fs::write(
+            &p,
+            "[params]\nmail_domain = x.org\ndelete_mails_after = soon\n",
+        )
+        .unwrap();
+        let err = Config::load(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("chatmail.ini") && err.contains("line 3"),
+            "{err}"
+        );
+        assert!(Config::load(dir.path().join("missing.ini")).is_err());
+    }
+}

@@ -1,0 +1,189 @@
+//! Crash-safe file writes.
+//!
+//! Every state file of a relay (password, metadata, queue items, metrics) is written to a
+//! unique temporary file in the same directory and renamed over the target, so a crash at
+//! any point leaves either the old or the new complete file. Temporary names end in `.tmp`
+//! because the reference's queue loader deletes exactly those leftovers at start-up.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::error::Error;
+
+/// Whether a write must reach the disk before it counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Rename only: survives a process crash, may lose the last seconds on power loss.
+    /// For frequent state (device tokens, queue items), as relays run `mail_fsync = never`.
+    Rename,
+    /// `fsync` the file before and the directory after the rename: for rare, critical state
+    /// such as a new account's password.
+    Fsync,
+}
+
+/// A temporary path beside `path`: `<name>.<random>.tmp`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let suffix: u64 = rand::rng().random();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{name}.{suffix:016x}.tmp"))
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), Error> {
+    write_atomic_mode(path, bytes, durability, None)
+}
+
+/// Like [`write_atomic`], with an explicit file mode (e.g. 0o644 for a metrics file that
+/// node-exporter reads under another user); `None` leaves it to the umask.
+pub fn write_atomic_mode(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    mode: Option<u32>,
+) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        if let Some(mode) = mode {
+            options.mode(mode);
+        }
+        let mut file = options.open(&tmp)?;
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        file.write_all(bytes)?;
+        if durability == Durability::Fsync {
+            file.sync_all()?;
+        }
+        drop(file);
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    if durability == Durability::Fsync
+        && let Some(dir) = path.parent()
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// An exclusive `flock(2)` on a lock file, released on drop. Python's `filelock` uses the
+/// same call on the same paths, so a Python and a Rust service may run side by side.
+#[derive(Debug)]
+pub struct FileLock {
+    file: File,
+}
+
+impl FileLock {
+    /// Opens (creating) `path` and blocks until the lock is held.
+    pub fn acquire(path: &Path) -> Result<FileLock, Error> {
+        let file = open_lock_file(path)?;
+        file.lock().map_err(|e| Error::io(path, e))?;
+        Ok(FileLock { file })
+    }
+
+    /// Like [`FileLock::acquire`], giving up after `timeout` (the reference waits 5 s
+    /// for `password.lock`). Returns `Ok(None)` on timeout.
+    pub fn acquire_timeout(path: &Path, timeout: Duration) -> Result<Option<FileLock>, Error> {
+        let file = open_lock_file(path)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(FileLock { file })),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File, Error> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("password");
+        write_atomic(&p, b"old", Durability::Fsync).unwrap();
+        write_atomic(&p, b"new", Durability::Rename).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("password")]);
+        assert!(temp_path(&p).to_string_lossy().ends_with(".tmp"));
+    }
+
+    #[test]
+    fn atomic_write_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.prom");
+        write_atomic_mode(&p, b"x", Durability::Rename, Some(0o644)).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+    }
+
+    #[test]
+    fn atomic_write_into_missing_dir_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_atomic(&dir.path().join("nope/x"), b"x", Durability::Rename).unwrap_err();
+        assert!(err.to_string().contains("nope/x"));
+    }
+
+    #[test]
+    fn lock_excludes_and_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("password.lock");
+        let held = FileLock::acquire(&p).unwrap();
+        assert!(
+            FileLock::acquire_timeout(&p, Duration::from_millis(30))
+                .unwrap()
+                .is_none()
+        );
+        drop(held);
+        assert!(
+            FileLock::acquire_timeout(&p, Duration::from_millis(30))
+                .unwrap()
+                .is_some()
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! Shared library of the chatmail relay helper services.
+//!
+//! Every service of the workspace (doveauth, lastlogin, chatmail-metadata, filtermail,
+//! the expire and report tools) reads the same `chatmail.ini`, addresses mailboxes the
+//! same way and, for the three dict services, speaks the same Dovecot dict protocol.
+//! Those shared parts live here, mirroring the modules of the Python `chatmaild` package.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dict;
+pub mod error;
+pub mod fs;
+pub mod service;
+pub mod user;
+
+pub use config::Config;
+pub use error::Error;
+pub use user::User;

@@ -1,0 +1,247 @@
+//! The life cycle every daemon shares (STYLE §5): tracing, config, socket, readiness,
+//! serving until SIGTERM/SIGINT, a graceful stop.
+
+use std::ffi::OsString;
+use std::io::ErrorKind;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::dict::server::{DictHandler, Limits, serve};
+use crate::error::Error;
+
+/// Exit status for a wrong command line (sysexits `EX_USAGE`).
+pub const EXIT_USAGE: u8 = 64;
+/// Exit status for a bad config (sysexits `EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Logs to stderr without timestamps (journald adds them) or colours; `RUST_LOG`
+/// overrides the default level `info`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// Tells systemd the service is ready (after the socket is bound, so no peer ever sees
+/// "connection refused" from a started service). Without `NOTIFY_SOCKET` this does
+/// nothing. Also starts the watchdog pings when the unit asks for them.
+pub fn notify_ready() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let period = Duration::from_micros(usec / 2);
+        tokio::spawn(async move {
+            loop {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                tokio::time::sleep(period).await;
+            }
+        });
+    }
+}
+
+/// Tells systemd the service is stopping.
+pub fn notify_stopping() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT.
+pub fn shutdown_token() -> std::io::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received, stopping"),
+            _ = int.recv() => info!("SIGINT received, stopping"),
+        }
+        t.cancel();
+    });
+    Ok(token)
+}
+
+/// Raises the soft open-file limit to the hard one: a relay's dict services hold one
+/// descriptor per Dovecot connection, far more than the usual soft limit of 1024.
+pub fn raise_nofile_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
+/// The listening socket: the one systemd passed (socket activation, `LISTEN_FDS`) or a
+/// fresh bind at `path`. A stale file at `path` is removed only if it is a socket.
+pub fn bind_unix(path: &Path) -> Result<UnixListener, Error> {
+    let sock_err = |source| Error::Socket {
+        path: path.into(),
+        source,
+    };
+    let mut fds = listenfd::ListenFd::from_env();
+    if let Ok(Some(listener)) = fds.take_unix_listener(0) {
+        info!("using the socket passed by systemd");
+        listener.set_nonblocking(true).map_err(sock_err)?;
+        return UnixListener::from_std(listener).map_err(sock_err);
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(path).map_err(sock_err)?;
+        }
+        Ok(_) => {
+            return Err(sock_err(std::io::Error::new(
+                ErrorKind::AlreadyExists,
+                "exists and is not a socket; refusing to remove it",
+            )));
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(sock_err(e)),
+    }
+    UnixListener::bind(path).map_err(sock_err)
+}
+
+/// The two positional arguments of a dict daemon: `SOCKET_PATH INI_PATH`.
+pub fn parse_socket_and_ini(
+    name: &str,
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<(PathBuf, PathBuf), String> {
+    use lexopt::prelude::*;
+    let usage = format!("usage: {name} SOCKET_PATH INI_PATH");
+    let mut parser = lexopt::Parser::from_iter(std::iter::once(OsString::from(name)).chain(args));
+    let mut positional = Vec::new();
+    while let Some(arg) = parser.next().map_err(|e| format!("{e}\n{usage}"))? {
+        match arg {
+            Value(v) => positional.push(PathBuf::from(v)),
+            Long("help") | Short('h') => return Err(usage),
+            other => return Err(format!("{}\n{usage}", other.unexpected())),
+        }
+    }
+    match <[PathBuf; 2]>::try_from(positional) {
+        Ok([socket, ini]) => Ok((socket, ini)),
+        Err(_) => Err(usage),
+    }
+}
+
+/// The whole `main` of a dict daemon: arguments, tracing, config, the service's own
+/// start-up (`make`), bind, readiness, serve until stopped.
+pub fn run_dict_daemon<H, F>(name: &str, make: F) -> ExitCode
+where
+    H: DictHandler,
+    F: FnOnce(Arc<Config>) -> Result<H, Error>,
+{
+    let (socket, ini) = match parse_socket_and_ini(name, std::env::args_os().skip(1)) {
+        Ok(v) => v,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_tracing();
+    let config = match Config::load(&ini) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    for key in &config.unused_keys {
+        tracing::debug!(key, "chatmail.ini key has no effect on this service");
+    }
+    raise_nofile_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let handler = match make(config) {
+            Ok(h) => Arc::new(h),
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::from(e.exit_code());
+            }
+        };
+        let listener = match bind_unix(&socket) {
+            Ok(l) => l,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let stop = match shutdown_token() {
+            Ok(t) => t,
+            Err(e) => {
+                error!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        info!(socket = %socket.display(), "{name} entering serving loop");
+        notify_ready();
+        let result = serve(listener, handler, stop, Limits::default()).await;
+        notify_stopping();
+        match result {
+            Ok(()) => {
+                info!("{name} stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                warn!("{name} stopped on accept error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn two_positionals_exactly() {
+        assert_eq!(
+            parse_socket_and_ini("doveauth", args(&["/run/s", "/etc/c.ini"])).unwrap(),
+            (PathBuf::from("/run/s"), PathBuf::from("/etc/c.ini"))
+        );
+        assert!(parse_socket_and_ini("doveauth", args(&["/run/s"])).is_err());
+        assert!(parse_socket_and_ini("doveauth", args(&["a", "b", "c"])).is_err());
+        assert!(parse_socket_and_ini("doveauth", args(&["--bogus", "a", "b"])).is_err());
+    }
+
+    #[tokio::test]
+    async fn stale_socket_removed_other_files_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.socket");
+        drop(bind_unix(&p).unwrap());
+        assert!(p.exists(), "stale socket left behind");
+        let again = bind_unix(&p);
+        assert!(again.is_ok());
+        let f = dir.path().join("file");
+        std::fs::write(&f, b"keep").unwrap();
+        assert!(bind_unix(&f).is_err());
+        assert_eq!(std::fs::read(&f).unwrap(), b"keep");
+    }
+}

@@ -1,0 +1,318 @@
+//! The mailbox/user model: every path of a user, derived in one place (SPEC §1.5).
+//!
+//! [`User::new`] refuses any address that could name more than one path component, so
+//! no input reaching a service can make it read or write outside `mailboxes_dir`. The
+//! stricter rules for *creating* an account (our domain, local-part charset and length)
+//! belong to doveauth. On-disk conventions mirror chatmaild's `user.py`:
+//! - `password`: the Dovecot hash, ASCII, no newline; its mtime is the last-login day;
+//! - `enforceE2EEincoming`: empty; its presence makes incoming cleartext rejected;
+//! - `password.lock`, `metadata.json.lock`: `flock` files, left in place.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::fs::{Durability, FileLock, write_atomic};
+
+/// Seconds of a day: last login is stored with this granularity.
+pub const DAY: i64 = 86_400;
+
+/// Longest address accepted: a mailbox directory name must fit one path component.
+pub const MAX_ADDR_LEN: usize = 255;
+
+/// Checks that `addr` can be a mailbox directory name: non-empty, has an `@`, no `/`, no
+/// NUL or other control character, not longer than a file name may be.
+pub fn validate_address(addr: &str) -> Result<(), Error> {
+    let ok = !addr.is_empty()
+        && addr.len() <= MAX_ADDR_LEN
+        && addr.contains('@')
+        && !addr.contains('/')
+        && !addr.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidAddress(addr.to_owned()))
+    }
+}
+
+/// `timestamp` rounded down to the start of its UTC day (`int(ts) // 86400 * 86400`).
+pub fn day_timestamp(timestamp: i64) -> i64 {
+    timestamp.div_euclid(DAY) * DAY
+}
+
+/// A mailbox and its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    addr: String,
+    maildir: PathBuf,
+}
+
+impl User {
+    /// The user `addr` of the relay configured by `config`.
+    pub fn new(config: &Config, addr: &str) -> Result<User, Error> {
+        User::in_dir(&config.mailboxes_dir, addr)
+    }
+
+    /// The user `addr` below `mailboxes_dir`.
+    pub fn in_dir(mailboxes_dir: &Path, addr: &str) -> Result<User, Error> {
+        validate_address(addr)?;
+        Ok(User {
+            addr: addr.to_owned(),
+            maildir: mailboxes_dir.join(addr),
+        })
+    }
+
+    /// The address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// `<mailboxes_dir>/<addr>`, Dovecot's home and maildir of the user.
+    pub fn maildir(&self) -> &Path {
+        &self.maildir
+    }
+
+    /// The password file.
+    pub fn password_path(&self) -> PathBuf {
+        self.maildir.join("password")
+    }
+
+    /// The lock serialising account creation.
+    pub fn password_lock_path(&self) -> PathBuf {
+        self.maildir.join("password.lock")
+    }
+
+    /// The marker that rejects incoming cleartext.
+    pub fn enforce_e2ee_path(&self) -> PathBuf {
+        self.maildir.join("enforceE2EEincoming")
+    }
+
+    /// The user's metadata (device tokens).
+    pub fn metadata_path(&self) -> PathBuf {
+        self.maildir.join("metadata.json")
+    }
+
+    /// The lock serialising metadata changes.
+    pub fn metadata_lock_path(&self) -> PathBuf {
+        self.maildir.join("metadata.json.lock")
+    }
+
+    /// The stored password hash; `None` if there is no file or it is empty.
+    pub fn password(&self) -> Result<Option<String>, Error> {
+        let path = self.password_path();
+        match fs::read(&path) {
+            Ok(bytes) if bytes.is_empty() => {
+                tracing::error!("password is empty for: {}", self.addr);
+                Ok(None)
+            }
+            Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
+                Error::io(
+                    &path,
+                    std::io::Error::new(ErrorKind::InvalidData, "password file is not UTF-8"),
+                )
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+                Ok(None)
+            }
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Dovecot's userdb/passdb reply object for this user with `password`: keys in the
+    /// reference's order, serialised like Python's `json.dumps` defaults.
+    pub fn userdb_json(&self, password: &str) -> String {
+        let home = self.maildir.to_string_lossy();
+        format!(
+            "{{\"addr\": {}, \"home\": {}, \"uid\": \"vmail\", \"gid\": \"vmail\", \"password\": {}}}",
+            python_json_str(&self.addr),
+            python_json_str(&home),
+            python_json_str(password)
+        )
+    }
+
+    /// Creates the mailbox directory (with parents) if needed.
+    pub fn create_maildir(&self) -> Result<(), Error> {
+        fs::create_dir_all(&self.maildir).map_err(|e| Error::io(&self.maildir, e))
+    }
+
+    /// Takes the creation lock, waiting at most `timeout`; `Ok(None)` on timeout.
+    pub fn lock_password(&self, timeout: Duration) -> Result<Option<FileLock>, Error> {
+        self.create_maildir()?;
+        FileLock::acquire_timeout(&self.password_lock_path(), timeout)
+    }
+
+    /// Writes a new password hash durably and marks the account as E2EE-only, as
+    /// chatmaild's `set_password` does.
+    pub fn set_password(&self, hash: &str) -> Result<(), Error> {
+        self.create_maildir()?;
+        write_atomic(&self.password_path(), hash.as_bytes(), Durability::Fsync)?;
+        let marker = self.enforce_e2ee_path();
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&marker)
+            .map_err(|e| Error::io(marker, e))?;
+        Ok(())
+    }
+
+    /// Whether incoming cleartext may be delivered (no `enforceE2EEincoming`).
+    pub fn incoming_cleartext_ok(&self) -> bool {
+        !self.enforce_e2ee_path().exists()
+    }
+
+    /// The last-login time: the password file's mtime in whole seconds.
+    pub fn last_login(&self) -> Option<i64> {
+        let meta = fs::metadata(self.password_path()).ok()?;
+        Some(mtime_secs(&meta))
+    }
+
+    /// Records a login at `timestamp` with day granularity: the password file's mtime
+    /// becomes the start of that day. Never creates a file; returns whether it wrote.
+    /// A missing password file is logged and is not an error, as in chatmaild.
+    pub fn set_last_login(&self, timestamp: i64) -> Result<bool, Error> {
+        let path = self.password_path();
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+                tracing::error!("Can not get last login timestamp for {}", self.addr);
+                return Ok(false);
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let day = day_timestamp(timestamp);
+        if mtime_secs(&meta) == day {
+            return Ok(false);
+        }
+        let when = system_time(day);
+        let file = fs::File::options()
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        file.set_times(fs::FileTimes::new().set_accessed(when).set_modified(when))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(true)
+    }
+}
+
+/// A metadata's mtime in whole seconds since the epoch (negative before it).
+pub fn mtime_secs(meta: &fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime()
+}
+
+fn system_time(secs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+/// A JSON string literal as Python's `json.dumps` writes it (`ensure_ascii=True`).
+pub fn python_json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_validation() {
+        for (addr, ok) in [
+            ("user@example.org", true),
+            ("..@x", true),
+            ("a@[1.2.3.4]", true),
+            ("", false),
+            ("nodomain", false),
+            ("../../etc@x", false),
+            ("/abs@x", false),
+            ("a@x/..", false),
+            ("nul\0@x", false),
+            ("tab\t@x", false),
+            ("nl\n@x", false),
+            ("del\u{7f}@x", false),
+            ("c1\u{85}@x", false),
+        ] {
+            assert_eq!(validate_address(addr).is_ok(), ok, "{addr:?}");
+        }
+        assert!(validate_address(&format!("{}@x", "a".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn paths_stay_inside() {
+        let u = User::in_dir(Path::new("/m"), "..@x").unwrap();
+        assert_eq!(u.maildir(), Path::new("/m/..@x"));
+        assert_eq!(u.maildir().parent(), Some(Path::new("/m")));
+        assert_eq!(u.password_path(), Path::new("/m/..@x/password"));
+        assert_eq!(
+            u.enforce_e2ee_path(),
+            Path::new("/m/..@x/enforceE2EEincoming")
+        );
+        assert_eq!(
+            u.metadata_lock_path(),
+            Path::new("/m/..@x/metadata.json.lock")
+        );
+    }
+
+    #[test]
+    fn json_like_python() {
+        let u = User::in_dir(Path::new("/m"), "a@c.org").unwrap();
+        assert_eq!(
+            u.userdb_json("{SHA512-CRYPT}$6$x"),
+            r#"{"addr": "a@c.org", "home": "/m/a@c.org", "uid": "vmail", "gid": "vmail", "password": "{SHA512-CRYPT}$6$x"}"#
+        );
+        assert_eq!(
+            python_json_str("ä\"\\\u{1}😀"),
+            r#""\u00e4\"\\\u0001\ud83d\ude00""#
+        );
+    }
+
+    #[test]
+    fn password_and_last_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let u = User::in_dir(dir.path(), "a@c.org").unwrap();
+        assert_eq!(u.password().unwrap(), None);
+        assert!(!u.set_last_login(1_700_000_123).unwrap(), "never creates");
+        assert!(!u.password_path().exists());
+        u.set_password("{SHA512-CRYPT}$6$abc").unwrap();
+        assert_eq!(
+            u.password().unwrap().as_deref(),
+            Some("{SHA512-CRYPT}$6$abc")
+        );
+        assert!(!u.incoming_cleartext_ok());
+        assert!(u.set_last_login(1_700_000_123).unwrap());
+        assert_eq!(u.last_login(), Some(1_699_920_000));
+        assert!(
+            !u.set_last_login(1_699_999_999).unwrap(),
+            "same day: no write"
+        );
+        fs::write(u.password_path(), b"").unwrap();
+        assert_eq!(u.password().unwrap(), None);
+        assert_eq!(day_timestamp(-1), -DAY);
+    }
+}
