@@ -1,1 +1,175 @@
-pub fn x() {}
+//! doveauth: Dovecot's passdb and userdb over the dict protocol, creating an account on
+//! its first login (SPEC §3).
+//!
+//! doveauth never compares passwords: it answers with the stored hash and Dovecot
+//! verifies the cleartext against it. Lookups of existing users are a file read on the
+//! event loop; creation (hashing, locking, fsync) runs on the blocking pool, so one slow
+//! first login never delays the others.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod hash;
+pub mod keys;
+pub mod migrate;
+pub mod newemail;
+pub mod policy;
+pub mod syslimits;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatmaild::dict::{DictHandler, Lookup};
+use chatmaild::{Config, User};
+use tracing::{debug, error, warn};
+
+pub use error::Error;
+use keys::{AuthKey, parse_key};
+
+/// How long a first login waits for a concurrent creator of the same account (as the
+/// reference's `filelock` timeout).
+pub const CREATE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The text mtail counts (`: Created address: <addr>`): written to stderr as is.
+pub const CREATED_ADDRESS: &str = "Created address: ";
+
+/// The passdb/userdb handler.
+#[derive(Debug, Clone)]
+pub struct AuthHandler {
+    config: Arc<Config>,
+    /// `@<mail_domain>`: the suffix of every address we serve.
+    suffix: String,
+    nocreate: PathBuf,
+}
+
+impl AuthHandler {
+    /// A handler for `config`, refusing creation while `/etc/chatmail-nocreate` exists.
+    pub fn new(config: Arc<Config>) -> Self {
+        AuthHandler::with_nocreate_file(config, policy::NOCREATE_FILE.into())
+    }
+
+    /// Like [`AuthHandler::new`] with another nocreate flag file (for tests).
+    pub fn with_nocreate_file(config: Arc<Config>, nocreate: PathBuf) -> Self {
+        let suffix = format!("@{}", config.mail_domain);
+        AuthHandler {
+            config,
+            suffix,
+            nocreate,
+        }
+    }
+
+    /// The user if `addr` is ours and a valid mailbox name; `None` means "no such user".
+    fn our_user(&self, addr: &str) -> Option<User> {
+        if !addr.ends_with(&self.suffix) {
+            return None;
+        }
+        User::new(&self.config, addr).ok()
+    }
+
+    fn existing(&self, user: &User) -> Lookup {
+        match user.password() {
+            Ok(Some(pw)) => Lookup::Found(user.userdb_json(&pw)),
+            Ok(None) => Lookup::NotFound,
+            Err(e) => {
+                error!("{e}");
+                Lookup::Failed
+            }
+        }
+    }
+
+    async fn passdb(&self, addr: &str, password: String) -> Lookup {
+        let Some(user) = self.our_user(addr) else {
+            return Lookup::NotFound;
+        };
+        match self.existing(&user) {
+            Lookup::NotFound => {}
+            found_or_failed => return found_or_failed,
+        }
+        if let Some(reason) = policy::creation_refusal(&self.config, &self.nocreate, addr, &password) {
+            warn!("{reason}");
+            return Lookup::NotFound;
+        }
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.create(&user, &password)).await {
+            Ok(Ok(lookup)) => lookup,
+            Ok(Err(e)) => {
+                error!("account creation failed: {e}");
+                Lookup::Failed
+            }
+            Err(e) => {
+                error!("account creation task failed: {e}");
+                Lookup::Failed
+            }
+        }
+    }
+
+    /// Creates the account under `password.lock` unless a concurrent login already did.
+    fn create(&self, user: &User, password: &str) -> Result<Lookup, Error> {
+        let readings = syslimits::Readings::read(&self.config.mailboxes_dir);
+        if let Some(reason) = readings.refusal(&self.config) {
+            warn!("registration rejected: {reason}");
+            return Ok(Lookup::NotFound);
+        }
+        let Some(_lock) = user.lock_password(CREATE_LOCK_TIMEOUT)? else {
+            return Err(Error::LockTimeout(user.password_lock_path()));
+        };
+        if let Some(pw) = user.password()? {
+            return Ok(Lookup::Found(user.userdb_json(&pw)));
+        }
+        let hash = hash::hash_password(self.config.password_scheme, password)?;
+        user.set_password(&hash)?;
+        eprintln!("{CREATED_ADDRESS}{}", user.addr());
+        Ok(Lookup::Found(user.userdb_json(&hash)))
+    }
+
+    /// Every mailbox that has a password file, as `shared/userdb/<addr>`.
+    fn list_users(&self) -> Vec<(String, String)> {
+        let dir = &self.config.mailboxes_dir;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                error!("cannot list {}: {e}", dir.display());
+                return Vec::new();
+            }
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| name.contains('@') && !name.contains(['\t', '\n', '\r', '\0']))
+            .filter(|name| dir.join(name).join("password").is_file())
+            .map(|name| (format!("shared/userdb/{name}"), String::new()))
+            .collect()
+    }
+}
+
+impl DictHandler for AuthHandler {
+    async fn lookup(&self, key: &str, _user: Option<&str>) -> Lookup {
+        match parse_key(key) {
+            Err(e) => {
+                warn!(reason = e.0, "malformed auth lookup key");
+                Lookup::Failed
+            }
+            Ok(AuthKey::Userdb { user }) => match self.our_user(&user) {
+                Some(u) => self.existing(&u),
+                None => Lookup::NotFound,
+            },
+            Ok(AuthKey::Passdb { password, user }) => self.passdb(&user, password).await,
+        }
+    }
+
+    async fn iterate(&self, path: &str, _user: Option<&str>) -> Vec<(String, String)> {
+        if path != "shared/userdb/" {
+            debug!(path, "iteration of unknown path");
+            return Vec::new();
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.list_users())
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn set(&self, _user: Option<&str>, key: &str, _value: &str) -> bool {
+        debug!(key, "doveauth does not store values");
+        false
+    }
+}

@@ -1,1 +1,8 @@
-fn main() {}
+//! `lastlogin SOCKET_PATH INI_PATH`: Dovecot last_login dict service.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    chatmaild::service::run_dict_daemon("lastlogin", |config| Ok(lastlogin::LastLoginHandler::new(config)))
+}

@@ -1,0 +1,26 @@
+//! `chatmail-newemail`: CGI printing a fresh random address and password as JSON.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use chatmaild::Config;
+use chatmaild::config::DEFAULT_INI;
+
+fn main() -> ExitCode {
+    // The CGI takes no arguments; the path may be overridden for tests and local relays.
+    let ini = std::env::var_os("CHATMAIL_INI").unwrap_or_else(|| DEFAULT_INI.into());
+    let config = match Config::load(&ini) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let creds = doveauth::newemail::generate(&config);
+    let out = doveauth::newemail::cgi_response(&config, &creds);
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
