@@ -1,0 +1,118 @@
+//! A real doveauth process on a temporary socket, and a raw dict client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Daemon {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub mailboxes: PathBuf,
+    pub ini: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `bin` with a config for `domain` plus `extra` ini lines.
+    pub fn start(bin: &str, domain: &str, extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let mailboxes = dir.path().join("mail");
+        std::fs::create_dir(&mailboxes).unwrap();
+        let ini = dir.path().join("chatmail.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[params]\nmail_domain = {domain}\nmailboxes_dir = {}\npassdb_path = {}\nmax_load_1m = 1000\nmin_free_disk_space = 1M\nmin_available_memory = 1M\n{extra}",
+                mailboxes.display(),
+                dir.path().join("passdb.sqlite").display()
+            ),
+        )
+        .unwrap();
+        let socket = dir.path().join("s.socket");
+        let child = Command::new(bin)
+            .arg(&socket)
+            .arg(&ini)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, dir, socket, mailboxes, ini };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not start listening");
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+
+    /// Stops with SIGTERM and returns (exit success, stderr).
+    pub fn stop(mut self) -> (bool, String) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut s) = self.child.stderr.take() {
+            s.read_to_string(&mut err).unwrap();
+        }
+        (status.success(), err)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Client {
+    pub reader: BufReader<UnixStream>,
+    pub writer: UnixStream,
+}
+
+impl Client {
+    pub fn connect(path: &Path) -> Client {
+        let s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Client { reader: BufReader::new(s.try_clone().unwrap()), writer: s }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    pub fn line(&mut self) -> String {
+        let mut buf = Vec::new();
+        self.reader.read_until(b'\n', &mut buf).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    /// Sends one request line and reads one reply line.
+    pub fn ask(&mut self, request: &str) -> String {
+        self.send(format!("{request}\n").as_bytes());
+        self.line()
+    }
+
+    /// True if the server closed the connection.
+    pub fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+}
+
+pub fn passdb(password: &str, user: &str) -> String {
+    format!("Lshared/passdb/{password}\"{user}\t{user}")
+}
