@@ -1,0 +1,222 @@
+//! A real Dovecot on loopback whose passdb/userdb and last_login plugin point at the
+//! workspace's dict services, configured as a chatmail relay configures them (SPEC §3.1,
+//! §4, §10.2), in a private directory with its own base_dir.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The uid and gid of user `vmail`, creating the system user if it does not exist.
+pub fn vmail_ids() -> (u32, u32) {
+    if lookup_ids("vmail").is_none() {
+        let status = Command::new("useradd")
+            .args(["--system", "--user-group", "--home-dir", "/home/vmail", "--shell", "/usr/sbin/nologin", "vmail"])
+            .status()
+            .expect("run useradd");
+        assert!(status.success(), "useradd vmail failed");
+    }
+    lookup_ids("vmail").expect("vmail user")
+}
+
+fn lookup_ids(user: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&user)).then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
+    })
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A relay-like test environment: config, mailboxes, dict services and Dovecot.
+pub struct Dovecot {
+    child: Option<Child>,
+    /// The private directory holding everything.
+    pub dir: tempfile::TempDir,
+    /// The Dovecot config file.
+    pub conf: PathBuf,
+    /// The IMAP port on 127.0.0.1.
+    pub imap_port: u16,
+    /// `mailboxes_dir`.
+    pub mailboxes: PathBuf,
+    /// The `chatmail.ini`.
+    pub ini: PathBuf,
+    services: Vec<Child>,
+}
+
+impl Dovecot {
+    /// Writes `chatmail.ini` for `domain` (+ `extra` lines), starts doveauth and lastlogin
+    /// as vmail, then Dovecot.
+    pub fn start(domain: &str, extra_ini: &str) -> Dovecot {
+        let (uid, gid) = vmail_ids();
+        let dir = tempfile::Builder::new().prefix("dc").tempdir_in("/tmp").unwrap();
+        let root = dir.path();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mailboxes = root.join("mail");
+        let run = root.join("svc");
+        for d in [&mailboxes, &run] {
+            std::fs::create_dir(d).unwrap();
+            std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
+        }
+        let ini = root.join("chatmail.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[params]\nmail_domain = {domain}\nmailboxes_dir = {}\npassdb_path = {}\nmax_load_1m = 1000\nmin_free_disk_space = 1M\nmin_available_memory = 1M\n{extra_ini}",
+                mailboxes.display(),
+                root.join("passdb.sqlite").display()
+            ),
+        )
+        .unwrap();
+        let auth_socket = run.join("doveauth.socket");
+        let lastlogin_socket = run.join("lastlogin.socket");
+        let services = vec![
+            spawn_dict(&crate::service::binary("doveauth", "doveauth"), &auth_socket, &ini, uid, gid),
+            spawn_dict(&crate::service::binary("lastlogin", "lastlogin"), &lastlogin_socket, &ini, uid, gid),
+        ];
+        let auth_conf = root.join("auth.conf");
+        std::fs::write(
+            &auth_conf,
+            format!(
+                "uri = proxy:{}:auth\niterate_disable = no\niterate_prefix = userdb/\ndefault_pass_scheme = plain\npassword_key = passdb/%Ew\"%Eu\nuser_key = userdb/%Eu\n",
+                auth_socket.display()
+            ),
+        )
+        .unwrap();
+        let imap_port = free_port();
+        let conf = root.join("dovecot.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"protocols = imap
+listen = 127.0.0.1
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_username_chars = abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@[]
+auth_username_format = %Lu
+auth_cache_size = 0
+mail_location = maildir:{mailboxes}/%u
+mail_uid = vmail
+mail_gid = vmail
+default_login_user = dovenull
+default_internal_user = dovecot
+passdb {{
+  driver = dict
+  args = {auth_conf}
+}}
+userdb {{
+  driver = dict
+  args = {auth_conf}
+}}
+protocol imap {{
+  mail_plugins = $mail_plugins last_login
+}}
+plugin {{
+  last_login_dict = proxy:{lastlogin}:lastlogin
+  last_login_precision = s
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+"#,
+                root = root.display(),
+                mailboxes = mailboxes.display(),
+                auth_conf = auth_conf.display(),
+                lastlogin = lastlogin_socket.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start dovecot (is dovecot-imapd installed?)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", imap_port)).is_err() {
+            assert!(Instant::now() < deadline, "dovecot did not listen; log:\n{}", read_log(root));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Dovecot {
+            child: Some(child),
+            dir,
+            conf,
+            imap_port,
+            mailboxes,
+            ini,
+            services,
+        }
+    }
+
+    /// Runs `doveadm -c <conf> ARGS` and returns (success, stdout).
+    pub fn doveadm(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("doveadm").arg("-c").arg(&self.conf).args(args).output().expect("run doveadm");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Dovecot's log so far.
+    pub fn log(&self) -> String {
+        read_log(self.dir.path())
+    }
+}
+
+fn read_log(root: &Path) -> String {
+    std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default()
+}
+
+fn spawn_dict(bin: &Path, socket: &Path, ini: &Path, uid: u32, gid: u32) -> Child {
+    let child = Command::new(bin)
+        .arg(socket)
+        .arg(ini)
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn dict service");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < deadline, "{} did not start", bin.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    child
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for mut s in self.services.drain(..) {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! A workspace binary started as a daemon on a temporary socket.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory cargo put this workspace's binaries in (next to the test executable).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>
+    exe.parent().and_then(Path::parent).expect("target dir layout").to_path_buf()
+}
+
+/// The path of workspace binary `name` of package `package`, building it if missing.
+pub fn binary(package: &str, name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", package, "--bin", name])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building {name} failed");
+    }
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
+/// A running dict daemon; killed on drop.
+pub struct Service {
+    child: Child,
+    /// Its socket.
+    pub socket: PathBuf,
+}
+
+impl Service {
+    /// Starts `bin SOCKET INI` and waits until the socket accepts connections; the socket
+    /// is then opened to every local user, as Dovecot's processes run under other uids.
+    pub fn start_dict(bin: &Path, socket: &Path, ini: &Path) -> Service {
+        let child = Command::new(bin)
+            .arg(socket)
+            .arg(ini)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn daemon");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            assert!(Instant::now() < deadline, "{} did not start", bin.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        Service {
+            child,
+            socket: socket.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

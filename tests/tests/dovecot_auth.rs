@@ -1,0 +1,77 @@
+//! A stock Dovecot authenticates against doveauth and records logins through lastlogin.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chatmail_tests::Dovecot;
+use chatmail_tests::imap::Imap;
+
+const DOMAIN: &str = "chat.example.org";
+
+#[test]
+fn imap_login_creates_authenticates_and_tracks_last_login() {
+    let dc = Dovecot::start(DOMAIN, "");
+    let addr = format!("abcdefghi@{DOMAIN}");
+    let password = "correct-horse-battery";
+
+    // First login creates the account.
+    let mut imap = Imap::connect(dc.imap_port);
+    assert!(imap.login(&addr, password), "first login failed; log:\n{}", dc.log());
+    let (_, status) = imap.command("SELECT INBOX");
+    assert!(status.starts_with("OK"), "{status}");
+    let password_file = dc.mailboxes.join(&addr).join("password");
+    let hash = std::fs::read_to_string(&password_file).unwrap();
+    assert!(hash.starts_with("{SHA512-CRYPT}$6$"), "{hash}");
+
+    // Dovecot's own verifier accepts the hash, and refuses another password.
+    let (ok, _) = dc.doveadm(&["pw", "-t", &hash, "-p", password]);
+    assert!(ok, "doveadm pw -t rejected our hash");
+    let (ok, _) = dc.doveadm(&["pw", "-t", &hash, "-p", "not-the-password"]);
+    assert!(!ok);
+
+    // Log in again; a wrong password fails and does not overwrite.
+    assert!(Imap::connect(dc.imap_port).login(&addr, password));
+    assert!(!Imap::connect(dc.imap_port).login(&addr, "wrong-password-123"));
+    assert_eq!(std::fs::read_to_string(&password_file).unwrap(), hash);
+
+    // Invalid names and other domains are refused and create nothing.
+    for user in [format!("short@{DOMAIN}"), "abcdefghi@other.org".to_owned(), format!("UPPERcase@{DOMAIN}x")] {
+        assert!(!Imap::connect(dc.imap_port).login(&user, password), "{user}");
+    }
+    let mailboxes: Vec<_> = std::fs::read_dir(&dc.mailboxes).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(mailboxes, vec![std::ffi::OsString::from(&addr)]);
+
+    // doveadm iterates the userdb.
+    let (ok, users) = dc.doveadm(&["user", "*"]);
+    assert!(ok);
+    assert_eq!(users.lines().collect::<Vec<_>>(), vec![addr.as_str()]);
+
+    // Last login: an old mtime moves to today's day on the next login.
+    let old = UNIX_EPOCH + Duration::from_secs(86_400 * 100);
+    std::fs::File::options()
+        .write(true)
+        .open(&password_file)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert!(Imap::connect(dc.imap_port).login(&addr, password));
+    let today = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() / 86_400 * 86_400;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mtime = std::fs::metadata(&password_file).unwrap().mtime();
+        if mtime == i64::try_from(today).unwrap() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "last login not recorded: mtime {mtime}; log:\n{}", dc.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ip_relay_accounts_use_bracketed_addresses() {
+    let dc = Dovecot::start("127.0.0.1", "");
+    let addr = "abcdefghi@[127.0.0.1]";
+    let mut imap = Imap::connect(dc.imap_port);
+    assert!(imap.login(addr, "correct-horse-battery"), "log:\n{}", dc.log());
+    assert!(dc.mailboxes.join(addr).join("password").exists());
+}
