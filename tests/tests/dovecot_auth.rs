@@ -75,3 +75,16 @@ fn ip_relay_accounts_use_bracketed_addresses() {
     assert!(imap.login(addr, "correct-horse-battery"), "log:\n{}", dc.log());
     assert!(dc.mailboxes.join(addr).join("password").exists());
 }
+
+#[test]
+fn argon2id_accounts_authenticate() {
+    let dc = Dovecot::start(DOMAIN, "password_scheme = argon2id\n");
+    let addr = format!("argonuser@{DOMAIN}");
+    assert!(Imap::connect(dc.imap_port).login(&addr, "correct-horse-battery"), "log:\n{}", dc.log());
+    let hash = std::fs::read_to_string(dc.mailboxes.join(&addr).join("password")).unwrap();
+    assert!(hash.starts_with("{ARGON2ID}$argon2id$"), "{hash}");
+    let (ok, _) = dc.doveadm(&["pw", "-t", &hash, "-p", "correct-horse-battery"]);
+    assert!(ok, "doveadm rejected our argon2id hash");
+    assert!(Imap::connect(dc.imap_port).login(&addr, "correct-horse-battery"));
+    assert!(!Imap::connect(dc.imap_port).login(&addr, "wrong-horse-battery"));
+}
