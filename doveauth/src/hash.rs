@@ -60,7 +60,10 @@ mod tests {
         assert_eq!(hash.len(), 86);
         let alphabet = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '/';
         assert!(salt.chars().all(alphabet) && hash.chars().all(alphabet));
-        assert_ne!(h, hash_password(PasswordScheme::Sha512Crypt, "secret password").unwrap());
+        assert_ne!(
+            h,
+            hash_password(PasswordScheme::Sha512Crypt, "secret password").unwrap()
+        );
     }
 
     #[test]
@@ -68,7 +71,11 @@ mod tests {
         use sha_crypt::{PasswordVerifier, ShaCrypt};
         let h = hash_password(PasswordScheme::Sha512Crypt, "pässword").unwrap();
         let mcf = h.strip_prefix("{SHA512-CRYPT}").unwrap();
-        assert!(ShaCrypt::SHA512.verify_password(b"p\xc3\xa4ssword", mcf).is_ok());
+        assert!(
+            ShaCrypt::SHA512
+                .verify_password(b"p\xc3\xa4ssword", mcf)
+                .is_ok()
+        );
         assert!(ShaCrypt::SHA512.verify_password(b"wrong", mcf).is_err());
     }
 

@@ -72,15 +72,23 @@ mod tests {
     fn keys() {
         assert_eq!(
             parse_key("shared/userdb/foobar@chat.example.org"),
-            Ok(AuthKey::Userdb { user: "foobar@chat.example.org".into() })
+            Ok(AuthKey::Userdb {
+                user: "foobar@chat.example.org".into()
+            })
         );
         assert_eq!(
             parse_key(r#"shared/passdb/laksjd\\sjd\"12j\'3l1/k2"u@x.org"#),
-            Ok(AuthKey::Passdb { password: r#"laksjd\sjd"12j'3l1/k2"#.into(), user: "u@x.org".into() })
+            Ok(AuthKey::Passdb {
+                password: r#"laksjd\sjd"12j'3l1/k2"#.into(),
+                user: "u@x.org".into()
+            })
         );
         assert_eq!(
             parse_key(r#"shared/passdb/pw"user/with/slash@x"#),
-            Ok(AuthKey::Passdb { password: "pw".into(), user: "user/with/slash@x".into() })
+            Ok(AuthKey::Passdb {
+                password: "pw".into(),
+                user: "user/with/slash@x".into()
+            })
         );
         for bad in [
             "shared",

@@ -85,7 +85,9 @@ impl AuthHandler {
             Lookup::NotFound => {}
             found_or_failed => return found_or_failed,
         }
-        if let Some(reason) = policy::creation_refusal(&self.config, &self.nocreate, addr, &password) {
+        if let Some(reason) =
+            policy::creation_refusal(&self.config, &self.nocreate, addr, &password)
+        {
             warn!("{reason}");
             return Lookup::NotFound;
         }

@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use chatmaild::{Config, User};
 use chatmaild::fs::Durability;
+use chatmaild::{Config, User};
 use rusqlite::types::ValueRef;
 use tracing::{info, warn};
 
@@ -31,18 +31,27 @@ pub fn migrate_if_present(config: &Config) -> Result<Option<Migrated>, Error> {
     info!("migrating password database {}", db.display());
     let migrated = migrate(config, db)?;
     retire_database(db)?;
-    info!("migrated {} users, skipped {} rows", migrated.users, migrated.skipped);
+    info!(
+        "migrated {} users, skipped {} rows",
+        migrated.users, migrated.skipped
+    );
     Ok(Some(migrated))
 }
 
 fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |source| Error::Sqlite { path: path.into(), source }
+    move |source| Error::Sqlite {
+        path: path.into(),
+        source,
+    }
 }
 
 fn migrate(config: &Config, db: &Path) -> Result<Migrated, Error> {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sqlite_err(db))?;
+    let mut stmt = conn
+        .prepare("SELECT * FROM users")
         .map_err(sqlite_err(db))?;
-    let mut stmt = conn.prepare("SELECT * FROM users").map_err(sqlite_err(db))?;
     let columns = stmt.column_count();
     let mut rows = stmt.query([]).map_err(sqlite_err(db))?;
     let mut result = Migrated::default();
@@ -50,7 +59,11 @@ fn migrate(config: &Config, db: &Path) -> Result<Migrated, Error> {
         if (result.users + result.skipped) % 10_000 == 0 && result.users + result.skipped > 0 {
             info!("migration progress: {} rows", result.users + result.skipped);
         }
-        let text = |i: usize| row.get_ref(i).ok().and_then(|v| v.as_str().ok().map(str::to_owned));
+        let text = |i: usize| {
+            row.get_ref(i)
+                .ok()
+                .and_then(|v| v.as_str().ok().map(str::to_owned))
+        };
         let (Some(addr), Some(password)) = (text(0), text(1)) else {
             warn!("skipping unreadable row in password database");
             result.skipped += 1;
@@ -88,14 +101,23 @@ fn last_login_value(v: ValueRef<'_>) -> Option<i64> {
     match v {
         ValueRef::Integer(i) if i != 0 => Some(i),
         ValueRef::Real(f) if f != 0.0 && f.is_finite() => Some(f.trunc() as i64),
-        ValueRef::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok().filter(|i| *i != 0),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|i| *i != 0),
         _ => None,
     }
 }
 
 fn write_user(user: &User, password: &str) -> Result<(), Error> {
     user.create_maildir()?;
-    chatmaild::fs::write_atomic(&user.password_path(), password.as_bytes(), Durability::Rename)?;
+    chatmaild::fs::write_atomic(
+        &user.password_path(),
+        password.as_bytes(),
+        Durability::Rename,
+    )?;
     let marker = user.enforce_e2ee_path();
     std::fs::OpenOptions::new()
         .create(true)
@@ -114,7 +136,11 @@ fn retire_database(db: &Path) -> Result<(), Error> {
         return Ok(());
     };
     let prefix = format!("{}-", name.to_string_lossy());
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
@@ -153,9 +179,18 @@ mod tests {
         ))
         .unwrap();
         let m = migrate_if_present(&config).unwrap().unwrap();
-        assert_eq!(m, Migrated { users: 2, skipped: 3 });
+        assert_eq!(
+            m,
+            Migrated {
+                users: 2,
+                skipped: 3
+            }
+        );
         let u = User::new(&config, "abcdefghi@c.org").unwrap();
-        assert_eq!(u.password().unwrap().as_deref(), Some("{SHA512-CRYPT}$6$a$b"));
+        assert_eq!(
+            u.password().unwrap().as_deref(),
+            Some("{SHA512-CRYPT}$6$a$b")
+        );
         assert_eq!(u.last_login(), Some(1_699_920_000));
         assert!(!u.incoming_cleartext_ok());
         assert!(!mbox.join("ci-abc@c.org").exists());

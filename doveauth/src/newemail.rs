@@ -75,7 +75,10 @@ pub fn cgi_response(config: &Config, creds: &Credentials) -> String {
         python_json_str(&creds.password)
     );
     if config.tls_cert_mode == TlsCertMode::SelfSigned {
-        json.push_str(&format!(", \"dclogin_url\": {}", python_json_str(&dclogin_url(config, creds))));
+        json.push_str(&format!(
+            ", \"dclogin_url\": {}",
+            python_json_str(&dclogin_url(config, creds))
+        ));
     }
     json.push('}');
     format!("Content-Type: application/json\n\n{json}\n")
@@ -98,13 +101,19 @@ mod tests {
         assert_eq!(PASSWORD_CHARS.len(), 94);
         let out = cgi_response(&c, &creds);
         assert!(out.starts_with("Content-Type: application/json\n\n{\"email\": "));
-        assert!(!out.contains("dclogin_url"), "acme relays get no dclogin url");
+        assert!(
+            !out.contains("dclogin_url"),
+            "acme relays get no dclogin url"
+        );
     }
 
     #[test]
     fn dclogin_for_ip_relay() {
         let c = Config::parse("[params]\nmail_domain = 1.2.3.4\n").unwrap();
-        let creds = Credentials { email: "abc@[1.2.3.4]".into(), password: "p@ss w+rd".into() };
+        let creds = Credentials {
+            email: "abc@[1.2.3.4]".into(),
+            password: "p@ss w+rd".into(),
+        };
         assert_eq!(
             dclogin_url(&c, &creds),
             "dclogin:abc@[1.2.3.4]?p=p%40ss%20w%2Brd&v=1&ih=1.2.3.4&sh=1.2.3.4&ic=3"

@@ -11,9 +11,17 @@ use chatmaild::Config;
 pub const NOCREATE_FILE: &str = "/etc/chatmail-nocreate";
 
 /// The first reason `user` with `password` may not be created, if any.
-pub fn creation_refusal(config: &Config, nocreate: &Path, user: &str, password: &str) -> Option<String> {
+pub fn creation_refusal(
+    config: &Config,
+    nocreate: &Path,
+    user: &str,
+    password: &str,
+) -> Option<String> {
     if std::fs::symlink_metadata(nocreate).is_ok() {
-        return Some(format!("blocked account creation because {} exists", nocreate.display()));
+        return Some(format!(
+            "blocked account creation because {} exists",
+            nocreate.display()
+        ));
     }
     if password.chars().count() < config.password_min_length {
         return Some(format!(
@@ -36,7 +44,9 @@ pub fn creation_refusal(config: &Config, nocreate: &Path, user: &str, password: 
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
     {
-        return Some(format!("localpart {localpart:?} contains invalid characters"));
+        return Some(format!(
+            "localpart {localpart:?} contains invalid characters"
+        ));
     }
     None
 }
@@ -53,16 +63,29 @@ mod tests {
         assert!(ok("abcdefghi@c.org", "123456789"));
         assert!(ok("a.b-c_d9z@c.org", "ääääääääää"));
         assert!(!ok("abcdefghi@c.org", "12345678"), "short password");
-        assert!(ok("abcdefghi@c.org", "ääääääääá"), "length counts characters");
+        assert!(
+            ok("abcdefghi@c.org", "ääääääääá"),
+            "length counts characters"
+        );
         assert!(!ok("abcdefgh@c.org", "123456789"), "short local part");
         assert!(!ok("abcdefghij@c.org", "123456789"), "long local part");
-        for bad in ["Abcdefghi@c.org", "abcd+fghi@c.org", "abcd!fghi@c.org", "abcd fghi@c.org", "abcd\\fghi@c.org"] {
+        for bad in [
+            "Abcdefghi@c.org",
+            "abcd+fghi@c.org",
+            "abcd!fghi@c.org",
+            "abcd fghi@c.org",
+            "abcd\\fghi@c.org",
+        ] {
             assert!(!ok(bad, "123456789"), "{bad}");
         }
         assert!(!ok("a@b@c.org", "123456789"));
         let dir = tempfile::tempdir().unwrap();
         let flag = dir.path().join("nocreate");
         std::fs::create_dir(&flag).unwrap();
-        assert!(creation_refusal(&c, &flag, "abcdefghi@c.org", "123456789").unwrap().contains("blocked"));
+        assert!(
+            creation_refusal(&c, &flag, "abcdefghi@c.org", "123456789")
+                .unwrap()
+                .contains("blocked")
+        );
     }
 }

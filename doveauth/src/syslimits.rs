@@ -27,7 +27,10 @@ impl Readings {
             .and_then(|s| parse_loadavg(&s).ok_or_else(|| "unparsable /proc/loadavg".to_owned()));
         let mem = std::fs::read_to_string("/proc/meminfo")
             .map_err(|e| e.to_string())
-            .and_then(|s| parse_mem_available_mb(&s).ok_or_else(|| "no MemAvailable in /proc/meminfo".to_owned()));
+            .and_then(|s| {
+                parse_mem_available_mb(&s)
+                    .ok_or_else(|| "no MemAvailable in /proc/meminfo".to_owned())
+            });
         let disk = rustix::fs::statvfs(mailboxes_dir)
             .map(|st| st.f_bavail.saturating_mul(st.f_frsize) / (1024 * 1024))
             .map_err(|e| format!("statvfs {}: {e}", mailboxes_dir.display()));
@@ -48,19 +51,26 @@ impl Readings {
         if let Some(mem) = self.available_memory_mb
             && mem < config.min_available_memory_mb
         {
-            return Some(format!("available memory {mem}MB < {}MB", config.min_available_memory_mb));
+            return Some(format!(
+                "available memory {mem}MB < {}MB",
+                config.min_available_memory_mb
+            ));
         }
         if let Some(disk) = self.free_disk_mb
             && disk < config.min_free_disk_space_mb
         {
-            return Some(format!("free disk {disk}MB < {}MB", config.min_free_disk_space_mb));
+            return Some(format!(
+                "free disk {disk}MB < {}MB",
+                config.min_free_disk_space_mb
+            ));
         }
         None
     }
 }
 
 fn ok_or_log<T>(r: Result<T, String>) -> Option<T> {
-    r.map_err(|e| warn!("ignoring unreadable system limit: {e}")).ok()
+    r.map_err(|e| warn!("ignoring unreadable system limit: {e}"))
+        .ok()
 }
 
 /// The first field of `/proc/loadavg`.
@@ -87,22 +97,43 @@ mod tests {
     fn parses_proc() {
         assert_eq!(parse_loadavg("0.52 0.58 0.59 1/613 12345\n"), Some(0.52));
         assert_eq!(parse_loadavg(""), None);
-        assert_eq!(parse_mem_available_mb("MemTotal: 1 kB\nMemAvailable:    2097152 kB\n"), Some(2048));
+        assert_eq!(
+            parse_mem_available_mb("MemTotal: 1 kB\nMemAvailable:    2097152 kB\n"),
+            Some(2048)
+        );
         assert_eq!(parse_mem_available_mb("MemTotal: 1 kB\n"), None);
     }
 
     #[test]
     fn refusals_in_order() {
         let c = config();
-        let ok = Readings { load_1m: Some(1.0), available_memory_mb: Some(500), free_disk_mb: Some(5000) };
+        let ok = Readings {
+            load_1m: Some(1.0),
+            available_memory_mb: Some(500),
+            free_disk_mb: Some(5000),
+        };
         assert_eq!(ok.refusal(&c), None);
-        let load = Readings { load_1m: Some(7.0), available_memory_mb: Some(1), ..ok };
+        let load = Readings {
+            load_1m: Some(7.0),
+            available_memory_mb: Some(1),
+            ..ok
+        };
         assert_eq!(load.refusal(&c).unwrap(), "load avg 7.00 > 2.00");
-        let mem = Readings { available_memory_mb: Some(99), ..ok };
+        let mem = Readings {
+            available_memory_mb: Some(99),
+            ..ok
+        };
         assert_eq!(mem.refusal(&c).unwrap(), "available memory 99MB < 100MB");
-        let disk = Readings { free_disk_mb: Some(1023), ..ok };
+        let disk = Readings {
+            free_disk_mb: Some(1023),
+            ..ok
+        };
         assert_eq!(disk.refusal(&c).unwrap(), "free disk 1023MB < 1024MB");
-        let unreadable = Readings { load_1m: None, available_memory_mb: None, free_disk_mb: Some(1) };
+        let unreadable = Readings {
+            load_1m: None,
+            available_memory_mb: None,
+            free_disk_mb: Some(1),
+        };
         assert!(unreadable.refusal(&c).unwrap().starts_with("free disk"));
         assert!(Readings::default().refusal(&c).is_none());
     }
@@ -111,6 +142,10 @@ mod tests {
     fn reads_this_machine() {
         let r = Readings::read(Path::new("/"));
         assert!(r.load_1m.is_some() && r.available_memory_mb.is_some() && r.free_disk_mb.is_some());
-        assert!(Readings::read(Path::new("/nonexistent/dir")).free_disk_mb.is_none());
+        assert!(
+            Readings::read(Path::new("/nonexistent/dir"))
+                .free_disk_mb
+                .is_none()
+        );
     }
 }

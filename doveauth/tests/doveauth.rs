@@ -15,7 +15,8 @@ fn start() -> Daemon {
 }
 
 fn json_password(reply: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(reply.strip_prefix('O').unwrap().trim_end()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(reply.strip_prefix('O').unwrap().trim_end()).unwrap();
     v["password"].as_str().unwrap().to_owned()
 }
 
@@ -35,19 +36,30 @@ fn first_login_creates_then_serves_the_same_hash() {
     assert!(created.ends_with("\"}\n"));
     let hash = json_password(&created);
     let maildir = d.mailboxes.join(&addr);
-    assert_eq!(std::fs::read_to_string(maildir.join("password")).unwrap(), hash);
+    assert_eq!(
+        std::fs::read_to_string(maildir.join("password")).unwrap(),
+        hash
+    );
     assert!(maildir.join("enforceE2EEincoming").exists());
 
     // A wrong password gets the stored hash (Dovecot then fails the login) and changes nothing.
     let again = c.ask(&passdb("other-password", &addr));
     assert_eq!(json_password(&again), hash);
     assert_eq!(c.ask(&format!("Lshared/userdb/{addr}\t{addr}")), again);
-    assert_eq!(std::fs::read_to_string(maildir.join("password")).unwrap(), hash);
+    assert_eq!(
+        std::fs::read_to_string(maildir.join("password")).unwrap(),
+        hash
+    );
 
     // The stored hash is the glibc one: an independent implementation verifies it.
     let mcf = hash.strip_prefix("{SHA512-CRYPT}").unwrap();
     let out = std::process::Command::new("python3")
-        .args(["-W", "ignore", "-c", "import crypt,sys; print(crypt.crypt(sys.argv[1], sys.argv[2]) == sys.argv[2])"])
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt,sys; print(crypt.crypt(sys.argv[1], sys.argv[2]) == sys.argv[2])",
+        ])
         .args(["secret-password", mcf])
         .output();
     if let Ok(out) = out
@@ -57,7 +69,12 @@ fn first_login_creates_then_serves_the_same_hash() {
     }
     let (ok, stderr) = d.stop();
     assert!(ok, "clean exit on SIGTERM: {stderr}");
-    assert!(stderr.lines().any(|l| l == format!("Created address: {addr}")), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == format!("Created address: {addr}")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -78,7 +95,10 @@ fn refusals_reply_n_and_create_nothing() {
     ] {
         assert_eq!(c.ask(&passdb(&pw, &user)), "N\n", "{user:?}");
     }
-    let left: Vec<_> = std::fs::read_dir(&d.mailboxes).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&d.mailboxes)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(!d.dir.path().join("etc@chat.example.org").exists());
 }
@@ -110,7 +130,10 @@ fn iterate_lists_accounts_with_password() {
     let d = start();
     let mut c = d.client();
     for u in ["aaaaaaaaa", "bbbbbbbbb"] {
-        assert!(c.ask(&passdb("secret-password", &format!("{u}@{DOMAIN}"))).starts_with('O'));
+        assert!(
+            c.ask(&passdb("secret-password", &format!("{u}@{DOMAIN}")))
+                .starts_with('O')
+        );
     }
     std::fs::create_dir(d.mailboxes.join(format!("nopasswd@{DOMAIN}"))).unwrap();
     std::fs::create_dir(d.mailboxes.join("pending_notifications")).unwrap();
@@ -189,20 +212,36 @@ fn pipelined_requests_are_answered_in_order() {
 fn ip_relay_uses_bracketed_domain() {
     let d = Daemon::start(BIN, "127.0.0.1", "");
     let mut c = d.client();
-    assert!(c.ask(&passdb("secret-password", "abcdefghi@[127.0.0.1]")).starts_with("O{\"addr\": \"abcdefghi@[127.0.0.1]\""));
-    assert_eq!(c.ask(&passdb("secret-password", "abcdefghi@127.0.0.1")), "N\n");
+    assert!(
+        c.ask(&passdb("secret-password", "abcdefghi@[127.0.0.1]"))
+            .starts_with("O{\"addr\": \"abcdefghi@[127.0.0.1]\"")
+    );
+    assert_eq!(
+        c.ask(&passdb("secret-password", "abcdefghi@127.0.0.1")),
+        "N\n"
+    );
 }
 
 #[test]
 fn usage_and_config_errors_exit_with_codes() {
-    let out = std::process::Command::new(BIN).arg("only-one").output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("only-one")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: doveauth SOCKET_PATH INI_PATH"));
     let dir = tempfile::tempdir().unwrap();
     let ini = dir.path().join("chatmail.ini");
     std::fs::write(&ini, "[params]\nmail_domain = x.org\nmax_load_1m = lots\n").unwrap();
-    let out = std::process::Command::new(BIN).arg(dir.path().join("s")).arg(&ini).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg(dir.path().join("s"))
+        .arg(&ini)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 3") && err.contains("max_load_1m") && err.contains("lots"), "{err}");
+    assert!(
+        err.contains("line 3") && err.contains("max_load_1m") && err.contains("lots"),
+        "{err}"
+    );
 }

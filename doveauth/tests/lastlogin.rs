@@ -24,9 +24,14 @@ fn lastlogin_binary_sets_the_day() {
     std::fs::create_dir(&maildir).unwrap();
     std::fs::write(maildir.join("password"), "{SHA512-CRYPT}$6$x").unwrap();
     let mut c = d.client();
-    c.send(b"H3\t2\t0\tu@c.org\tlastlogin\nB1\tu@c.org\nS1\tshared/last-login/u@c.org\t1700000123\n");
+    c.send(
+        b"H3\t2\t0\tu@c.org\tlastlogin\nB1\tu@c.org\nS1\tshared/last-login/u@c.org\t1700000123\n",
+    );
     assert_eq!(c.ask("C1"), "O\n");
-    assert_eq!(std::fs::metadata(maildir.join("password")).unwrap().mtime(), 1_699_920_000);
+    assert_eq!(
+        std::fs::metadata(maildir.join("password")).unwrap().mtime(),
+        1_699_920_000
+    );
     // Unknown user: success, nothing created.
     c.send(b"B2\tx@c.org\nS2\tshared/last-login/nobody@c.org\t1700000123\n");
     assert_eq!(c.ask("C2"), "O\n");

@@ -28,7 +28,9 @@ fn notifies_ready_after_binding() {
     let ini = write_ini(dir.path());
     let notify = dir.path().join("notify");
     let listener = UnixDatagram::bind(&notify).unwrap();
-    listener.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let socket = dir.path().join("auth.socket");
     let mut child = Command::new(BIN)
         .arg(&socket)
@@ -47,7 +49,11 @@ fn notifies_ready_after_binding() {
     let mut line = String::new();
     BufReader::new(&c).read_line(&mut line).unwrap();
     assert_eq!(line, "N\n");
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let n = listener.recv(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
@@ -81,7 +87,10 @@ fn serves_a_socket_passed_by_systemd() {
     let mut line = String::new();
     BufReader::new(&c).read_line(&mut line).unwrap();
     assert_eq!(line, "N\n");
-    assert!(!dir.path().join("unused-path.socket").exists(), "the passed socket is used, no new bind");
+    assert!(
+        !dir.path().join("unused-path.socket").exists(),
+        "the passed socket is used, no new bind"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -39,7 +39,13 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let d = Daemon { child, dir, socket, mailboxes, ini };
+        let d = Daemon {
+            child,
+            dir,
+            socket,
+            mailboxes,
+            ini,
+        };
         d.wait_ready();
         d
     }
@@ -61,7 +67,10 @@ impl Daemon {
 
     /// Stops with SIGTERM and returns (exit success, stderr).
     pub fn stop(mut self) -> (bool, String) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let status = self.child.wait().unwrap();
         let mut err = String::new();
         if let Some(mut s) = self.child.stderr.take() {
@@ -87,7 +96,10 @@ impl Client {
     pub fn connect(path: &Path) -> Client {
         let s = UnixStream::connect(path).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Client { reader: BufReader::new(s.try_clone().unwrap()), writer: s }
+        Client {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {

@@ -28,7 +28,12 @@ impl LastLoginHandler {
 /// The address of a `shared/last-login/<addr>` key; `None` for any other key.
 pub fn last_login_addr(key: &str) -> Option<&str> {
     let mut segments = key.split('/');
-    match (segments.next(), segments.next(), segments.next(), segments.next()) {
+    match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
         (Some("shared"), Some("last-login"), Some(addr), None) => Some(addr),
         _ => None,
     }
@@ -72,7 +77,10 @@ mod tests {
 
     #[test]
     fn keys() {
-        assert_eq!(last_login_addr("shared/last-login/u@c.org"), Some("u@c.org"));
+        assert_eq!(
+            last_login_addr("shared/last-login/u@c.org"),
+            Some("u@c.org")
+        );
         assert_eq!(last_login_addr("shared/last-login"), None);
         assert_eq!(last_login_addr("priv/last-login/u@c.org"), None);
         assert_eq!(last_login_addr("shared/last-login/u@c.org/x"), None);

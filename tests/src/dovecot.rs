@@ -12,7 +12,15 @@ use std::time::{Duration, Instant};
 pub fn vmail_ids() -> (u32, u32) {
     if lookup_ids("vmail").is_none() {
         let status = Command::new("useradd")
-            .args(["--system", "--user-group", "--home-dir", "/home/vmail", "--shell", "/usr/sbin/nologin", "vmail"])
+            .args([
+                "--system",
+                "--user-group",
+                "--home-dir",
+                "/home/vmail",
+                "--shell",
+                "/usr/sbin/nologin",
+                "vmail",
+            ])
             .status()
             .expect("run useradd");
         assert!(status.success(), "useradd vmail failed");
@@ -24,13 +32,18 @@ fn lookup_ids(user: &str) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&user)).then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
+        (f.first() == Some(&user))
+            .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
     })
 }
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A relay-like test environment: config, mailboxes, dict services and Dovecot.
@@ -54,7 +67,10 @@ impl Dovecot {
     /// as vmail, then Dovecot.
     pub fn start(domain: &str, extra_ini: &str) -> Dovecot {
         let (uid, gid) = vmail_ids();
-        let dir = tempfile::Builder::new().prefix("dc").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("dc")
+            .tempdir_in("/tmp")
+            .unwrap();
         let root = dir.path();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -77,8 +93,20 @@ impl Dovecot {
         let auth_socket = run.join("doveauth.socket");
         let lastlogin_socket = run.join("lastlogin.socket");
         let services = vec![
-            spawn_dict(&crate::service::binary("doveauth", "doveauth"), &auth_socket, &ini, uid, gid),
-            spawn_dict(&crate::service::binary("lastlogin", "lastlogin"), &lastlogin_socket, &ini, uid, gid),
+            spawn_dict(
+                &crate::service::binary("doveauth", "doveauth"),
+                &auth_socket,
+                &ini,
+                uid,
+                gid,
+            ),
+            spawn_dict(
+                &crate::service::binary("lastlogin", "lastlogin"),
+                &lastlogin_socket,
+                &ini,
+                uid,
+                gid,
+            ),
         ];
         let auth_conf = root.join("auth.conf");
         std::fs::write(
@@ -151,7 +179,11 @@ service imap-login {{
             .expect("start dovecot (is dovecot-imapd installed?)");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", imap_port)).is_err() {
-            assert!(Instant::now() < deadline, "dovecot did not listen; log:\n{}", read_log(root));
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not listen; log:\n{}",
+                read_log(root)
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Dovecot {
@@ -167,8 +199,16 @@ service imap-login {{
 
     /// Runs `doveadm -c <conf> ARGS` and returns (success, stdout).
     pub fn doveadm(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("doveadm").arg("-c").arg(&self.conf).args(args).output().expect("run doveadm");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .expect("run doveadm");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 
     /// Dovecot's log so far.
@@ -203,7 +243,10 @@ fn spawn_dict(bin: &Path, socket: &Path, ini: &Path, uid: u32, gid: u32) -> Chil
 impl Drop for Dovecot {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {

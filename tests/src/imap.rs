@@ -36,7 +36,9 @@ impl Imap {
     pub fn command(&mut self, cmd: &str) -> (Vec<String>, String) {
         self.tag += 1;
         let tag = format!("a{}", self.tag);
-        self.writer.write_all(format!("{tag} {cmd}\r\n").as_bytes()).unwrap();
+        self.writer
+            .write_all(format!("{tag} {cmd}\r\n").as_bytes())
+            .unwrap();
         let mut untagged = Vec::new();
         loop {
             let l = self.line();

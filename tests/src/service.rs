@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>
-    exe.parent().and_then(Path::parent).expect("target dir layout").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir layout")
+        .to_path_buf()
 }
 
 /// The path of workspace binary `name` of package `package`, building it if missing.

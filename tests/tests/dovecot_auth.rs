@@ -16,7 +16,11 @@ fn imap_login_creates_authenticates_and_tracks_last_login() {
 
     // First login creates the account.
     let mut imap = Imap::connect(dc.imap_port);
-    assert!(imap.login(&addr, password), "first login failed; log:\n{}", dc.log());
+    assert!(
+        imap.login(&addr, password),
+        "first login failed; log:\n{}",
+        dc.log()
+    );
     let (_, status) = imap.command("SELECT INBOX");
     assert!(status.starts_with("OK"), "{status}");
     let password_file = dc.mailboxes.join(&addr).join("password");
@@ -35,10 +39,20 @@ fn imap_login_creates_authenticates_and_tracks_last_login() {
     assert_eq!(std::fs::read_to_string(&password_file).unwrap(), hash);
 
     // Invalid names and other domains are refused and create nothing.
-    for user in [format!("short@{DOMAIN}"), "abcdefghi@other.org".to_owned(), format!("UPPERcase@{DOMAIN}x")] {
-        assert!(!Imap::connect(dc.imap_port).login(&user, password), "{user}");
+    for user in [
+        format!("short@{DOMAIN}"),
+        "abcdefghi@other.org".to_owned(),
+        format!("UPPERcase@{DOMAIN}x"),
+    ] {
+        assert!(
+            !Imap::connect(dc.imap_port).login(&user, password),
+            "{user}"
+        );
     }
-    let mailboxes: Vec<_> = std::fs::read_dir(&dc.mailboxes).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mailboxes: Vec<_> = std::fs::read_dir(&dc.mailboxes)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(mailboxes, vec![std::ffi::OsString::from(&addr)]);
 
     // doveadm iterates the userdb.
@@ -55,14 +69,23 @@ fn imap_login_creates_authenticates_and_tracks_last_login() {
         .set_modified(old)
         .unwrap();
     assert!(Imap::connect(dc.imap_port).login(&addr, password));
-    let today = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() / 86_400 * 86_400;
+    let today = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400
+        * 86_400;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let mtime = std::fs::metadata(&password_file).unwrap().mtime();
         if mtime == i64::try_from(today).unwrap() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "last login not recorded: mtime {mtime}; log:\n{}", dc.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last login not recorded: mtime {mtime}; log:\n{}",
+            dc.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -72,7 +95,11 @@ fn ip_relay_accounts_use_bracketed_addresses() {
     let dc = Dovecot::start("127.0.0.1", "");
     let addr = "abcdefghi@[127.0.0.1]";
     let mut imap = Imap::connect(dc.imap_port);
-    assert!(imap.login(addr, "correct-horse-battery"), "log:\n{}", dc.log());
+    assert!(
+        imap.login(addr, "correct-horse-battery"),
+        "log:\n{}",
+        dc.log()
+    );
     assert!(dc.mailboxes.join(addr).join("password").exists());
 }
 
@@ -80,7 +107,11 @@ fn ip_relay_accounts_use_bracketed_addresses() {
 fn argon2id_accounts_authenticate() {
     let dc = Dovecot::start(DOMAIN, "password_scheme = argon2id\n");
     let addr = format!("argonuser@{DOMAIN}");
-    assert!(Imap::connect(dc.imap_port).login(&addr, "correct-horse-battery"), "log:\n{}", dc.log());
+    assert!(
+        Imap::connect(dc.imap_port).login(&addr, "correct-horse-battery"),
+        "log:\n{}",
+        dc.log()
+    );
     let hash = std::fs::read_to_string(dc.mailboxes.join(&addr).join("password")).unwrap();
     assert!(hash.starts_with("{ARGON2ID}$argon2id$"), "{hash}");
     let (ok, _) = dc.doveadm(&["pw", "-t", &hash, "-p", "correct-horse-battery"]);

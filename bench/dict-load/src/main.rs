@@ -39,7 +39,10 @@ fn main() -> ExitCode {
     let (Some(mode), Some(socket)) = (args.next(), args.next()) else {
         return usage();
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("runtime: {e}");
@@ -63,7 +66,9 @@ fn main() -> ExitCode {
                 lines_per_reply: 1,
             };
             while let Some(flag) = args.next() {
-                let Some(value) = args.next() else { return usage() };
+                let Some(value) = args.next() else {
+                    return usage();
+                };
                 match flag.as_str() {
                     "--conns" => run.conns = value.parse().unwrap_or(1),
                     "--seconds" => run.seconds = value.parse().unwrap_or(5),
@@ -148,7 +153,11 @@ async fn load(run: RunArgs) -> ExitCode {
         }
     }
     all.sort_unstable();
-    let pct = |p: usize| all.get(all.len().saturating_mul(p) / 100).copied().unwrap_or(0);
+    let pct = |p: usize| {
+        all.get(all.len().saturating_mul(p) / 100)
+            .copied()
+            .unwrap_or(0)
+    };
     let secs = run.seconds.max(1);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(

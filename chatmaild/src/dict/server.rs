@@ -12,16 +12,18 @@ use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
-use tokio_util::codec::Framed;
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 
 use super::codec::DictCodec;
-use super::proto::{Lookup, Reply, Request};
+use super::proto::{Lookup, Reply, Request, encode_reply};
 
 /// What a dict service does with requests. Methods are async so a handler can move slow
 /// work (password hashing, fsync) to `spawn_blocking` and keep fast paths inline.
@@ -129,6 +131,10 @@ struct Tx {
     ok: bool,
 }
 
+/// Initial read buffer of a connection: requests are short, and thousands of idle
+/// connections must stay cheap. The buffer grows up to the line limit when needed.
+const READ_BUFFER: usize = 512;
+
 /// Serves one connection until EOF, an error, the idle timeout or a stop.
 pub async fn serve_connection<H: DictHandler>(
     stream: UnixStream,
@@ -136,13 +142,15 @@ pub async fn serve_connection<H: DictHandler>(
     stop: CancellationToken,
     limits: Limits,
 ) {
-    let mut framed = Framed::new(stream, DictCodec::default());
+    let (reader, mut writer) = stream.into_split();
+    let mut requests = FramedRead::with_capacity(reader, DictCodec::default(), READ_BUFFER);
+    let mut out = BytesMut::new();
     let mut txs: HashMap<String, Tx> = HashMap::new();
     loop {
         let next = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            n = tokio::time::timeout(limits.idle_timeout, framed.next()) => n,
+            n = tokio::time::timeout(limits.idle_timeout, requests.next()) => n,
         };
         let item = match next {
             Err(_) => {
@@ -156,18 +164,21 @@ pub async fn serve_connection<H: DictHandler>(
             }
             Ok(Some(Ok(item))) => item,
         };
-        let replies = handle(item, handler.as_ref(), &mut txs, limits.max_transactions).await;
-        for reply in &replies {
-            if framed.feed(reply).await.is_err() {
+        for reply in handle(item, handler.as_ref(), &mut txs, limits.max_transactions).await {
+            encode_reply(&reply, &mut out);
+        }
+        // Answer a pipelined batch with one write, once no complete request is left.
+        let more_buffered = requests.read_buffer().contains(&b'\n');
+        if !more_buffered && !out.is_empty() {
+            if writer.write_all(&out).await.is_err() {
                 return;
             }
-        }
-        let more_buffered = framed.read_buffer().contains(&b'\n');
-        if !more_buffered && framed.flush().await.is_err() {
-            return;
+            out.clear();
         }
     }
-    let _ = framed.flush().await;
+    if !out.is_empty() {
+        let _ = writer.write_all(&out).await;
+    }
 }
 
 async fn handle<H: DictHandler>(
@@ -242,5 +253,118 @@ async fn handle<H: DictHandler>(
             debug!(command = %char::from(command), "unknown dictproxy request ignored");
             vec![]
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// Records sets; `fail` keys fail.
+    #[derive(Default)]
+    struct Recorder {
+        sets: Mutex<Vec<(Option<String>, String, String)>>,
+    }
+
+    impl DictHandler for Recorder {
+        async fn lookup(&self, key: &str, user: Option<&str>) -> Lookup {
+            match key {
+                "missing" => Lookup::NotFound,
+                _ => Lookup::Found(format!("{key}|{}", user.unwrap_or("-"))),
+            }
+        }
+
+        async fn set(&self, user: Option<&str>, key: &str, value: &str) -> bool {
+            self.sets.lock().unwrap().push((
+                user.map(str::to_owned),
+                key.to_owned(),
+                value.to_owned(),
+            ));
+            key != "fail"
+        }
+    }
+
+    async fn transcript(limits: Limits, input: &[u8]) -> (String, Arc<Recorder>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let listener = UnixListener::bind(&path).unwrap();
+        let handler = Arc::new(Recorder::default());
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, handler.clone(), stop.clone(), limits));
+        let mut c = UnixStream::connect(&path).await.unwrap();
+        c.write_all(input).await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut out = String::new();
+        let mut r = BufReader::new(c);
+        while r.read_line(&mut out).await.unwrap() > 0 {}
+        stop.cancel();
+        server.await.unwrap().unwrap();
+        (out, handler)
+    }
+
+    #[tokio::test]
+    async fn transactions_per_spec() {
+        let (out, h) = transcript(
+            Limits::default(),
+            b"H3\t2\t0\t\tx\nB1\tu@x\nS1\tk\tv\nS1\tfail\t\nC1\nB2\tu@x\nS2\tk\tv2\nC2\nS9\tk\tv\nC9\nB3\nR3\nC3\nLkey\tu\nLmissing\nI0\t0\tp\nUx\n",
+        )
+        .await;
+        assert_eq!(out, "F\nO\nF\nF\nOkey|u\nN\n\n");
+        let sets = h.sets.lock().unwrap();
+        assert_eq!(
+            sets.len(),
+            3,
+            "S for an unknown transaction is ignored: {sets:?}"
+        );
+        assert_eq!(sets[0], (Some("u@x".into()), "k".into(), "v".into()));
+    }
+
+    #[tokio::test]
+    async fn transaction_limit_per_connection() {
+        let limits = Limits {
+            max_transactions: 2,
+            ..Limits::default()
+        };
+        let (out, _) = transcript(limits, b"B1\nB2\nB3\nC3\nC1\nB4\nC4\n").await;
+        assert_eq!(
+            out, "F\nO\nO\n",
+            "the third open transaction is refused, a freed slot is reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_lines_answered_in_protocol() {
+        let (out, h) = transcript(
+            Limits::default(),
+            b"L\xff\tu\nI0\t0\t\xfe\nB1\tu\nS1\t\xff\tv\nC1\nC\xff\nLok\n",
+        )
+        .await;
+        assert_eq!(out, "F\n\nF\nF\nOok|-\n");
+        assert!(h.sets.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_are_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let listener = UnixListener::bind(&path).unwrap();
+        let stop = CancellationToken::new();
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(5),
+            ..Limits::default()
+        };
+        tokio::spawn(serve(
+            listener,
+            Arc::new(Recorder::default()),
+            stop.clone(),
+            limits,
+        ));
+        let c = UnixStream::connect(&path).await.unwrap();
+        let mut line = String::new();
+        let n = BufReader::new(c).read_line(&mut line).await.unwrap();
+        assert_eq!(n, 0, "closed after the idle timeout");
+        stop.cancel();
     }
 }
