@@ -1,0 +1,197 @@
+//! filtermail: the Postfix before-queue SMTP filter of a chatmail relay (SPEC §6).
+//!
+//! Outgoing mode checks what our users submit, incoming mode what other servers deliver:
+//! cleartext is refused unless it is one of the few allowed exceptions, senders are rate
+//! limited, incoming mail must carry an aligned DKIM signature, and accepted mail is
+//! reinjected into Postfix unchanged.
+//!
+//! The layers are separate so other front ends can reuse them: [`policy`] and [`mime`] /
+//! [`openpgp`] are pure; [`dkim`] and [`reinject`] do the network work; [`Filter`] chains
+//! them for one message; [`server`] is the SMTP listener (with the protocol state machines
+//! in [`smtp`]).
+#![forbid(unsafe_code)]
+
+pub mod dkim;
+pub mod error;
+pub mod mime;
+pub mod openpgp;
+pub mod policy;
+pub mod ratelimit;
+pub mod reinject;
+pub mod reply;
+pub mod server;
+pub mod smtp;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatmaild::Config;
+
+pub use error::Error;
+pub use policy::{Envelope, MailParams, Verdict, check_incoming, check_outgoing};
+pub use reply::Reply;
+pub use smtp::Mode;
+
+use tracing::{info, warn};
+
+use crate::dkim::DkimVerifier;
+use crate::ratelimit::RateLimiter;
+use crate::reinject::Reinjector;
+
+/// Messages up to this size are checked on the I/O thread: parsing them takes
+/// microseconds, less than handing them to the blocking pool and back.
+const INLINE_CHECK_MAX: usize = 256 * 1024;
+/// Time allowed for connecting to the reinjection port and for each of its replies.
+const REINJECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything needed to decide about and pass on one message; shared by all connections.
+#[derive(Debug)]
+pub struct Filter {
+    /// Outgoing or incoming policy.
+    pub mode: Mode,
+    /// Where `enforceE2EEincoming` markers live.
+    pub mailboxes_dir: PathBuf,
+    /// `max_message_size` in bytes.
+    pub max_message_size: u64,
+    /// The outgoing send rate limit (outgoing mode only).
+    pub limiter: Option<RateLimiter>,
+    /// DKIM verification (incoming mode, unless skipped).
+    pub dkim: Option<DkimVerifier>,
+    /// Where accepted mail goes.
+    pub reinjector: Reinjector,
+}
+
+impl Filter {
+    /// The filter for `mode` as `config` describes it. `dkim` is the verifier for incoming
+    /// mode (`None` skips the check).
+    pub fn new(config: &Config, mode: Mode, dkim: Option<DkimVerifier>) -> Filter {
+        let port = match mode {
+            Mode::Outgoing => config.postfix_reinject_port,
+            Mode::Incoming => config.postfix_reinject_port_incoming,
+        };
+        Filter {
+            mode,
+            mailboxes_dir: config.mailboxes_dir.clone(),
+            max_message_size: config.max_message_size,
+            limiter: (mode == Mode::Outgoing).then(|| {
+                RateLimiter::new(
+                    config.max_user_send_per_minute,
+                    config.max_user_send_burst_size,
+                )
+            }),
+            dkim: if mode == Mode::Incoming { dkim } else { None },
+            reinjector: Reinjector::new(host_port(&config.postfix_host, port), REINJECT_TIMEOUT),
+        }
+    }
+
+    /// The policy of this filter's mode.
+    pub fn check(&self, env: &Envelope, message: &[u8]) -> Verdict {
+        match self.mode {
+            Mode::Outgoing => check_outgoing(env, message),
+            Mode::Incoming => check_incoming(env, message, &self.mailboxes_dir),
+        }
+    }
+
+    /// Policy, DKIM and reinjection for one received message; the reply for the client.
+    pub async fn process(
+        self: &Arc<Self>,
+        env: Envelope,
+        params: MailParams,
+        message: Vec<u8>,
+    ) -> Reply {
+        let (verdict, env, message) = if message.len() <= INLINE_CHECK_MAX {
+            let verdict = self.check(&env, &message);
+            (verdict, env, message)
+        } else {
+            // MIME parsing of a large message is CPU work: keep it off the I/O threads.
+            let this = Arc::clone(self);
+            let checked = tokio::task::spawn_blocking(move || {
+                let verdict = this.check(&env, &message);
+                (verdict, env, message)
+            })
+            .await;
+            match checked {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!("policy check failed: {e}");
+                    return Reply::LOCAL_ERROR;
+                }
+            }
+        };
+        let accepted = match verdict {
+            Verdict::Accept(a) => a,
+            Verdict::Reject(reply) => return reply,
+        };
+        if let Some(dkim) = &self.dkim
+            && let Err(reply) = dkim.verify(&message, &accepted.from_addr).await
+        {
+            return reply;
+        }
+        let sender = if accepted.null_sender {
+            ""
+        } else {
+            env.mail_from.as_str()
+        };
+        self.reinjector
+            .send(sender, &env.rcpt_to, params.smtputf8, &message)
+            .await
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 literal.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The whole daemon after argument parsing (SPEC §6.1): config, DKIM set-up, bind, the
+/// serving-loop log line, readiness, serve until SIGTERM/SIGINT.
+pub async fn serve(ini: &std::path::Path, mode: Mode) -> Result<(), Error> {
+    let config = chatmaild::Config::load(ini)?;
+    let verifier = if mode == Mode::Incoming {
+        if dkim::skip_requested(std::env::var(dkim::ENV_SKIP).ok().as_deref()) {
+            warn!("{}", dkim::LOG_SKIPPED);
+            None
+        } else {
+            let nameserver = match std::env::var(dkim::ENV_RESOLVER) {
+                Ok(v) => Some(v.parse().map_err(|e| Error::Env {
+                    name: dkim::ENV_RESOLVER,
+                    reason: format!("{v:?}: {e}"),
+                })?),
+                Err(_) => None,
+            };
+            Some(DkimVerifier::new(nameserver)?)
+        }
+    } else {
+        None
+    };
+    let port = match mode {
+        Mode::Outgoing => config.filtermail_smtp_port,
+        Mode::Incoming => config.filtermail_smtp_port_incoming,
+    };
+    let addr = host_port(&config.filtermail_host, port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let fallback = verifier
+        .as_ref()
+        .and_then(|v| v.resolver_fallback().map(str::to_owned));
+    let filter = Arc::new(Filter::new(&config, mode, verifier));
+    let stop = chatmaild::service::shutdown_token().map_err(Error::Accept)?;
+    chatmaild::service::raise_nofile_limit();
+    info!(%addr, ?mode, "{}", server::LOG_SERVING);
+    if let Some(why) = fallback {
+        warn!("{why}");
+    }
+    chatmaild::service::notify_ready();
+    let result = server::run(listener, filter, stop).await;
+    chatmaild::service::notify_stopping();
+    result
+}

@@ -1,0 +1,165 @@
+//! The SMTP listener: accept loop and per-connection I/O around the state machines of
+//! [`crate::smtp`]. Many sessions run at once (one task each, bounded by a semaphore);
+//! idle clients are timed out; on shutdown, accepting stops and sessions in flight get a
+//! grace period to finish.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::Filter;
+use crate::error::Error;
+use crate::reply::Reply;
+use crate::smtp::{DataEnd, DataReader, Line, Session, Step, next_line};
+
+/// Log line tests wait for before connecting (SPEC §6.1).
+pub const LOG_SERVING: &str = "entering serving loop";
+/// How long a client may stay silent (Postfix's own proxy timeout is 100 s).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Most sessions served at once; further clients wait in the listen queue.
+const MAX_SESSIONS: usize = 2048;
+/// Time sessions in flight get to finish after a stop request.
+const GRACE: Duration = Duration::from_secs(30);
+/// Read size during DATA.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Serves SMTP on `listener` until `stop` is cancelled.
+pub async fn run(
+    listener: TcpListener,
+    filter: Arc<Filter>,
+    stop: CancellationToken,
+) -> Result<(), Error> {
+    let tasks = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(MAX_SESSIONS));
+    let result = loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break Ok(()),
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break Ok(()),
+            },
+        };
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break Ok(()),
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let filter = Arc::clone(&filter);
+                tasks.spawn(async move {
+                    if let Err(e) = session(stream, &filter).await {
+                        debug!(%peer, "session ended: {e}");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => match e.kind() {
+                std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset => {}
+                _ if is_resource_exhaustion(&e) => {
+                    warn!("accept: {e}; pausing");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => break Err(Error::Accept(e)),
+            },
+        }
+    };
+    tasks.close();
+    if tokio::time::timeout(GRACE, tasks.wait()).await.is_err() {
+        warn!("sessions still running after the grace period");
+    }
+    info!("stopped");
+    result
+}
+
+/// EMFILE, ENFILE, ENOBUFS, ENOMEM: transient, the next accept may succeed.
+fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
+}
+
+async fn write(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await
+}
+
+/// Reads more bytes into `buf`; `Ok(false)` on EOF. Idle clients get a 421.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    buf.reserve(READ_CHUNK);
+    match tokio::time::timeout(IDLE_TIMEOUT, stream.read_buf(buf)).await {
+        Ok(n) => Ok(n? > 0),
+        Err(_) => {
+            let _ = write(stream, &Reply::TIMEOUT.to_wire()).await;
+            Err(std::io::ErrorKind::TimedOut.into())
+        }
+    }
+}
+
+/// One SMTP connection from Postfix.
+async fn session(mut stream: TcpStream, filter: &Arc<Filter>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    write(&mut stream, &Reply::GREETING.to_wire()).await?;
+    let mut smtp = Session::new(filter.mode, filter.max_message_size);
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        let (step, used) = match next_line(&buf) {
+            Line::Complete(line, used) => (
+                smtp.on_line(line, filter.limiter.as_ref(), Instant::now()),
+                used,
+            ),
+            Line::Incomplete => {
+                if !read_more(&mut stream, &mut buf).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            Line::BareLf => (Step::Close(Reply::BARE_LF), buf.len()),
+            Line::TooLong => (Step::Close(Reply::LINE_TOO_LONG), buf.len()),
+        };
+        buf.drain(..used);
+        match step {
+            Step::Reply(reply) => write(&mut stream, &reply.to_wire()).await?,
+            Step::Raw(bytes) => write(&mut stream, &bytes).await?,
+            Step::Close(reply) => {
+                write(&mut stream, &reply.to_wire()).await?;
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+            Step::Data => {
+                write(&mut stream, &Reply::START_DATA.to_wire()).await?;
+                let end = read_data(&mut stream, &mut buf, filter.max_message_size).await?;
+                let (env, params) = smtp.take_transaction();
+                let reply = match end {
+                    DataEnd::TooBig => {
+                        warn!("message exceeds max_message_size");
+                        Reply::TOO_BIG
+                    }
+                    DataEnd::Message(message) => filter.process(env, params, message).await,
+                };
+                write(&mut stream, &reply.to_wire()).await?;
+            }
+        }
+    }
+}
+
+/// Reads DATA up to the end marker; bytes after it stay in `buf` for the command reader.
+async fn read_data(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max: u64,
+) -> std::io::Result<DataEnd> {
+    let mut reader = DataReader::new(max);
+    loop {
+        let (used, end) = reader.feed(buf);
+        buf.drain(..used);
+        if let Some(end) = end {
+            return Ok(end);
+        }
+        if !read_more(stream, buf).await? {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}

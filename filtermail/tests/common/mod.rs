@@ -1,0 +1,272 @@
+//! Shared fixtures of the integration tests.
+// Test scaffolding: a failed setup step should abort the test loudly, and each test binary
+// uses only some helpers.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "test scaffolding"
+)]
+
+use std::path::PathBuf;
+
+/// Line endings a fixture is rendered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eol {
+    Lf,
+    Crlf,
+}
+
+/// The fixture `name` from `tests/data`, placeholders filled, with uniform line endings.
+pub fn eml(name: &str, from: &str, to: &str, subject: &str, eol: Eol) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace('\r', "")
+        .replace("{from_addr}", from)
+        .replace("{to_addr}", to)
+        .replace("{subject}", subject);
+    match eol {
+        Eol::Lf => text.into_bytes(),
+        Eol::Crlf => text.replace('\n', "\r\n").into_bytes(),
+    }
+}
+
+/// Every fixture name.
+pub fn all_fixtures() -> Vec<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".eml"))
+        .collect();
+    names.sort();
+    names
+}
+
+pub mod dns;
+pub mod sink;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `filtermail` binary; killed on drop.
+pub struct Daemon {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+    /// Its stderr lines so far (after the first).
+    pub log: Arc<Mutex<Vec<String>>>,
+    /// The first stderr lines, up to and including the one with `loop`.
+    pub startup: Vec<String>,
+    /// The temp dir holding its config and mailboxes.
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// Starts `filtermail <ini> <mode>` with extra `[params]` lines and environment.
+    pub fn start(mode: &str, reinject_port: u16, extra: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mailboxes = dir.path().join("mailboxes");
+        std::fs::create_dir(&mailboxes).unwrap();
+        let ini = dir.path().join("chatmail.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[params]\nmail_domain = chat.example.org\nfiltermail_smtp_port = {port}\nfiltermail_smtp_port_incoming = {port}\npostfix_reinject_port = {reinject_port}\npostfix_reinject_port_incoming = {reinject_port}\nmailboxes_dir = {}\n{extra}",
+                mailboxes.display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_filtermail"));
+        cmd.arg(&ini)
+            .arg(mode)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null());
+        cmd.env_remove("FILTERMAIL_SKIP_DKIM")
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut reader = std::io::BufReader::new(stderr);
+        let mut startup = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("filtermail exited during startup: {startup:?}");
+            }
+            let has_loop = line.contains("loop");
+            startup.push(line.trim_end().to_string());
+            if has_loop {
+                break;
+            }
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                log2.lock().unwrap().push(line);
+            }
+        });
+        Daemon {
+            child,
+            port,
+            log,
+            startup,
+            dir,
+        }
+    }
+
+    /// The mailboxes directory.
+    pub fn mailboxes(&self) -> std::path::PathBuf {
+        self.dir.path().join("mailboxes")
+    }
+
+    /// Stderr lines so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until a log line contains `needle`; returns whether one did.
+    pub async fn wait_log(&self, needle: &str) -> bool {
+        for _ in 0..200 {
+            if self.log_lines().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Connects an SMTP client and reads the greeting.
+    pub async fn connect(&self) -> Client {
+        connect_port(self.port).await
+    }
+}
+
+/// An SMTP client connected to 127.0.0.1:`port`, greeting read.
+pub async fn connect_port(port: u16) -> Client {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (r, w) = stream.into_split();
+    let mut c = Client {
+        r: BufReader::new(r),
+        w,
+    };
+    let greeting = c.reply().await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    c
+}
+
+/// A raw SMTP client for transcripts.
+pub struct Client {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Client {
+    /// Sends raw bytes.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one complete (possibly multi-line) reply, lines joined with `\n`, no CRLF.
+    pub async fn reply(&mut self) -> String {
+        let mut out = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                self.r.read_line(&mut line),
+            )
+            .await
+            .expect("reply timeout")
+            .unwrap();
+            assert!(n > 0, "connection closed; got so far {out:?}");
+            assert!(line.ends_with("\r\n"), "reply line without CRLF: {line:?}");
+            let line = line.trim_end().to_string();
+            let more = line.as_bytes().get(3) == Some(&b'-');
+            out.push(line);
+            if !more {
+                return out.join("\n");
+            }
+        }
+    }
+
+    /// Sends a command line and returns the reply.
+    pub async fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    /// Whether the server closed the connection (EOF within a bounded wait).
+    pub async fn closed(&mut self) -> bool {
+        let mut line = String::new();
+        matches!(
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                self.r.read_line(&mut line)
+            )
+            .await,
+            Ok(Ok(0))
+        )
+    }
+
+    /// A whole transaction; returns the final reply. `message` is sent dot-stuffed.
+    pub async fn transaction(&mut self, from: &str, to: &[&str], message: &[u8]) -> String {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>")).await;
+        if !r.starts_with("250") {
+            return r;
+        }
+        for t in to {
+            let r = self.cmd(&format!("RCPT TO:<{t}>")).await;
+            assert!(r.starts_with("250"), "{r}");
+        }
+        let r = self.cmd("DATA").await;
+        assert!(r.starts_with("354"), "{r}");
+        self.send(&stuff(message)).await;
+        self.send(b".\r\n").await;
+        self.reply().await
+    }
+}
+
+/// Dot-stuffs `message` (CRLF lines) for DATA.
+pub fn stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 16);
+    let mut start = true;
+    for &b in message {
+        if start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        start = b == b'\n';
+    }
+    out
+}

@@ -1,0 +1,336 @@
+//! Table tests of the pure policy over the shared `.eml` corpus (outgoing and incoming, LF
+//! and CRLF) and over hostile messages.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "test helpers"
+)]
+
+mod common;
+
+use common::{Eol, all_fixtures, eml};
+use filtermail::policy::Accepted;
+use filtermail::{Envelope, Reply, Verdict, check_incoming, check_outgoing};
+
+const FROM: &str = "alice@chat.example.org";
+const TO: &str = "bob@chat.example.org";
+
+fn env(from: &str, to: &[&str]) -> Envelope {
+    Envelope {
+        mail_from: from.into(),
+        rcpt_to: to.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn accept(from: &str, null_sender: bool) -> Verdict {
+    Verdict::Accept(Accepted {
+        from_addr: from.into(),
+        null_sender,
+    })
+}
+
+fn reject_523() -> Verdict {
+    Verdict::Reject(Reply::ENCRYPTION_NEEDED)
+}
+
+/// `(fixture, outgoing verdict, incoming verdict for a recipient enforcing E2EE)`.
+fn expectations() -> Vec<(&'static str, Verdict, Verdict)> {
+    let mailer_daemon = "MAILER-DAEMON@example.org";
+    vec![
+        ("asm.eml", reject_523(), reject_523()),
+        ("encrypted.eml", accept(FROM, false), accept(FROM, false)),
+        ("fake-encrypted.eml", reject_523(), reject_523()),
+        ("literal.eml", reject_523(), reject_523()),
+        (
+            "mailer-daemon.eml",
+            Verdict::Reject(Reply::from_mismatch(mailer_daemon, FROM)),
+            accept(mailer_daemon, true),
+        ),
+        ("mdn.eml", reject_523(), reject_523()),
+        ("plain.eml", reject_523(), reject_523()),
+        (
+            "securejoin-vc.eml",
+            accept(FROM, false),
+            accept(FROM, false),
+        ),
+        ("securejoin-vc-fake.eml", reject_523(), reject_523()),
+    ]
+}
+
+#[test]
+fn corpus_outgoing_and_incoming() {
+    let dir = tempfile::tempdir().unwrap();
+    let enforcing = dir.path().join(TO);
+    std::fs::create_dir(&enforcing).unwrap();
+    std::fs::write(enforcing.join("enforceE2EEincoming"), b"").unwrap();
+    let table = expectations();
+    let mut names: Vec<String> = table.iter().map(|t| t.0.to_string()).collect();
+    names.sort();
+    assert_eq!(names, all_fixtures(), "every fixture has an expectation");
+    for eol in [Eol::Lf, Eol::Crlf] {
+        for (name, outgoing, incoming) in &table {
+            let msg = eml(name, FROM, TO, "Hi", eol);
+            assert_eq!(
+                &check_outgoing(&env(FROM, &[TO]), &msg),
+                outgoing,
+                "outgoing {name} {eol:?}"
+            );
+            assert_eq!(
+                &check_incoming(&env(FROM, &[TO]), &msg, dir.path()),
+                incoming,
+                "incoming {name} {eol:?}"
+            );
+            // Without the marker every message the policy can parse is accepted incoming.
+            let other = "carol@chat.example.org";
+            let verdict = check_incoming(&env(FROM, &[other]), &msg, dir.path());
+            assert!(matches!(verdict, Verdict::Accept(_)), "open {name} {eol:?}");
+        }
+    }
+}
+
+#[test]
+fn autocrypt_setup_message_only_self_sent() {
+    let msg = eml("asm.eml", FROM, FROM, "x", Eol::Crlf);
+    assert_eq!(
+        check_outgoing(&env(FROM, &[FROM]), &msg),
+        accept(FROM, false)
+    );
+    assert_eq!(check_outgoing(&env(FROM, &[FROM, TO]), &msg), reject_523());
+    // Not an exception for incoming mail.
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = dir.path().join(FROM);
+    std::fs::create_dir(&mbox).unwrap();
+    std::fs::write(mbox.join("enforceE2EEincoming"), b"").unwrap();
+    assert_eq!(
+        check_incoming(&env(FROM, &[FROM]), &msg, dir.path()),
+        reject_523()
+    );
+}
+
+#[test]
+fn from_header_rules() {
+    let msg = eml("encrypted.eml", FROM, TO, "x", Eol::Crlf);
+    // Case-insensitive match.
+    assert!(matches!(
+        check_outgoing(&env("ALICE@chat.example.org", &[TO]), &msg),
+        Verdict::Accept(_)
+    ));
+    // Forged From.
+    let forged = eml("encrypted.eml", "forged@evil.example", TO, "x", Eol::Crlf);
+    assert_eq!(
+        check_outgoing(&env(FROM, &[TO]), &forged),
+        Verdict::Reject(Reply::from_mismatch("forged@evil.example", FROM))
+    );
+    // Incoming: a differing From is reinjected with the null sender, not refused.
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        check_incoming(&env("srs@forwarder.example", &[TO]), &msg, dir.path()),
+        accept(FROM, true)
+    );
+    assert_eq!(
+        check_incoming(&env("", &[TO]), &msg, dir.path()),
+        accept(FROM, true)
+    );
+    // No From at all.
+    let no_from = b"Subject: x\r\nTo: b@c\r\n\r\nbody\r\n";
+    assert_eq!(
+        check_outgoing(&env(FROM, &[TO]), no_from),
+        Verdict::Reject(Reply::invalid_from_header(""))
+    );
+    assert_eq!(
+        check_incoming(&env(FROM, &[TO]), no_from, dir.path()),
+        Verdict::Reject(Reply::invalid_from_header(""))
+    );
+    let bad_from = b"From: nobody\r\n\r\nbody\r\n";
+    assert_eq!(
+        check_outgoing(&env(FROM, &[TO]), bad_from),
+        Verdict::Reject(Reply::invalid_from_header("nobody"))
+    );
+    // The first From header counts.
+    let two_froms = format!("From: {FROM}\r\nFrom: other@x.org\r\n\r\nhi\r\n");
+    assert_eq!(
+        check_outgoing(&env("other@x.org", &[TO]), two_froms.as_bytes()),
+        Verdict::Reject(Reply::from_mismatch(FROM, "other@x.org"))
+    );
+}
+
+#[test]
+fn enforce_e2ee_lookup_is_lower_cased_and_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = dir.path().join(TO);
+    std::fs::create_dir(&mbox).unwrap();
+    std::fs::write(mbox.join("enforceE2EEincoming"), b"").unwrap();
+    let msg = eml("plain.eml", FROM, TO, "x", Eol::Crlf);
+    assert_eq!(
+        check_incoming(&env(FROM, &["Bob@Chat.Example.org"]), &msg, dir.path()),
+        reject_523()
+    );
+    // One enforcing recipient among several refuses the message.
+    assert_eq!(
+        check_incoming(&env(FROM, &["x@chat.example.org", TO]), &msg, dir.path()),
+        reject_523()
+    );
+    // Addresses that cannot name a mailbox are refused, never looked up as paths.
+    for bad in ["no-at-sign", "../../etc@x", "a/b@x", "x@y\u{7}"] {
+        assert_eq!(
+            check_incoming(&env(FROM, &[bad]), &msg, dir.path()),
+            reject_523(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn unparsable_message() {
+    assert_eq!(
+        check_outgoing(&env(FROM, &[TO]), b""),
+        Verdict::Reject(Reply::unparsable("no message headers"))
+    );
+}
+
+/// Hostile inputs: only the verdict may vary, nothing may panic.
+#[test]
+fn hostile_messages_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = format!("From: {FROM}\r\nTo: {TO}\r\n");
+    let enc = |body: &str| {
+        format!(
+            "{head}Content-Type: multipart/encrypted; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--B\r\nContent-Type: application/octet-stream\r\n\r\n{body}\r\n--B--\r\n"
+        )
+    };
+    let mut cases: Vec<(String, Vec<u8>)> = vec![
+        ("truncated packet".into(), enc("-----BEGIN PGP MESSAGE-----\r\n\r\n0g==\r\n-----END PGP MESSAGE-----").into_bytes()),
+        ("huge length".into(), enc("-----BEGIN PGP MESSAGE-----\r\n\r\n0v//////\r\n-----END PGP MESSAGE-----").into_bytes()),
+        ("partial huge".into(), enc("-----BEGIN PGP MESSAGE-----\r\n\r\n0v4A\r\n-----END PGP MESSAGE-----").into_bytes()),
+        ("no armor".into(), enc("hello").into_bytes()),
+        ("missing boundary".into(), format!("{head}Content-Type: multipart/encrypted\r\n\r\n--B\r\nVersion: 1\r\n").into_bytes()),
+        ("unterminated multipart".into(), format!("{head}Content-Type: multipart/encrypted; boundary=B\r\n\r\n--B\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--B\r\n").into_bytes()),
+        ("headers only".into(), head.clone().into_bytes()),
+        ("binary junk".into(), (0..=255u8).cycle().take(10_000).collect()),
+        ("invalid utf-8 headers".into(), b"From: \xff\xfe@\xff\r\nSubject: \xc3\x28\r\n\r\n\xff\r\n".to_vec()),
+    ];
+    // Deeply nested multiparts.
+    let mut nested = head.clone();
+    for i in 0..2000 {
+        nested.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    nested.push_str("\r\nleaf\r\n");
+    cases.push(("nested multiparts".into(), nested.into_bytes()));
+    // Nested encrypted inside encrypted.
+    let inner = enc("x");
+    cases.push(("encrypted in encrypted".into(), enc(&inner).into_bytes()));
+    // Huge headers: one very long line and very many headers.
+    let mut huge = head.clone();
+    huge.push_str(&format!("X-Long: {}\r\n", "a".repeat(2_000_000)));
+    for i in 0..50_000 {
+        huge.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    huge.push_str("\r\nbody\r\n");
+    cases.push(("huge headers".into(), huge.into_bytes()));
+    // A three-part multipart/encrypted with a valid payload is not accepted (exactly two).
+    for (name, msg) in &cases {
+        let out = check_outgoing(&env(FROM, &[TO]), msg);
+        let inc = check_incoming(&env(FROM, &[TO]), msg, dir.path());
+        if name != "binary junk" && name != "invalid utf-8 headers" {
+            // None of these is encrypted: with an enforcing recipient they must be refused.
+            assert!(!matches!(out, Verdict::Accept(_)), "{name}: {out:?}");
+        }
+        let _ = inc;
+    }
+}
+
+#[test]
+fn version_part_alone_or_three_parts_rejected() {
+    let good = eml("encrypted.eml", FROM, TO, "x", Eol::Crlf);
+    let text = String::from_utf8(good).unwrap();
+    // Drop the payload part: only the version part remains.
+    let start = text
+        .find("--YFrteb74qSXmggbOxZL9dRnhymywAi\r\nContent-Description: OpenPGP")
+        .unwrap();
+    let end = text.rfind("--YFrteb74qSXmggbOxZL9dRnhymywAi--").unwrap();
+    let lone = format!("{}{}", &text[..start], &text[end..]);
+    assert_eq!(
+        check_outgoing(&env(FROM, &[TO]), lone.as_bytes()),
+        reject_523()
+    );
+    // Duplicate the payload part: three parts.
+    let payload = &text[start..end];
+    let three = format!("{}{}{}", &text[..end], payload, &text[end..]);
+    assert_eq!(
+        check_outgoing(&env(FROM, &[TO]), three.as_bytes()),
+        reject_523()
+    );
+}
+
+/// A small deterministic generator of protocol-shaped junk (no external fuzzer needed to
+/// keep these paths exercised on every test run).
+struct Junk(u64);
+
+impl Junk {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, alphabet: &[&[u8]], pieces: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..pieces {
+            let i = (self.next() % alphabet.len() as u64) as usize;
+            out.extend_from_slice(alphabet[i]);
+        }
+        out
+    }
+}
+
+#[test]
+fn random_inputs_never_panic() {
+    let mime_alphabet: &[&[u8]] = &[
+        b"\r\n",
+        b"\n",
+        b"--B",
+        b"--B--",
+        b"Content-Type: multipart/encrypted; boundary=B\r\n",
+        b"Content-Type: application/pgp-encrypted\r\n",
+        b"Content-Type: application/octet-stream\r\n",
+        b"Content-Type: multipart/mixed; boundary=B\r\n",
+        b"Content-Transfer-Encoding: base64\r\n",
+        b"From: a@b\r\n",
+        b"Secure-Join: vc-request\r\n",
+        b"Version: 1",
+        b"-----BEGIN PGP MESSAGE-----",
+        b"-----END PGP MESSAGE-----",
+        b"wcBMA",
+        b"0sA",
+        b"=AbCd",
+        b"==",
+        b"\xff",
+        b"=?utf-8?q?x?=",
+        b" ",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut junk = Junk(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..3000 {
+        let pieces = (junk.next() % 60) as usize;
+        let msg = junk.bytes(mime_alphabet, pieces);
+        let _ = check_outgoing(&env("a@b", &[TO]), &msg);
+        let _ = check_incoming(&env("a@b", &[TO]), &msg, dir.path());
+        let _ = filtermail::openpgp::check_armored_payload(&msg, false);
+    }
+    for _ in 0..20_000 {
+        let len = (junk.next() % 40) as usize;
+        let packets: Vec<u8> = (0..len).map(|_| junk.next() as u8).collect();
+        let _ = filtermail::openpgp::is_encrypted_packet_sequence(&packets);
+    }
+    let smtp_alphabet: &[&[u8]] = &[b"\r\n", b".", b"\r", b"\n", b"..", b"x", b"\r\n.\r\n"];
+    for _ in 0..20_000 {
+        let pieces = (junk.next() % 30) as usize;
+        let data = junk.bytes(smtp_alphabet, pieces);
+        let mut reader = filtermail::smtp::DataReader::new(16);
+        let (used, _) = reader.feed(&data);
+        assert!(used <= data.len());
+    }
+}
