@@ -9,7 +9,7 @@
 //!
 //! Dovecot side: `mail_attribute_dict = proxy:<socket>:metadata` and `imap_metadata = yes`;
 //! for notifications, the LMTP `push_notification_lua` driver with the hook in
-//! `dovecot/push_notification.lua` of this package. Notifications go to
+//! `relay/dovecot/push_notification.lua` of the repository. Notifications go to
 //! `notification_url` of `chatmail.ini`; HTTPS certificates are checked against the
 //! system trust store, which `SSL_CERT_FILE`/`SSL_CERT_DIR` override as for OpenSSL.
 //! The environment variable [`clock::TIME_SCALE_ENV`] shortens retry delays and exists

@@ -1,6 +1,6 @@
 //! Against a real Dovecot (Debian's dovecot-core): `mail_attribute_dict` on our socket,
 //! IMAP METADATA from a client, and an LMTP delivery whose push hook (the project's Lua
-//! script, `dovecot/push_notification.lua`) sets `/private/messagenew`. Skipped when
+//! script, `relay/dovecot/push_notification.lua`) sets `/private/messagenew`. Skipped when
 //! Dovecot is not installed or the test does not run as root (Dovecot's master needs it).
 // Test helpers outside #[test] functions: a failed step should panic with its cause.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-const PUSH_LUA: &str = include_str!("../dovecot/push_notification.lua");
+const PUSH_LUA: &str = include_str!("../../relay/dovecot/push_notification.lua");
 
 fn dovecot_available() -> bool {
     let root = Command::new("id")
