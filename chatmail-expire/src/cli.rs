@@ -1,0 +1,403 @@
+//! Command lines of `chatmail-expire` and `chatmail-quota-expire` (SPEC §7.1, §7.5) and
+//! their `main` flows.
+//!
+//! The flags are those of the reference's `argparse` parsers, including unambiguous
+//! prefixes of long options (`--rem` for `--remove`), `--opt=value` and negative numbers as
+//! option values. Usage errors exit 64 for `chatmail-expire` and 2 for
+//! `chatmail-quota-expire` (Dovecot's `quota_warning` script service only logs it).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chatmaild::Config;
+
+use crate::Error;
+use crate::clock;
+use crate::expire::{Policy, Stopwatch};
+use crate::parallel::{default_threads, progress_wanted};
+use crate::quota::{expire_to_target, list_entries, unlink};
+
+/// Usage text of `chatmail-expire`.
+pub const EXPIRE_USAGE: &str =
+    "usage: chatmail-expire [CHATMAIL_INI] [--days DAYS] [--maxnum MAXNUM] [-v] [--remove]";
+
+/// Usage text of `chatmail-quota-expire`.
+pub const QUOTA_USAGE: &str = "usage: chatmail-quota-expire TARGET_MB MAILBOX_PATH";
+
+/// Exit status of `chatmail-quota-expire` on a bad command line (argparse's).
+pub const QUOTA_EXIT_USAGE: u8 = 2;
+
+/// Parsed `chatmail-expire` arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpireArgs {
+    /// The config file.
+    pub ini: PathBuf,
+    /// Pretend "now" is this many days earlier.
+    pub days: i64,
+    /// Only the first N entries of the mailboxes directory (Python slice semantics).
+    pub maxnum: Option<i64>,
+    /// Print every removal on stderr.
+    pub verbose: bool,
+    /// Really remove (otherwise a dry run).
+    pub remove: bool,
+}
+
+/// What a command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<T> {
+    /// Run with these arguments.
+    Run(T),
+    /// Print the help text and exit 0.
+    Help,
+}
+
+/// Resolves a long option given on the command line to one of `known`, accepting a
+/// unique prefix as argparse does.
+pub fn resolve_long<'a>(given: &str, known: &[&'a str]) -> Result<&'a str, Error> {
+    if let Some(exact) = known.iter().find(|k| **k == given) {
+        return Ok(exact);
+    }
+    let matches: Vec<&&str> = known.iter().filter(|k| k.starts_with(given)).collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Error::Usage(format!("unrecognized arguments: --{given}"))),
+        _ => Err(Error::Usage(format!("ambiguous option: --{given}"))),
+    }
+}
+
+/// Parses an integer option value like Python's `int()` (surrounding whitespace allowed);
+/// an empty value means "not given", as the reference tests `if args.days:`.
+pub fn parse_int(option: &str, value: &OsString) -> Result<Option<i64>, Error> {
+    let text = value.to_string_lossy();
+    let trimmed = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    trimmed
+        .replace('_', "")
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| Error::Usage(format!("argument {option}: invalid int value: '{text}'")))
+}
+
+fn usage_err(e: lexopt::Error) -> Error {
+    Error::Usage(e.to_string())
+}
+
+/// Parses the arguments of `chatmail-expire` (without the program name).
+pub fn parse_expire_args(
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<Command<ExpireArgs>, Error> {
+    use lexopt::Arg;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut out = ExpireArgs {
+        ini: PathBuf::from(chatmaild::config::DEFAULT_INI),
+        days: 0,
+        maxnum: None,
+        verbose: false,
+        remove: false,
+    };
+    let mut ini = None;
+    while let Some(arg) = parser.next().map_err(usage_err)? {
+        match arg {
+            Arg::Short('v') => out.verbose = true,
+            Arg::Short('h') => return Ok(Command::Help),
+            Arg::Long(name) => {
+                let name = resolve_long(name, &["days", "maxnum", "remove", "help"])?;
+                match name {
+                    "days" => {
+                        let v = parser.value().map_err(usage_err)?;
+                        out.days = parse_int("--days", &v)?.unwrap_or(0);
+                    }
+                    "maxnum" => {
+                        let v = parser.value().map_err(usage_err)?;
+                        out.maxnum = parse_int("--maxnum", &v)?;
+                    }
+                    "remove" => out.remove = true,
+                    _ => return Ok(Command::Help),
+                }
+            }
+            Arg::Value(v) if ini.is_none() => ini = Some(PathBuf::from(v)),
+            other => return Err(usage_err(other.unexpected())),
+        }
+    }
+    if let Some(ini) = ini {
+        out.ini = ini;
+    }
+    Ok(Command::Run(out))
+}
+
+/// Parsed `chatmail-quota-expire` arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaArgs {
+    /// Target size in MB (MiB).
+    pub target_mb: i64,
+    /// The mailbox directory.
+    pub mailbox: PathBuf,
+}
+
+/// Parses the arguments of `chatmail-quota-expire` (without the program name). Written
+/// by hand because a negative `TARGET_MB` is a positional value, not an option.
+pub fn parse_quota_args(
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<Command<QuotaArgs>, Error> {
+    let mut positional = Vec::new();
+    let mut options_done = false;
+    for arg in args {
+        let text = arg.to_string_lossy();
+        if !options_done && text == "--" {
+            options_done = true;
+        } else if !options_done && (text == "-h" || text == "--help") {
+            return Ok(Command::Help);
+        } else if !options_done
+            && text.starts_with('-')
+            && text.len() > 1
+            && text.trim().parse::<i64>().is_err()
+        {
+            return Err(Error::Usage(format!("unrecognized arguments: {text}")));
+        } else {
+            positional.push(arg);
+        }
+    }
+    match positional.as_slice() {
+        [target, mailbox] => {
+            let target_mb = parse_int("target_mb", target)?
+                .ok_or_else(|| Error::Usage("argument target_mb: invalid int value: ''".into()))?;
+            Ok(Command::Run(QuotaArgs {
+                target_mb,
+                mailbox: PathBuf::from(mailbox),
+            }))
+        }
+        [] | [_] => Err(Error::Usage(
+            "the following arguments are required: target_mb, mailbox_path".into(),
+        )),
+        [_, _, extra @ ..] => Err(Error::Usage(format!(
+            "unrecognized arguments: {}",
+            extra
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))),
+    }
+}
+
+fn print_stdout(text: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+}
+
+/// Loads the config, mapping every failure (missing file included) to a config error.
+pub fn load_config(ini: &Path) -> Result<Config, Error> {
+    Config::load(ini).map_err(Error::Config)
+}
+
+/// The whole `chatmail-expire` program after argv.
+pub fn expire_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = match parse_expire_args(args) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            print_stdout(EXPIRE_USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{EXPIRE_USAGE}\nchatmail-expire: error: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    match expire(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("chatmail-expire: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
+    let stopwatch = Stopwatch::start();
+    let config = load_config(&args.ini)?;
+    let real_now = clock::now();
+    #[expect(clippy::cast_precision_loss, reason = "day counts are far below 2^53")]
+    let now = real_now - 86_400.0 * args.days as f64;
+    let policy = Policy::new(&config, now, real_now, !args.remove, args.verbose);
+    let mut stderr = std::io::stderr();
+    let summary = crate::expire::run(
+        &config.mailboxes_dir,
+        args.maxnum,
+        &policy,
+        default_threads(),
+        progress_wanted(),
+        &mut stderr,
+    )?;
+    if !print_stdout(&summary.line(stopwatch.secs())) {
+        return Ok(ExitCode::FAILURE);
+    }
+    if summary.failures > 0 {
+        eprintln!(
+            "chatmail-expire: {} entries could not be read or removed",
+            summary.failures
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The whole `chatmail-quota-expire` program after argv.
+pub fn quota_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = match parse_quota_args(args) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            print_stdout(QUOTA_USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{QUOTA_USAGE}\nchatmail-quota-expire: error: {e}");
+            return ExitCode::from(QUOTA_EXIT_USAGE);
+        }
+    };
+    let (entries, problems) = list_entries(&args.mailbox);
+    let mut failed = !problems.is_empty();
+    for problem in problems {
+        eprintln!("chatmail-quota-expire: cannot read {problem}");
+    }
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a size in bytes, far below 2^53"
+    )]
+    let target = args.target_mb.saturating_mul(1024 * 1024) as f64;
+    let removed = expire_to_target(entries, target, clock::now(), |e| match unlink(&e.path) {
+        Ok(()) => true,
+        Err(err) => {
+            eprintln!(
+                "chatmail-quota-expire: failed to remove {}: {err}",
+                e.path.display()
+            );
+            failed = true;
+            false
+        }
+    });
+    if removed > 0 {
+        let maildirsize = args.mailbox.join("maildirsize");
+        if let Err(e) = unlink(&maildirsize) {
+            eprintln!(
+                "chatmail-quota-expire: failed to remove {}: {e}",
+                maildirsize.display()
+            );
+            failed = true;
+        }
+        let name = args
+            .mailbox
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        eprintln!(
+            "{} {removed} message(s) from {name}",
+            crate::QUOTA_LOG_PREFIX
+        );
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expire_args(args: &[&str]) -> Result<Command<ExpireArgs>, Error> {
+        parse_expire_args(args.iter().map(OsString::from))
+    }
+
+    fn run(args: &[&str]) -> ExpireArgs {
+        match expire_args(args) {
+            Ok(Command::Run(a)) => a,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn expire_defaults() {
+        let a = run(&[]);
+        assert_eq!(
+            a.ini,
+            PathBuf::from("/usr/local/lib/chatmaild/chatmail.ini")
+        );
+        assert_eq!(
+            (a.days, a.maxnum, a.verbose, a.remove),
+            (0, None, false, false)
+        );
+    }
+
+    #[test]
+    fn expire_forms() {
+        let a = run(&["x.ini", "-v", "--remove", "--days", "3", "--maxnum=10"]);
+        assert_eq!(a.ini, PathBuf::from("x.ini"));
+        assert_eq!(
+            (a.days, a.maxnum, a.verbose, a.remove),
+            (3, Some(10), true, true)
+        );
+        let a = run(&["--rem", "--da", "-2", "--max", " 5 ", "c.ini"]);
+        assert_eq!((a.days, a.maxnum, a.remove), (-2, Some(5), true));
+        assert_eq!(a.ini, PathBuf::from("c.ini"));
+        let a = run(&["--days", "", "--maxnum", ""]);
+        assert_eq!((a.days, a.maxnum), (0, None));
+    }
+
+    #[test]
+    fn expire_errors() {
+        for bad in [
+            &["a", "b"][..],
+            &["--days"],
+            &["--days", "x"],
+            &["--maxnum", "1.5"],
+            &["--bogus"],
+            &["-x"],
+            &["--remove=yes"],
+        ] {
+            let err = expire_args(bad).expect_err(&format!("{bad:?}"));
+            assert_eq!(err.exit_code(), 64, "{bad:?}");
+        }
+        assert!(matches!(expire_args(&["-h"]), Ok(Command::Help)));
+        assert!(matches!(expire_args(&["--help"]), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn quota_args() {
+        let parse = |a: &[&str]| parse_quota_args(a.iter().map(OsString::from));
+        assert_eq!(
+            parse(&["350", "/m/a@b"]).unwrap(),
+            Command::Run(QuotaArgs {
+                target_mb: 350,
+                mailbox: "/m/a@b".into()
+            })
+        );
+        assert!(matches!(
+            parse(&["-1", "/m"]).unwrap(),
+            Command::Run(QuotaArgs { target_mb: -1, .. })
+        ));
+        assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
+        for bad in [
+            &[][..],
+            &["1"],
+            &["x", "/m"],
+            &["1", "/m", "extra"],
+            &["--x", "1", "/m"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn long_prefixes() {
+        let known = ["days", "maxnum", "min-login-age", "mdir"];
+        assert_eq!(resolve_long("da", &known).unwrap(), "days");
+        assert_eq!(resolve_long("mdir", &known).unwrap(), "mdir");
+        assert!(resolve_long("m", &known).is_err());
+        assert!(resolve_long("zzz", &known).is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! `chatmail-expire`: the per-mailbox rules of SPEC §7.3 and the run over all mailboxes.
+//!
+//! Each mailbox is scanned once and decided on its own (so mailboxes run in parallel,
+//! see [`crate::parallel`]); what it prints is collected in its [`Outcome`] and written in
+//! listing order. A dry run (no `--remove`) decides and reports exactly what a real run
+//! would remove, including the quota pass, but removes nothing.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chatmaild::Config;
+
+use crate::clock::month_day;
+use crate::parallel::run_ordered;
+use crate::quota::{QuotaEntry, expire_to_target, unlink};
+use crate::scan::{
+    Listing, MailboxStat, MaildirSub, Message, Scan, ScanOptions, list_mailboxes, scan_mailbox,
+};
+
+/// Messages larger than this (bytes, on disk) expire after `delete_large_after` days.
+pub const LARGE_MESSAGE_BYTES: u64 = 200_000;
+
+/// The quota pass shrinks a mailbox to this fraction of `max_mailbox_size`.
+pub const QUOTA_CLEANUP_FACTOR: f64 = 0.7;
+
+const DAY: f64 = 86_400.0;
+
+/// The decisions' parameters, fixed for one run.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Messages with an mtime before this are removed.
+    pub cutoff_mails: f64,
+    /// Large messages in `cur/` with an mtime before this are removed.
+    pub cutoff_large: f64,
+    /// Mailboxes whose last login is before this are removed.
+    pub cutoff_inactive: f64,
+    /// The quota pass target in bytes.
+    pub quota_target: f64,
+    /// The real current time, for the quota pass's 24-hour protection (as the reference,
+    /// which does not shift it by `--days`).
+    pub real_now: f64,
+    /// Remove nothing, only count.
+    pub dry_run: bool,
+    /// Print every removal.
+    pub verbose: bool,
+}
+
+impl Policy {
+    /// The policy of `config` at time `now` (already shifted by `--days`).
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "day counts and sizes from the config are far below 2^53"
+    )]
+    pub fn new(config: &Config, now: f64, real_now: f64, dry_run: bool, verbose: bool) -> Policy {
+        Policy {
+            cutoff_mails: now - config.delete_mails_after as f64 * DAY,
+            cutoff_large: now - config.delete_large_after as f64 * DAY,
+            cutoff_inactive: now - config.delete_inactive_users_after as f64 * DAY,
+            quota_target: (config.max_mailbox_size_mb.saturating_mul(1024 * 1024)) as f64
+                * QUOTA_CLEANUP_FACTOR,
+            real_now,
+            dry_run,
+            verbose,
+        }
+    }
+}
+
+/// What processing one mailbox did, and what it prints on stderr.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Mailboxes seen (0 or 1).
+    pub mailboxes: u64,
+    /// Mailboxes removed (0 or 1).
+    pub removed_mailboxes: u64,
+    /// Messages of kept mailboxes.
+    pub files: u64,
+    /// Files removed (messages and `maildirsize`).
+    pub removed_files: u64,
+    /// Entries that could not be read or removed.
+    pub failures: u64,
+    /// Lines for stderr (each ends in a newline).
+    pub log: String,
+}
+
+impl Outcome {
+    fn line(&mut self, args: std::fmt::Arguments<'_>) {
+        let _ = self.log.write_fmt(args);
+        self.log.push('\n');
+    }
+
+    fn failure(&mut self, path: &Path, e: &std::io::Error) {
+        self.failures += 1;
+        self.line(format_args!("failed to remove {}: {e}", path.display()));
+    }
+
+    /// Removes one file as the reference's `remove_file` does: `-v` line, vanished files
+    /// reported, and counted in either case.
+    fn remove_file(&mut self, policy: &Policy, path: &Path, mtime_secs: Option<i64>) {
+        if policy.verbose {
+            match mtime_secs {
+                Some(t) => self.line(format_args!("removing {} {}", month_day(t), path.display())),
+                None => self.line(format_args!("removing {}", path.display())),
+            }
+        }
+        if !policy.dry_run {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if crate::scan::vanished(&e) => {
+                    self.line(format_args!("file not found/vanished {}", path.display()));
+                }
+                Err(e) => return self.failure(path, &e),
+            }
+        }
+        self.removed_files += 1;
+    }
+}
+
+/// Applies SPEC §7.3 to one mailbox directory.
+pub fn process_mailbox(policy: &Policy, dir: &Path) -> Outcome {
+    let mut out = Outcome {
+        mailboxes: 1,
+        ..Outcome::default()
+    };
+    match scan_mailbox(dir, ScanOptions::default()) {
+        Scan::Done(stat) => apply(policy, &stat),
+        Scan::Vanished => out,
+        Scan::Unreadable(e) => {
+            out.failures += 1;
+            out.line(format_args!(
+                "skipping unreadable mailbox {}: {e}",
+                dir.display()
+            ));
+            out
+        }
+    }
+}
+
+/// Applies SPEC §7.3 steps 1–7 to a scanned mailbox.
+pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
+    let dir = stat.dir.as_path();
+    let mut out = Outcome {
+        mailboxes: 1,
+        ..Outcome::default()
+    };
+    for problem in &stat.problems {
+        out.failures += 1;
+        out.line(format_args!("skipping unreadable entry {problem}"));
+    }
+
+    let Some(last_login) = stat.last_login_f64() else {
+        // No password: only an empty directory goes (a half-created account).
+        if !policy.dry_run {
+            match fs::remove_dir(dir) {
+                Ok(()) => out.removed_mailboxes += 1,
+                Err(_) => out.line(format_args!(
+                    "Skipped deleting {}, doesn't have last_login but isn't empty",
+                    dir.display()
+                )),
+            }
+        }
+        return out;
+    };
+    if last_login < policy.cutoff_inactive {
+        if policy.verbose {
+            out.line(format_args!("removing {}", dir.display()));
+        }
+        if !policy.dry_run
+            && let Err(e) = fs::remove_dir_all(dir)
+            && !crate::scan::vanished(&e)
+        {
+            out.failure(dir, &e);
+            return out;
+        }
+        out.removed_mailboxes += 1;
+        return out;
+    }
+
+    let name = stat.name().to_string_lossy();
+    if policy.verbose {
+        let secs = stat.last_login.map_or(0, |(s, _)| s);
+        out.line(format_args!("checking mailbox {} {name}", month_day(secs)));
+    }
+    out.files += stat.messages.len() as u64;
+    let mut changed = false;
+    let mut quota_candidates = Vec::new();
+    for message in &stat.messages {
+        let mtime = message.mtime();
+        if mtime < policy.cutoff_mails {
+            out.remove_file(policy, &message.path, Some(message.mtime_secs));
+            changed = true;
+        } else if message.size > LARGE_MESSAGE_BYTES && mtime < policy.cutoff_large {
+            // Only large mail the user has seen goes; unseen mail in new/ stays. As in the
+            // reference, a match in new/ still counts as a change (maildirsize goes), so
+            // the counts stay comparable; Dovecot just recomputes the file.
+            if message.sub == MaildirSub::Cur {
+                out.remove_file(policy, &message.path, Some(message.mtime_secs));
+            } else {
+                quota_candidates.extend(quota_entry(message));
+            }
+            changed = true;
+        } else {
+            quota_candidates.extend(quota_entry(message));
+        }
+    }
+
+    let removed = expire_to_target(
+        quota_candidates,
+        policy.quota_target,
+        policy.real_now,
+        |e| {
+            if policy.dry_run {
+                return true;
+            }
+            match unlink(&e.path) {
+                Ok(()) => true,
+                Err(err) => {
+                    out.failure(&e.path, &err);
+                    false
+                }
+            }
+        },
+    );
+    if removed > 0 {
+        changed = true;
+        out.removed_files += removed;
+        if policy.verbose {
+            out.line(format_args!(
+                "{} {removed} message(s) from {name}",
+                crate::QUOTA_LOG_PREFIX
+            ));
+        }
+    }
+    if changed {
+        out.remove_file(policy, &dir.join("maildirsize"), None);
+    }
+    out
+}
+
+/// The message as a quota pass candidate, if it is directly in `<mailbox>/cur` or
+/// `<mailbox>/new` and has a Dovecot name.
+fn quota_entry(message: &Message) -> Option<QuotaEntry> {
+    if message.top_level && message.sub != MaildirSub::Tmp {
+        QuotaEntry::new(message.path.clone(), message.sub)
+    } else {
+        None
+    }
+}
+
+/// Totals of a whole run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Mailboxes removed.
+    pub removed_mailboxes: u64,
+    /// Mailboxes seen.
+    pub mailboxes: u64,
+    /// Files removed.
+    pub removed_files: u64,
+    /// Messages in kept mailboxes.
+    pub files: u64,
+    /// Entries that could not be read or removed.
+    pub failures: u64,
+}
+
+impl Summary {
+    /// The reference's summary line (without newline).
+    pub fn line(&self, secs: f64) -> String {
+        format!(
+            "Removed {} out of {} mailboxes and {} out of {} files in existing mailboxes in {secs:.2} seconds",
+            self.removed_mailboxes, self.mailboxes, self.removed_files, self.files
+        )
+    }
+}
+
+/// Runs the expiry over `mailboxes_dir`, printing `-v` lines and problems on `log`.
+pub fn run(
+    mailboxes_dir: &Path,
+    maxnum: Option<i64>,
+    policy: &Policy,
+    threads: usize,
+    progress: bool,
+    log: &mut (dyn std::io::Write + Send),
+) -> Result<Summary, crate::Error> {
+    let mut summary = Summary::default();
+    let (listing, skipped) = list_mailboxes(mailboxes_dir, maxnum)?;
+    let mailboxes: Vec<PathBuf> = match listing {
+        Listing::Missing => {
+            let _ = writeln!(log, "no mailboxes found at: {}", mailboxes_dir.display());
+            return Ok(summary);
+        }
+        Listing::Mailboxes(m) => m,
+    };
+    for path in skipped {
+        let _ = writeln!(log, "skipping {}: not a directory", path.display());
+    }
+    let progress = progress && !policy.verbose;
+    run_ordered(
+        &mailboxes,
+        threads,
+        progress,
+        |dir| process_mailbox(policy, dir),
+        |out: Outcome| {
+            if !out.log.is_empty() {
+                let _ = log.write_all(out.log.as_bytes());
+            }
+            summary.mailboxes += out.mailboxes;
+            summary.removed_mailboxes += out.removed_mailboxes;
+            summary.files += out.files;
+            summary.removed_files += out.removed_files;
+            summary.failures += out.failures;
+        },
+    );
+    Ok(summary)
+}
+
+/// Measures a run's duration for the summary line.
+#[derive(Debug)]
+pub struct Stopwatch(Instant);
+
+impl Stopwatch {
+    /// Starts now.
+    pub fn start() -> Stopwatch {
+        Stopwatch(Instant::now())
+    }
+
+    /// Seconds since the start.
+    pub fn secs(&self) -> f64 {
+        self.0.elapsed().as_secs_f64()
+    }
+}

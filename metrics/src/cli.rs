@@ -1,0 +1,331 @@
+//! The `chatmail-fsreport` command line (SPEC §8.1) and its `main` flow.
+//!
+//! Flags follow the reference's `argparse` parser: unambiguous long-option prefixes,
+//! `--opt=value`, and `--legacy-metrics` with an optional value that takes the next
+//! argument when it does not start with `-` (so `--legacy-metrics chatmail.ini` names the
+//! metrics file, as with argparse).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chatmail_expire::Error;
+use chatmail_expire::cli::{Command, load_config, parse_int, resolve_long};
+use chatmail_expire::clock;
+use chatmail_expire::parallel::{default_threads, progress_wanted, run_ordered};
+use chatmail_expire::scan::{Listing, Scan, ScanOptions, list_mailboxes, scan_mailbox};
+use chatmaild::fs::{Durability, write_atomic_mode};
+
+use crate::report::{Params, Report};
+
+/// Usage text.
+pub const USAGE: &str = "usage: chatmail-fsreport [CHATMAIL_INI] [--days DAYS] [--min-login-age DAYS] \
+[--mdir {cur,new,tmp}] [--maxnum MAXNUM] [--textfile PATH] [--legacy-metrics [FILENAME]]";
+
+/// Where `--legacy-metrics` without a value writes (the former cron job's file).
+pub const LEGACY_METRICS_PATH: &str = "/var/www/html/metrics";
+
+/// The file name used when `--textfile` names a directory.
+pub const TEXTFILE_NAME: &str = "fsreport.prom";
+
+/// Parsed arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportArgs {
+    /// The config file.
+    pub ini: PathBuf,
+    /// Pretend "now" is this many days earlier.
+    pub days: i64,
+    /// Size buckets only for logins at least this many days old.
+    pub min_login_age: i64,
+    /// Only messages in this maildir folder.
+    pub mdir: Option<String>,
+    /// Only the first N entries of the mailboxes directory.
+    pub maxnum: Option<i64>,
+    /// Write the Prometheus textfile here (a directory gets `fsreport.prom`).
+    pub textfile: Option<PathBuf>,
+    /// Write the legacy metrics file here.
+    pub legacy_metrics: Option<PathBuf>,
+}
+
+const LONGS: &[&str] = &[
+    "days",
+    "min-login-age",
+    "mdir",
+    "maxnum",
+    "textfile",
+    "legacy-metrics",
+    "help",
+];
+
+/// Parses the arguments (without the program name).
+pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command<ReportArgs>, Error> {
+    use lexopt::Arg;
+    let usage = |e: lexopt::Error| Error::Usage(e.to_string());
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut out = ReportArgs {
+        ini: PathBuf::from(chatmaild::config::DEFAULT_INI),
+        days: 0,
+        min_login_age: 0,
+        mdir: None,
+        maxnum: None,
+        textfile: None,
+        legacy_metrics: None,
+    };
+    let mut ini = None;
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Arg::Short('h') => return Ok(Command::Help),
+            Arg::Long(name) => match resolve_long(name, LONGS)? {
+                "days" => {
+                    out.days = parse_int("--days", &parser.value().map_err(usage)?)?.unwrap_or(0);
+                }
+                "min-login-age" => {
+                    out.min_login_age =
+                        parse_int("--min-login-age", &parser.value().map_err(usage)?)?.unwrap_or(0);
+                }
+                "mdir" => {
+                    let v = parser.value().map_err(usage)?;
+                    out.mdir = Some(v.to_string_lossy().into_owned());
+                }
+                "maxnum" => {
+                    out.maxnum = parse_int("--maxnum", &parser.value().map_err(usage)?)?;
+                }
+                "textfile" => {
+                    let v = parser.value().map_err(usage)?;
+                    out.textfile = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty());
+                }
+                "legacy-metrics" => {
+                    let value = match parser.optional_value() {
+                        Some(v) => Some(v),
+                        None => parser
+                            .raw_args()
+                            .map_err(usage)?
+                            .next_if(|next| !next.as_encoded_bytes().starts_with(b"-")),
+                    };
+                    let path =
+                        value.map_or_else(|| PathBuf::from(LEGACY_METRICS_PATH), PathBuf::from);
+                    out.legacy_metrics = Some(path).filter(|p| !p.as_os_str().is_empty());
+                }
+                _ => return Ok(Command::Help),
+            },
+            Arg::Value(v) if ini.is_none() => ini = Some(PathBuf::from(v)),
+            other => return Err(usage(other.unexpected())),
+        }
+    }
+    if let Some(ini) = ini {
+        out.ini = ini;
+    }
+    Ok(Command::Run(out))
+}
+
+/// The whole program after argv.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = match parse_args(args) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            let _ = writeln!(std::io::stdout().lock(), "{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{USAGE}\nchatmail-fsreport: error: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("chatmail-fsreport: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// What a scan of all mailboxes found.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// The sums.
+    pub report: Report,
+    /// Entries that could not be read.
+    pub failures: u64,
+}
+
+/// Scans `mailboxes_dir` and sums the report, printing problems on `log`.
+pub fn collect(
+    mailboxes_dir: &Path,
+    maxnum: Option<i64>,
+    params: &Params,
+    threads: usize,
+    progress: bool,
+    log: &mut (dyn Write + Send),
+) -> Result<Collected, Error> {
+    let mut collected = Collected::default();
+    let (listing, _skipped) = list_mailboxes(mailboxes_dir, maxnum)?;
+    let mailboxes = match listing {
+        Listing::Missing => {
+            let _ = writeln!(log, "no mailboxes found at: {}", mailboxes_dir.display());
+            return Ok(collected);
+        }
+        Listing::Mailboxes(m) => m,
+    };
+    let options = ScanOptions { extra_sizes: true };
+    run_ordered(
+        &mailboxes,
+        threads,
+        progress,
+        |dir| match scan_mailbox(dir, options) {
+            Scan::Done(stat) => {
+                let mut report = Report::default();
+                report.add(params, &stat);
+                (report, stat.problems)
+            }
+            Scan::Vanished => (Report::default(), Vec::new()),
+            Scan::Unreadable(e) => (Report::default(), vec![format!("{}: {e}", dir.display())]),
+        },
+        |(report, problems): (Report, Vec<String>)| {
+            collected.report.merge(&report);
+            for problem in problems {
+                collected.failures += 1;
+                let _ = writeln!(log, "skipping unreadable entry {problem}");
+            }
+        },
+    );
+    Ok(collected)
+}
+
+fn run(args: &ReportArgs) -> Result<ExitCode, Error> {
+    let config = load_config(&args.ini)?;
+    #[expect(clippy::cast_precision_loss, reason = "day counts are far below 2^53")]
+    let now = clock::now() - 86_400.0 * args.days as f64;
+    let params = Params {
+        now,
+        min_login_age: args.min_login_age,
+        mdir: args.mdir.clone(),
+    };
+    let mut stderr = std::io::stderr();
+    let collected = collect(
+        &config.mailboxes_dir,
+        args.maxnum,
+        &params,
+        default_threads(),
+        progress_wanted(),
+        &mut stderr,
+    )?;
+    let report = &collected.report;
+    if let Some(path) = &args.textfile {
+        let path = if path.is_dir() {
+            path.join(TEXTFILE_NAME)
+        } else {
+            path.clone()
+        };
+        write_report(&path, &report.textfile())?;
+    }
+    if let Some(path) = &args.legacy_metrics {
+        write_report(path, &report.legacy())?;
+    }
+    if args.textfile.is_none() && args.legacy_metrics.is_none() {
+        let text = report.summary(&params, &clock::local_datetime(now));
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    if collected.failures > 0 {
+        eprintln!(
+            "chatmail-fsreport: {} entries could not be read",
+            collected.failures
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a report file atomically with mode 0644: node-exporter reads it as another user
+/// and must never see half a file.
+fn write_report(path: &Path, text: &str) -> Result<(), Error> {
+    write_atomic_mode(path, text.as_bytes(), Durability::Rename, Some(0o644)).map_err(Error::Write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command<ReportArgs>, Error> {
+        parse_args(args.iter().map(OsString::from))
+    }
+
+    fn run_args(args: &[&str]) -> ReportArgs {
+        match parse(args) {
+            Ok(Command::Run(a)) => a,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let a = run_args(&[]);
+        assert_eq!(
+            a.ini,
+            PathBuf::from("/usr/local/lib/chatmaild/chatmail.ini")
+        );
+        assert_eq!((a.days, a.min_login_age, a.maxnum), (0, 0, None));
+        assert_eq!((a.mdir, a.textfile, a.legacy_metrics), (None, None, None));
+    }
+
+    #[test]
+    fn all_options() {
+        let a = run_args(&[
+            "c.ini",
+            "--days",
+            "2",
+            "--min-login-age=3",
+            "--mdir",
+            "cur",
+            "--maxnum",
+            "7",
+            "--textfile",
+            "/t",
+            "--legacy-metrics",
+            "/l",
+        ]);
+        assert_eq!(a.ini, PathBuf::from("c.ini"));
+        assert_eq!((a.days, a.min_login_age, a.maxnum), (2, 3, Some(7)));
+        assert_eq!(a.mdir.as_deref(), Some("cur"));
+        assert_eq!(a.textfile, Some(PathBuf::from("/t")));
+        assert_eq!(a.legacy_metrics, Some(PathBuf::from("/l")));
+    }
+
+    #[test]
+    fn legacy_metrics_optional_value() {
+        let a = run_args(&["--legacy-metrics"]);
+        assert_eq!(a.legacy_metrics, Some(PathBuf::from(LEGACY_METRICS_PATH)));
+        let a = run_args(&["--legacy-metrics", "--days", "1"]);
+        assert_eq!(a.legacy_metrics, Some(PathBuf::from(LEGACY_METRICS_PATH)));
+        assert_eq!(a.days, 1);
+        let a = run_args(&["--legacy-metrics=/x", "c.ini"]);
+        assert_eq!(a.legacy_metrics, Some(PathBuf::from("/x")));
+        assert_eq!(a.ini, PathBuf::from("c.ini"));
+        let a = run_args(&["--leg", "/y"]);
+        assert_eq!(a.legacy_metrics, Some(PathBuf::from("/y")));
+    }
+
+    #[test]
+    fn errors() {
+        for bad in [
+            &["a", "b"][..],
+            &["--m", "x"],
+            &["--days"],
+            &["--days", "x"],
+            &["--nope"],
+            &["-v"],
+        ] {
+            let e = parse(bad).expect_err(&format!("{bad:?}"));
+            assert_eq!(e.exit_code(), 64);
+        }
+        assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
+    }
+}

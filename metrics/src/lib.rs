@@ -1,0 +1,9 @@
+//! `chatmail-fsreport`: storage and account report of a chatmail relay (SPEC §8), as text
+//! for an operator or as a Prometheus textfile for node-exporter.
+//!
+//! The mailbox scan comes from the `chatmail-expire` library, so both tools read mailboxes
+//! identically (one walk, symlinks never followed, only the top-level password counts).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod report;
