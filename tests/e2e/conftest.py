@@ -1,0 +1,292 @@
+"""Fixtures of the end-to-end tests: a running local relay, accounts, mail clients.
+
+The tests talk to the relay only as a mail client or a peer server would (IMAP, SMTP on the
+public ports), plus a look at the files SPEC §1.5 defines. If a relay started by
+`scripts/relay start` is already running it is used as is; otherwise the session starts a
+fresh one in its own state directory (with push notifications pointed at a local mock
+server), and stops and removes it at the end.
+"""
+
+import configparser
+import http.server
+import imaplib
+import os
+import re
+import secrets
+import shutil
+import smtplib
+import ssl
+import string
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RELAY = REPO / "scripts" / "relay"
+TESTDATA = Path(os.environ.get("CHATMAIL_TESTDATA", REPO.parent / "shared" / "testdata"))
+RUN_DIR = Path(os.environ.get("CHATMAIL_RELAY_RUN", "/run/chatmail-local"))
+E2E_STATE = Path(os.environ.get("CHATMAIL_E2E_STATE", "/var/lib/chatmail-e2e"))
+NOTIFY_PORT = int(os.environ.get("CHATMAIL_E2E_NOTIFY_PORT", "19989"))
+HOST = "127.0.0.1"
+DEADLINE = 30  # seconds to wait for a delivery
+SMALL_QUOTA_MB = 2
+
+
+def tls_context():
+    """The relay's certificate is self-signed, as on every IP-only relay."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class NotificationServer:
+    """A local stand-in for notifications.delta.chat: records every POST body."""
+
+    def __init__(self, port):
+        self.requests = []
+        self.status = 200
+        self.cond = threading.Condition()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length).decode("utf-8", "replace")
+                with outer.cond:
+                    outer.requests.append((self.path, body))
+                    outer.cond.notify_all()
+                self.send_response(outer.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((HOST, port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self, token):
+        with self.cond:
+            return sum(1 for _, body in self.requests if body == token)
+
+    def wait_for(self, token, times=1, timeout=DEADLINE):
+        """Waits until `token` has been posted at least `times` times."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while sum(1 for _, body in self.requests if body == token) < times:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+            return True
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Relay:
+    state: Path
+    started_here: bool
+    notifications: NotificationServer | None = None
+    ini: dict = field(default_factory=dict)
+
+    @property
+    def ini_path(self):
+        return self.state / "chatmail.ini"
+
+    @property
+    def domain(self):
+        bare = self.ini["mail_domain"]
+        return f"[{bare}]" if re.fullmatch(r"[0-9.]+", bare) else bare
+
+    @property
+    def mailboxes_dir(self):
+        return Path(self.ini.get("mailboxes_dir", f"/home/vmail/mail/{self.ini['mail_domain']}"))
+
+    def bin(self, name):
+        return self.state / "bin" / name
+
+    def has(self, name):
+        return self.bin(name).exists()
+
+    def require(self, *names):
+        missing = [n for n in names if not self.has(n)]
+        if missing:
+            pytest.skip(f"not built yet: {', '.join(missing)}")
+
+    def maildir(self, addr):
+        return self.mailboxes_dir / addr
+
+    def run_as_vmail(self, *args, **kw):
+        cmd = ["setpriv", "--reuid=vmail", "--regid=vmail", "--init-groups", *map(str, args)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
+
+
+def relay_running():
+    if not RELAY.exists():
+        return None
+    out = subprocess.run([str(RELAY), "status"], capture_output=True, text=True).stdout
+    up = {m.group(1) for m in re.finditer(r"^(\S+)\s+running", out, re.M)}
+    if {"postfix", "dovecot", "doveauth"} <= up:
+        state = (RUN_DIR / "state_dir").read_text().strip()
+        return Path(state)
+    return None
+
+
+def load_ini(path):
+    parser = configparser.RawConfigParser(inline_comment_prefixes=None)
+    parser.read(path)
+    return dict(parser["params"])
+
+
+@pytest.fixture(scope="session")
+def relay():
+    state = relay_running()
+    if state is not None:
+        rel = Relay(state=state, started_here=False)
+        rel.ini = load_ini(rel.ini_path)
+        url = rel.ini.get("notification_url", "")
+        m = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/.*", url)
+        if m:
+            try:
+                rel.notifications = NotificationServer(int(m.group(1)))
+            except OSError:
+                pass
+        yield rel
+        if rel.notifications:
+            rel.notifications.close()
+        return
+
+    if E2E_STATE.exists():
+        shutil.rmtree(E2E_STATE)
+    notifications = NotificationServer(NOTIFY_PORT)
+    env = dict(os.environ)
+    env["CHATMAIL_RELAY_DIR"] = str(E2E_STATE)
+    env["CHATMAIL_NOTIFICATION_URL"] = f"http://{HOST}:{NOTIFY_PORT}/notify"
+    # A small quota lets a test fill a mailbox to the quota warning (SPEC §7.5).
+    env["CHATMAIL_INI_SET"] = f"max_mailbox_size={SMALL_QUOTA_MB}M"
+    proc = subprocess.run([str(RELAY), "start"], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        subprocess.run([str(RELAY), "stop"], env=env)
+        notifications.close()
+        pytest.fail(f"scripts/relay start failed:\n{proc.stderr}\n{proc.stdout}")
+    rel = Relay(state=E2E_STATE, started_here=True, notifications=notifications)
+    rel.ini = load_ini(rel.ini_path)
+    yield rel
+    subprocess.run([str(RELAY), "stop"], env=env, capture_output=True)
+    notifications.close()
+    if not os.environ.get("CHATMAIL_E2E_KEEP"):
+        shutil.rmtree(E2E_STATE, ignore_errors=True)
+
+
+@pytest.fixture
+def make_account(relay):
+    """Returns a function that makes a fresh (not yet created) login."""
+
+    def make():
+        # "ci-" marks test accounts: chatmail-fsreport counts them apart from real users.
+        n = int(relay.ini.get("username_max_length", 9)) - 3
+        local = "ci-" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(n))
+        password = secrets.token_urlsafe(15)
+        return Account(relay, f"{local}@{relay.domain}", password)
+
+    return make
+
+
+class Account:
+    def __init__(self, relay, addr, password):
+        self.relay = relay
+        self.addr = addr
+        self.password = password
+
+    def imap(self):
+        conn = imaplib.IMAP4_SSL(HOST, 993, ssl_context=tls_context(), timeout=DEADLINE)
+        conn.login(self.addr, self.password)
+        return conn
+
+    def create(self):
+        """The first login creates the account (SPEC §3.4)."""
+        conn = self.imap()
+        conn.logout()
+        return self
+
+    def smtp(self, port=465):
+        if port == 465:
+            conn = smtplib.SMTP_SSL(HOST, 465, context=tls_context(), timeout=DEADLINE)
+        else:
+            conn = smtplib.SMTP(HOST, port, timeout=DEADLINE)
+            conn.starttls(context=tls_context())
+        conn.login(self.addr, self.password)
+        return conn
+
+    def send(self, to, data, port=465, mail_from=None):
+        with self.smtp(port) as conn:
+            return conn.sendmail(mail_from or self.addr, to if isinstance(to, list) else [to], data)
+
+    def wait_for_message(self, message_id, timeout=DEADLINE):
+        """Polls INBOX until a message with this Message-ID arrives; returns its bytes."""
+        deadline = time.monotonic() + timeout
+        conn = self.imap()
+        try:
+            while True:
+                conn.select("INBOX")
+                typ, data = conn.search(None, "HEADER", "Message-ID", message_id)
+                ids = data[0].split() if typ == "OK" and data and data[0] else []
+                if ids:
+                    typ, msg = conn.fetch(ids[-1], "(RFC822)")
+                    return msg[0][1]
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.2)
+        finally:
+            conn.logout()
+
+
+def load_eml(name, from_addr, to_addr, subject="e2e test"):
+    """A sample message of the shared corpus with its placeholders filled and a unique
+    Message-ID; returns (message-id, bytes with CRLF line ends)."""
+    text = (TESTDATA / name).read_text()
+    text = text.replace("{from_addr}", from_addr).replace("{to_addr}", to_addr)
+    text = text.replace("{subject}", subject)
+    msgid = f"<{uuid.uuid4().hex}@e2e.test>"
+    text, n = re.subn(r"(?im)^Message-ID:.*$", f"Message-ID: {msgid}", text, count=1)
+    if n == 0:
+        text = f"Message-ID: {msgid}\n" + text
+    data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
+    return msgid, data
+
+
+def metadata_call(conn, *args):
+    """Runs an IMAP METADATA command (RFC 5464; imaplib has no wrapper) and returns the
+    untagged METADATA data."""
+    imaplib.Commands.setdefault(args[0], ("AUTH", "SELECTED"))
+    typ, data = conn._simple_command(*args)
+    assert typ == "OK", data
+    return conn._untagged_response(typ, data, "METADATA")[1]
+
+
+def metadata_get(conn, entry, mailbox="INBOX"):
+    """The METADATA response for one entry, flattened to text (values may be literals)."""
+    data = metadata_call(conn, "GETMETADATA", mailbox, entry)
+    parts = []
+    for item in data:
+        if isinstance(item, tuple):
+            parts.extend(x.decode("utf-8", "replace") for x in item)
+        elif item:
+            parts.append(item.decode("utf-8", "replace"))
+    return " ".join(parts)
+
+
+def metadata_set(conn, entry, value, mailbox="INBOX"):
+    metadata_call(conn, "SETMETADATA", mailbox, f'({entry} "{value}")')
