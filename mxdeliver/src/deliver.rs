@@ -1,0 +1,377 @@
+//! Delivery of one message to the recipients of one destination domain (SPEC §6.12).
+//!
+//! Resolve the domain, then per MX host in preference order: HTTPS `/mxdeliv` (unless the host
+//! recently took mail only over SMTP), then SMTP with mandatory `STARTTLS`. Remote rejections are
+//! passed back with their class; connection-level failures move on to the next host. The result
+//! is always a [`Reply`], and only an actual delivery is a 2xx.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::dns::{Dns, HttpResolver, MxAnswer};
+use crate::error::Error;
+use crate::lmtp::Destination;
+use crate::reply::Reply;
+use crate::smtp_client::{Envelope, Failure, SmtpConn, Target, TlsMode};
+use crate::tls::{CertPolicy, TlsConfigs};
+
+/// How long a host that took mail over SMTP is not asked over HTTPS again.
+const SMTP_ONLY_FOR: Duration = Duration::from_secs(30 * 60);
+/// Idle SMTP connections are reused for this long.
+const IDLE_REUSE: Duration = Duration::from_secs(100);
+/// Idle connections kept per host.
+const IDLE_PER_HOST: usize = 16;
+/// Entries of the SMTP-only memory before expired ones are pruned.
+const SMTP_ONLY_MAX: usize = 10_000;
+/// Timeout of the HTTPS `/mxdeliv` request.
+const HTTPS_TIMEOUT: Duration = Duration::from_secs(60);
+/// A whole domain delivery must end well before Postfix's 600 s `lmtp_data_done_timeout`.
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(540);
+
+/// Ports and TLS settings of the delivery side.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// The name sent in `EHLO` (`mail_domain`).
+    pub ehlo_name: String,
+    /// Remote SMTP port (25).
+    pub smtp_port: u16,
+    /// Remote HTTPS port (443).
+    pub https_port: u16,
+}
+
+/// One domain's share of a message.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Where the recipients' domain points.
+    pub destination: Destination,
+    /// Reverse path, empty for the null sender.
+    pub sender: String,
+    /// Recipients of that domain, in RCPT order.
+    pub recipients: Vec<String>,
+    /// The message in wire form (dot-stuffed, ending with the `.` line).
+    pub wire: Bytes,
+    /// The client's `MAIL FROM` carried `SMTPUTF8`.
+    pub smtputf8: bool,
+}
+
+/// Shared delivery state: resolver, TLS, HTTPS clients, SMTP-only memory, idle connections.
+#[derive(Debug)]
+pub struct Deliverer {
+    dns: Dns,
+    tls: TlsConfigs,
+    https_verified: reqwest::Client,
+    https_any: reqwest::Client,
+    settings: DeliverySettings,
+    smtp_only: Mutex<HashMap<String, Instant>>,
+    idle: Mutex<HashMap<String, Vec<SmtpConn>>>,
+}
+
+/// What one host attempt gave.
+enum HostResult {
+    Done(Reply),
+    Failed(String),
+}
+
+/// Whether a 2xx `/mxdeliv` response body confirms delivery: empty or an SMTP 2xx reply.
+fn accepted_body(body: &[u8]) -> bool {
+    let body = body.trim_ascii_start();
+    body.is_empty()
+        || (body.first() == Some(&b'2')
+            && body
+                .get(1..3)
+                .is_some_and(|d| d.iter().all(u8::is_ascii_digit)))
+}
+
+impl Deliverer {
+    /// Builds the HTTPS clients; fails only on a broken TLS setup.
+    pub fn new(dns: Dns, tls: TlsConfigs, settings: DeliverySettings) -> Result<Self, Error> {
+        let client = |cfg: tokio_rustls::rustls::ClientConfig| {
+            reqwest::Client::builder()
+                .use_preconfigured_tls(cfg)
+                .dns_resolver(Arc::new(HttpResolver(dns.clone())))
+                .no_proxy()
+                .http1_only()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(HTTPS_TIMEOUT)
+                .pool_idle_timeout(IDLE_REUSE)
+                .build()
+                .map_err(Error::Http)
+        };
+        Ok(Deliverer {
+            https_verified: client(tls.https_verified.clone())?,
+            https_any: client(tls.https_any.clone())?,
+            dns,
+            tls,
+            settings,
+            smtp_only: Mutex::default(),
+            idle: Mutex::default(),
+        })
+    }
+
+    /// Delivers a batch and returns the reply for each of its recipients.
+    pub async fn deliver(&self, batch: &Batch) -> Reply {
+        let reply = tokio::time::timeout(DELIVERY_DEADLINE, self.deliver_inner(batch))
+            .await
+            .unwrap_or_else(|_| Reply::delivery_timeout());
+        let destination = batch.destination.key();
+        if reply.is_success() {
+            tracing::debug!(%destination, %reply, "delivered");
+        } else {
+            tracing::info!(%destination, %reply, "delivery failed");
+        }
+        reply
+    }
+
+    async fn deliver_inner(&self, batch: &Batch) -> Reply {
+        let (hosts, policy, tls_mode) = match &batch.destination {
+            Destination::Literal(ip) => (
+                vec![(ip.to_string(), Some(vec![*ip]))],
+                CertPolicy::AcceptInvalid,
+                TlsMode::Required,
+            ),
+            Destination::Name(domain) => {
+                let hosts = match self.dns.mx(domain).await {
+                    MxAnswer::Hosts(h) => h.into_iter().map(|h| (h, None)).collect(),
+                    MxAnswer::NullMx => return Reply::null_mx(),
+                    MxAnswer::NxDomain => return Reply::no_such_domain(domain),
+                    MxAnswer::TempFail => return Reply::dns_failed(domain),
+                };
+                // `_`-domains cannot have a publicly trusted certificate (SPEC §6.12).
+                let policy = if domain.starts_with('_') {
+                    CertPolicy::AcceptInvalid
+                } else {
+                    CertPolicy::Verify
+                };
+                // nauta.cu's MX offers no TLS at all (SPEC §6.12).
+                let tls_mode = if domain == "nauta.cu" {
+                    TlsMode::None
+                } else {
+                    TlsMode::Required
+                };
+                (hosts, policy, tls_mode)
+            }
+        };
+        let mut last = (String::new(), String::from("no MX host"));
+        for (host, addrs) in hosts {
+            match self.try_host(batch, &host, addrs, policy, tls_mode).await {
+                HostResult::Done(reply) => return reply,
+                HostResult::Failed(e) => {
+                    tracing::info!(host = %host, error = %e, "delivery attempt failed");
+                    last = (host, e);
+                }
+            }
+        }
+        Reply::all_hosts_failed(&last.0, &last.1)
+    }
+
+    async fn try_host(
+        &self,
+        batch: &Batch,
+        host: &str,
+        addrs: Option<Vec<IpAddr>>,
+        policy: CertPolicy,
+        tls_mode: TlsMode,
+    ) -> HostResult {
+        if !self.is_smtp_only(host) {
+            match self.post(batch, host, policy).await {
+                Ok(()) => return HostResult::Done(Reply::ok_https()),
+                Err(e) => tracing::debug!(host, error = %e, "HTTPS delivery failed, trying SMTP"),
+            }
+        }
+        let envelope = Envelope {
+            sender: &batch.sender,
+            recipients: &batch.recipients,
+            wire: &batch.wire,
+            smtputf8: batch.smtputf8,
+        };
+        // A connection is only reused under the same verification and TLS requirements it was
+        // opened with: an unverified session must never carry mail for a verified destination.
+        let pool_key = format!("{host} {policy:?} {tls_mode:?}");
+        if let Some(mut conn) = self.take_idle(&pool_key).await {
+            match conn.send(envelope).await {
+                Ok(()) => return self.smtp_delivered(host, &pool_key, conn),
+                Err(Failure::Rejected(r)) => {
+                    self.put_idle(&pool_key, conn);
+                    return HostResult::Done(Reply::forwarded(&r, host));
+                }
+                // A dropped idle connection; a fresh one decides.
+                Err(Failure::Connection(e)) => {
+                    tracing::debug!(host, error = %e, "reused connection failed")
+                }
+            }
+        }
+        let addrs = match addrs {
+            Some(a) => a,
+            None => match self.dns.addresses(host).await {
+                Ok(a) => a,
+                Err(e) => return HostResult::Failed(e),
+            },
+        };
+        let target = Target {
+            host: host.to_owned(),
+            addrs,
+            port: self.settings.smtp_port,
+            tls: tls_mode,
+            tls_config: self.tls.smtp(policy),
+        };
+        let mut conn = match SmtpConn::open(&target, &self.settings.ehlo_name).await {
+            Ok(c) => c,
+            Err(Failure::Connection(e)) => return HostResult::Failed(e),
+            Err(Failure::Rejected(r)) => return HostResult::Failed(r.to_string()),
+        };
+        match conn.send(envelope).await {
+            Ok(()) => self.smtp_delivered(host, &pool_key, conn),
+            Err(Failure::Rejected(r)) => {
+                self.put_idle(&pool_key, conn);
+                HostResult::Done(Reply::forwarded(&r, host))
+            }
+            Err(Failure::Connection(e)) => HostResult::Failed(e),
+        }
+    }
+
+    fn smtp_delivered(&self, host: &str, pool_key: &str, conn: SmtpConn) -> HostResult {
+        {
+            let mut map = self
+                .smtp_only
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if map.len() >= SMTP_ONLY_MAX {
+                map.retain(|_, t| t.elapsed() < SMTP_ONLY_FOR);
+            }
+            map.insert(host.to_owned(), Instant::now());
+        }
+        self.put_idle(pool_key, conn);
+        HostResult::Done(Reply::ok_smtp())
+    }
+
+    fn is_smtp_only(&self, host: &str) -> bool {
+        let map = self
+            .smtp_only
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(host).is_some_and(|t| t.elapsed() < SMTP_ONLY_FOR)
+    }
+
+    async fn post(&self, batch: &Batch, host: &str, policy: CertPolicy) -> Result<(), String> {
+        let client = match policy {
+            CertPolicy::Verify => &self.https_verified,
+            CertPolicy::AcceptInvalid => &self.https_any,
+        };
+        let authority = match host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+            _ => host.to_owned(),
+        };
+        let url = format!("https://{authority}:{}/mxdeliv", self.settings.https_port);
+        let mut headers = HeaderMap::new();
+        let value =
+            |a: &str| HeaderValue::from_bytes(a.as_bytes()).map_err(|e| format!("header: {e}"));
+        if !batch.sender.is_empty() {
+            headers.insert(
+                HeaderName::from_static("x-mail-from"),
+                value(&batch.sender)?,
+            );
+        }
+        for rcpt in &batch.recipients {
+            headers.append(HeaderName::from_static("x-mail-to"), value(rcpt)?);
+        }
+        // The body is the DATA form without the final "." line (SPEC §6.11).
+        let body = batch.wire.slice(..batch.wire.len().saturating_sub(3));
+        let resp = client
+            .post(url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("{e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP status {}", resp.status()));
+        }
+        // filtermail answers `250 OK`. A web server that answers any POST with a 2xx page is
+        // not a delivery: taking it for one would lose the message, so SMTP decides instead.
+        let mut resp = resp;
+        let mut head = Vec::new();
+        while head.len() < 64 {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => return Err(format!("reading response: {e}")),
+            }
+        }
+        if accepted_body(&head) {
+            Ok(())
+        } else {
+            Err("2xx response without an SMTP success reply".to_owned())
+        }
+    }
+
+    async fn take_idle(&self, key: &str) -> Option<SmtpConn> {
+        loop {
+            let conn = {
+                let mut map = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                let list = map.get_mut(key)?;
+                let conn = list.pop();
+                if list.is_empty() {
+                    map.remove(key);
+                }
+                conn?
+            };
+            if conn.idle_since.elapsed() >= IDLE_REUSE {
+                continue;
+            }
+            let mut conn = conn;
+            if conn.reset().await {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn put_idle(&self, key: &str, mut conn: SmtpConn) {
+        conn.idle_since = Instant::now();
+        let mut map = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = map.entry(key.to_owned()).or_default();
+        if list.len() < IDLE_PER_HOST {
+            list.push(conn);
+        }
+    }
+
+    /// Closes idle connections past their reuse time (called periodically).
+    pub async fn prune_idle(&self) {
+        let stale: Vec<SmtpConn> = {
+            let mut map = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut stale = Vec::new();
+            for list in map.values_mut() {
+                let (old, keep): (Vec<_>, Vec<_>) = list
+                    .drain(..)
+                    .partition(|c| c.idle_since.elapsed() >= IDLE_REUSE);
+                *list = keep;
+                stale.extend(old);
+            }
+            map.retain(|_, l| !l.is_empty());
+            stale
+        };
+        for conn in stale {
+            conn.quit().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_bodies() {
+        assert!(accepted_body(b"250 OK"));
+        assert!(accepted_body(b""));
+        assert!(accepted_body(b"\r\n250 OK"));
+        assert!(!accepted_body(b"<!DOCTYPE html>"));
+        assert!(!accepted_body(b"523 Encryption Needed"));
+        assert!(!accepted_body(b"2"));
+        assert!(!accepted_body(b"OK"));
+    }
+}

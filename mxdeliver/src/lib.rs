@@ -1,0 +1,177 @@
+//! Delivery of outgoing mail to other relays: filtermail's `transport` mode (SPEC §6.12).
+//!
+//! Postfix hands every outgoing message to this LMTP server (`default_transport =
+//! lmtp-filtermail:inet:[127.0.0.1]:<filtermail_lmtp_port_transport>`). Recipients are grouped
+//! by domain and delivered concurrently, first over the remote relay's HTTPS `/mxdeliv`
+//! endpoint, else over SMTP with mandatory `STARTTLS`, and Postfix gets one reply per recipient.
+//! Every failure is a 4xx or 5xx reply, so Postfix keeps, retries or bounces the message:
+//! nothing is acknowledged that was not delivered.
+//!
+//! The crate is a library; filtermail's `transport` mode binds the listener and calls [`run`]:
+//!
+//! ```no_run
+//! # async fn transport(config: std::sync::Arc<chatmaild::Config>) -> Result<(), Box<dyn std::error::Error>> {
+//! let port = config.filtermail_lmtp_port_transport;
+//! let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! mxdeliver::run(config, listener, stop, mxdeliver::TransportOptions::default()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Module map: [`lmtp`] parses the LMTP dialogue, [`server`] runs connections and queue slots
+//! ([`queue`]), [`deliver`] resolves ([`dns`]) and delivers over HTTPS or SMTP
+//! ([`smtp_client`], [`tls`]); [`reply`] holds every reply text.
+#![forbid(unsafe_code)]
+
+pub mod deliver;
+pub mod dns;
+pub mod error;
+pub mod lmtp;
+pub mod queue;
+pub mod reply;
+pub mod server;
+pub mod smtp_client;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use error::Error;
+
+/// Concurrent LMTP connections (Postfix opens at most its process limit, 100 by default).
+const MAX_CONNECTIONS: usize = 1000;
+/// How long shutdown waits for connections with deliveries in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often idle SMTP connections past their reuse time are closed.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Settings that differ between production and tests. `Default` is production.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// Ask only this DNS server (over UDP) instead of the `/etc/resolv.conf` resolvers.
+    pub dns_server: Option<SocketAddr>,
+    /// Upper bound for every DNS lookup; a lookup running longer gives a temporary failure.
+    pub dns_timeout: Duration,
+    /// Trust the system certificate store.
+    pub system_roots: bool,
+    /// Additional trust anchors (DER certificates), e.g. a test CA.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Port of the remote SMTP servers (25).
+    pub smtp_port: u16,
+    /// Port of the remote HTTPS `/mxdeliv` endpoints (443).
+    pub https_port: u16,
+    /// Messages in flight per destination domain (SPEC: 30).
+    pub per_destination: usize,
+    /// Destinations with messages in flight (SPEC: 500).
+    pub max_destinations: usize,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            dns_server: None,
+            dns_timeout: Duration::from_secs(30),
+            system_roots: true,
+            extra_roots: Vec::new(),
+            smtp_port: 25,
+            https_port: 443,
+            per_destination: queue::PER_DESTINATION,
+            max_destinations: queue::MAX_DESTINATIONS,
+        }
+    }
+}
+
+/// Serves LMTP on `listener` until `stop` is cancelled, then lets connections finish their
+/// deliveries for a short grace period.
+pub async fn run(
+    config: Arc<chatmaild::Config>,
+    listener: TcpListener,
+    stop: CancellationToken,
+    opts: TransportOptions,
+) -> Result<(), Error> {
+    let dns = match opts.dns_server {
+        Some(addr) => dns::Dns::with_server(addr, opts.dns_timeout),
+        None => dns::Dns::system(opts.dns_timeout)?,
+    };
+    let tls = tls::TlsConfigs::new(opts.system_roots, &opts.extra_roots)?;
+    let settings = deliver::DeliverySettings {
+        ehlo_name: config.mail_domain.clone(),
+        smtp_port: opts.smtp_port,
+        https_port: opts.https_port,
+    };
+    let deliverer = Arc::new(deliver::Deliverer::new(dns, tls, settings)?);
+    let shared = Arc::new(server::Shared {
+        queues: queue::Queues::with_limits(opts.per_destination, opts.max_destinations),
+        deliverer: deliverer.clone(),
+        max_message_size: usize::try_from(config.max_message_size).unwrap_or(usize::MAX),
+    });
+    let tasks = TaskTracker::new();
+    let pruner = {
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => deliverer.prune_idle().await,
+                }
+            }
+        })
+    };
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tracing::info!("transport: entering serving loop");
+    let result = loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break Ok(()),
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break Ok(()),
+            },
+        };
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break Ok(()),
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let shared = shared.clone();
+                let stop = stop.child_token();
+                tasks.spawn(async move {
+                    server::serve(stream, shared, stop).await;
+                    drop(permit);
+                });
+            }
+            Err(e) if is_transient(&e) => {
+                tracing::warn!(error = %e, "accept failed; pausing");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => break Err(Error::Accept(e)),
+        }
+    };
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: deliveries still running after the grace period");
+    }
+    pruner.abort();
+    result
+}
+
+/// Out of descriptors or memory, or a connection aborted before accept: keep serving.
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock | OutOfMemory
+    ) || e.raw_os_error().is_some_and(|c| c == 23 || c == 24)
+}

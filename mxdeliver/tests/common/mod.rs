@@ -1,0 +1,513 @@
+//! Loopback peers for the transport tests: a DNS server, an SMTP server with STARTTLS and an
+//! HTTPS `/mxdeliv` server, all using a test CA, plus an LMTP client playing Postfix.
+#![allow(
+    dead_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test harness: any failure should fail the test loudly"
+)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
+use hickory_resolver::proto::rr::rdata::{A, AAAA, MX};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::{ServerConfig, crypto::ring};
+use tokio_util::sync::CancellationToken;
+
+// ---------- test CA ----------
+
+pub struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    pub fn new() -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "mxdeliver test CA");
+        let cert = params.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    pub fn root(&self) -> CertificateDer<'static> {
+        self.cert.der().clone()
+    }
+
+    /// A TLS server configuration with a leaf certificate for `names`.
+    pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let leaf = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let mut cfg = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), self.root()], key)
+            .unwrap();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+}
+
+// ---------- DNS ----------
+
+#[derive(Default, Clone)]
+pub struct Zone {
+    pub mx: HashMap<String, Vec<(u16, String)>>,
+    pub addrs: HashMap<String, Vec<IpAddr>>,
+    /// Names that exist without records (NOERROR, empty answer).
+    pub empty: HashSet<String>,
+    /// Names for which the server never answers.
+    pub silent: HashSet<String>,
+    /// Names answered with SERVFAIL.
+    pub servfail: HashSet<String>,
+}
+
+impl Zone {
+    pub fn mx(mut self, domain: &str, records: &[(u16, &str)]) -> Self {
+        self.mx.insert(
+            domain.into(),
+            records.iter().map(|(p, h)| (*p, h.to_string())).collect(),
+        );
+        self
+    }
+    pub fn addr(mut self, host: &str, ip: &str) -> Self {
+        self.addrs
+            .entry(host.into())
+            .or_default()
+            .push(ip.parse().unwrap());
+        self
+    }
+    pub fn servfail(mut self, name: &str) -> Self {
+        self.servfail.insert(name.into());
+        self
+    }
+    pub fn silent(mut self, name: &str) -> Self {
+        self.silent.insert(name.into());
+        self
+    }
+
+    fn answer(&self, query: &Message) -> Option<Message> {
+        let q = query.queries().first()?;
+        let name = q
+            .name()
+            .to_ascii()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if self.silent.contains(&name) {
+            return None;
+        }
+        let mut resp = Message::new(query.id(), MessageType::Response, query.op_code());
+        resp.add_query(q.clone());
+        resp.set_recursion_desired(true)
+            .set_recursion_available(true)
+            .set_authoritative(true);
+        if self.servfail.contains(&name) {
+            resp.set_response_code(ResponseCode::ServFail);
+            return Some(resp);
+        }
+        let exists = self.mx.contains_key(&name)
+            || self.addrs.contains_key(&name)
+            || self.empty.contains(&name);
+        if !exists {
+            resp.set_response_code(ResponseCode::NXDomain);
+            return Some(resp);
+        }
+        let owner = q.name().clone();
+        match q.query_type() {
+            RecordType::MX => {
+                for (pref, host) in self.mx.get(&name).into_iter().flatten() {
+                    let exchange = if host == "." {
+                        Name::root()
+                    } else {
+                        Name::from_ascii(format!("{host}.")).unwrap()
+                    };
+                    resp.add_answer(Record::from_rdata(
+                        owner.clone(),
+                        60,
+                        RData::MX(MX::new(*pref, exchange)),
+                    ));
+                }
+            }
+            RecordType::A | RecordType::AAAA => {
+                for ip in self.addrs.get(&name).into_iter().flatten() {
+                    let rdata = match (ip, q.query_type()) {
+                        (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
+                        (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
+                        _ => continue,
+                    };
+                    resp.add_answer(Record::from_rdata(owner.clone(), 60, rdata));
+                }
+            }
+            _ => {}
+        }
+        Some(resp)
+    }
+}
+
+/// A UDP DNS server on loopback answering from `zone`.
+pub async fn dns_server(zone: Zone) -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            if let Some(resp) = zone.answer(&query) {
+                let _ = sock.send_to(&resp.to_vec().unwrap(), peer).await;
+            }
+        }
+    });
+    addr
+}
+
+// ---------- SMTP ----------
+
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    pub helo: Vec<String>,
+    pub tls: bool,
+    pub from: String,
+    pub mail_params: String,
+    pub rcpts: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct SmtpBehaviour {
+    /// Offer STARTTLS with this configuration.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// Recipients starting with this prefix get `550 5.1.1 No such user`.
+    pub reject_prefix: &'static str,
+}
+
+pub type Mailbox = Arc<Mutex<Vec<Received>>>;
+
+pub async fn smtp_server(listener: TcpListener, behaviour: SmtpBehaviour) -> Mailbox {
+    let mailbox = Mailbox::default();
+    let mb = mailbox.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (b, mb) = (behaviour.clone(), mb.clone());
+            tokio::spawn(async move {
+                let mut state = Received::default();
+                let Some(stream) = smtp_dialogue(stream, &b, true, &mut state, &mb).await else {
+                    return;
+                };
+                let Some(tls) = b.tls.clone() else { return };
+                let Ok(tls) = TlsAcceptor::from(tls).accept(stream).await else {
+                    return;
+                };
+                state.tls = true;
+                smtp_dialogue(tls, &b, false, &mut state, &mb).await;
+            });
+        }
+    });
+    mailbox
+}
+
+/// The address between `<` and `>`.
+fn path(s: &str) -> String {
+    let s = s.trim_start().trim_start_matches('<');
+    s.split_once('>').map_or(s, |(a, _)| a).to_string()
+}
+
+/// Runs the dialogue; returns the stream when the client asked for STARTTLS.
+async fn smtp_dialogue<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    b: &SmtpBehaviour,
+    plain: bool,
+    st: &mut Received,
+    mailbox: &Mailbox,
+) -> Option<S> {
+    let mut r = BufReader::new(stream);
+    if plain {
+        r.get_mut()
+            .write_all(b"220 fake.test ESMTP\r\n")
+            .await
+            .ok()?;
+    }
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end().to_string();
+        let upper = line.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            st.helo.push(line.clone());
+            let tls = if plain && b.tls.is_some() {
+                "250-STARTTLS\r\n"
+            } else {
+                ""
+            };
+            format!("250-fake.test\r\n250-8BITMIME\r\n{tls}250 SIZE 1000000\r\n")
+        } else if upper == "STARTTLS" && plain && b.tls.is_some() {
+            r.get_mut().write_all(b"220 go ahead\r\n").await.ok()?;
+            return Some(r.into_inner());
+        } else if upper.starts_with("MAIL FROM:") {
+            st.from = path(&line[10..]);
+            st.mail_params = line[10..]
+                .split_once('>')
+                .map(|(_, p)| p.trim().to_string())
+                .unwrap_or_default();
+            st.rcpts.clear();
+            "250 OK\r\n".into()
+        } else if upper.starts_with("RCPT TO:") {
+            let addr = path(&line[8..]);
+            if addr.starts_with(b.reject_prefix) {
+                "550 5.1.1 No such user\r\n".into()
+            } else {
+                st.rcpts.push(addr);
+                "250 OK\r\n".into()
+            }
+        } else if upper == "DATA" {
+            r.get_mut().write_all(b"354 go\r\n").await.ok()?;
+            let mut data = Vec::new();
+            loop {
+                let mut l = Vec::new();
+                if r.read_until(b'\n', &mut l).await.ok()? == 0 {
+                    return None;
+                }
+                if l == b".\r\n" {
+                    break;
+                }
+                data.extend_from_slice(&l);
+            }
+            st.data = data;
+            mailbox.lock().unwrap().push(st.clone());
+            "250 2.0.0 queued\r\n".into()
+        } else if upper == "RSET" {
+            "250 OK\r\n".into()
+        } else if upper == "QUIT" {
+            let _ = r.get_mut().write_all(b"221 bye\r\n").await;
+            return None;
+        } else {
+            "500 what\r\n".into()
+        };
+        r.get_mut().write_all(reply.as_bytes()).await.ok()?;
+    }
+}
+
+// ---------- HTTPS /mxdeliv ----------
+
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub path: String,
+    pub from: Option<String>,
+    pub to: Vec<String>,
+    pub body: Vec<u8>,
+}
+
+pub async fn https_server(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    status: u16,
+) -> Arc<Mutex<Vec<Posted>>> {
+    let posted = Arc::new(Mutex::new(Vec::new()));
+    let p = posted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (tls, p) = (tls.clone(), p.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = TlsAcceptor::from(tls).accept(stream).await else {
+                    return;
+                };
+                let mut r = BufReader::new(stream);
+                let mut request_line = String::new();
+                if r.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
+                let (mut from, mut to, mut len) = (None, Vec::new(), 0usize);
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).await.unwrap();
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    let (k, v) = h.split_once(':').unwrap();
+                    let v = v.trim().to_string();
+                    match k.to_ascii_lowercase().as_str() {
+                        "x-mail-from" => from = Some(v),
+                        "x-mail-to" => to.push(v),
+                        "content-length" => len = v.parse().unwrap(),
+                        _ => {}
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).await.unwrap();
+                p.lock().unwrap().push(Posted {
+                    path,
+                    from,
+                    to,
+                    body,
+                });
+                let text = if status == 200 {
+                    "250 OK"
+                } else {
+                    "523 Encryption Needed"
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = r.get_mut().write_all(resp.as_bytes()).await;
+                let _ = r.get_mut().shutdown().await;
+            });
+        }
+    });
+    posted
+}
+
+// ---------- transport and LMTP client ----------
+
+pub async fn free_port(ip: &str) -> u16 {
+    TcpListener::bind(format!("{ip}:0"))
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub async fn start_transport(opts: mxdeliver::TransportOptions) -> (SocketAddr, CancellationToken) {
+    start_transport_with("", opts).await
+}
+
+/// Starts the transport with extra `chatmail.ini` lines.
+pub async fn start_transport_with(
+    ini: &str,
+    opts: mxdeliver::TransportOptions,
+) -> (SocketAddr, CancellationToken) {
+    let config =
+        chatmaild::Config::parse(&format!("[params]\nmail_domain = relay.test\n{ini}")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        mxdeliver::run(Arc::new(config), listener, s, opts)
+            .await
+            .unwrap();
+    });
+    (addr, stop)
+}
+
+pub fn options(
+    dns: SocketAddr,
+    ca: &Ca,
+    smtp_port: u16,
+    https_port: u16,
+) -> mxdeliver::TransportOptions {
+    mxdeliver::TransportOptions {
+        dns_server: Some(dns),
+        dns_timeout: Duration::from_secs(2),
+        system_roots: false,
+        extra_roots: vec![ca.root()],
+        smtp_port,
+        https_port,
+        ..Default::default()
+    }
+}
+
+pub struct Lmtp {
+    r: BufReader<TcpStream>,
+}
+
+impl Lmtp {
+    pub async fn connect(addr: SocketAddr) -> Lmtp {
+        let mut l = Lmtp {
+            r: BufReader::new(TcpStream::connect(addr).await.unwrap()),
+        };
+        assert!(l.reply().await.starts_with("220 "));
+        l
+    }
+
+    /// Reads one (possibly multi-line) reply and returns its last line.
+    pub async fn reply(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(60), self.r.read_line(&mut line))
+                .await
+                .expect("reply in time")
+                .unwrap();
+            assert!(n > 0, "connection closed");
+            assert!(line.ends_with("\r\n"));
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line.trim_end().to_string();
+            }
+        }
+    }
+
+    pub fn stream(&mut self) -> &mut TcpStream {
+        self.r.get_mut()
+    }
+
+    pub async fn cmd(&mut self, line: &str) -> String {
+        self.r
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        self.reply().await
+    }
+
+    /// A whole transaction; returns the replies after the final dot (one per accepted RCPT).
+    pub async fn send(&mut self, from: &str, rcpts: &[&str], body: &[u8]) -> Vec<String> {
+        assert!(self.cmd("LHLO relay.test").await.starts_with("250"));
+        assert_eq!(self.cmd(&format!("MAIL FROM:<{from}>")).await, "250 OK");
+        let mut accepted = 0;
+        for r in rcpts {
+            if self.cmd(&format!("RCPT TO:<{r}>")).await.starts_with("250") {
+                accepted += 1;
+            }
+        }
+        let go = self.cmd("DATA").await;
+        if !go.starts_with("354") {
+            return vec![go];
+        }
+        // One write, as Postfix does; two small writes would meet Nagle and delayed ACKs.
+        let mut data = body.to_vec();
+        data.extend_from_slice(b".\r\n");
+        self.r.get_mut().write_all(&data).await.unwrap();
+        let mut out = Vec::new();
+        for _ in 0..accepted {
+            out.push(self.reply().await);
+        }
+        out
+    }
+}
+
+pub const MESSAGE: &[u8] =
+    b"From: a@relay.test\r\nTo: b@a.test\r\nSubject: hi\r\n\r\n..leading dot\r\nbody\r\n";
