@@ -103,22 +103,23 @@ impl User {
     /// The stored password hash; `None` if there is no file or it is empty.
     pub fn password(&self) -> Result<Option<String>, Error> {
         let path = self.password_path();
-        match fs::read(&path) {
-            Ok(bytes) if bytes.is_empty() => {
-                tracing::error!("password is empty for: {}", self.addr);
-                Ok(None)
-            }
-            Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
-                Error::io(
-                    &path,
-                    std::io::Error::new(ErrorKind::InvalidData, "password file is not UTF-8"),
-                )
-            }),
+        let bytes = match read_small_file(&path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
-                Ok(None)
+                return Ok(None);
             }
-            Err(e) => Err(Error::io(path, e)),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        if bytes.is_empty() {
+            tracing::error!("password is empty for: {}", self.addr);
+            return Ok(None);
         }
+        String::from_utf8(bytes).map(Some).map_err(|_| {
+            Error::io(
+                &path,
+                std::io::Error::new(ErrorKind::InvalidData, "password file is not UTF-8"),
+            )
+        })
     }
 
     /// Dovecot's userdb/passdb reply object for this user with `password`: keys in the
@@ -195,6 +196,22 @@ impl User {
             .map_err(|e| Error::io(&path, e))?;
         Ok(true)
     }
+}
+
+/// Reads a file expected to be small (a password hash) with as few system calls as
+/// possible: this is on the path of every Dovecot login. A short read of a regular file
+/// means end of file, so one `read` suffices; longer files fall back to `read_to_end`.
+fn read_small_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut buf = vec![0u8; 1024];
+    let n = file.read(&mut buf)?;
+    if n < buf.len() {
+        buf.truncate(n);
+        return Ok(buf);
+    }
+    file.read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// A metadata's mtime in whole seconds since the epoch (negative before it).
@@ -313,6 +330,11 @@ mod tests {
         );
         fs::write(u.password_path(), b"").unwrap();
         assert_eq!(u.password().unwrap(), None);
+        let long = "x".repeat(5000);
+        fs::write(u.password_path(), &long).unwrap();
+        assert_eq!(u.password().unwrap().as_deref(), Some(long.as_str()));
+        fs::write(u.password_path(), "y".repeat(1024)).unwrap();
+        assert_eq!(u.password().unwrap().map(|p| p.len()), Some(1024));
         assert_eq!(day_timestamp(-1), -DAY);
     }
 }

@@ -7,6 +7,7 @@
 //! first login never delays the others.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod error;
 pub mod hash;
 pub mod keys;
@@ -40,6 +41,7 @@ pub struct AuthHandler {
     /// `@<mail_domain>`: the suffix of every address we serve.
     suffix: String,
     nocreate: PathBuf,
+    hashes: Arc<cache::HashCache>,
 }
 
 impl AuthHandler {
@@ -55,6 +57,7 @@ impl AuthHandler {
             config,
             suffix,
             nocreate,
+            hashes: Arc::default(),
         }
     }
 
@@ -67,8 +70,8 @@ impl AuthHandler {
     }
 
     fn existing(&self, user: &User) -> Lookup {
-        match user.password() {
-            Ok(Some(pw)) => Lookup::Found(user.userdb_json(&pw)),
+        match self.hashes.userdb_json(user) {
+            Ok(Some(json)) => Lookup::Found(json.to_string()),
             Ok(None) => Lookup::NotFound,
             Err(e) => {
                 error!("{e}");
