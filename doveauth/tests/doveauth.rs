@@ -1,4 +1,9 @@
 //! Black-box tests of the doveauth binary over its real unix socket.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "tests: failing loudly is the point"
+)]
 
 mod support;
 
@@ -82,7 +87,7 @@ fn refusals_reply_n_and_create_nothing() {
     let d = start();
     let mut c = d.client();
     for (user, pw) in [
-        (format!("abcdefghi@other.org"), "secret-password"),
+        ("abcdefghi@other.org".to_owned(), "secret-password"),
         (format!("short@{DOMAIN}"), "secret-password"),
         (format!("abcdefghij@{DOMAIN}"), "secret-password"),
         (format!("Abcdefghi@{DOMAIN}"), "secret-password"),
@@ -93,7 +98,7 @@ fn refusals_reply_n_and_create_nothing() {
         (format!("abcdefgh\u{1}t@{DOMAIN}"), "secret-password"),
         (format!("abcdefgh\u{1}0@{DOMAIN}"), "secret-password"),
     ] {
-        assert_eq!(c.ask(&passdb(&pw, &user)), "N\n", "{user:?}");
+        assert_eq!(c.ask(&passdb(pw, &user)), "N\n", "{user:?}");
     }
     let left: Vec<_> = std::fs::read_dir(&d.mailboxes)
         .unwrap()

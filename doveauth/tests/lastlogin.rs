@@ -1,4 +1,9 @@
 //! Black-box tests of lastlogin together with doveauth-created accounts.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "tests: failing loudly is the point"
+)]
 
 mod support;
 

@@ -1,4 +1,9 @@
 //! systemd integration of the real binary: readiness notification and socket activation.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "tests: failing loudly is the point"
+)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};

@@ -1,4 +1,9 @@
 //! A stock Dovecot authenticates against doveauth and records logins through lastlogin.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "tests: failing loudly is the point"
+)]
 
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,5 +1,9 @@
 //! A real doveauth process on a temporary socket, and a raw dict client.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test file uses a different part")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test support: failing loudly is the point"
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
