@@ -29,4 +29,7 @@ pub enum Error {
     /// Accepting connections failed for good.
     #[error("accept: {0}")]
     Accept(std::io::Error),
+    /// Transport mode (delivery to other relays) could not start or failed for good.
+    #[error("transport: {0}")]
+    Transport(#[from] mxdeliver::Error),
 }

@@ -8,11 +8,13 @@
 //! The layers are separate so other front ends can reuse them: [`policy`] and [`mime`] /
 //! [`openpgp`] are pure; [`dkim`] and [`reinject`] do the network work; [`Filter`] chains
 //! them for one message; [`server`] is the SMTP listener (with the protocol state machines
-//! in [`smtp`]).
+//! in [`smtp`]) and [`http`] the `/mxdeliv` listener of incoming mode. Transport mode runs
+//! the `mxdeliver` crate ([`serve_transport`]).
 #![forbid(unsafe_code)]
 
 pub mod dkim;
 pub mod error;
+pub mod http;
 pub mod mime;
 pub mod openpgp;
 pub mod policy;
@@ -174,24 +176,98 @@ pub async fn serve(ini: &std::path::Path, mode: Mode) -> Result<(), Error> {
         Mode::Incoming => config.filtermail_smtp_port_incoming,
     };
     let addr = host_port(&config.filtermail_host, port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
+    let listener = bind(&addr).await?;
+    // Incoming mode also takes mail over HTTP (SPEC §6.11).
+    let http = if mode == Mode::Incoming {
+        let http_addr = host_port(
+            &config.filtermail_host,
+            config.filtermail_http_port_incoming,
+        );
+        let l = bind(&http_addr).await?;
+        Some((l, http_addr))
+    } else {
+        None
+    };
     let fallback = verifier
         .as_ref()
         .and_then(|v| v.resolver_fallback().map(str::to_owned));
     let filter = Arc::new(Filter::new(&config, mode, verifier));
     let stop = chatmaild::service::shutdown_token().map_err(Error::Accept)?;
     chatmaild::service::raise_nofile_limit();
-    info!(%addr, ?mode, "{}", server::LOG_SERVING);
+    match &http {
+        Some((_, http_addr)) => info!(%addr, %http_addr, ?mode, "{}", server::LOG_SERVING),
+        None => info!(%addr, ?mode, "{}", server::LOG_SERVING),
+    }
     if let Some(why) = fallback {
         warn!("{why}");
     }
     chatmaild::service::notify_ready();
-    let result = server::run(listener, filter, stop).await;
+    let result = match http {
+        Some((http_listener, _)) => {
+            let (smtp, http) = tokio::join!(
+                stop_all_on_error(
+                    server::run(listener, Arc::clone(&filter), stop.clone()),
+                    &stop
+                ),
+                stop_all_on_error(
+                    http::run(http_listener, Arc::clone(&filter), stop.clone()),
+                    &stop
+                ),
+            );
+            smtp.and(http)
+        }
+        None => server::run(listener, filter, stop).await,
+    };
     chatmaild::service::notify_stopping();
     result
+}
+
+/// Transport mode (SPEC §6.12): the LMTP server behind Postfix's `default_transport` that
+/// delivers to other relays, implemented by the `mxdeliver` crate. Start-up, readiness and
+/// stop on SIGTERM/SIGINT work as in the filter modes.
+pub async fn serve_transport(ini: &std::path::Path) -> Result<(), Error> {
+    let config = Arc::new(chatmaild::Config::load(ini)?);
+    let addr = host_port(
+        &config.filtermail_host,
+        config.filtermail_lmtp_port_transport,
+    );
+    let listener = bind(&addr).await?;
+    let stop = chatmaild::service::shutdown_token().map_err(Error::Accept)?;
+    chatmaild::service::raise_nofile_limit();
+    info!(%addr, mode = "Transport", "{}", server::LOG_SERVING);
+    chatmaild::service::notify_ready();
+    let result = mxdeliver::run(
+        config,
+        listener,
+        stop,
+        mxdeliver::TransportOptions::default(),
+    )
+    .await
+    .map_err(Error::from);
+    chatmaild::service::notify_stopping();
+    info!("stopped");
+    result
+}
+
+/// Runs `listener`; if it fails, the other listeners of the process are stopped too, so
+/// the service exits (and is restarted) instead of running half-deaf.
+async fn stop_all_on_error(
+    listener: impl std::future::Future<Output = Result<(), Error>>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<(), Error> {
+    let result = listener.await;
+    if result.is_err() {
+        stop.cancel();
+    }
+    result
+}
+
+/// A listening TCP socket on `addr`.
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
 }

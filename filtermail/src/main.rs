@@ -1,4 +1,5 @@
-//! `filtermail INI_PATH outgoing|incoming`: the Postfix before-queue filter (SPEC §6.1).
+//! `filtermail INI_PATH outgoing|incoming|transport`: the Postfix before-queue filters and
+//! the transport to other relays (SPEC §6.1).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -6,14 +7,15 @@ use std::process::ExitCode;
 use filtermail::Mode;
 use tracing::error;
 
-const USAGE: &str = "usage: filtermail INI_PATH outgoing|incoming";
+const USAGE: &str = "usage: filtermail INI_PATH outgoing|incoming|transport";
 
 fn main() -> ExitCode {
     // `args_os`: a non-UTF-8 path is still a path (and must not panic).
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let (ini, mode) = match args.as_slice() {
-        [ini, mode] if mode == "outgoing" => (ini, Mode::Outgoing),
-        [ini, mode] if mode == "incoming" => (ini, Mode::Incoming),
+        [ini, mode] if mode == "outgoing" => (ini, Some(Mode::Outgoing)),
+        [ini, mode] if mode == "incoming" => (ini, Some(Mode::Incoming)),
+        [ini, mode] if mode == "transport" => (ini, None),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::FAILURE;
@@ -33,7 +35,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(filtermail::serve(std::path::Path::new(ini), mode)) {
+    let ini = std::path::Path::new(ini);
+    let result = runtime.block_on(async {
+        match mode {
+            Some(mode) => filtermail::serve(ini, mode).await,
+            None => filtermail::serve_transport(ini).await,
+        }
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");

@@ -27,6 +27,8 @@ impl Reply {
     /// The cleartext policy refused the message; clients recognise this exact text.
     pub const ENCRYPTION_NEEDED: Reply =
         Reply::fixed(523, "Encryption Needed: Invalid Unencrypted Mail");
+    /// Malformed DATA: data after the end-of-data line, or no final CRLF (`/mxdeliv`).
+    pub const INVALID_DATA: Reply = Reply::fixed(500, "Invalid DATA");
     /// DATA exceeded `max_message_size` (sent after the end-of-data line).
     pub const TOO_BIG: Reply = Reply::fixed(552, "Message exceeds maximum size");
     /// `MAIL FROM` without a parsable `<address>`.

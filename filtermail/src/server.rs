@@ -78,7 +78,7 @@ pub async fn run(
 }
 
 /// EMFILE, ENFILE, ENOBUFS, ENOMEM: transient, the next accept may succeed.
-fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+pub(crate) fn is_resource_exhaustion(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
 }
 

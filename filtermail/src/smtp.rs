@@ -281,6 +281,11 @@ impl DataReader {
         }
     }
 
+    /// Whether the message has exceeded the limit (the reader then only looks for the end).
+    pub fn overflowed(&self) -> bool {
+        self.overflow
+    }
+
     fn emit(&mut self, bytes: &[u8]) {
         if self.overflow {
             return;

@@ -72,3 +72,68 @@ async fn idle_reinjection_connections_are_closed() {
     assert_eq!(r.idle_connections(), 0);
     assert_eq!(sink.messages().len(), 2);
 }
+
+/// The HTTP listener in process with an incoming-mode filter.
+#[allow(clippy::unwrap_used, reason = "test setup")]
+async fn http_server() -> (
+    std::net::SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), filtermail::Error>>,
+) {
+    let config = chatmaild::Config::parse("[params]\nmail_domain = x.org\n").unwrap();
+    let filter = Arc::new(Filter::new(&config, Mode::Incoming, None));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(filtermail::http::run(listener, filter, stop.clone()));
+    (addr, stop, server)
+}
+
+#[tokio::test(start_paused = true)]
+async fn http_trickling_or_idle_clients_are_closed() {
+    let (addr, stop, server) = http_server().await;
+    // Half a request head, then silence: closed once the head timeout passes.
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"POST /mxdeliv HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got).await;
+    assert!(started.elapsed() >= filtermail::http::IO_TIMEOUT);
+    assert!(!String::from_utf8_lossy(&got).contains(" 200 "), "{got:?}");
+    // A request body that stops arriving: the connection is closed, nothing hangs.
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nX-MAIL-TO: a@x.org\r\nContent-Length: 100\r\n\r\nabc",
+    )
+    .await
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got).await;
+    assert!(started.elapsed() >= filtermail::http::IO_TIMEOUT);
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn http_stop_closes_idle_connections() {
+    let (addr, stop, server) = http_server().await;
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 405"));
+    // The connection is kept alive and idle; stopping must not wait for it.
+    stop.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("stop waited for an idle connection")
+        .unwrap()
+        .unwrap();
+    let n = c.read(&mut buf).await.unwrap_or(0);
+    assert_eq!(n, 0, "idle connection left open");
+}

@@ -70,8 +70,10 @@ pub fn free_port() -> u16 {
 /// A running `filtermail` binary; killed on drop.
 pub struct Daemon {
     child: Child,
-    /// The port it listens on.
+    /// The port it listens on (SMTP, or LMTP in transport mode).
     pub port: u16,
+    /// The HTTP `/mxdeliv` port of incoming mode.
+    pub http_port: u16,
     /// Its stderr lines so far (after the first).
     pub log: Arc<Mutex<Vec<String>>>,
     /// The first stderr lines, up to and including the one with `loop`.
@@ -92,13 +94,14 @@ impl Daemon {
     pub fn start(mode: &str, reinject_port: u16, extra: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let http_port = free_port();
         let mailboxes = dir.path().join("mailboxes");
         std::fs::create_dir(&mailboxes).unwrap();
         let ini = dir.path().join("chatmail.ini");
         std::fs::write(
             &ini,
             format!(
-                "[params]\nmail_domain = chat.example.org\nfiltermail_smtp_port = {port}\nfiltermail_smtp_port_incoming = {port}\npostfix_reinject_port = {reinject_port}\npostfix_reinject_port_incoming = {reinject_port}\nmailboxes_dir = {}\n{extra}",
+                "[params]\nmail_domain = chat.example.org\nfiltermail_smtp_port = {port}\nfiltermail_smtp_port_incoming = {port}\nfiltermail_lmtp_port_transport = {port}\nfiltermail_http_port_incoming = {http_port}\npostfix_reinject_port = {reinject_port}\npostfix_reinject_port_incoming = {reinject_port}\nmailboxes_dir = {}\n{extra}",
                 mailboxes.display()
             ),
         )
@@ -139,10 +142,28 @@ impl Daemon {
         Daemon {
             child,
             port,
+            http_port,
             log,
             startup,
             dir,
         }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; `None` if it did not exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for _ in 0..1000 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        None
     }
 
     /// The mailboxes directory.

@@ -1,0 +1,586 @@
+//! The HTTP `/mxdeliv` listener of incoming mode (SPEC §6.11): other relays POST a message
+//! with its envelope in headers instead of speaking SMTP; nginx terminates TLS in front.
+//!
+//! HTTP/1.0, HTTP/1.1 and cleartext HTTP/2 (prior knowledge) are served on one port. The
+//! body is streamed through the same DATA reader as SMTP (dot-unstuffing, size limit), so
+//! at most `max_message_size` bytes of a message are ever held, and the message then takes
+//! exactly the SMTP path: [`Filter::process`].
+//!
+//! Status codes: accepted → 200 `250 OK`; oversized → 413 as soon as that is known (the
+//! rest of the body is discarded, within bounds, so the client can read it); a permanent rejection (5xx) →
+//! 400 with the SMTP reply text; a temporary failure (4xx: DKIM key lookup, reinjection
+//! unreachable, ...) → 503 with the SMTP reply text and `Retry-After`. The reference answers
+//! 400 to everything; its senders fall back to SMTP on any non-2xx status, where the same
+//! temporary failure becomes a 4xx SMTP reply and the message is retried. 503 keeps that
+//! behaviour for such senders while telling every other HTTP client (and nginx's logs) that
+//! the failure is temporary, which a 400 would not.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::Filter;
+use crate::error::Error;
+use crate::policy::{Envelope, MailParams};
+use crate::reply::Reply;
+use crate::smtp::{DataEnd, DataReader, MAX_RECIPIENTS};
+
+/// Envelope sender header (absent: the null sender).
+pub const HEADER_MAIL_FROM: &str = "x-mail-from";
+/// Envelope recipient header, once per recipient.
+pub const HEADER_RCPT_TO: &str = "x-mail-to";
+/// Read and write timeouts of a connection (SPEC §6.11).
+pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most connections served at once; further clients wait in the listen queue.
+const MAX_CONNECTIONS: usize = 2048;
+/// Time requests in flight get to finish after a stop request.
+const GRACE: Duration = Duration::from_secs(30);
+/// Header lines allowed in one HTTP/1 request: a recipient header each, plus the usual.
+const MAX_HEADERS: usize = MAX_RECIPIENTS + 64;
+/// Header bytes allowed in one HTTP/2 request (a thousand long addresses fit).
+const MAX_HEADER_LIST_SIZE: u32 = 512 * 1024;
+/// Concurrent requests on one HTTP/2 connection; each may hold a message of up to
+/// `max_message_size` bytes, so this bounds a single client's memory use.
+const MAX_STREAMS: u32 = 16;
+/// Seconds a sender is asked to wait after a temporary failure.
+const RETRY_AFTER_SECS: &str = "60";
+/// Body of a 405 reply.
+const METHOD_NOT_ALLOWED: &str = "Method Not Allowed";
+/// Body of a 400 reply to a request without recipients.
+pub const NO_RECIPIENTS: &str = "400 Missing X-MAIL-TO header (one per recipient)";
+
+/// Serves `/mxdeliv` on `listener` until `stop` is cancelled; requests in flight then get
+/// a grace period, idle keep-alive connections are closed at once.
+pub async fn run(
+    listener: TcpListener,
+    filter: Arc<Filter>,
+    stop: CancellationToken,
+) -> Result<(), Error> {
+    let tasks = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let builder = Arc::new(builder());
+    let result = loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break Ok(()),
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break Ok(()),
+            },
+        };
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break Ok(()),
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let filter = Arc::clone(&filter);
+                let builder = Arc::clone(&builder);
+                let stop = stop.clone();
+                tasks.spawn(async move {
+                    if let Err(e) = connection(stream, &builder, filter, &stop).await {
+                        debug!(%peer, "HTTP connection ended: {e}");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => match e.kind() {
+                io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {}
+                _ if crate::server::is_resource_exhaustion(&e) => {
+                    warn!("HTTP accept: {e}; pausing");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => break Err(Error::Accept(e)),
+            },
+        }
+    };
+    tasks.close();
+    if tokio::time::timeout(GRACE, tasks.wait()).await.is_err() {
+        warn!("HTTP requests still running after the grace period");
+    }
+    info!("HTTP listener stopped");
+    result
+}
+
+/// HTTP/1 and HTTP/2 (detected from the first bytes) with room for many recipients.
+fn builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // The request head must arrive within the I/O timeout as a whole, not merely byte by
+    // byte, so trickling clients cannot hold connections.
+    b.http1()
+        .max_headers(MAX_HEADERS)
+        .timer(TokioTimer::new())
+        .header_read_timeout(IO_TIMEOUT);
+    b.http2()
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .max_concurrent_streams(MAX_STREAMS)
+        .timer(TokioTimer::new());
+    b
+}
+
+/// One HTTP connection (any number of requests).
+async fn connection(
+    stream: TcpStream,
+    builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    filter: Arc<Filter>,
+    stop: &CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    stream.set_nodelay(true)?;
+    let io = TokioIo::new(TimeoutIo::new(stream, IO_TIMEOUT));
+    let service = hyper::service::service_fn(move |req| {
+        let filter = Arc::clone(&filter);
+        async move { Ok::<_, Infallible>(handle(req, &filter).await) }
+    });
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        () = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    conn.await
+}
+
+/// A response with a plain-text body.
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// The HTTP status for the outcome of a message, as described in the module docs.
+pub fn status_for(reply: &Reply) -> StatusCode {
+    match reply.code() {
+        200..=299 => StatusCode::OK,
+        552 => StatusCode::PAYLOAD_TOO_LARGE,
+        400..=499 => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// The response carrying `reply` as its body.
+pub fn reply_response(reply: &Reply) -> Response<Full<Bytes>> {
+    let status = status_for(reply);
+    let mut r = text(status, reply.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
+    r
+}
+
+/// One `/mxdeliv` request (the path is not checked).
+async fn handle(req: Request<Incoming>, filter: &Arc<Filter>) -> Response<Full<Bytes>> {
+    if req.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, METHOD_NOT_ALLOWED);
+    }
+    let env = match envelope(req.headers()) {
+        Ok(env) => env,
+        Err(why) => {
+            debug!("HTTP request refused: {why}");
+            return text(StatusCode::BAD_REQUEST, why);
+        }
+    };
+    // A declared length that cannot fit even after undoing dot-stuffing (which removes at
+    // most one byte per line of at least three) is refused before reading anything.
+    if let Some(len) = req.body().size_hint().exact()
+        && len > max_stuffed_size(filter.max_message_size)
+    {
+        warn!("HTTP message exceeds max_message_size");
+        // HTTP/1: dropping the unread body closes the connection without inviting the body
+        // (no `100 Continue`). HTTP/2 clients send regardless; let their stream end cleanly.
+        if req.version() == hyper::Version::HTTP_2 {
+            drain(req.into_body(), filter.max_message_size);
+        }
+        return reply_response(&Reply::TOO_BIG);
+    }
+    let mut body = req.into_body();
+    let mut reader = MessageBody::new(filter.max_message_size);
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                // The client went away or broke the framing; nobody may read the answer.
+                debug!("HTTP body: {e}");
+                return text(StatusCode::BAD_REQUEST, "400 Broken request body");
+            }
+        };
+        if let Ok(data) = frame.into_data()
+            && let Err(reply) = reader.feed(&data)
+        {
+            if reply == Reply::TOO_BIG {
+                warn!("HTTP message exceeds max_message_size");
+            }
+            drain(body, filter.max_message_size);
+            return reply_response(&reply);
+        }
+    }
+    let message = match reader.finish() {
+        Ok(m) => m,
+        Err(reply) => return reply_response(&reply),
+    };
+    debug!(from = %env.mail_from, rcpts = env.rcpt_to.len(), "HTTP delivery");
+    let reply = filter.process(env, MailParams::default(), message).await;
+    reply_response(&reply)
+}
+
+/// Reads and discards the rest of a refused request body in the background, at most
+/// `budget` bytes and [`IO_TIMEOUT`] long, while the answer goes out at once.
+///
+/// Dropping the body unread instead would make HTTP/2 reset the stream and HTTP/1 close the
+/// connection with unread data, which makes the kernel send a TCP reset; either can make a
+/// client that is still uploading lose the answer it was sent (nginx's "lingering close"
+/// exists for the same reason). Nothing is stored, and the bounds keep a client from
+/// holding the connection with an endless body.
+fn drain(mut body: Incoming, budget: u64) {
+    tokio::spawn(async move {
+        let mut seen: u64 = 0;
+        let _ = tokio::time::timeout(IO_TIMEOUT, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    seen = seen.saturating_add(data.len() as u64);
+                    if seen > budget {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+    });
+}
+
+/// The most body bytes a message of `max` bytes can take in DATA form.
+fn max_stuffed_size(max: u64) -> u64 {
+    max.saturating_add(max / 3).saturating_add(4)
+}
+
+/// The envelope from the request headers, or the text of a 400 reply.
+pub fn envelope(headers: &HeaderMap) -> Result<Envelope, &'static str> {
+    let mut senders = headers.get_all(HEADER_MAIL_FROM).iter();
+    let mail_from = match (senders.next(), senders.next()) {
+        (None, _) => String::new(),
+        (Some(v), None) => address(v).ok_or("501 Invalid address in X-MAIL-FROM header")?,
+        (Some(_), Some(_)) => return Err("501 More than one X-MAIL-FROM header"),
+    };
+    let mut rcpt_to = Vec::new();
+    for v in headers.get_all(HEADER_RCPT_TO) {
+        match address(v) {
+            Some(a) if !a.is_empty() => rcpt_to.push(a),
+            _ => return Err("501 Invalid address in X-MAIL-TO header"),
+        }
+    }
+    if rcpt_to.is_empty() {
+        return Err(NO_RECIPIENTS);
+    }
+    if rcpt_to.len() > MAX_RECIPIENTS {
+        return Err("452 4.5.3 Error: too many recipients");
+    }
+    Ok(Envelope { mail_from, rcpt_to })
+}
+
+/// An address header value: UTF-8, optionally in `<...>`, no spaces, angle brackets or
+/// control characters (they would corrupt the reinjection commands). `<>` and the empty
+/// value are the null address.
+fn address(value: &HeaderValue) -> Option<String> {
+    let s = std::str::from_utf8(value.as_bytes()).ok()?.trim();
+    let s = match s.strip_prefix('<') {
+        Some(inner) => inner.strip_suffix('>')?,
+        None => s,
+    };
+    if s.chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
+    {
+        return None;
+    }
+    Some(s.to_owned())
+}
+
+/// A request body in SMTP DATA form (dot-stuffed CRLF lines without the final `.` line),
+/// fed in pieces as it arrives: unstuffed with the SMTP [`DataReader`], so both front ends
+/// hand the policy the same bytes and the same size limit applies.
+#[derive(Debug)]
+pub struct MessageBody {
+    reader: DataReader,
+    /// The message, once an end-of-data line has been seen.
+    ended: Option<DataEnd>,
+}
+
+impl MessageBody {
+    /// A body of a message of at most `max` bytes.
+    pub fn new(max: u64) -> MessageBody {
+        MessageBody {
+            reader: DataReader::new(max),
+            ended: None,
+        }
+    }
+
+    /// Takes the next piece. Fails with `552` as soon as the message is too big (the rest
+    /// need not be read) and with `500 Invalid DATA` for data after a lone `.` line, which
+    /// would be the end of the message in SMTP.
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), Reply> {
+        while !data.is_empty() {
+            if self.ended.is_some() {
+                return Err(Reply::INVALID_DATA);
+            }
+            let (used, end) = self.reader.feed(data);
+            data = data.get(used..).unwrap_or_default();
+            if let Some(end) = end {
+                if end == DataEnd::TooBig {
+                    return Err(Reply::TOO_BIG);
+                }
+                self.ended = Some(end);
+            }
+            if self.reader.overflowed() {
+                return Err(Reply::TOO_BIG);
+            }
+        }
+        Ok(())
+    }
+
+    /// The unstuffed message after the last piece. The body must end with CRLF (or be
+    /// empty); a final `.` line sent anyway is accepted as the end marker.
+    pub fn finish(mut self) -> Result<Vec<u8>, Reply> {
+        let end = match self.ended.take() {
+            Some(end) => Some(end),
+            None => self.reader.feed(b".\r\n").1,
+        };
+        match end {
+            Some(DataEnd::Message(m)) => Ok(m),
+            Some(DataEnd::TooBig) => Err(Reply::TOO_BIG),
+            None => Err(Reply::INVALID_DATA),
+        }
+    }
+}
+
+/// A stream whose reads and writes each fail with `TimedOut` after waiting `timeout`
+/// without progress, so a stalled peer cannot hold a connection (and its buffers) forever.
+#[derive(Debug)]
+pub struct TimeoutIo<S> {
+    inner: S,
+    timeout: Duration,
+    read_deadline: Option<Pin<Box<Sleep>>>,
+    write_deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> TimeoutIo<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, timeout: Duration) -> TimeoutIo<S> {
+        TimeoutIo {
+            inner,
+            timeout,
+            read_deadline: None,
+            write_deadline: None,
+        }
+    }
+}
+
+/// Polls `op`; while it is pending, the deadline in `slot` (armed on first wait) runs.
+fn with_deadline<T>(
+    slot: &mut Option<Pin<Box<Sleep>>>,
+    timeout: Duration,
+    cx: &mut Context<'_>,
+    op: Poll<io::Result<T>>,
+) -> Poll<io::Result<T>> {
+    match op {
+        Poll::Ready(r) => {
+            *slot = None;
+            Poll::Ready(r)
+        }
+        Poll::Pending => {
+            let sleep = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            ready!(sleep.as_mut().poll(cx));
+            *slot = None;
+            Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for TimeoutIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let op = Pin::new(&mut this.inner).poll_read(cx, buf);
+        with_deadline(&mut this.read_deadline, this.timeout, cx, op)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for TimeoutIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let op = Pin::new(&mut this.inner).poll_write(cx, buf);
+        with_deadline(&mut this.write_deadline, this.timeout, cx, op)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let op = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        with_deadline(&mut this.write_deadline, this.timeout, cx, op)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let op = Pin::new(&mut this.inner).poll_flush(cx);
+        with_deadline(&mut this.write_deadline, this.timeout, cx, op)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let op = Pin::new(&mut this.inner).poll_shutdown(cx);
+        with_deadline(&mut this.write_deadline, this.timeout, cx, op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn envelope_table() {
+        let env = envelope(&headers(&[
+            ("X-Mail-From", b"a@b.org"),
+            ("X-MAIL-TO", b"c@d.org"),
+            ("x-mail-to", b"<E@f.org>"),
+        ]))
+        .unwrap();
+        assert_eq!(env.mail_from, "a@b.org");
+        assert_eq!(env.rcpt_to, vec!["c@d.org", "E@f.org"]);
+        let env = envelope(&headers(&[("X-MAIL-TO", b"c@d.org")])).unwrap();
+        assert_eq!(env.mail_from, "", "absent sender is the null sender");
+        let env = envelope(&headers(&[("X-MAIL-FROM", b"<>"), ("X-MAIL-TO", b"c@d")])).unwrap();
+        assert_eq!(env.mail_from, "");
+        let env = envelope(&headers(&[
+            ("X-MAIL-FROM", "ü@b.org".as_bytes()),
+            ("X-MAIL-TO", b"c@d"),
+        ]))
+        .unwrap();
+        assert_eq!(env.mail_from, "ü@b.org");
+        let bad: &[&[(&str, &[u8])]] = &[
+            &[],
+            &[("X-MAIL-FROM", b"a@b")],
+            &[("X-MAIL-TO", b"")],
+            &[("X-MAIL-TO", b"<>")],
+            &[("X-MAIL-TO", b"a b@c")],
+            &[("X-MAIL-TO", b"a@c>")],
+            &[("X-MAIL-TO", b"<a@c")],
+            &[("X-MAIL-TO", b"\xff@c")],
+            &[("X-MAIL-TO", b"a\t@c")],
+            &[
+                ("X-MAIL-TO", b"a@c"),
+                ("X-MAIL-FROM", b"x@y"),
+                ("X-MAIL-FROM", b"x@y"),
+            ],
+            &[("X-MAIL-TO", b"a@c"), ("X-MAIL-FROM", b"x>@y")],
+        ];
+        for case in bad {
+            let got = envelope(&headers(case));
+            assert!(got.is_err(), "{case:?}: {got:?}");
+        }
+        let many: Vec<(&str, &[u8])> = (0..=MAX_RECIPIENTS)
+            .map(|_| ("X-MAIL-TO", &b"a@b"[..]))
+            .collect();
+        assert!(envelope(&headers(&many)).is_err());
+    }
+
+    #[test]
+    fn status_table() {
+        assert_eq!(status_for(&Reply::OK), StatusCode::OK);
+        assert_eq!(status_for(&Reply::TOO_BIG), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            status_for(&Reply::ENCRYPTION_NEEDED),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_for(&Reply::NO_VALID_DKIM_SIGNATURE),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_for(&Reply::REINJECT_FAILED),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let r = reply_response(&Reply::DKIM_TEMPFAIL);
+        assert_eq!(r.headers().get(RETRY_AFTER).unwrap(), "60");
+    }
+
+    fn body(pieces: &[&[u8]], max: u64) -> Result<Vec<u8>, Reply> {
+        let mut b = MessageBody::new(max);
+        for p in pieces {
+            b.feed(p)?;
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn body_table() {
+        let ok: &[(&[&[u8]], &[u8])] = &[
+            (&[b""], b""),
+            (&[b"a\r\n"], b"a\r\n"),
+            (&[b"..x\r\n", b"..\r\n"], b".x\r\n.\r\n"),
+            (&[b"a\r\n.", b".b\r\n"], b"a\r\n.b\r\n"),
+            (&[b"a\r\n", b".\r\n"], b"a\r\n"),
+            (&[b"a\r\n.\r\n", b""], b"a\r\n"),
+        ];
+        for (pieces, want) in ok {
+            assert_eq!(body(pieces, 100).as_deref(), Ok(*want), "{pieces:?}");
+        }
+        let bad: &[(&[&[u8]], Reply)] = &[
+            (&[b"a"], Reply::INVALID_DATA),
+            (&[b"a\r\n."], Reply::INVALID_DATA),
+            (&[b"a\r\n.\r"], Reply::INVALID_DATA),
+            (&[b"a\r\n.\r\nb\r\n"], Reply::INVALID_DATA),
+            (&[b"a\r\n.\r\n", b"b\r\n"], Reply::INVALID_DATA),
+            (&[b"0123456789\r\n"], Reply::TOO_BIG),
+            (&[b"01234567\r\n", b"x"], Reply::TOO_BIG),
+        ];
+        for (pieces, want) in bad {
+            assert_eq!(body(pieces, 10), Err(want.clone()), "{pieces:?}");
+        }
+        // Stuffing does not count against the limit: 10 bytes unstuffed.
+        assert_eq!(body(&[b"..2345678\r\n"], 10).unwrap().len(), 10);
+        assert!(max_stuffed_size(10) >= 14);
+    }
+}
