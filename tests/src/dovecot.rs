@@ -133,6 +133,9 @@ auth_mechanisms = plain login
 auth_username_chars = abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@[]
 auth_username_format = %Lu
 auth_cache_size = 0
+# Tests fail logins on purpose; no penalty delays for loopback clients.
+auth_failure_delay = 0
+login_trusted_networks = 127.0.0.0/8
 mail_location = maildir:{mailboxes}/%u
 mail_uid = vmail
 mail_gid = vmail

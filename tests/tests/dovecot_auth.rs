@@ -38,27 +38,8 @@ fn imap_login_creates_authenticates_and_tracks_last_login() {
     let (ok, _) = dc.doveadm(&["pw", "-t", &hash, "-p", "not-the-password"]);
     assert!(!ok);
 
-    // Log in again; a wrong password fails and does not overwrite.
+    // Log in again.
     assert!(Imap::connect(dc.imap_port).login(&addr, password));
-    assert!(!Imap::connect(dc.imap_port).login(&addr, "wrong-password-123"));
-    assert_eq!(std::fs::read_to_string(&password_file).unwrap(), hash);
-
-    // Invalid names and other domains are refused and create nothing.
-    for user in [
-        format!("short@{DOMAIN}"),
-        "abcdefghi@other.org".to_owned(),
-        format!("UPPERcase@{DOMAIN}x"),
-    ] {
-        assert!(
-            !Imap::connect(dc.imap_port).login(&user, password),
-            "{user}"
-        );
-    }
-    let mailboxes: Vec<_> = std::fs::read_dir(&dc.mailboxes)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(mailboxes, vec![std::ffi::OsString::from(&addr)]);
 
     // doveadm iterates the userdb.
     let (ok, users) = dc.doveadm(&["user", "*"]);
@@ -93,6 +74,32 @@ fn imap_login_creates_authenticates_and_tracks_last_login() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // Failed logins come last and in parallel: Dovecot delays every later authentication
+    // from an address that failed (auth penalty). A wrong password fails and does not
+    // overwrite; invalid names and other domains are refused and create nothing.
+    let attempts: Vec<_> = [
+        (addr.clone(), "wrong-password-123"),
+        (format!("short@{DOMAIN}"), password),
+        ("abcdefghi@other.org".to_owned(), password),
+        (format!("UPPERcase@{DOMAIN}x"), password),
+    ]
+    .into_iter()
+    .map(|(user, pw)| {
+        let port = dc.imap_port;
+        std::thread::spawn(move || (Imap::connect(port).login(&user, pw), user))
+    })
+    .collect();
+    for attempt in attempts {
+        let (ok, user) = attempt.join().unwrap();
+        assert!(!ok, "{user} logged in");
+    }
+    assert_eq!(std::fs::read_to_string(&password_file).unwrap(), hash);
+    let mailboxes: Vec<_> = std::fs::read_dir(&dc.mailboxes)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(mailboxes, vec![std::ffi::OsString::from(&addr)]);
 }
 
 #[test]
