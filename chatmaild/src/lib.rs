@@ -6,6 +6,7 @@
 //! Those shared parts live here, mirroring the modules of the Python `chatmaild` package.
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod config;
 pub mod dict;
 pub mod error;

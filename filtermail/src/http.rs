@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use chatmaild::accept::accept_loop;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{HeaderMap, HeaderValue, RETRY_AFTER};
@@ -30,10 +31,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::Filter;
@@ -73,47 +72,25 @@ pub async fn run(
     filter: Arc<Filter>,
     stop: CancellationToken,
 ) -> Result<(), Error> {
-    let tasks = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let builder = Arc::new(builder());
-    let result = loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => break Ok(()),
-            p = Arc::clone(&slots).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break Ok(()),
-            },
-        };
-        let accepted = tokio::select! {
-            () = stop.cancelled() => break Ok(()),
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let filter = Arc::clone(&filter);
-                let builder = Arc::clone(&builder);
-                let stop = stop.clone();
-                tasks.spawn(async move {
-                    if let Err(e) = connection(stream, &builder, filter, &stop).await {
-                        debug!(%peer, "HTTP connection ended: {e}");
-                    }
-                    drop(permit);
-                });
-            }
-            Err(e) => match e.kind() {
-                io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {}
-                _ if crate::server::is_resource_exhaustion(&e) => {
-                    warn!("HTTP accept: {e}; pausing");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+    let result = accept_loop(
+        &listener,
+        MAX_CONNECTIONS,
+        &stop,
+        GRACE,
+        |(stream, peer)| {
+            let filter = Arc::clone(&filter);
+            let builder = Arc::clone(&builder);
+            let stop = stop.clone();
+            async move {
+                if let Err(e) = connection(stream, &builder, filter, &stop).await {
+                    debug!(%peer, "HTTP connection ended: {e}");
                 }
-                _ => break Err(Error::Accept(e)),
-            },
-        }
-    };
-    tasks.close();
-    if tokio::time::timeout(GRACE, tasks.wait()).await.is_err() {
-        warn!("HTTP requests still running after the grace period");
-    }
+            }
+        },
+    )
+    .await
+    .map_err(Error::Accept);
     info!("HTTP listener stopped");
     result
 }

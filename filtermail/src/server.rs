@@ -6,11 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chatmaild::accept::accept_loop;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::Filter;
@@ -35,51 +34,18 @@ pub async fn run(
     filter: Arc<Filter>,
     stop: CancellationToken,
 ) -> Result<(), Error> {
-    let tasks = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(MAX_SESSIONS));
-    let result = loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => break Ok(()),
-            p = Arc::clone(&slots).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break Ok(()),
-            },
-        };
-        let accepted = tokio::select! {
-            () = stop.cancelled() => break Ok(()),
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let filter = Arc::clone(&filter);
-                tasks.spawn(async move {
-                    if let Err(e) = session(stream, &filter).await {
-                        debug!(%peer, "session ended: {e}");
-                    }
-                    drop(permit);
-                });
+    let result = accept_loop(&listener, MAX_SESSIONS, &stop, GRACE, |(stream, peer)| {
+        let filter = Arc::clone(&filter);
+        async move {
+            if let Err(e) = session(stream, &filter).await {
+                debug!(%peer, "session ended: {e}");
             }
-            Err(e) => match e.kind() {
-                std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset => {}
-                _ if is_resource_exhaustion(&e) => {
-                    warn!("accept: {e}; pausing");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                _ => break Err(Error::Accept(e)),
-            },
         }
-    };
-    tasks.close();
-    if tokio::time::timeout(GRACE, tasks.wait()).await.is_err() {
-        warn!("sessions still running after the grace period");
-    }
+    })
+    .await
+    .map_err(Error::Accept);
     info!("stopped");
     result
-}
-
-/// EMFILE, ENFILE, ENOBUFS, ENOMEM: transient, the next accept may succeed.
-pub(crate) fn is_resource_exhaustion(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
 }
 
 async fn write(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {

@@ -38,11 +38,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatmaild::accept::accept_loop;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use error::Error;
 
@@ -113,10 +112,9 @@ pub async fn run(
         deliverer: deliverer.clone(),
         max_message_size: usize::try_from(config.max_message_size).unwrap_or(usize::MAX),
     });
-    let tasks = TaskTracker::new();
     let pruner = {
         let stop = stop.clone();
-        tasks.spawn(async move {
+        tokio::spawn(async move {
             let mut tick = tokio::time::interval(PRUNE_INTERVAL);
             loop {
                 tokio::select! {
@@ -126,52 +124,16 @@ pub async fn run(
             }
         })
     };
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tracing::info!("transport: entering serving loop");
-    let result = loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => break Ok(()),
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break Ok(()),
-            },
-        };
-        let accepted = tokio::select! {
-            () = stop.cancelled() => break Ok(()),
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, _peer)) => {
-                let shared = shared.clone();
-                let stop = stop.child_token();
-                tasks.spawn(async move {
-                    server::serve(stream, shared, stop).await;
-                    drop(permit);
-                });
-            }
-            Err(e) if is_transient(&e) => {
-                tracing::warn!(error = %e, "accept failed; pausing");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => break Err(Error::Accept(e)),
-        }
-    };
-    tasks.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown: deliveries still running after the grace period");
-    }
+    let result = accept_loop(
+        &listener,
+        MAX_CONNECTIONS,
+        &stop,
+        SHUTDOWN_GRACE,
+        |(stream, _peer)| server::serve(stream, shared.clone(), stop.child_token()),
+    )
+    .await
+    .map_err(Error::Accept);
     pruner.abort();
     result
-}
-
-/// Out of descriptors or memory, or a connection aborted before accept: keep serving.
-fn is_transient(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock | OutOfMemory
-    ) || e.raw_os_error().is_some_and(|c| c == 23 || c == 24)
 }

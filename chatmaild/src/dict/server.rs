@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +15,9 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
 use super::codec::DictCodec;
 use super::proto::{Lookup, Reply, Request, encode_reply};
@@ -78,51 +75,14 @@ pub async fn serve<H: DictHandler>(
     stop: CancellationToken,
     limits: Limits,
 ) -> std::io::Result<()> {
-    let tasks = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let result = loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => break Ok(()),
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break Ok(()),
-            },
-        };
-        let accepted = tokio::select! {
-            () = stop.cancelled() => break Ok(()),
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let (handler, stop) = (handler.clone(), stop.clone());
-                tasks.spawn(async move {
-                    serve_connection(stream, handler, stop, limits).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => match e.kind() {
-                ErrorKind::ConnectionAborted | ErrorKind::Interrupted => {}
-                _ if is_resource_exhaustion(&e) => {
-                    error!(error = %e, "accept failed, pausing");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                _ => break Err(e),
-            },
-        }
-    };
-    tasks.close();
-    if tokio::time::timeout(limits.grace, tasks.wait())
-        .await
-        .is_err()
-    {
-        warn!("connections still open after the grace period");
-    }
-    result
-}
-
-/// EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for resources instead of giving up.
-fn is_resource_exhaustion(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) || e.kind() == ErrorKind::OutOfMemory
+    crate::accept::accept_loop(
+        &listener,
+        limits.max_connections,
+        &stop,
+        limits.grace,
+        |stream| serve_connection(stream, handler.clone(), stop.clone(), limits),
+    )
+    .await
 }
 
 /// A transaction of one connection.
