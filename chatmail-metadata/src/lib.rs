@@ -118,15 +118,9 @@ pub fn main_entry() -> ExitCode {
         }
     };
     service::raise_nofile_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match chatmaild::service::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            error!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(daemon(&socket, config, clock))
 }

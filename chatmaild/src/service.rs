@@ -115,6 +115,19 @@ pub fn bind_unix(path: &Path) -> Result<UnixListener, Error> {
     UnixListener::bind(path).map_err(sock_err)
 }
 
+/// The runtime of every daemon: multi-threaded, so a relay's services use all cores and
+/// one slow request cannot stall the others, with I/O and timers enabled. On failure the
+/// error is logged and the exit code to use is returned.
+pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            error!("cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 /// The two positional arguments of a dict daemon: `SOCKET_PATH INI_PATH`.
 pub fn parse_socket_and_ini(
     name: &str,
@@ -163,15 +176,9 @@ where
         tracing::debug!(key, "chatmail.ini key has no effect on this service");
     }
     raise_nofile_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            error!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let handler = match make(config) {

@@ -25,15 +25,9 @@ fn main() -> ExitCode {
     // Multi-threaded: a relay's filter serves many sessions on many cores. Measured against
     // a current-thread runtime on 2 busy cores: about 10 % more CPU per message (thread
     // wake-ups), within the noise in throughput (bench/BENCHMARKS.md).
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match chatmaild::service::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            error!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let ini = std::path::Path::new(ini);
     let result = runtime.block_on(async {
