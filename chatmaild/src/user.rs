@@ -145,18 +145,36 @@ impl User {
         FileLock::acquire_timeout(&self.password_lock_path(), timeout)
     }
 
-    /// Writes a new password hash durably and marks the account as E2EE-only, as
-    /// chatmaild's `set_password` does.
+    /// Marks the account as E2EE-only and writes a new password hash durably, as
+    /// chatmaild's `set_password` does. The marker comes first: the password file is what
+    /// makes an account exist, so a crash in between must never leave an account that
+    /// accepts cleartext for good (later logins do not create the marker).
     pub fn set_password(&self, hash: &str) -> Result<(), Error> {
         self.create_maildir()?;
-        write_atomic(&self.password_path(), hash.as_bytes(), Durability::Fsync)?;
+        self.remove_stale_password_temps();
         let marker = self.enforce_e2ee_path();
         fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&marker)
             .map_err(|e| Error::io(marker, e))?;
-        Ok(())
+        // The directory fsync after the rename also persists the marker's entry.
+        write_atomic(&self.password_path(), hash.as_bytes(), Durability::Fsync)
+    }
+
+    /// Removes `password.<random>.tmp` files a crash left behind. Call it only while no
+    /// one else writes the password (under the creation lock, or at start-up).
+    fn remove_stale_password_temps(&self) {
+        let Ok(entries) = fs::read_dir(&self.maildir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("password.") && name.ends_with(".tmp") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Whether incoming cleartext may be delivered (no `enforceE2EEincoming`).
@@ -316,7 +334,10 @@ mod tests {
         assert_eq!(u.password().unwrap(), None);
         assert!(!u.set_last_login(1_700_000_123).unwrap(), "never creates");
         assert!(!u.password_path().exists());
+        fs::create_dir_all(u.maildir()).unwrap();
+        fs::write(u.maildir().join("password.0123456789abcdef.tmp"), b"{SHA5").unwrap();
         u.set_password("{SHA512-CRYPT}$6$abc").unwrap();
+        assert!(!u.maildir().join("password.0123456789abcdef.tmp").exists(), "crash leftovers removed");
         assert_eq!(
             u.password().unwrap().as_deref(),
             Some("{SHA512-CRYPT}$6$abc")

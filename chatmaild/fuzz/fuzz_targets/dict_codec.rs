@@ -19,10 +19,7 @@ struct Input {
 }
 
 /// Decodes `chunks` in order, then EOF: the items, or `Err` at the first framing error.
-fn decode<'a>(
-    limit: usize,
-    chunks: impl Iterator<Item = &'a [u8]>,
-) -> (Vec<String>, bool) {
+fn decode<'a>(limit: usize, chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<String>, bool) {
     let mut codec = DictCodec::new(limit);
     let mut buf = BytesMut::new();
     let mut items = Vec::new();
@@ -35,7 +32,11 @@ fn decode<'a>(
                 Err(_) => return (items, false),
             }
         }
-        assert!(buf.len() <= limit, "buffer {} past limit {limit}", buf.len());
+        assert!(
+            buf.len() <= limit,
+            "buffer {} past limit {limit}",
+            buf.len()
+        );
     }
     loop {
         match codec.decode_eof(&mut buf) {
@@ -53,7 +54,11 @@ fuzz_target!(|input: Input| {
     let mut rest = input.stream.as_slice();
     let mut chunks = Vec::new();
     while !rest.is_empty() {
-        let n = if input.cuts.is_empty() { rest.len() } else { sizes.next().unwrap_or(1) };
+        let n = if input.cuts.is_empty() {
+            rest.len()
+        } else {
+            sizes.next().unwrap_or(1)
+        };
         let (head, tail) = rest.split_at(n.min(rest.len()));
         chunks.push(head);
         rest = tail;
@@ -63,7 +68,12 @@ fuzz_target!(|input: Input| {
     // and a stream without any over-long line must decode identically.
     assert_eq!(whole.1, cut.1, "framing error depends on chunking");
     assert_eq!(whole.0, cut.0);
-    let longest = input.stream.split(|b| *b == b'\n').map(<[u8]>::len).max().unwrap_or(0);
+    let longest = input
+        .stream
+        .split(|b| *b == b'\n')
+        .map(<[u8]>::len)
+        .max()
+        .unwrap_or(0);
     if longest <= limit {
         assert!(whole.1, "no line exceeds {limit} but decoding failed");
     }

@@ -1,0 +1,121 @@
+//! filtermail's SMTP receiver fed any byte stream in any chunks, driven the way its
+//! connection loop drives it: framing, commands, DATA. Never panics, never stores more
+//! than the size limit, never consumes more than it was given; and a message
+//! dot-stuffed by `stuffed_slices` comes out of `DataReader` unchanged.
+#![no_main]
+
+use std::time::Instant;
+
+use arbitrary::Arbitrary;
+use filtermail::Mode;
+use filtermail::smtp::{DataEnd, DataReader, Line, Session, Step, next_line, stuffed_slices};
+use libfuzzer_sys::fuzz_target;
+
+const MAX: u64 = 2048;
+
+#[derive(Debug, Arbitrary)]
+struct Input {
+    outgoing: bool,
+    /// Read sizes (cycled); 0 is read as 1.
+    cuts: Vec<u8>,
+    stream: Vec<u8>,
+    /// Lines of a message for the stuffing round trip (CR and LF removed).
+    lines: Vec<Vec<u8>>,
+}
+
+fn chunks<'a>(data: &'a [u8], cuts: &[u8]) -> Vec<&'a [u8]> {
+    let mut sizes = cuts.iter().map(|c| usize::from(*c).max(1)).cycle();
+    let mut rest = data;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let n = if cuts.is_empty() {
+            rest.len()
+        } else {
+            sizes.next().unwrap_or(1)
+        };
+        let (head, tail) = rest.split_at(n.min(rest.len()));
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+fn drive(mode: Mode, reads: &[&[u8]]) {
+    let now = Instant::now();
+    let mut session = Session::new(mode, MAX);
+    let mut data: Option<DataReader> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    for read in reads {
+        buf.extend_from_slice(read);
+        loop {
+            if let Some(reader) = data.as_mut() {
+                let (used, end) = reader.feed(&buf);
+                assert!(used <= buf.len());
+                buf.drain(..used);
+                match end {
+                    None => break,
+                    Some(DataEnd::Message(m)) => {
+                        assert!(m.len() as u64 <= MAX);
+                        let env = session.take_envelope();
+                        assert!(!env.rcpt_to.is_empty());
+                    }
+                    Some(DataEnd::TooBig) => {
+                        session.take_envelope();
+                    }
+                }
+                data = None;
+                continue;
+            }
+            match next_line(&buf) {
+                Line::Incomplete => break,
+                Line::BareLf | Line::TooLong => return,
+                Line::Complete(line, used) => {
+                    assert!(used <= buf.len());
+                    let step = session.on_line(line, None, now);
+                    buf.drain(..used);
+                    match step {
+                        Step::Data => data = Some(DataReader::new(MAX)),
+                        Step::Close(_) => return,
+                        Step::Reply(_) | Step::Raw(_) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let mode = if input.outgoing {
+        Mode::Outgoing
+    } else {
+        Mode::Incoming
+    };
+    drive(mode, &chunks(&input.stream, &input.cuts));
+
+    let mut message = Vec::new();
+    for line in &input.lines {
+        message.extend(line.iter().filter(|b| **b != b'\r' && **b != b'\n'));
+        message.extend_from_slice(b"\r\n");
+    }
+    let mut wire: Vec<u8> = stuffed_slices(&message).flatten().copied().collect();
+    wire.extend_from_slice(b".\r\n");
+    wire.extend_from_slice(b"QUIT\r\n");
+    let mut reader = DataReader::new(u64::MAX);
+    let mut consumed = 0;
+    let mut result = None;
+    for chunk in chunks(&wire, &input.cuts) {
+        let mut chunk = chunk;
+        while result.is_none() && !chunk.is_empty() {
+            let (used, end) = reader.feed(chunk);
+            consumed += used;
+            chunk = &chunk[used..];
+            result = end;
+        }
+    }
+    assert_eq!(result, Some(DataEnd::Message(message)));
+    assert_eq!(
+        &wire[consumed..],
+        b"QUIT\r\n",
+        "bytes after the end marker are left"
+    );
+});

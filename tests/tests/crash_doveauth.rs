@@ -1,0 +1,311 @@
+//! doveauth killed with SIGKILL at arbitrary points of heavy account creation, restarted,
+//! in a loop: no account is lost half-written and none ever has two passwords.
+//!
+//! `CRASH_ITERATIONS` (default 4) sets the number of kill/restart rounds; a longer manual
+//! run is `CRASH_ITERATIONS=200 cargo test --release -p chatmail-tests --test crash_doveauth`.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: failing loudly is the point"
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chatmail_tests::service::binary;
+
+const DOMAIN: &str = "crash.example.org";
+const PASSWORD: &str = "correct-horse-battery";
+const CLIENTS: usize = 8;
+
+struct Env {
+    _root: tempfile::TempDir,
+    bin: PathBuf,
+    socket: PathBuf,
+    ini: PathBuf,
+    mailboxes: PathBuf,
+    log: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let root = tempfile::Builder::new()
+            .prefix("crash")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mailboxes = root.path().join("mail");
+        std::fs::create_dir(&mailboxes).unwrap();
+        let ini = root.path().join("chatmail.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\npassdb_path = {}\nmax_load_1m = 100000\nmin_free_disk_space = 1M\nmin_available_memory = 1M\n",
+                mailboxes.display(),
+                root.path().join("passdb.sqlite").display()
+            ),
+        )
+        .unwrap();
+        Env {
+            bin: binary("doveauth", "doveauth"),
+            socket: root.path().join("auth.socket"),
+            log: root.path().join("doveauth.log"),
+            ini,
+            mailboxes,
+            _root: root,
+        }
+    }
+
+    /// Starts doveauth (appending to one log across restarts) and waits for its socket.
+    fn spawn(&self) -> Child {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut child = Command::new(&self.bin)
+            .arg(&self.socket)
+            .arg(&self.ini)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&self.socket).is_err() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "doveauth exited at start:\n{}",
+                self.log_text()
+            );
+            assert!(Instant::now() < deadline, "doveauth did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
+    }
+
+    /// How many `Created address` lines all runs logged so far.
+    fn created(&self) -> usize {
+        self.log_text().matches("Created address: ").count()
+    }
+
+    fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+}
+
+/// One lookup on a fresh connection; `None` if the daemon died before answering.
+fn ask(socket: &Path, request: &str) -> Option<String> {
+    let mut s = UnixStream::connect(socket).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("{request}\n").as_bytes()).ok()?;
+    let mut line = String::new();
+    match BufReader::new(s).read_line(&mut line) {
+        Ok(n) if n > 0 && line.ends_with('\n') => Some(line.trim_end_matches('\n').to_owned()),
+        _ => None,
+    }
+}
+
+/// The `password` field of a userdb/passdb reply.
+fn served_password(reply: &str) -> Option<String> {
+    let json = reply.strip_prefix('O')?;
+    let start = json.find("\"password\": \"")? + "\"password\": \"".len();
+    let rest = json.get(start..)?;
+    Some(rest.get(..rest.find('"')?)?.to_owned())
+}
+
+/// `{SHA512-CRYPT}$6$` + 16 salt characters + `$` + 86 hash characters, crypt alphabet.
+fn is_complete_hash(hash: &str) -> bool {
+    let crypt = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+    };
+    let Some(rest) = hash.strip_prefix("{SHA512-CRYPT}$6$") else {
+        return false;
+    };
+    matches!(rest.split_once('$'), Some((salt, h)) if salt.len() == 16 && h.len() == 86 && crypt(salt) && crypt(h))
+}
+
+fn iterations() -> u64 {
+    std::env::var("CRASH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+}
+
+#[test]
+fn kill_9_during_account_creation_loses_nothing() {
+    let missing_marker = kill_loop(iterations());
+    if let Some(first) = missing_marker.first() {
+        eprintln!("e.g. {first} has a password but no enforceE2EEincoming");
+    }
+}
+
+/// A kill between the password's rename and the marker's creation would leave an account
+/// that accepts cleartext mail for good: `User::set_password` creates the marker first.
+#[test]
+fn kill_9_never_leaves_an_account_without_its_e2ee_marker() {
+    let missing_marker = kill_loop(iterations().max(8));
+    assert!(
+        missing_marker.is_empty(),
+        "accounts without enforceE2EEincoming: {missing_marker:?}"
+    );
+}
+
+/// Runs `iterations` kill/restart rounds, checks everything that must hold, and returns
+/// the accounts left without an `enforceE2EEincoming` marker.
+fn kill_loop(iterations: u64) -> Vec<String> {
+    let env = Env::new();
+    // Contested addresses are requested by every client in every round, so concurrent
+    // and post-crash creators race for them; the others are fresh each round.
+    let contested: Vec<String> = (0..24).map(|i| format!("shared{i:03}@{DOMAIN}")).collect();
+    let served: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
+    let mut requested: BTreeSet<String> = contested.iter().cloned().collect();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut killed_mid_creation = 0;
+    for round in 0..iterations {
+        let created_before = env.created();
+        let mut child = env.spawn();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for client in 0..CLIENTS {
+            let mut addrs = contested.clone();
+            addrs.rotate_left(client * 2);
+            for n in 0..10 {
+                addrs.push(format!("r{round:03}c{client:02}{n:02}@{DOMAIN}"));
+            }
+            requested.extend(addrs.iter().cloned());
+            let (socket, stop, served) = (env.socket.clone(), stop.clone(), served.clone());
+            clients.push(std::thread::spawn(move || {
+                for addr in addrs {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let request = format!("Lshared/passdb/{PASSWORD}\"{addr}\t{addr}");
+                    if let Some(reply) = ask(&socket, &request) {
+                        let hash = served_password(&reply)
+                            .unwrap_or_else(|| panic!("{addr}: unexpected reply {reply:?}"));
+                        served.lock().unwrap().entry(addr).or_default().insert(hash);
+                    }
+                }
+            }));
+        }
+        // Kill at a pseudo-random point once this round created 1..3 accounts, so the
+        // kill lands while other creations are in flight, whatever the machine's speed.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let target = created_before + 1 + usize::try_from(seed % 3).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while env.created() < target
+            && Instant::now() < deadline
+            && clients.iter().any(|c| !c.is_finished())
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(seed % 40));
+        if clients.iter().any(|c| !c.is_finished()) {
+            killed_mid_creation += 1;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+    }
+    assert!(killed_mid_creation > 0, "no kill hit a running burst");
+
+    // After the last restart: every account is complete and served as it was.
+    let _child = KillOnDrop(env.spawn());
+    let served = served.lock().unwrap();
+    assert!(
+        !served.is_empty(),
+        "no account was created before the kills"
+    );
+    let mut accounts = 0;
+    let mut missing_marker = Vec::new();
+    let mut tmp_leftovers = 0;
+    for addr in &requested {
+        let maildir = env.mailboxes.join(addr);
+        let reply = ask(&env.socket, &format!("Lshared/userdb/{addr}\t{addr}"))
+            .expect("restarted doveauth answers");
+        let file = std::fs::read_to_string(maildir.join("password")).ok();
+        match (&file, served_password(&reply)) {
+            (Some(file), Some(now)) => {
+                accounts += 1;
+                assert!(
+                    is_complete_hash(file),
+                    "{addr}: incomplete password file {file:?}"
+                );
+                assert_eq!(&now, file, "{addr}: served hash differs from the file");
+                if !maildir.join("enforceE2EEincoming").exists() {
+                    missing_marker.push(addr.clone());
+                }
+            }
+            (None, None) => assert_eq!(reply, "N", "{addr}"),
+            other => panic!("{addr}: file and reply disagree: {other:?}"),
+        }
+        // Every hash ever handed to a client is the one on disk: no second password.
+        if let Some(hashes) = served.get(addr) {
+            assert_eq!(
+                hashes.len(),
+                1,
+                "{addr} was served {} different hashes",
+                hashes.len()
+            );
+            assert_eq!(
+                file.as_ref(),
+                hashes.first(),
+                "{addr}: a served hash was lost"
+            );
+        }
+        // Nothing half-written under a final name: only known files and `.tmp` leftovers.
+        if maildir.exists() {
+            for entry in std::fs::read_dir(&maildir).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                assert!(
+                    matches!(
+                        name.as_str(),
+                        "password" | "password.lock" | "enforceE2EEincoming"
+                    ) || name.ends_with(".tmp"),
+                    "{addr}: stray file {name}"
+                );
+                if name.ends_with(".tmp") {
+                    tmp_leftovers += 1;
+                }
+            }
+        }
+    }
+    for entry in std::fs::read_dir(&env.mailboxes).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(
+            requested.contains(&name),
+            "a mailbox nobody asked for: {name}"
+        );
+    }
+    eprintln!(
+        "{iterations} kill rounds, {killed_mid_creation} mid-burst; {accounts} complete accounts of {} requested; {} served; {tmp_leftovers} .tmp leftovers; {} without E2EE marker",
+        requested.len(),
+        served.len(),
+        missing_marker.len()
+    );
+    let log = env.log_text();
+    assert!(!log.contains("panicked"), "panic in log:\n{log}");
+    missing_marker
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
