@@ -337,7 +337,10 @@ mod tests {
         fs::create_dir_all(u.maildir()).unwrap();
         fs::write(u.maildir().join("password.0123456789abcdef.tmp"), b"{SHA5").unwrap();
         u.set_password("{SHA512-CRYPT}$6$abc").unwrap();
-        assert!(!u.maildir().join("password.0123456789abcdef.tmp").exists(), "crash leftovers removed");
+        assert!(
+            !u.maildir().join("password.0123456789abcdef.tmp").exists(),
+            "crash leftovers removed"
+        );
         assert_eq!(
             u.password().unwrap().as_deref(),
             Some("{SHA512-CRYPT}$6$abc")
