@@ -2,8 +2,8 @@
 //! workspace's dict services, configured as a chatmail relay configures them (SPEC §3.1,
 //! §4, §10.2), in a private directory with its own base_dir.
 
+use crate::service::{Service, binary};
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,7 +59,7 @@ pub struct Dovecot {
     pub mailboxes: PathBuf,
     /// The `chatmail.ini`.
     pub ini: PathBuf,
-    services: Vec<Child>,
+    services: Vec<Service>,
 }
 
 impl Dovecot {
@@ -92,20 +92,14 @@ impl Dovecot {
         .unwrap();
         let auth_socket = run.join("doveauth.socket");
         let lastlogin_socket = run.join("lastlogin.socket");
+        let ids = Some((uid, gid));
         let services = vec![
-            spawn_dict(
-                &crate::service::binary("doveauth", "doveauth"),
-                &auth_socket,
-                &ini,
-                uid,
-                gid,
-            ),
-            spawn_dict(
-                &crate::service::binary("lastlogin", "lastlogin"),
+            Service::start_dict(&binary("doveauth", "doveauth"), &auth_socket, &ini, ids),
+            Service::start_dict(
+                &binary("lastlogin", "lastlogin"),
                 &lastlogin_socket,
                 &ini,
-                uid,
-                gid,
+                ids,
             ),
         ];
         let auth_conf = root.join("auth.conf");
@@ -224,25 +218,6 @@ fn read_log(root: &Path) -> String {
     std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default()
 }
 
-fn spawn_dict(bin: &Path, socket: &Path, ini: &Path, uid: u32, gid: u32) -> Child {
-    let child = Command::new(bin)
-        .arg(socket)
-        .arg(ini)
-        .uid(uid)
-        .gid(gid)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn dict service");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(socket).is_err() {
-        assert!(Instant::now() < deadline, "{} did not start", bin.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    child
-}
-
 impl Drop for Dovecot {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -260,9 +235,6 @@ impl Drop for Dovecot {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for mut s in self.services.drain(..) {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
+        self.services.clear();
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod dovecot;
 pub mod imap;
+pub mod process;
 pub mod service;
 
 pub use dovecot::Dovecot;

@@ -36,15 +36,17 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts `bin SOCKET INI` and waits until the socket accepts connections; the socket
-    /// is then opened to every local user, as Dovecot's processes run under other uids.
-    pub fn start_dict(bin: &Path, socket: &Path, ini: &Path) -> Service {
-        let child = Command::new(bin)
-            .arg(socket)
-            .arg(ini)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn daemon");
+    /// Starts `bin SOCKET INI` as user and group `ids` (e.g. vmail, as a relay runs it)
+    /// and waits until the socket accepts connections; the socket is then opened to every
+    /// local user, as Dovecot's processes run under other uids.
+    pub fn start_dict(bin: &Path, socket: &Path, ini: &Path, ids: Option<(u32, u32)>) -> Service {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(bin);
+        command.arg(socket).arg(ini).stdin(Stdio::null());
+        if let Some((uid, gid)) = ids {
+            command.uid(uid).gid(gid);
+        }
+        let child = command.spawn().expect("spawn daemon");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(socket).is_err() {
             assert!(Instant::now() < deadline, "{} did not start", bin.display());

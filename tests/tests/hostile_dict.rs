@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chatmail_tests::process::{ensure_nofile, status_kib};
 use chatmail_tests::service::binary;
 
 const DOMAIN: &str = "chat.example.org";
@@ -89,7 +90,7 @@ impl Daemon {
 
     /// Resident memory of the daemon in KiB.
     fn rss_kib(&self) -> u64 {
-        proc_status_kib(self.child.id(), "VmRSS:")
+        status_kib(self.child.id(), "VmRSS:")
     }
 
     fn open_fds(&self) -> usize {
@@ -167,12 +168,6 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// A raw dict client.
@@ -436,32 +431,6 @@ fn half_closed_and_vanishing_clients() {
     );
     drop(w);
     d.finish();
-}
-
-/// Raises this process's soft open-file limit so the test itself can hold the sockets.
-fn ensure_nofile(need: u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    let soft: u64 = line
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .parse()
-        .unwrap_or(u64::MAX);
-    if soft < need {
-        let pid = std::process::id().to_string();
-        let status = Command::new("prlimit")
-            .args([&format!("--nofile={need}:"), "--pid", &pid])
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "cannot raise the open-file limit to {need}"
-        );
-    }
 }
 
 #[test]

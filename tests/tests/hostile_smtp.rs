@@ -10,21 +10,15 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chatmail_tests::dovecot::free_port;
+use chatmail_tests::process::{ensure_nofile, status_kib};
 use chatmail_tests::service::binary;
 
 const MIB: usize = 1024 * 1024;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Filtermail {
     child: Child,
@@ -84,9 +78,7 @@ impl Filtermail {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        status_kib(self.child.id(), "VmRSS:")
     }
 
     fn assert_serving(&self) {
@@ -369,31 +361,5 @@ fn mime_bombs_get_a_verdict() {
         let grown = f.rss_kib().saturating_sub(rss);
         assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
         f.finish();
-    }
-}
-
-/// Raises this process's soft open-file limit so the test itself can hold the sockets.
-fn ensure_nofile(need: u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    let soft: u64 = line
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .parse()
-        .unwrap_or(u64::MAX);
-    if soft < need {
-        let pid = std::process::id().to_string();
-        let status = Command::new("prlimit")
-            .args([&format!("--nofile={need}:"), "--pid", &pid])
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "cannot raise the open-file limit to {need}"
-        );
     }
 }
