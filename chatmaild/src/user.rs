@@ -150,6 +150,12 @@ impl User {
     /// makes an account exist, so a crash in between must never leave an account that
     /// accepts cleartext for good (later logins do not create the marker).
     pub fn set_password(&self, hash: &str) -> Result<(), Error> {
+        self.set_password_with(hash, Durability::Fsync)
+    }
+
+    /// [`User::set_password`] with a chosen durability: the legacy migration writes many
+    /// accounts and is re-run as a whole after a crash, so it skips the per-file `fsync`.
+    pub fn set_password_with(&self, hash: &str, durability: Durability) -> Result<(), Error> {
         self.create_maildir()?;
         self.remove_stale_password_temps();
         let marker = self.enforce_e2ee_path();
@@ -158,8 +164,8 @@ impl User {
             .append(true)
             .open(&marker)
             .map_err(|e| Error::io(marker, e))?;
-        // The directory fsync after the rename also persists the marker's entry.
-        write_atomic(&self.password_path(), hash.as_bytes(), Durability::Fsync)
+        // With `Fsync`, the directory fsync after the rename also persists the marker's entry.
+        write_atomic(&self.password_path(), hash.as_bytes(), durability)
     }
 
     /// Removes `password.<random>.tmp` files a crash left behind. Call it only while no

@@ -81,7 +81,7 @@ fn migrate(config: &Config, db: &Path) -> Result<Migrated, Error> {
                 continue;
             }
         };
-        write_user(&user, &password)?;
+        user.set_password_with(&password, Durability::Rename)?;
         if columns > 2
             && let Some(ts) = row.get_ref(2).ok().and_then(last_login_value)
         {
@@ -109,22 +109,6 @@ fn last_login_value(v: ValueRef<'_>) -> Option<i64> {
             .filter(|i| *i != 0),
         _ => None,
     }
-}
-
-fn write_user(user: &User, password: &str) -> Result<(), Error> {
-    user.create_maildir()?;
-    chatmaild::fs::write_atomic(
-        &user.password_path(),
-        password.as_bytes(),
-        Durability::Rename,
-    )?;
-    let marker = user.enforce_e2ee_path();
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&marker)
-        .map_err(|e| chatmaild::Error::io(marker, e))?;
-    Ok(())
 }
 
 /// Renames the database to `.old` and removes its `-journal`/`-wal`/`-shm` siblings.
