@@ -5,9 +5,9 @@
 //! lines are skipped (the reference closes the connection on them).
 
 use bytes::BytesMut;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
-use super::proto::{ProtoError, Reply, Request, encode_reply, parse_request};
+use super::proto::{ProtoError, Request, parse_request};
 
 /// Dovecot's own dict client limit on a command line.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -93,15 +93,6 @@ impl Decoder for DictCodec {
 
 fn memchr_lf(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|b| *b == b'\n')
-}
-
-impl Encoder<&Reply> for DictCodec {
-    type Error = CodecError;
-
-    fn encode(&mut self, reply: &Reply, dst: &mut BytesMut) -> Result<(), CodecError> {
-        encode_reply(reply, dst);
-        Ok(())
-    }
 }
 
 #[cfg(test)]
