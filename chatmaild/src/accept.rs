@@ -2,20 +2,20 @@
 //!
 //! Written once so each server gets the same guarantees: a bounded number of connections
 //! served at once (the rest wait in the kernel's backlog), each on its own task so one
-//! misbehaving client never delays the others, accept errors handled by kind (a client
-//! that aborted is skipped, running out of descriptors or memory pauses instead of
-//! exiting), and a graceful stop that lets connections in flight finish within a grace
-//! period.
+//! misbehaving client never delays the others, accept errors handled by kind (see
+//! [`classify`]: a listener ends only when the socket itself is unusable), and a graceful
+//! stop that lets connections in flight finish within a grace period.
 
 use std::future::Future;
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustix::io::Errno;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 /// A listening socket connections can be accepted from.
 pub trait Listener {
@@ -79,12 +79,17 @@ where
                     drop(permit);
                 });
             }
-            Err(e) if is_client_gone(&e) => {}
-            Err(e) if is_resource_exhaustion(&e) => {
-                error!(error = %e, "accept failed, pausing");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => break Err(e),
+            Err(e) => match classify(&e) {
+                AcceptError::Retry => debug!(error = %e, "accept failed, retrying"),
+                AcceptError::Pause => {
+                    error!(error = %e, "accept failed, pausing");
+                    tokio::select! {
+                        () = stop.cancelled() => break Ok(()),
+                        () = tokio::time::sleep(ACCEPT_PAUSE) => {}
+                    }
+                }
+                AcceptError::Fatal => break Err(e),
+            },
         }
     };
     tasks.close();
@@ -94,20 +99,63 @@ where
     result
 }
 
-/// The client went away between connect and accept: skip it.
-fn is_client_gone(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::ConnectionAborted
+/// How long the loop waits after an accept error that signals a shortage (descriptors,
+/// memory) before it tries again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// What the accept loop does after a failed `accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptError {
+    /// The error belonged to one connection, not to the listener: accept the next at once.
+    Retry,
+    /// A shortage of descriptors or memory, or an error this table does not know: log it,
+    /// wait [`ACCEPT_PAUSE`] (so a lasting condition cannot spin the loop) and go on.
+    Pause,
+    /// The listening socket itself is unusable: end the loop with the error.
+    Fatal,
+}
+
+/// Classifies an accept error.
+///
+/// Linux's `accept(2)` reports network errors that are already pending on the *new*
+/// connection (`ENETDOWN`, `EPROTO`, `ENOPROTOOPT`, `EHOSTDOWN`, `ENONET`, `EHOSTUNREACH`,
+/// `EOPNOTSUPP`, `ENETUNREACH`) and asks callers to retry on them like on `EAGAIN`; a
+/// client that reset or aborted before being accepted (`ECONNABORTED`, `ECONNRESET`), a
+/// signal (`EINTR`), a firewall refusal (`EPERM`) and `ETIMEDOUT` are per-connection as
+/// well. `EMFILE`, `ENFILE`, `ENOBUFS` and `ENOMEM` clear when other connections close.
+/// Only `EBADF`, `EINVAL`, `ENOTSOCK` and `EFAULT` mean the listener cannot work any more.
+pub fn classify(e: &std::io::Error) -> AcceptError {
+    match Errno::from_io_error(e) {
+        Some(
+            Errno::CONNABORTED
+            | Errno::CONNRESET
+            | Errno::AGAIN
+            | Errno::INTR
+            | Errno::PROTO
+            | Errno::NETDOWN
+            | Errno::NOPROTOOPT
+            | Errno::HOSTDOWN
+            | Errno::NONET
+            | Errno::HOSTUNREACH
+            | Errno::OPNOTSUPP
+            | Errno::NETUNREACH
+            | Errno::PERM
+            | Errno::TIMEDOUT,
+        ) => AcceptError::Retry,
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => AcceptError::Pause,
+        Some(Errno::BADF | Errno::INVAL | Errno::NOTSOCK | Errno::FAULT) => AcceptError::Fatal,
+        Some(_) => AcceptError::Pause,
+        // An error without an OS code (from a wrapper): judge it by its kind.
+        None => match e.kind() {
+            ErrorKind::ConnectionAborted
             | ErrorKind::ConnectionReset
             | ErrorKind::Interrupted
             | ErrorKind::WouldBlock
-    )
-}
-
-/// EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for resources instead of giving up.
-fn is_resource_exhaustion(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) || e.kind() == ErrorKind::OutOfMemory
+            | ErrorKind::TimedOut => AcceptError::Retry,
+            ErrorKind::InvalidInput => AcceptError::Fatal,
+            _ => AcceptError::Pause,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +163,130 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn accept_errors_are_classified() {
+        use AcceptError::{Fatal, Pause, Retry};
+        let os = |errno: Errno| std::io::Error::from_raw_os_error(errno.raw_os_error());
+        for (errno, want) in [
+            (Errno::CONNABORTED, Retry),
+            (Errno::CONNRESET, Retry),
+            (Errno::AGAIN, Retry),
+            (Errno::INTR, Retry),
+            (Errno::PROTO, Retry),
+            (Errno::NETDOWN, Retry),
+            (Errno::NOPROTOOPT, Retry),
+            (Errno::HOSTDOWN, Retry),
+            (Errno::NONET, Retry),
+            (Errno::HOSTUNREACH, Retry),
+            (Errno::OPNOTSUPP, Retry),
+            (Errno::NETUNREACH, Retry),
+            (Errno::PERM, Retry),
+            (Errno::TIMEDOUT, Retry),
+            (Errno::MFILE, Pause),
+            (Errno::NFILE, Pause),
+            (Errno::NOBUFS, Pause),
+            (Errno::NOMEM, Pause),
+            (Errno::IO, Pause),
+            (Errno::BADF, Fatal),
+            (Errno::INVAL, Fatal),
+            (Errno::NOTSOCK, Fatal),
+            (Errno::FAULT, Fatal),
+        ] {
+            assert_eq!(classify(&os(errno)), want, "{errno:?}");
+        }
+        let kind = |k: ErrorKind| std::io::Error::new(k, "wrapped");
+        assert_eq!(classify(&kind(ErrorKind::ConnectionAborted)), Retry);
+        assert_eq!(classify(&kind(ErrorKind::Interrupted)), Retry);
+        assert_eq!(classify(&kind(ErrorKind::OutOfMemory)), Pause);
+        assert_eq!(classify(&kind(ErrorKind::Other)), Pause);
+        assert_eq!(classify(&kind(ErrorKind::InvalidInput)), Fatal);
+    }
+
+    /// A listener that first fails with the given errors, then hands out connections of
+    /// a real socket pair.
+    struct Flaky {
+        errors: std::sync::Mutex<Vec<Errno>>,
+        inner: tokio::net::TcpListener,
+    }
+
+    impl Listener for Flaky {
+        type Conn = tokio::net::TcpStream;
+
+        async fn accept_conn(&self) -> std::io::Result<Self::Conn> {
+            let next = self.errors.lock().unwrap().pop();
+            match next {
+                Some(errno) => Err(std::io::Error::from_raw_os_error(errno.raw_os_error())),
+                None => self.inner.accept().await.map(|(s, _)| s),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn transient_and_exhaustion_errors_do_not_end_the_listener() {
+        let inner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        // Popped from the back: EPROTO first.
+        let errors = vec![
+            Errno::NETUNREACH,
+            Errno::MFILE,
+            Errno::CONNABORTED,
+            Errno::NOBUFS,
+            Errno::PROTO,
+        ];
+        let listener = Flaky {
+            errors: std::sync::Mutex::new(errors),
+            inner,
+        };
+        let stop = CancellationToken::new();
+        let server = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let started = std::time::Instant::now();
+                let r = accept_loop(
+                    &listener,
+                    4,
+                    &stop,
+                    Duration::from_secs(5),
+                    |mut s: tokio::net::TcpStream| async move {
+                        let _ = s.write_all(b"hi").await;
+                    },
+                )
+                .await;
+                (r, started.elapsed(), listener.errors.lock().unwrap().len())
+            }
+        });
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out, b"hi", "served after five failed accepts");
+        stop.cancel();
+        let (r, elapsed, left) = server.await.unwrap();
+        r.unwrap();
+        assert_eq!(left, 0, "every error was seen");
+        assert!(
+            elapsed >= 2 * ACCEPT_PAUSE,
+            "paused after EMFILE and ENOBUFS"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_listener_ends_the_loop_with_its_error() {
+        let inner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = Flaky {
+            errors: std::sync::Mutex::new(vec![Errno::BADF, Errno::CONNRESET]),
+            inner,
+        };
+        let stop = CancellationToken::new();
+        let r = accept_loop(&listener, 1, &stop, Duration::from_secs(1), |_s| async {}).await;
+        assert_eq!(
+            r.unwrap_err().raw_os_error(),
+            Some(Errno::BADF.raw_os_error())
+        );
+    }
 
     #[tokio::test]
     async fn serves_concurrently_within_the_limit_and_drains_on_stop() {
