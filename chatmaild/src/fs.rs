@@ -75,11 +75,23 @@ pub fn write_atomic_mode(
     if durability == Durability::Fsync
         && let Some(dir) = path.parent()
     {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(dir, e))?;
+        sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// `fsync` of a directory: makes the names created, renamed or removed in it durable.
+pub fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// `fsync` of a file's data and metadata (the file is opened read-only, which Linux allows).
+pub fn sync_file(path: &Path) -> Result<(), Error> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))
 }
 
 /// An exclusive `flock(2)` on a lock file, released on drop. Python's `filelock` uses the
@@ -167,6 +179,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = write_atomic(&dir.path().join("nope/x"), b"x", Durability::Rename).unwrap_err();
         assert!(err.to_string().contains("nope/x"));
+    }
+
+    #[test]
+    fn sync_of_missing_paths_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        sync_dir(dir.path()).unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        sync_file(&dir.path().join("f")).unwrap();
+        assert!(sync_file(&dir.path().join("missing")).is_err());
+        assert!(sync_dir(&dir.path().join("missing")).is_err());
     }
 
     #[test]

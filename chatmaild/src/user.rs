@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::fs::{Durability, FileLock, write_atomic};
+use crate::fs::{Durability, FileLock, sync_dir, sync_file, write_atomic};
 
 /// Seconds of a day: last login is stored with this granularity.
 pub const DAY: i64 = 86_400;
@@ -149,12 +149,18 @@ impl User {
     /// chatmaild's `set_password` does. The marker comes first: the password file is what
     /// makes an account exist, so a crash in between must never leave an account that
     /// accepts cleartext for good (later logins do not create the marker).
+    ///
+    /// Durable means that when this returns, a power loss keeps the account: the password
+    /// file is synced before its rename, the mailbox directory after it (the password's and
+    /// the marker's names) and `mailboxes_dir` last (the mailbox's own name, which a
+    /// directory fsync of the mailbox does not cover). Callers answer success only then.
     pub fn set_password(&self, hash: &str) -> Result<(), Error> {
         self.set_password_with(hash, Durability::Fsync)
     }
 
     /// [`User::set_password`] with a chosen durability: the legacy migration writes many
-    /// accounts and is re-run as a whole after a crash, so it skips the per-file `fsync`.
+    /// accounts without `fsync` and makes them durable in one pass with
+    /// [`User::sync_account`] before it retires the database.
     pub fn set_password_with(&self, hash: &str, durability: Durability) -> Result<(), Error> {
         self.create_maildir()?;
         self.remove_stale_password_temps();
@@ -165,7 +171,29 @@ impl User {
             .open(&marker)
             .map_err(|e| Error::io(marker, e))?;
         // With `Fsync`, the directory fsync after the rename also persists the marker's entry.
-        write_atomic(&self.password_path(), hash.as_bytes(), durability)
+        write_atomic(&self.password_path(), hash.as_bytes(), durability)?;
+        if durability == Durability::Fsync {
+            self.sync_mailbox_entry()?;
+        }
+        Ok(())
+    }
+
+    /// Makes an account written with [`Durability::Rename`] durable, except for its entry
+    /// in `mailboxes_dir` (one [`crate::fs::sync_dir`] of it covers every account): `fsync`
+    /// of the password file and of the mailbox directory.
+    pub fn sync_account(&self) -> Result<(), Error> {
+        sync_file(&self.password_path())?;
+        sync_dir(&self.maildir)
+    }
+
+    /// `fsync` of the directory holding the mailbox (`mailboxes_dir`), so the mailbox's name
+    /// survives a power loss. Always done, not only when this call created the directory:
+    /// a crash after an earlier `mkdir` may have left that name unsynced.
+    fn sync_mailbox_entry(&self) -> Result<(), Error> {
+        match self.maildir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+            _ => sync_dir(Path::new(".")),
+        }
     }
 
     /// Removes `password.<random>.tmp` files a crash left behind. Call it only while no

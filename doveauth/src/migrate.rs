@@ -3,10 +3,16 @@
 //! Runs at every start while `passdb_path` exists; afterwards the database is renamed to
 //! `<passdb_path>.old`, so later starts skip it. Invalid rows are logged and skipped (the
 //! reference aborts and then restarts forever).
+//!
+//! The accounts are written without a per-file `fsync` (a migration may hold hundreds of
+//! thousands) and made durable in one pass before the database is retired: every password
+//! file and mailbox directory, then `mailboxes_dir`, then the rename, then the database's
+//! directory. A crash or power loss at any point leaves the database in place for a rerun
+//! or every account on disk; never a retired database with accounts lost.
 
 use std::path::Path;
 
-use chatmaild::fs::Durability;
+use chatmaild::fs::{Durability, sync_dir};
 use chatmaild::{Config, User};
 use rusqlite::types::ValueRef;
 use tracing::{info, warn};
@@ -55,6 +61,7 @@ fn migrate(config: &Config, db: &Path) -> Result<Migrated, Error> {
     let columns = stmt.column_count();
     let mut rows = stmt.query([]).map_err(sqlite_err(db))?;
     let mut result = Migrated::default();
+    let mut written = Vec::new();
     while let Some(row) = rows.next().map_err(sqlite_err(db))? {
         if (result.users + result.skipped) % 10_000 == 0 && result.users + result.skipped > 0 {
             info!("migration progress: {} rows", result.users + result.skipped);
@@ -88,6 +95,15 @@ fn migrate(config: &Config, db: &Path) -> Result<Migrated, Error> {
             user.set_last_login(ts)?;
         }
         result.users += 1;
+        written.push(user);
+    }
+    // Durable before the database goes: a retired database must never stand for accounts
+    // that a power loss can still take back.
+    for user in &written {
+        user.sync_account()?;
+    }
+    if !written.is_empty() {
+        sync_dir(&config.mailboxes_dir)?;
     }
     Ok(result)
 }
@@ -125,6 +141,9 @@ fn retire_database(db: &Path) -> Result<(), Error> {
     } else {
         dir
     };
+    // A lost rename would run the migration again after a power loss, setting last-login
+    // times back to the database's.
+    sync_dir(dir)?;
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
