@@ -34,6 +34,9 @@ pub enum Error {
     /// `CHATMAIL_METADATA_TIME_SCALE` is not a positive number.
     #[error("CHATMAIL_METADATA_TIME_SCALE must be a positive number, got {0:?}")]
     TimeScale(String),
+    /// A device token longer than [`crate::tokens::MAX_TOKEN_LEN`] was set (its length).
+    #[error("device token of {0} bytes refused (limit {limit})", limit = crate::tokens::MAX_TOKEN_LEN)]
+    TokenTooLong(usize),
     /// A blocking task could not finish (the runtime is shutting down).
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),

@@ -6,6 +6,13 @@
 //! Changes happen under an exclusive `flock` on `metadata.json.lock`, the lock the
 //! reference takes, and replace the file atomically, so reads need no lock and a Python
 //! and a Rust service may run side by side.
+//!
+//! Bounds (not in the reference): every new message fans out into one push per token, so
+//! an account keeps at most [`MAX_TOKENS_PER_USER`] tokens (a new one replaces the one set
+//! longest ago) and a token longer than [`MAX_TOKEN_LEN`] bytes is refused: the `SET`
+//! fails, so its transaction's commit answers `F`, with a log line. Files written by
+//! other software may hold more: reads then use only the newest valid ones, and the next
+//! change trims the file.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -30,6 +37,18 @@ pub const TOKEN_MAX_AGE: i64 = 90 * 86_400;
 
 /// A token dated further than this (seconds) in the future is invalid.
 pub const TOKEN_MAX_FUTURE: i64 = 60;
+
+/// Tokens kept per account. A Delta Chat profile sets one token per device, refreshed on
+/// every login; 20 devices on one account is far beyond real use.
+pub const MAX_TOKENS_PER_USER: usize = 20;
+
+/// Longest token accepted, in bytes. Real tokens: an APNs token is 64 hex digits, an FCM
+/// token `fcm-<app id>:<registration token>` about 170 characters, and what Delta Chat
+/// sends today is `openpgp:` followed by the base64 of an OpenPGP message to the
+/// notification service, whose payload is the token padded to 512 bytes (about 900
+/// characters in all). 4 KiB leaves room for larger keys or padding and bounds a full
+/// `metadata.json` to about 80 KiB.
+pub const MAX_TOKEN_LEN: usize = 4096;
 
 /// Logged (at warning) when `metadata.json` does not parse; the reference's text.
 pub const CORRUPT_LOG: &str = "corrupt serialization state at";
@@ -77,11 +96,7 @@ impl TokenStore {
         let (_, data) = read_data(&path)?;
         match data.get(DEVICETOKEN_KEY) {
             Some(Value::Object(map)) => {
-                let valid: Vec<String> = map
-                    .iter()
-                    .filter(|(_, ts)| is_valid_timestamp(ts, now))
-                    .map(|(t, _)| t.clone())
-                    .collect();
+                let valid = usable(map, now);
                 if valid.len() < map.len()
                     && let Err(e) = self.modify(&user, now, |_| ())
                 {
@@ -97,8 +112,13 @@ impl TokenStore {
         }
     }
 
-    /// Stores `token` with time `now`; a known token keeps its position.
+    /// Stores `token` with time `now`; a known token keeps its position. A new token
+    /// beyond [`MAX_TOKENS_PER_USER`] replaces the one set longest ago; a token longer than
+    /// [`MAX_TOKEN_LEN`] is refused and changes nothing.
     pub fn add(&self, addr: &str, token: &str, now: i64) -> Result<(), Error> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Error::TokenTooLong(token.len()));
+        }
         let user = self.user(addr)?;
         // Clients re-set the same token on every login. When the file already holds it
         // with this very second and nothing is due for pruning, the locked rewrite would
@@ -107,12 +127,16 @@ impl TokenStore {
         if let (_, data) = read_data(&user.metadata_path())?
             && let Some(Value::Object(tokens)) = data.get(DEVICETOKEN_KEY)
             && tokens.get(token) == Some(&Value::from(now))
-            && tokens.values().all(|ts| is_valid_timestamp(ts, now))
+            && tokens.len() <= MAX_TOKENS_PER_USER
+            && tokens
+                .iter()
+                .all(|(t, ts)| t.len() <= MAX_TOKEN_LEN && is_valid_timestamp(ts, now))
         {
             return Ok(());
         }
         self.modify(&user, now, |tokens| {
             tokens.insert(token.to_owned(), Value::from(now));
+            keep_newest(tokens, Some(token));
         })
     }
 
@@ -155,7 +179,8 @@ impl TokenStore {
             // A value the reference would choke on: start over rather than fail forever.
             _ => Map::new(),
         };
-        tokens.retain(|_, ts| is_valid_timestamp(ts, now));
+        tokens.retain(|t, ts| t.len() <= MAX_TOKEN_LEN && is_valid_timestamp(ts, now));
+        keep_newest(&mut tokens, None);
         let result = change(&mut tokens);
         *slot = Value::Object(tokens);
         let text = dumps(&Value::Object(data), Style::Default);
@@ -163,6 +188,41 @@ impl TokenStore {
             write_atomic(&path, text.as_bytes(), Durability::Rename)?;
         }
         Ok(result)
+    }
+}
+
+/// The tokens a reader uses, in file order: valid timestamp, not over-long, and of those
+/// the [`MAX_TOKENS_PER_USER`] set most recently.
+fn usable(map: &JsonObject, now: i64) -> Vec<String> {
+    let mut valid: JsonObject = map
+        .iter()
+        .filter(|(t, ts)| t.len() <= MAX_TOKEN_LEN && is_valid_timestamp(ts, now))
+        .map(|(t, ts)| (t.clone(), ts.clone()))
+        .collect();
+    keep_newest(&mut valid, None);
+    valid.into_iter().map(|(t, _)| t).collect()
+}
+
+/// Drops the tokens set longest ago (smallest timestamp; of equal ones the first in file
+/// order) until at most [`MAX_TOKENS_PER_USER`] are left; `keep` is never dropped. The
+/// others keep their order. Timestamps are valid numbers here (pruned before).
+fn keep_newest(tokens: &mut JsonObject, keep: Option<&str>) {
+    while tokens.len() > MAX_TOKENS_PER_USER {
+        let oldest = tokens
+            .iter()
+            .filter(|(t, _)| Some(t.as_str()) != keep)
+            .map(|(t, ts)| (t, ts.as_f64().unwrap_or(f64::NEG_INFINITY)))
+            .fold(None::<(&String, f64)>, |best, (t, ts)| match best {
+                Some((_, b)) if b <= ts => best,
+                _ => Some((t, ts)),
+            })
+            .map(|(t, _)| t.clone());
+        match oldest {
+            Some(t) => {
+                tokens.shift_remove(&t);
+            }
+            None => return,
+        }
     }
 }
 
@@ -328,6 +388,104 @@ mod tests {
     }
 
     #[test]
+    fn a_new_token_beyond_the_cap_replaces_the_one_set_longest_ago() {
+        let (_d, s) = store();
+        for i in 0..MAX_TOKENS_PER_USER {
+            s.add(A, &format!("t{i}"), NOW + i64::try_from(i).unwrap())
+                .unwrap();
+        }
+        // t0 is refreshed, so t1 is now the one set longest ago.
+        s.add(A, "t0", NOW + 100).unwrap();
+        s.add(A, "new", NOW + 101).unwrap();
+        let tokens = s.tokens(A, NOW + 101).unwrap();
+        assert_eq!(tokens.len(), MAX_TOKENS_PER_USER);
+        assert_eq!(tokens.first().map(String::as_str), Some("t0"), "order kept");
+        assert!(!tokens.contains(&"t1".to_owned()));
+        assert_eq!(tokens.last().map(String::as_str), Some("new"));
+        // The file holds exactly what is served, in the reference's format.
+        let text = file(&s, A);
+        assert!(text.starts_with(r#"{"devicetoken": {"t0": 1700000100, "t2": 1700000002, "#));
+        assert!(
+            text.ends_with(r#""t19": 1700000019, "new": 1700000101}}"#),
+            "{text}"
+        );
+        // A burst of fresh tokens in one second keeps the last twenty.
+        for i in 0..100 {
+            s.add(A, &format!("burst{i}"), NOW + 200).unwrap();
+        }
+        let want: Vec<String> = (80..100).map(|i| format!("burst{i}")).collect();
+        assert_eq!(s.tokens(A, NOW + 200).unwrap(), want);
+    }
+
+    #[test]
+    fn the_token_just_set_survives_even_among_future_dated_ones() {
+        let (_d, s) = store();
+        let u = s.user(A).unwrap();
+        fs::create_dir(u.maildir()).unwrap();
+        let entries: Vec<String> = (0..MAX_TOKENS_PER_USER)
+            .map(|i| format!(r#""f{i}": {}"#, NOW + 30))
+            .collect();
+        fs::write(
+            u.metadata_path(),
+            format!(r#"{{"devicetoken": {{{}}}}}"#, entries.join(", ")),
+        )
+        .unwrap();
+        s.add(A, "mine", NOW).unwrap();
+        let tokens = s.tokens(A, NOW).unwrap();
+        assert_eq!(tokens.len(), MAX_TOKENS_PER_USER);
+        assert!(tokens.contains(&"mine".to_owned()));
+        assert!(!tokens.contains(&"f0".to_owned()));
+    }
+
+    #[test]
+    fn over_long_tokens_are_refused_and_change_nothing() {
+        let (_d, s) = store();
+        s.add(A, "keep", NOW).unwrap();
+        let before = file(&s, A);
+        let long = "x".repeat(MAX_TOKEN_LEN + 1);
+        let err = s.add(A, &long, NOW + 1).unwrap_err();
+        assert!(matches!(err, Error::TokenTooLong(n) if n == MAX_TOKEN_LEN + 1));
+        assert!(err.to_string().contains("4096"), "{err}");
+        assert_eq!(file(&s, A), before);
+        let exact = "y".repeat(MAX_TOKEN_LEN);
+        s.add(A, &exact, NOW + 1).unwrap();
+        assert_eq!(s.tokens(A, NOW + 1).unwrap(), ["keep".to_owned(), exact]);
+        // A real Delta Chat token of today's form fits.
+        let delta = format!("openpgp:{}", "A".repeat(900));
+        s.add(A, &delta, NOW + 2).unwrap();
+    }
+
+    #[test]
+    fn files_beyond_the_bounds_are_read_bounded_and_trimmed() {
+        let (_d, s) = store();
+        let u = s.user(A).unwrap();
+        fs::create_dir(u.maildir()).unwrap();
+        let long = "z".repeat(MAX_TOKEN_LEN + 1);
+        let mut entries: Vec<String> = (0..1000)
+            .map(|i| format!(r#""t{i}": {}"#, NOW - 1000 + i))
+            .collect();
+        entries.insert(500, format!(r#""{long}": {NOW}"#));
+        fs::write(
+            u.metadata_path(),
+            format!(r#"{{"x": 1, "devicetoken": {{{}}}}}"#, entries.join(", ")),
+        )
+        .unwrap();
+        let want: Vec<String> = (980..1000).map(|i| format!("t{i}")).collect();
+        assert_eq!(s.tokens(A, NOW).unwrap(), want);
+        let text = file(&s, A);
+        assert!(
+            text.starts_with(r#"{"x": 1, "devicetoken": {"t980": 1699999980, "#),
+            "{text}"
+        );
+        assert!(!text.contains(&long));
+        assert_eq!(
+            s.tokens(A, NOW).unwrap(),
+            want,
+            "the trimmed file reads the same"
+        );
+    }
+
+    #[test]
     fn invalid_addresses_touch_nothing() {
         let (d, s) = store();
         for addr in ["", "noat", "../x@y", "a@b/c", "nul\0@x"] {
@@ -339,15 +497,17 @@ mod tests {
 
     #[test]
     fn concurrent_modification_from_threads_loses_nothing() {
+        // Eight devices refresh their token 25 times each, at once: without the lock a
+        // writer that read the file before another's rename would drop that change.
         let (_d, s) = store();
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let s = s.clone();
                 std::thread::spawn(move || {
                     for i in 0..25 {
-                        s.add(A, &format!("t{t}-{i}"), NOW).unwrap();
+                        s.add(A, &format!("t{t}"), NOW + i).unwrap();
                         // Readers never see a torn file.
-                        assert!(!s.tokens(A, NOW).unwrap().is_empty());
+                        assert!(!s.tokens(A, NOW + i).unwrap().is_empty());
                     }
                 })
             })
@@ -355,18 +515,13 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let tokens = s.tokens(A, NOW).unwrap();
-        assert_eq!(tokens.len(), 200);
+        let tokens = s.tokens(A, NOW + 24).unwrap();
+        assert_eq!(tokens.len(), 8, "{tokens:?}");
+        let text = file(&s, A);
         for t in 0..8 {
-            let mine: Vec<_> = tokens
-                .iter()
-                .filter(|x| x.starts_with(&format!("t{t}-")))
-                .collect();
-            let want: Vec<String> = (0..25).map(|i| format!("t{t}-{i}")).collect();
-            assert_eq!(
-                mine,
-                want.iter().collect::<Vec<_>>(),
-                "per-thread order kept"
+            assert!(
+                text.contains(&format!(r#""t{t}": 1700000024"#)),
+                "last refresh of t{t} kept: {text}"
             );
         }
     }

@@ -262,3 +262,35 @@ async fn sigterm_stops_cleanly_and_keeps_the_queue() {
     assert_eq!(status.code(), Some(0), "{}", s.log());
     assert_eq!(s.queue_files().len(), 1, "undelivered item stays queued");
 }
+
+#[tokio::test]
+async fn over_long_token_fails_the_commit_with_a_log_line() {
+    let mut s = service("");
+    s.start();
+    s.set_token(USER, "short").await;
+    let before = s.metadata_json(USER);
+    let long = "x".repeat(chatmail_metadata::tokens::MAX_TOKEN_LEN + 1);
+    let req = format!("B1\t{USER}\nS1\tpriv/guid00/devicetoken\t{long}\nC1\n");
+    assert_eq!(s.transcript(req.as_bytes()).await, b"F\n");
+    s.wait_log("device token of 4097 bytes refused");
+    assert_eq!(s.metadata_json(USER), before, "file unchanged");
+    // The longest allowed token, and one of the size Delta Chat sends, are kept.
+    let max = "y".repeat(chatmail_metadata::tokens::MAX_TOKEN_LEN);
+    s.set_token(USER, &max).await;
+    let delta = format!("openpgp:{}", "Q".repeat(912));
+    s.set_token(USER, &delta).await;
+    assert_eq!(
+        s.tokens(USER).await,
+        format!("Oshort {max} {delta}\n").into_bytes()
+    );
+    // The connection that failed serves the next request.
+    let req = format!(
+        "B1\t{USER}\nS1\tpriv/guid00/devicetoken\t{long}\nC1\nLpriv/0123/devicetoken\t{USER}\n"
+    );
+    let reply = s.transcript(req.as_bytes()).await;
+    assert!(
+        reply.starts_with(b"F\nOshort "),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+}

@@ -193,3 +193,37 @@ async fn a_slow_answer_does_not_hold_up_other_notifications() {
     release.notify_one();
     wait_until(|| s.queue_files().is_empty(), "empty queue", || s.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_fans_out_to_at_most_twenty_devices() {
+    let (url, mut rx) = start_server(Arc::new(|_: &str| 200)).await;
+    let mut s = Service::new(&url, "");
+    s.start();
+    for i in 0..25 {
+        s.set_token(USER, &format!("dev{i:02}")).await;
+    }
+    let want: Vec<String> = (5..25).map(|i| format!("dev{i:02}")).collect();
+    assert_eq!(
+        s.tokens(USER).await,
+        format!("O{}\n", want.join(" ")).into_bytes(),
+        "the five set longest ago were replaced"
+    );
+    s.message_new(USER).await;
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.push(next(&mut rx).await.token);
+    }
+    got.sort();
+    assert_eq!(got, want);
+    wait_until(
+        || s.queue_files().is_empty(),
+        "empty queue",
+        || format!("{:?}", s.queue_files()),
+    );
+    // Nothing beyond the twenty: no further request arrives.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err()
+    );
+}
