@@ -5,7 +5,9 @@
 //! by domain and delivered concurrently, first over the remote relay's HTTPS `/mxdeliv`
 //! endpoint, else over SMTP with mandatory `STARTTLS`, and Postfix gets one reply per recipient.
 //! Every failure is a 4xx or 5xx reply, so Postfix keeps, retries or bounces the message:
-//! nothing is acknowledged that was not delivered.
+//! nothing is acknowledged that was not delivered. A 2xx from `/mxdeliv` counts only in the
+//! forms real peers confirm a delivery with ([`deliver::https_delivered`]); the crate's
+//! README explains that choice and where a retry can still store a second copy.
 //!
 //! The crate is a library; filtermail's `transport` mode binds the listener and calls [`run`]:
 //!

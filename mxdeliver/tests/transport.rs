@@ -45,6 +45,100 @@ async fn https_success() {
     );
 }
 
+/// One delivery of `MESSAGE` to `b@a.test` with the peer's `/mxdeliv` giving `answer` and a
+/// working SMTP server beside it; returns the LMTP reply, the requests the HTTPS server
+/// got and the messages the SMTP server got.
+async fn deliver_against(answer: Answer) -> (Vec<String>, Vec<Posted>, Vec<Received>) {
+    let ca = Ca::new();
+    let dns = dns_server(zone()).await;
+    let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smtp_port = smtp.local_addr().unwrap().port();
+    let mailbox = smtp_server(
+        smtp,
+        SmtpBehaviour {
+            tls: Some(ca.server_config(&["mx.a.test"])),
+            reject_prefix: "reject",
+        },
+    )
+    .await;
+    let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https_port = https.local_addr().unwrap().port();
+    let posted = https_server_answering(https, ca.server_config(&["mx.a.test"]), answer).await;
+    let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, https_port)).await;
+    let mut c = Lmtp::connect(lmtp).await;
+    let replies = c.send("a@relay.test", &["b@a.test"], MESSAGE).await;
+    let posted = posted.lock().unwrap().clone();
+    let got = mailbox.lock().unwrap().clone();
+    (replies, posted, got)
+}
+
+#[tokio::test]
+async fn madmail_empty_200_is_a_delivery_and_nothing_goes_over_smtp() {
+    // What Madmail's `w.WriteHeader(http.StatusOK)` puts on the wire.
+    let (replies, posted, smtp) = deliver_against(Answer {
+        status: 200,
+        headers: "Date: Tue, 01 Dec 2026 18:00:00 GMT\r\n",
+        body: "",
+    })
+    .await;
+    assert_eq!(replies, ["250 OK (HTTPS)"]);
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].body, MESSAGE);
+    assert!(smtp.is_empty(), "delivered once, over HTTPS only");
+}
+
+#[tokio::test]
+async fn filtermail_250_with_any_type_is_a_delivery() {
+    let (replies, posted, smtp) = deliver_against(Answer {
+        status: 200,
+        headers: "Content-Type: text/plain\r\n",
+        body: "250 OK",
+    })
+    .await;
+    assert_eq!(replies, ["250 OK (HTTPS)"]);
+    assert_eq!(posted.len(), 1);
+    assert!(smtp.is_empty());
+}
+
+#[tokio::test]
+async fn a_web_server_answering_200_to_every_post_is_not_a_delivery() {
+    for answer in [
+        Answer {
+            status: 200,
+            headers: "Content-Type: text/html; charset=utf-8\r\n",
+            body: "<!DOCTYPE html><html><body>Welcome</body></html>",
+        },
+        Answer {
+            status: 200,
+            headers: "Content-Type: text/plain\r\n",
+            body: "",
+        },
+        Answer {
+            status: 200,
+            headers: "",
+            body: "OK",
+        },
+        Answer {
+            status: 204,
+            headers: "",
+            body: "",
+        },
+        Answer {
+            status: 200,
+            headers: "",
+            body: "523 Encryption Needed",
+        },
+    ] {
+        let what = format!("{answer:?}");
+        let (replies, posted, smtp) = deliver_against(answer).await;
+        assert_eq!(replies, ["250 OK (SMTP)"], "{what}");
+        assert_eq!(posted.len(), 1, "{what}");
+        assert_eq!(smtp.len(), 1, "delivered exactly once, over SMTP: {what}");
+        assert_eq!(smtp[0].rcpts, ["b@a.test"], "{what}");
+        assert_eq!(smtp[0].data, MESSAGE, "{what}");
+    }
+}
+
 #[tokio::test]
 async fn https_down_falls_back_to_smtp_with_starttls() {
     let ca = Ca::new();

@@ -325,10 +325,44 @@ pub struct Posted {
     pub body: Vec<u8>,
 }
 
+/// What the test `/mxdeliv` server answers: status, extra header lines (each ending in
+/// CRLF) and body; `Content-Length` and `Connection: close` are added.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: &'static str,
+    pub body: &'static str,
+}
+
+/// A `/mxdeliv` server answering like chatmail filtermail: 200 `250 OK`, or for any other
+/// status its refusal text.
 pub async fn https_server(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     status: u16,
+) -> Arc<Mutex<Vec<Posted>>> {
+    let body = if status == 200 {
+        "250 OK"
+    } else {
+        "523 Encryption Needed"
+    };
+    https_server_answering(
+        listener,
+        tls,
+        Answer {
+            status,
+            headers: "",
+            body,
+        },
+    )
+    .await
+}
+
+/// A `/mxdeliv` server giving `answer` to every request.
+pub async fn https_server_answering(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    answer: Answer,
 ) -> Arc<Mutex<Vec<Posted>>> {
     let posted = Arc::new(Mutex::new(Vec::new()));
     let p = posted.clone();
@@ -337,7 +371,7 @@ pub async fn https_server(
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let (tls, p) = (tls.clone(), p.clone());
+            let (tls, p, answer) = (tls.clone(), p.clone(), answer.clone());
             tokio::spawn(async move {
                 let Ok(stream) = TlsAcceptor::from(tls).accept(stream).await else {
                     return;
@@ -373,14 +407,12 @@ pub async fn https_server(
                     to,
                     body,
                 });
-                let text = if status == 200 {
-                    "250 OK"
-                } else {
-                    "523 Encryption Needed"
-                };
                 let resp = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                    text.len()
+                    "HTTP/1.1 {} X\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    answer.status,
+                    answer.headers,
+                    answer.body.len(),
+                    answer.body
                 );
                 let _ = r.get_mut().write_all(resp.as_bytes()).await;
                 let _ = r.get_mut().shutdown().await;
