@@ -1,0 +1,522 @@
+//! chatmail-metadata killed with SIGKILL at arbitrary points while clients set device tokens
+//! and Dovecot-style `messagenew` events queue notifications, restarted, in a loop: no
+//! acknowledged token is lost or torn, and every acknowledged notification reaches the
+//! (local mock) notification service after the restart.
+//!
+//! `CRASH_ITERATIONS` (default 20) sets the number of kill/restart rounds; a longer manual
+//! run is `CRASH_ITERATIONS=200 cargo test --release -p chatmail-tests --test crash_metadata`
+//! (build the binary first: `cargo build --release -p chatmail-metadata`).
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: failing loudly is the point"
+)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chatmail_tests::service::binary;
+
+const DOMAIN: &str = "crash.example.org";
+const CLIENTS: usize = 6;
+/// Accounts whose one token never changes: the targets of `messagenew`.
+const PUSH_USERS: usize = 6;
+
+/// How the mock notification service treats requests.
+const DOWN: u8 = 0; // read the request, close without an answer (the sender retries in 8 s)
+const SLOW: u8 = 1; // 200 after 20 ms
+const FAST: u8 = 2; // 200 at once
+
+/// A local HTTP/1.1 notification service counting the tokens it answered 200 for.
+struct PushServer {
+    url: String,
+    mode: Arc<AtomicU8>,
+    delivered: Arc<Mutex<BTreeMap<String, usize>>>,
+}
+
+impl PushServer {
+    fn start() -> PushServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/notify", listener.local_addr().unwrap());
+        let mode = Arc::new(AtomicU8::new(DOWN));
+        let delivered: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let (m, d) = (mode.clone(), delivered.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (m, d) = (m.clone(), d.clone());
+                std::thread::spawn(move || serve(stream, &m, &d));
+            }
+        });
+        PushServer {
+            url,
+            mode,
+            delivered,
+        }
+    }
+}
+
+/// Requests of one keep-alive connection: the body is the token.
+fn serve(stream: std::net::TcpStream, mode: &AtomicU8, delivered: &Mutex<BTreeMap<String, usize>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        match mode.load(Ordering::SeqCst) {
+            DOWN => {
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
+            SLOW => std::thread::sleep(Duration::from_millis(20)),
+            _ => {}
+        }
+        // Counted before the answer leaves: a kill after this line is a delivery the
+        // daemon may repeat (at least once), never one it may skip.
+        let token = String::from_utf8(body).unwrap();
+        *delivered.lock().unwrap().entry(token).or_default() += 1;
+        if writer
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+struct Env {
+    _root: tempfile::TempDir,
+    bin: PathBuf,
+    socket: PathBuf,
+    ini: PathBuf,
+    mailboxes: PathBuf,
+    log: PathBuf,
+}
+
+impl Env {
+    fn new(url: &str) -> Env {
+        let root = tempfile::Builder::new()
+            .prefix("crashmeta")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mailboxes = root.path().join("mail");
+        std::fs::create_dir(&mailboxes).unwrap();
+        let ini = root.path().join("chatmail.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\nnotification_url = {url}\nturn_socket_path = {}\n",
+                mailboxes.display(),
+                root.path().join("turn.socket").display()
+            ),
+        )
+        .unwrap();
+        Env {
+            bin: binary("chatmail-metadata", "chatmail-metadata"),
+            socket: root.path().join("metadata.socket"),
+            log: root.path().join("metadata.log"),
+            ini,
+            mailboxes,
+            _root: root,
+        }
+    }
+
+    fn queue_dir(&self) -> PathBuf {
+        self.mailboxes.join("pending_notifications")
+    }
+
+    /// Starts the daemon (appending to one log across restarts) and waits for its socket.
+    fn spawn(&self) -> Child {
+        let _ = std::fs::remove_file(&self.socket);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut child = Command::new(&self.bin)
+            .arg(&self.socket)
+            .arg(&self.ini)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&self.socket).is_err() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "chatmail-metadata exited at start:\n{}",
+                self.log_text()
+            );
+            assert!(Instant::now() < deadline, "chatmail-metadata did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+
+    fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// The queue items on disk per address; panics on a torn or foreign item.
+    fn queued(&self) -> BTreeMap<String, usize> {
+        let mut per_user = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(self.queue_dir()) else {
+            return per_user;
+        };
+        for entry in entries {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            if name.ends_with(".tmp") {
+                continue; // a kill during the write; removed at the next start
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let mut lines = text.split('\n');
+            let (Some(addr), Some(ts), Some(token), None) =
+                (lines.next(), lines.next(), lines.next(), lines.next())
+            else {
+                panic!("torn queue item {name}: {text:?}");
+            };
+            assert!(ts.parse::<i64>().is_ok(), "queue item {name}: {text:?}");
+            assert_eq!(token, push_token(addr), "queue item {name}: {text:?}");
+            *per_user.entry(addr.to_owned()).or_default() += 1;
+        }
+        per_user
+    }
+}
+
+fn push_user(i: usize) -> String {
+    format!("push{i}@{DOMAIN}")
+}
+
+fn push_token(addr: &str) -> String {
+    format!("pushtoken-{}", addr.split('@').next().unwrap())
+}
+
+/// One transaction on a fresh connection: `Some(true)` only for the commit's `O`, `None`
+/// when the daemon is gone (no connection).
+fn commit(socket: &Path, user: &str, key: &str, value: Option<&str>) -> Option<bool> {
+    let Ok(mut s) = UnixStream::connect(socket) else {
+        return None;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let set = match value {
+        Some(v) => format!("S1\t{key}\t{v}\n"),
+        None => format!("S1\t{key}\n"),
+    };
+    let req = format!("H3\t2\t0\t\tmetadata\nB1\t{user}\n{set}C1\n");
+    if s.write_all(req.as_bytes()).is_err() || s.shutdown(Shutdown::Write).is_err() {
+        return Some(false);
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    Some(out == b"O\n")
+}
+
+/// The dict lookup of a user's tokens.
+fn lookup_tokens(socket: &Path, user: &str) -> String {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.write_all(format!("Lpriv/0123/devicetoken\t{user}\n").as_bytes())
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line
+}
+
+/// The tokens of a `metadata.json` in file order; panics unless it is exactly the
+/// reference's format (`{"devicetoken": {"<token>": <int>, ...}}`).
+fn file_tokens(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let inner = text
+        .strip_prefix(r#"{"devicetoken": {"#)
+        .and_then(|r| r.strip_suffix("}}"))
+        .unwrap_or_else(|| panic!("torn or foreign metadata.json: {text:?}"));
+    inner
+        .split(", ")
+        .map(|pair| {
+            let (token, ts) = pair
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("bad entry {pair:?} in {text:?}"));
+            assert!(ts.parse::<i64>().is_ok(), "bad timestamp in {text:?}");
+            token.trim_matches('"').to_owned()
+        })
+        .collect()
+}
+
+fn iterations() -> u64 {
+    std::env::var("CRASH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_token_or_notification() {
+    let push = PushServer::start();
+    let env = Env::new(&push.url);
+    // The push users' tokens, set once before any kill.
+    {
+        let child = KillOnDrop(env.spawn());
+        for i in 0..PUSH_USERS {
+            let u = push_user(i);
+            assert_eq!(
+                commit(
+                    &env.socket,
+                    &u,
+                    "priv/guid/devicetoken",
+                    Some(&push_token(&u))
+                ),
+                Some(true)
+            );
+        }
+        drop(child);
+    }
+    // Token users get two tokens and a refresh of the first: acknowledged ones must stay.
+    let acked_tokens: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+    let sent_tokens: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+    let acked_new: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let sent_new: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut killed_mid_burst = 0;
+    let mut down_rounds = 0;
+    let rounds = iterations();
+    for round in 0..rounds {
+        // The last round runs against a service that answers nothing, so everything it
+        // acknowledged is still queued at the final kill.
+        let mode = if round % 2 == 1 || round + 1 == rounds {
+            DOWN
+        } else {
+            SLOW
+        };
+        push.mode.store(mode, Ordering::SeqCst);
+        let before = env.queued();
+        let mut child = env.spawn();
+        let stop = Arc::new(AtomicBool::new(false));
+        let round_acks = Arc::new(AtomicUsize::new(0));
+        let round_new: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let mut clients = Vec::new();
+        for client in 0..CLIENTS {
+            let socket = env.socket.clone();
+            let (stop, round_acks, round_new) =
+                (stop.clone(), round_acks.clone(), round_new.clone());
+            let (acked_tokens, sent_tokens) = (acked_tokens.clone(), sent_tokens.clone());
+            let (acked_new, sent_new) = (acked_new.clone(), sent_new.clone());
+            clients.push(std::thread::spawn(move || {
+                for n in 0..200 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    // A messagenew for a push user.
+                    let p = push_user((client + n) % PUSH_USERS);
+                    *sent_new.lock().unwrap().entry(p.clone()).or_default() += 1;
+                    match commit(&socket, &p, "priv/guid/messagenew", None) {
+                        None => break,
+                        Some(false) => {}
+                        Some(true) => {
+                            *acked_new.lock().unwrap().entry(p.clone()).or_default() += 1;
+                            *round_new.lock().unwrap().entry(p).or_default() += 1;
+                            round_acks.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    // A token set: tokens a, b, then a again for the same fresh user.
+                    let user = format!("r{round:03}c{client}u{}@{DOMAIN}", n / 3);
+                    let token =
+                        format!("tok-{round}-{client}-{}-{}", n / 3, ["a", "b", "a"][n % 3]);
+                    sent_tokens
+                        .lock()
+                        .unwrap()
+                        .entry(user.clone())
+                        .or_default()
+                        .push(token.clone());
+                    match commit(&socket, &user, "priv/guid/devicetoken", Some(&token)) {
+                        None => break,
+                        Some(false) => {}
+                        Some(true) => {
+                            acked_tokens
+                                .lock()
+                                .unwrap()
+                                .entry(user)
+                                .or_default()
+                                .push(token);
+                            round_acks.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            }));
+        }
+        // Kill once 10..60 operations of this round were acknowledged, then a little later.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let target = 10 + usize::try_from(seed % 50).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while round_acks.load(Ordering::SeqCst) < target
+            && Instant::now() < deadline
+            && clients.iter().any(|c| !c.is_finished())
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(seed % 15));
+        if clients.iter().any(|c| !c.is_finished()) {
+            killed_mid_burst += 1;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        // With nothing answered, every acknowledged messagenew of the round is on disk
+        // beside what was queued before (nothing could be delivered meanwhile).
+        if mode == DOWN {
+            down_rounds += 1;
+            let after = env.queued();
+            for (user, n) in round_new.lock().unwrap().iter() {
+                let was = before.get(user).copied().unwrap_or(0);
+                let now = after.get(user).copied().unwrap_or(0);
+                assert!(
+                    now >= was + n,
+                    "round {round}: {user} had {was} queued, {n} acknowledged, {now} after the kill"
+                );
+            }
+        }
+    }
+    assert!(killed_mid_burst > 0, "no kill hit a running burst");
+    assert!(down_rounds > 0);
+    let queued_at_end: usize = env.queued().values().sum();
+
+    // Restart against a working service: the queue drains and every acknowledged
+    // notification has arrived.
+    push.mode.store(FAST, Ordering::SeqCst);
+    let _child = KillOnDrop(env.spawn());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !env.queued().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "queue not drained: {:?}",
+            env.queued()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let delivered = push.delivered.lock().unwrap().clone();
+    let (acked_new, sent_new) = (acked_new.lock().unwrap(), sent_new.lock().unwrap());
+    let mut extra = 0;
+    for i in 0..PUSH_USERS {
+        let u = push_user(i);
+        let got = delivered.get(&push_token(&u)).copied().unwrap_or(0);
+        let acked = acked_new.get(&u).copied().unwrap_or(0);
+        assert!(
+            got >= acked,
+            "{u}: {acked} messagenew acknowledged, {got} notifications delivered"
+        );
+        extra += got.saturating_sub(acked);
+        let _ = sent_new.get(&u);
+    }
+
+    // Tokens: every file is whole and in the reference's format, holds only tokens that
+    // were sent, every acknowledged one, and is served exactly as stored.
+    let (acked_tokens, sent_tokens) = (acked_tokens.lock().unwrap(), sent_tokens.lock().unwrap());
+    let mut files = 0;
+    let mut tmp_leftovers = 0;
+    for (user, sent) in sent_tokens.iter() {
+        let dir = env.mailboxes.join(user);
+        let path = dir.join("metadata.json");
+        let stored = if path.exists() {
+            files += 1;
+            file_tokens(&path)
+        } else {
+            Vec::new()
+        };
+        for t in &stored {
+            assert!(sent.contains(t), "{user}: token {t} was never sent");
+        }
+        for t in acked_tokens.get(user).into_iter().flatten() {
+            assert!(
+                stored.contains(t),
+                "{user}: acknowledged token {t} lost: {stored:?}"
+            );
+        }
+        let mut unique = stored.clone();
+        unique.dedup();
+        assert_eq!(unique, stored, "{user}: a token twice");
+        assert_eq!(
+            lookup_tokens(&env.socket, user),
+            format!("O{}\n", stored.join(" ")),
+            "{user}: served differently from the file"
+        );
+        if dir.exists() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                if name.ends_with(".tmp") {
+                    assert!(name.starts_with("metadata.json."), "{user}: stray {name}");
+                    tmp_leftovers += 1;
+                } else {
+                    assert!(
+                        matches!(name.as_str(), "metadata.json" | "metadata.json.lock"),
+                        "{user}: stray file {name}"
+                    );
+                }
+            }
+        }
+    }
+    for i in 0..PUSH_USERS {
+        let u = push_user(i);
+        assert_eq!(
+            lookup_tokens(&env.socket, &u),
+            format!("O{}\n", push_token(&u))
+        );
+    }
+    let acked_total: usize = acked_new.values().sum();
+    let sent_total: usize = sent_new.values().sum();
+    let tokens_acked: usize = acked_tokens.values().map(Vec::len).sum();
+    eprintln!(
+        "{rounds} kill rounds ({down_rounds} with the service down), {killed_mid_burst} mid-burst; \
+         messagenew: {sent_total} sent, {acked_total} acknowledged, {queued_at_end} queued at the last kill, \
+         {extra} delivered beyond the acknowledged ones (unacknowledged or repeated); \
+         tokens: {tokens_acked} acknowledged sets, {files} metadata.json files, {tmp_leftovers} .tmp leftovers"
+    );
+    let log = env.log_text();
+    assert!(!log.contains("panicked"), "panic in log:\n{log}");
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
