@@ -48,7 +48,10 @@ async fn https_success() {
 /// One delivery of `MESSAGE` to `b@a.test` with the peer's `/mxdeliv` giving `answer` and a
 /// working SMTP server beside it; returns the LMTP reply, the requests the HTTPS server
 /// got and the messages the SMTP server got.
-#[expect(clippy::unwrap_used, reason = "test helper: any failure fails the test")]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: any failure fails the test"
+)]
 async fn deliver_against(answer: Answer) -> (Vec<String>, Vec<Posted>, Vec<Received>) {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
