@@ -416,7 +416,10 @@ mod tests {
         assert!(done[0].1.is_none());
         assert!(!leftover.exists());
         assert!(outside.join("keep").exists(), "links are not followed");
-        assert!(vmail.join(".expiring.1.tmp").exists(), "a symlink is not ours");
+        assert!(
+            vmail.join(".expiring.1.tmp").exists(),
+            "a symlink is not ours"
+        );
         assert!(vmail.join("user@example.org").exists());
         assert!(vmail.join(".expiring.notmp").exists());
     }

@@ -6,12 +6,7 @@
 //! `CRASH_ITERATIONS` (default 20) sets the number of kill/restart rounds; a longer manual
 //! run is `CRASH_ITERATIONS=200 cargo test --release -p chatmail-tests --test crash_metadata`
 //! (build the binary first: `cargo build --release -p chatmail-metadata`).
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    reason = "test code: failing loudly is the point"
-)]
+#![expect(clippy::unwrap_used, reason = "test code: failing loudly is the point")]
 
 use std::collections::BTreeMap;
 use std::fs::File;
