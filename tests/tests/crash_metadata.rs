@@ -198,7 +198,12 @@ impl Env {
             if name.ends_with(".tmp") {
                 continue; // a kill during the write; removed at the next start
             }
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let text = match std::fs::read_to_string(entry.path()) {
+                Ok(text) => text,
+                // Delivered and deleted by the running daemon since the listing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("queue item {name}: {e}"),
+            };
             let mut lines = text.split('\n');
             let (Some(addr), Some(ts), Some(token), None) =
                 (lines.next(), lines.next(), lines.next(), lines.next())
