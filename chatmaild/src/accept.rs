@@ -109,7 +109,7 @@ pub enum AcceptError {
     /// The error belonged to one connection, not to the listener: accept the next at once.
     Retry,
     /// A shortage of descriptors or memory, or an error this table does not know: log it,
-    /// wait [`ACCEPT_PAUSE`] (so a lasting condition cannot spin the loop) and go on.
+    /// wait 100 ms (so a lasting condition cannot spin the loop) and go on.
     Pause,
     /// The listening socket itself is unusable: end the loop with the error.
     Fatal,

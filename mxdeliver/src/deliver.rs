@@ -92,7 +92,7 @@ const VERDICT_HEAD: usize = 64;
 /// page (HTML, JSON, `OK`) or an empty body with a type, and taking that for a delivery
 /// would lose the message. The caller then tries SMTP (see the crate's README for why that
 /// fallback, not a temporary failure, is the choice that neither loses nor multiplies).
-/// `head` is at most the first [`VERDICT_HEAD`] bytes of the body.
+/// `head` is at most the first 64 bytes of the body (all a success line needs).
 pub fn https_delivered(status: u16, content_type: Option<&[u8]>, head: &[u8]) -> bool {
     if !(200..300).contains(&status) {
         return false;
