@@ -251,3 +251,73 @@ async fn imap_metadata_and_lmtp_push_through_real_dovecot() {
     );
     drop(dovecot);
 }
+
+/// Sends one tagged IMAP command after logging in and returns its tagged reply line.
+async fn imap_status(port: u16, login: &str, cmd: &str) -> String {
+    let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    let mut tagged = String::new();
+    for (tag, c) in [("a", login), ("b", cmd)] {
+        w.write_all(format!("{tag} {c}\r\n").as_bytes())
+            .await
+            .unwrap();
+        loop {
+            line.clear();
+            assert!(r.read_line(&mut line).await.unwrap() > 0);
+            if line.starts_with(&format!("{tag} ")) {
+                tagged = line.clone();
+                break;
+            }
+        }
+    }
+    tagged
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_long_and_surplus_tokens_through_real_dovecot() {
+    if !dovecot_available() {
+        eprintln!("skipped: needs root, the vmail user and dovecot-core");
+        return;
+    }
+    let mut s = Service::new(&format!("http://127.0.0.1:{}/", closed_port()), "");
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = Command::new("chown")
+        .arg("vmail:vmail")
+        .arg(&s.vmail)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    s.start();
+    fs::set_permissions(&s.socket, fs::Permissions::from_mode(0o777)).unwrap();
+    let dovecot = Dovecot::start(s.dir.path(), &s.vmail, &s.socket);
+    let login = "LOGIN user@example.org pass";
+    let set = |t: &str| format!("SETMETADATA INBOX (/private/devicetoken \"{t}\")");
+
+    // Longer than the cap: the client is told no, nothing is stored.
+    let long = "L".repeat(chatmail_metadata::tokens::MAX_TOKEN_LEN + 1);
+    let reply = imap_status(dovecot.imap_port, login, &set(&long)).await;
+    assert!(reply.starts_with("b NO"), "{reply}");
+    assert!(!s.metadata_json(USER).contains("LLLL"));
+    s.wait_log("device token of 4097 bytes refused");
+
+    // A token of the size Delta Chat sends today is kept.
+    let delta = format!("openpgp:{}", "Q".repeat(912));
+    let reply = imap_status(dovecot.imap_port, login, &set(&delta)).await;
+    assert!(reply.starts_with("b OK"), "{reply}");
+    assert!(s.metadata_json(USER).contains(&delta));
+
+    // 25 devices: the 20 set last are kept.
+    for i in 0..25 {
+        let reply = imap_status(dovecot.imap_port, login, &set(&format!("dev{i:02}"))).await;
+        assert!(reply.starts_with("b OK"), "{reply}");
+    }
+    let want: Vec<String> = (5..25).map(|i| format!("dev{i:02}")).collect();
+    assert_eq!(
+        s.tokens(USER).await,
+        format!("O{}\n", want.join(" ")).into_bytes()
+    );
+    drop(dovecot);
+}
