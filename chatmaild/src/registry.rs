@@ -669,7 +669,7 @@ mod tests {
             .unwrap();
         assert_eq!(inv.token.len(), TOKEN_LEN);
         assert!(is_token(&inv.token));
-        assert_eq!(r.invitations().unwrap(), [inv.clone()]);
+        assert_eq!(r.invitations().unwrap(), std::slice::from_ref(&inv));
         assert!(
             !r.consume_invitation(&inv.token, NOW + DAY).unwrap(),
             "expired"
