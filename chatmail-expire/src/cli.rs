@@ -232,6 +232,13 @@ fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
         progress_wanted(),
         &mut stderr,
     )?;
+    if args.remove {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "Unix seconds of today fit an i64"
+        )]
+        let _ = chatmaild::registry::Registry::new(&config).prune_tombstones(real_now as i64);
+    }
     if !print_stdout(&summary.line(stopwatch.secs())) {
         return Ok(ExitCode::FAILURE);
     }

@@ -45,6 +45,9 @@ pub struct Policy {
     pub dry_run: bool,
     /// Print every removal.
     pub verbose: bool,
+    /// Where removed inactive accounts are tombstoned (`None` in a dry run), so their
+    /// address cannot be taken over by the next first login.
+    pub tombstones: Option<chatmaild::registry::Registry>,
 }
 
 impl Policy {
@@ -63,8 +66,18 @@ impl Policy {
             real_now,
             dry_run,
             verbose,
+            tombstones: (!dry_run).then(|| chatmaild::registry::Registry::new(config)),
         }
     }
+}
+
+/// The real current time in whole seconds, when a tombstone starts.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "Unix seconds of today fit an i64"
+)]
+fn now_secs(policy: &Policy) -> i64 {
+    policy.real_now as i64
 }
 
 /// What processing one mailbox did, and what it prints on stderr.
@@ -165,6 +178,15 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
     if last_login < policy.cutoff_inactive {
         if policy.verbose {
             out.line(format_args!("removing {}", dir.display()));
+        }
+        if let Some(registry) = &policy.tombstones
+            && let Err(e) =
+                registry.write_tombstone(&stat.name().to_string_lossy(), now_secs(policy))
+        {
+            // Never free an address without its tombstone: keep the mailbox for the next run.
+            out.failures += 1;
+            out.line(format_args!("not removing {}: {e}", dir.display()));
+            return out;
         }
         if !policy.dry_run
             && let Err(e) = fs::remove_dir_all(dir)
