@@ -15,17 +15,23 @@
 //! | `tombstones/<addr>` | `<until>\n`, Unix seconds; an empty or unreadable number means forever |
 //! | `invite-only` | empty; present: creation needs an invitation |
 //! | `invites/<token>` | JSON `{"uses_left": N, "expires": T or null, "created": T, "comment": "…"}` |
-//! | `invites.lock`, `creations.lock` | `flock` files |
-//! | `creations` | Unix seconds of the creations of the last minute, one per line |
+//! | `invites.lock` | `flock` file serialising the use of invitations |
 //! | `trash/`, `tmp/` | accounts being deleted or imported (renamed in or out atomically) |
 //!
 //! Every file is written atomically; files created by root get the owner of
-//! `mailboxes_dir`, so the services can still lock and replace them.
+//! `mailboxes_dir`, so the services can still lock and replace them. Nothing is written
+//! until an operator uses a feature (or `chatmail-expire` removes an account), so a relay
+//! that uses none of this has no state directory.
+//!
+//! The creation rate cap counts in memory: one doveauth process serves all first logins
+//! of a relay, and keeping the count off the disk keeps creation from writing a shared
+//! file. A restart forgets at most one minute of creations.
 
 use std::fmt;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rand::Rng;
 
@@ -187,6 +193,8 @@ pub struct Registry {
     tombstone_secs: i64,
     max_per_minute: u32,
     password_min_length: usize,
+    /// Creation times of the last minute (shared by clones: one count per process).
+    creations: Arc<Mutex<std::collections::VecDeque<i64>>>,
 }
 
 impl Registry {
@@ -206,6 +214,7 @@ impl Registry {
                 .saturating_mul(DAY),
             max_per_minute: config.max_creations_per_minute,
             password_min_length: config.password_min_length,
+            creations: Arc::default(),
         }
     }
 
@@ -461,32 +470,22 @@ impl Registry {
 
     // ---- creation rate ----
 
-    /// Counts one creation at `now` unless `max_creations_per_minute` were made in the last
-    /// minute; `false` means over the cap (nothing counted).
-    pub fn record_creation(&self, now: i64) -> Result<bool, Error> {
+    /// Counts one creation at `now` unless `max_creations_per_minute` were counted in the
+    /// last minute; `false` means over the cap (nothing counted).
+    pub fn record_creation(&self, now: i64) -> bool {
         if self.max_per_minute == 0 {
-            return Ok(true);
+            return true;
         }
-        let _lock = self.lock("creations.lock")?;
-        let path = self.state.join("creations");
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
-            Err(e) if e.kind() == ErrorKind::InvalidData => String::new(),
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        let mut recent: Vec<i64> = text
-            .split_ascii_whitespace()
-            .filter_map(|t| t.parse().ok())
-            .filter(|t| now - RATE_WINDOW_SECS < *t && *t <= now)
-            .collect();
+        let mut recent = self
+            .creations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent.retain(|t| now - RATE_WINDOW_SECS < *t && *t <= now);
         if recent.len() >= usize::try_from(self.max_per_minute).unwrap_or(usize::MAX) {
-            return Ok(false);
+            return false;
         }
-        recent.push(now);
-        let body: String = recent.iter().map(|t| format!("{t}\n")).collect();
-        self.write_file(&path, body.as_bytes(), Durability::Rename)?;
-        Ok(true)
+        recent.push_back(now);
+        true
     }
 
     // ---- the checks of a first login ----
@@ -526,7 +525,7 @@ impl Registry {
             },
             _ => None,
         };
-        if !self.record_creation(now)? {
+        if !self.record_creation(now) {
             return Ok(Some(Refusal::RateCap(self.max_per_minute)));
         }
         if let Some(token) = invitation
