@@ -497,12 +497,10 @@ impl Registry {
             return Some(r);
         }
         if self.mode() == RegistrationMode::InviteOnly {
-            let Some((token, rest)) = split_invitation(password) else {
-                return Some(Refusal::InvitationRequired);
+            let token = match self.invitation_token(password) {
+                Ok(token) => token,
+                Err(r) => return Some(r),
             };
-            if rest.chars().count() < self.password_min_length {
-                return Some(Refusal::ShortPassword(self.password_min_length));
-            }
             match self.invitation(token) {
                 Ok(Some(inv)) if inv.is_valid(now) => {}
                 _ => return Some(Refusal::InvalidInvitation),
@@ -511,17 +509,28 @@ impl Registry {
         None
     }
 
+    /// The token of an invite-only first login's password, if the password has the form.
+    fn invitation_token<'a>(&self, password: &'a str) -> Result<&'a str, Refusal> {
+        let (token, rest) = split_invitation(password).ok_or(Refusal::InvitationRequired)?;
+        if rest.chars().count() < self.password_min_length {
+            return Err(Refusal::ShortPassword(self.password_min_length));
+        }
+        Ok(token)
+    }
+
     /// The final checks under the account's `password.lock`, just before the password is
     /// written: tombstone and block again (`chatmail-admin delete` may have run meanwhile),
-    /// the rate cap, then the invitation is used up. `None`: create the account.
+    /// the rate cap, then the invitation is used up. `None`: create the account. Complete
+    /// on its own: a creation path may skip [`Registry::precheck`], which only saves the
+    /// lock and the hashing for logins that would be refused.
     pub fn admit(&self, user: &User, password: &str, now: i64) -> Result<Option<Refusal>, Error> {
         if let Some(r) = self.state_refusal(user, now) {
             return Ok(Some(r));
         }
         let invitation = match self.mode() {
-            RegistrationMode::InviteOnly => match split_invitation(password) {
-                Some((token, _)) => Some(token),
-                None => return Ok(Some(Refusal::InvitationRequired)),
+            RegistrationMode::InviteOnly => match self.invitation_token(password) {
+                Ok(token) => Some(token),
+                Err(r) => return Ok(Some(r)),
             },
             _ => None,
         };
