@@ -178,6 +178,13 @@ impl Relay {
     }
 
     fn lock(&self, user: &User) -> Result<FileLock, Error> {
+        // A symlink in place of a mailbox would make the lock (and more) land elsewhere.
+        if fs::symlink_metadata(user.maildir()).is_ok_and(|m| !m.is_dir()) {
+            return Err(Error::Refused(format!(
+                "{} is not a directory",
+                user.maildir().display()
+            )));
+        }
         let lock = user.lock_password(LOCK_TIMEOUT)?.ok_or_else(|| {
             Error::Refused(format!("{} is busy (password.lock held)", user.addr()))
         })?;
@@ -252,7 +259,7 @@ impl Relay {
     /// Returns the tombstone's end.
     pub fn delete(&self, addr: &str) -> Result<Option<i64>, Error> {
         let user = self.user(addr)?;
-        if !user.maildir().is_dir() {
+        if !fs::symlink_metadata(user.maildir()).is_ok_and(|m| m.is_dir()) {
             return Err(Error::Refused(format!("no such account: {addr}")));
         }
         self.registry.clean_leftovers();

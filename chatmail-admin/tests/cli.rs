@@ -547,3 +547,35 @@ fn export_purge_import_gives_back_the_accounts() {
     assert_eq!(r.tree(), before, "nothing written");
     assert_eq!(r.run(&["import"], Some("{}\n")).code, 1, "no header");
 }
+
+#[test]
+fn interrupted_delete_leftovers_go_and_symlinks_are_refused() {
+    let r = Relay::new();
+    let a = addr("crashed01");
+    r.ok(&["create", &a], Some("crashed-secret"));
+    // A delete that crashed after its rename left the mailbox in trash/: the account is gone
+    // (not listed, not exported) and the next delete removes the leftover.
+    let registry = Registry::new(&r.config());
+    let trash = registry.trash_path().unwrap();
+    fs::rename(r.user(&a).maildir(), &trash).unwrap();
+    assert_eq!(r.ok(&["list", "--json"], None), "[]\n");
+    let b = addr("deleted02");
+    r.ok(&["create", &b], Some("deleted-secret"));
+    r.ok(&["delete", &b], None);
+    assert!(!trash.exists());
+
+    // A symlink where a mailbox should be is not followed.
+    let outside = r.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let c = addr("symlinked");
+    std::os::unix::fs::symlink(&outside, r.user(&c).maildir()).unwrap();
+    for args in [&["create", &c][..], &["delete", &c]] {
+        let run = r.run(args, Some("symlink-secret"));
+        assert_eq!(run.code, 1, "{args:?}");
+    }
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
+}
