@@ -291,6 +291,13 @@ impl Relay {
         } else {
             fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
         }
+        // A new ctime of the password file makes doveauth look at the marker at once
+        // (its reply cache is keyed on the file's identity, ctime included).
+        let path = user.password_path();
+        let perms = fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .permissions();
+        fs::set_permissions(&path, perms).map_err(|e| Error::io(&path, e))?;
         Ok(true)
     }
 }

@@ -90,12 +90,12 @@ impl AuthHandler {
         let Some(user) = self.our_user(addr) else {
             return Lookup::NotFound;
         };
-        if user.is_blocked() {
-            debug!(addr, "account is blocked");
-            return Lookup::NotFound;
-        }
         match self.existing(&user) {
             Lookup::NotFound => {}
+            Lookup::Found(_) if self.hashes.is_blocked(&user) => {
+                debug!(addr, "account is blocked");
+                return Lookup::NotFound;
+            }
             found_or_failed => return found_or_failed,
         }
         if let Some(reason) =
@@ -174,8 +174,11 @@ impl DictHandler for AuthHandler {
             }
             // A blocked account is "no such user": it can neither log in nor receive mail.
             Ok(AuthKey::Userdb { user }) => match self.our_user(&user) {
-                Some(u) if !u.is_blocked() => self.existing(&u),
-                _ => Lookup::NotFound,
+                Some(u) => match self.existing(&u) {
+                    Lookup::Found(_) if self.hashes.is_blocked(&u) => Lookup::NotFound,
+                    other => other,
+                },
+                None => Lookup::NotFound,
             },
             Ok(AuthKey::Passdb { password, user }) => self.passdb(&user, password).await,
         }

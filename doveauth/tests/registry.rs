@@ -57,7 +57,7 @@ fn blocked_account_is_unknown_and_keeps_its_data() {
     let a = addr("blockedaa");
     assert!(c.ask(&passdb("secret-password", &a)).starts_with('O'));
     let user = User::new(&config, &a).unwrap();
-    std::fs::write(user.blocked_path(), b"").unwrap();
+    block(&user, true);
     assert_eq!(c.ask(&passdb("secret-password", &a)), "N\n", "no login");
     assert_eq!(c.ask(&userdb(&a)), "N\n", "no delivery (LMTP asks userdb)");
     assert!(user.password().unwrap().is_some(), "data stays");
@@ -66,9 +66,23 @@ fn blocked_account_is_unknown_and_keeps_its_data() {
         "N\n",
         "not re-created with another password"
     );
-    std::fs::remove_file(user.blocked_path()).unwrap();
+    block(&user, false);
     assert!(c.ask(&passdb("secret-password", &a)).starts_with('O'));
     assert!(c.ask(&userdb(&a)).starts_with('O'));
+}
+
+/// Blocks or unblocks as `chatmail-admin` does: the marker, then a new ctime of the
+/// password file.
+fn block(user: &User, blocked: bool) {
+    if blocked {
+        std::fs::write(user.blocked_path(), b"").unwrap();
+    } else {
+        std::fs::remove_file(user.blocked_path()).unwrap();
+    }
+    let perms = std::fs::metadata(user.password_path())
+        .unwrap()
+        .permissions();
+    std::fs::set_permissions(user.password_path(), perms).unwrap();
 }
 
 #[test]
