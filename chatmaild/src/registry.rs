@@ -18,6 +18,13 @@
 //! | `invites.lock` | `flock` file serialising the use of invitations |
 //! | `trash/`, `tmp/` | accounts being deleted or imported (renamed in or out atomically) |
 //!
+//! A Dovecot Lua passdb/userdb that reads password files itself must, for an existing
+//! user, answer "unknown user" while `<mailboxes_dir>/<addr>/blocked` exists (passdb and
+//! userdb alike, so LMTP refuses mail too). Everything about creation (tombstones,
+//! invitations, the rate cap) is decided by doveauth when the script asks it to create the
+//! account; a script may skip that request while `tombstones/<addr>` holds no number or
+//! one above `os.time()`.
+//!
 //! Every file is written atomically; files created by root get the owner of
 //! `mailboxes_dir`, so the services can still lock and replace them. Nothing is written
 //! until an operator uses a feature (or `chatmail-expire` removes an account), so a relay
