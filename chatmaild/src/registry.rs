@@ -570,11 +570,21 @@ impl Registry {
         Ok(crate::fs::temp_path(&dir.join("account")))
     }
 
-    /// Removes what interrupted deletions and imports left in `trash/` and `tmp/`.
+    /// Removes what interrupted deletions left in `trash/` (mailboxes already renamed away:
+    /// removable at any time) and imports left in `tmp/` more than an hour ago (younger ones
+    /// may belong to an import running right now).
     pub fn clean_leftovers(&self) {
-        for sub in ["trash", "tmp"] {
-            if let Ok(entries) = fs::read_dir(self.state.join(sub)) {
-                for entry in entries.flatten() {
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for (sub, old_only) in [("trash", false), ("tmp", true)] {
+            let Ok(entries) = fs::read_dir(self.state.join(sub)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < hour_ago);
+                if old || !old_only {
                     let _ = fs::remove_dir_all(entry.path());
                 }
             }
