@@ -195,3 +195,45 @@ fn owned_by_vmail(dir: &Path) {
         );
     }
 }
+
+#[test]
+fn expired_account_cannot_be_registered_again() {
+    let (dc, _flag) = start();
+    let a = addr("expiredac");
+    assert!(login(&dc, &a, "expired-password"), "log:\n{}", dc.log());
+    let password = dc.mailboxes.join(&a).join("password");
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(100 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&password)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    let expire = |args: &[&str]| {
+        let out = Command::new(binary("chatmail-expire", "chatmail-expire"))
+            .arg(&dc.ini)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    expire(&["-v"]);
+    assert!(password.exists(), "a dry run removed the account");
+    assert!(
+        !dc.mailboxes.join(".chatmail-admin").exists(),
+        "a dry run wrote state"
+    );
+    expire(&["-v", "--remove"]);
+    assert!(!dc.mailboxes.join(&a).exists());
+    for pw in ["expired-password", "another-password"] {
+        assert!(
+            !login(&dc, &a, pw),
+            "expired address re-registered with {pw}"
+        );
+    }
+    assert!(!password.exists());
+}
