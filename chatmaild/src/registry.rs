@@ -601,10 +601,15 @@ fn parse_until(bytes: &[u8]) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
+/// Removes a flag file (or an empty directory made by hand in its place).
 fn remove_if_present(path: &Path) -> Result<bool, Error> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == ErrorKind::IsADirectory => {
+            fs::remove_dir(path).map_err(|e| Error::io(path, e))?;
+            Ok(true)
+        }
         Err(e) => Err(Error::io(path, e)),
     }
 }
