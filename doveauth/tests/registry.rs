@@ -217,3 +217,38 @@ fn creation_rate_is_capped_relay_wide() {
         .collect();
     assert_eq!(refusals.len(), 1, "{log}");
 }
+
+#[test]
+fn newemail_credentials_of_an_invitation_link_create_the_account() {
+    let (d, config, registry) = start("");
+    registry.set_mode(RegistrationMode::InviteOnly).unwrap();
+    let inv = registry.create_invitation(1, None, "", now()).unwrap();
+    let cgi = |query: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatmail-newemail"))
+            .env("CHATMAIL_INI", &d.ini)
+            .env("QUERY_STRING", query)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let body = text.split_once("\n\n").unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        (
+            v["email"].as_str().unwrap().to_owned(),
+            v["password"].as_str().unwrap().to_owned(),
+        )
+    };
+    let mut c = d.client();
+    let (plain_email, plain_pw) = cgi("");
+    assert_eq!(
+        c.ask(&passdb(&plain_pw, &plain_email)),
+        "N\n",
+        "no invitation"
+    );
+    let (email, pw) = cgi(&format!("invite={}", inv.token));
+    assert!(pw.starts_with(&format!("{}:", inv.token)));
+    assert!(c.ask(&passdb(&pw, &email)).starts_with('O'));
+    assert!(stored(&config, &email).is_some());
+    let (second, pw2) = cgi(&format!("invite={}", inv.token));
+    assert_eq!(c.ask(&passdb(&pw2, &second)), "N\n", "a one-use invitation");
+}
