@@ -434,8 +434,9 @@ impl Registry {
         };
         let mut all = Vec::new();
         for entry in entries.flatten() {
+            // Temporary files of a write in progress and damaged files are not invitations.
             if let Some(name) = entry.file_name().to_str()
-                && let Some(inv) = self.invitation(name)?
+                && let Ok(Some(inv)) = self.invitation(name)
             {
                 all.push(inv);
             }
@@ -459,8 +460,11 @@ impl Registry {
             return Ok(false);
         }
         let _lock = self.lock("invites.lock")?;
-        let Some(mut inv) = self.invitation(token)? else {
-            return Ok(false);
+        let mut inv = match self.invitation(token) {
+            Ok(Some(inv)) => inv,
+            // A damaged invitation creates nothing.
+            Ok(None) | Err(Error::State { .. }) => return Ok(false),
+            Err(e) => return Err(e),
         };
         if !inv.is_valid(now) {
             return Ok(false);
@@ -713,6 +717,15 @@ mod tests {
         assert!(!r.consume_invitation(&other.token, NOW).unwrap(), "revoked");
         assert!(!r.consume_invitation("../../x", NOW).unwrap());
         assert_eq!(r.invitation("UPPER").unwrap(), None);
+        let damaged = r.create_invitation(5, None, "", NOW).unwrap();
+        fs::write(r.state_dir().join("invites").join(&damaged.token), b"{").unwrap();
+        assert!(!r.consume_invitation(&damaged.token, NOW).unwrap());
+        assert!(r.invitation(&damaged.token).is_err());
+        assert_eq!(
+            r.invitations().unwrap().len(),
+            1,
+            "listed without the damaged one"
+        );
         for (pw, split) in [
             ("abc123:secretpass", Some(("abc123", "secretpass"))),
             ("abc:de:f", Some(("abc", "de:f"))),
