@@ -66,7 +66,8 @@ impl Relay {
             .spawn()
             .unwrap();
         let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        // A command that reads no stdin may exit before this is written.
+        let _ = input.write_all(stdin.unwrap_or("").as_bytes());
         drop(input);
         let out = child.wait_with_output().unwrap();
         Run {
