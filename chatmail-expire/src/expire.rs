@@ -188,8 +188,15 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
             out.line(format_args!("not removing {}: {e}", dir.display()));
             return out;
         }
+        // One rename takes the account away at once (a crash while the tree is removed
+        // leaves no half account); where that cannot be done, the tree goes in place.
+        let gone = policy
+            .tombstones
+            .as_ref()
+            .and_then(|r| r.trash_path().ok())
+            .filter(|trash| fs::rename(dir, trash).is_ok());
         if !policy.dry_run
-            && let Err(e) = fs::remove_dir_all(dir)
+            && let Err(e) = fs::remove_dir_all(gone.as_deref().unwrap_or(dir))
             && !crate::scan::vanished(&e)
         {
             out.failure(dir, &e);

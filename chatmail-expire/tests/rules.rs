@@ -345,3 +345,22 @@ fn removed_inactive_account_is_tombstoned_and_a_dry_run_writes_none() {
     assert_eq!(registry.tombstone_until("kept@example.org").unwrap(), None);
     assert!(registry.is_tombstoned("gone@example.org", NOW as i64 + 29 * 86_400));
 }
+
+#[test]
+fn removed_inactive_account_goes_through_the_trash() {
+    let relay = Relay::new();
+    let gone = relay.account_at("gone@example.org", NOW - 100.0 * DAY);
+    write_file(&gone.join("cur/m"), 10, NOW);
+    let out = process_mailbox(&policy(&relay, false), &gone);
+    assert_eq!(out.removed_mailboxes, 1);
+    assert!(!gone.exists());
+    let config = Config::load(&relay.ini).unwrap();
+    let trash = chatmaild::registry::Registry::new(&config)
+        .state_dir()
+        .join("trash");
+    assert_eq!(
+        fs::read_dir(&trash).unwrap().count(),
+        0,
+        "removed from the trash too"
+    );
+}
