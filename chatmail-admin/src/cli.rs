@@ -168,60 +168,8 @@ pub fn run(relay: &Relay, a: &Args) -> Result<(), Error> {
     let out = &mut std::io::stdout().lock();
     let words: Vec<&str> = a.words.iter().map(String::as_str).collect();
     match words.as_slice() {
-        ["list"] => {
-            let infos: Vec<_> = relay
-                .addresses()?
-                .iter()
-                .map(|addr| relay.user(addr).map(|u| relay.info(&u)))
-                .collect::<Result<_, _>>()?;
-            if a.json {
-                let list: Vec<_> = infos.iter().map(|i| i.to_json()).collect();
-                print(out, &serde_json::Value::Array(list).to_string())?;
-            } else {
-                for i in &infos {
-                    let last = i.last_login.map_or_else(|| "-".into(), day);
-                    print(
-                        out,
-                        &format!(
-                            "{}\tlast_login={last}\tbytes={}\tmessages={}\ttokens={}\te2ee={}\tblocked={}",
-                            i.addr, i.bytes, i.messages, i.tokens, i.enforce_e2ee, i.blocked
-                        ),
-                    )?;
-                }
-            }
-        }
-        ["info", addr] => {
-            let user = relay.existing(addr)?;
-            let info = relay.info(&user);
-            let queued = relay.notifications(addr).len();
-            if a.json {
-                let mut v = info.to_json();
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("notifications".into(), queued.into());
-                }
-                print(out, &v.to_string())?;
-            } else {
-                let v = info.to_json();
-                let fields = [
-                    "addr",
-                    "last_login",
-                    "bytes",
-                    "messages",
-                    "tokens",
-                    "enforce_e2ee",
-                    "blocked",
-                ];
-                for key in fields {
-                    let value = match v.get(key) {
-                        Some(serde_json::Value::String(s)) => s.clone(),
-                        Some(other) => other.to_string(),
-                        None => String::new(),
-                    };
-                    print(out, &format!("{key}: {value}"))?;
-                }
-                print(out, &format!("notifications: {queued}"))?;
-            }
-        }
+        ["list"] => list(relay, a, out)?,
+        ["info", addr] => info(relay, a, addr, out)?,
         ["create", addr] => {
             let given = read_password(false)?;
             let password = given
@@ -280,58 +228,8 @@ pub fn run(relay: &Relay, a: &Args) -> Result<(), Error> {
                 &format!("registration {}", relay.registry.mode().name()),
             )?;
         }
-        ["invite", "create"] => {
-            let t = now();
-            let expires = a.expires.map(|d| t + i64::from(d) * DAY);
-            let inv = relay.registry.create_invitation(
-                a.uses.unwrap_or(1),
-                expires,
-                a.comment.as_deref().unwrap_or(""),
-                t,
-            )?;
-            let until = inv.expires.map_or_else(|| "never".into(), day);
-            print(
-                out,
-                &format!(
-                    "invitation {} uses {} expires {until} {}",
-                    inv.token,
-                    inv.uses_left,
-                    invitation_url(&relay.config, &inv.token)
-                ),
-            )?;
-        }
-        ["invite", "list"] => {
-            let all = relay.registry.invitations()?;
-            let t = now();
-            if a.json {
-                let list: Vec<_> = all
-                    .iter()
-                    .map(|inv| {
-                        let mut v = inv.to_json();
-                        if let Some(o) = v.as_object_mut() {
-                            o.insert("token".into(), inv.token.clone().into());
-                            o.insert("valid".into(), inv.is_valid(t).into());
-                        }
-                        v
-                    })
-                    .collect();
-                print(out, &serde_json::Value::Array(list).to_string())?;
-            } else {
-                for inv in &all {
-                    let until = inv.expires.map_or_else(|| "never".into(), day);
-                    print(
-                        out,
-                        &format!(
-                            "{}\tuses_left={}\texpires={until}\tvalid={}\t{}",
-                            inv.token,
-                            inv.uses_left,
-                            inv.is_valid(t),
-                            inv.comment
-                        ),
-                    )?;
-                }
-            }
-        }
+        ["invite", "create"] => invite_create(relay, a, out)?,
+        ["invite", "list"] => invite_list(relay, a, out)?,
         ["invite", "revoke", token] => {
             if !relay.registry.revoke_invitation(token)? {
                 return Err(Error::Refused("no such invitation".into()));
@@ -360,6 +258,120 @@ pub fn run(relay: &Relay, a: &Args) -> Result<(), Error> {
             import(relay, &mut std::io::BufReader::new(f), out)?;
         }
         _ => return Err(Error::Usage("unknown command".into())),
+    }
+    Ok(())
+}
+
+fn list(relay: &Relay, a: &Args, out: &mut dyn Write) -> Result<(), Error> {
+    let infos: Vec<_> = relay
+        .addresses()?
+        .iter()
+        .map(|addr| relay.user(addr).map(|u| relay.info(&u)))
+        .collect::<Result<_, _>>()?;
+    if a.json {
+        let list: Vec<_> = infos.iter().map(|i| i.to_json()).collect();
+        print(out, &serde_json::Value::Array(list).to_string())?;
+    } else {
+        for i in &infos {
+            let last = i.last_login.map_or_else(|| "-".into(), day);
+            print(
+                out,
+                &format!(
+                    "{}\tlast_login={last}\tbytes={}\tmessages={}\ttokens={}\te2ee={}\tblocked={}",
+                    i.addr, i.bytes, i.messages, i.tokens, i.enforce_e2ee, i.blocked
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn info(relay: &Relay, a: &Args, addr: &str, out: &mut dyn Write) -> Result<(), Error> {
+    let user = relay.existing(addr)?;
+    let info = relay.info(&user);
+    let queued = relay.notifications(addr).len();
+    if a.json {
+        let mut v = info.to_json();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("notifications".into(), queued.into());
+        }
+        print(out, &v.to_string())?;
+    } else {
+        let v = info.to_json();
+        let fields = [
+            "addr",
+            "last_login",
+            "bytes",
+            "messages",
+            "tokens",
+            "enforce_e2ee",
+            "blocked",
+        ];
+        for key in fields {
+            let value = match v.get(key) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            print(out, &format!("{key}: {value}"))?;
+        }
+        print(out, &format!("notifications: {queued}"))?;
+    }
+    Ok(())
+}
+
+fn invite_create(relay: &Relay, a: &Args, out: &mut dyn Write) -> Result<(), Error> {
+    let t = now();
+    let expires = a.expires.map(|d| t + i64::from(d) * DAY);
+    let inv = relay.registry.create_invitation(
+        a.uses.unwrap_or(1),
+        expires,
+        a.comment.as_deref().unwrap_or(""),
+        t,
+    )?;
+    let until = inv.expires.map_or_else(|| "never".into(), day);
+    print(
+        out,
+        &format!(
+            "invitation {} uses {} expires {until} {}",
+            inv.token,
+            inv.uses_left,
+            invitation_url(&relay.config, &inv.token)
+        ),
+    )?;
+    Ok(())
+}
+
+fn invite_list(relay: &Relay, a: &Args, out: &mut dyn Write) -> Result<(), Error> {
+    let all = relay.registry.invitations()?;
+    let t = now();
+    if a.json {
+        let list: Vec<_> = all
+            .iter()
+            .map(|inv| {
+                let mut v = inv.to_json();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("token".into(), inv.token.clone().into());
+                    o.insert("valid".into(), inv.is_valid(t).into());
+                }
+                v
+            })
+            .collect();
+        print(out, &serde_json::Value::Array(list).to_string())?;
+    } else {
+        for inv in &all {
+            let until = inv.expires.map_or_else(|| "never".into(), day);
+            print(
+                out,
+                &format!(
+                    "{}\tuses_left={}\texpires={until}\tvalid={}\t{}",
+                    inv.token,
+                    inv.uses_left,
+                    inv.is_valid(t),
+                    inv.comment
+                ),
+            )?;
+        }
     }
     Ok(())
 }
