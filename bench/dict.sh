@@ -18,6 +18,7 @@ passdb_path = $dir/passdb.sqlite
 max_load_1m = 1000
 min_free_disk_space = 1M
 min_available_memory = 1M
+max_creations_per_minute = 0
 INI
 "$bin/dict-load" floor "$dir/floor.socket" & 
 "$bin/doveauth" "$dir/auth.socket" "$dir/chatmail.ini" 2>/dev/null &

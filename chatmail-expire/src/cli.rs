@@ -232,6 +232,16 @@ fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
         progress_wanted(),
         &mut stderr,
     )?;
+    if args.remove {
+        let registry = chatmaild::registry::Registry::new(&config);
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "Unix seconds of today fit an i64"
+        )]
+        let _ = registry.prune_tombstones(real_now as i64);
+        // What a crash of an earlier run (or of chatmail-admin) left in the trash.
+        registry.clean_leftovers();
+    }
     if !print_stdout(&summary.line(stopwatch.secs())) {
         return Ok(ExitCode::FAILURE);
     }

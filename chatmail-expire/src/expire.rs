@@ -45,6 +45,9 @@ pub struct Policy {
     pub dry_run: bool,
     /// Print every removal.
     pub verbose: bool,
+    /// Where removed inactive accounts are tombstoned (`None` in a dry run), so their
+    /// address cannot be taken over by the next first login.
+    pub tombstones: Option<chatmaild::registry::Registry>,
 }
 
 impl Policy {
@@ -63,8 +66,18 @@ impl Policy {
             real_now,
             dry_run,
             verbose,
+            tombstones: (!dry_run).then(|| chatmaild::registry::Registry::new(config)),
         }
     }
+}
+
+/// The real current time in whole seconds, when a tombstone starts.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "Unix seconds of today fit an i64"
+)]
+fn now_secs(policy: &Policy) -> i64 {
+    policy.real_now as i64
 }
 
 /// What processing one mailbox did, and what it prints on stderr.
@@ -166,8 +179,27 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
         if policy.verbose {
             out.line(format_args!("removing {}", dir.display()));
         }
+        if let Some(registry) = &policy.tombstones
+            && let Err(e) =
+                registry.write_tombstone(&stat.name().to_string_lossy(), now_secs(policy))
+        {
+            // Never free an address without its tombstone: keep the mailbox for the next run.
+            out.failures += 1;
+            out.line(format_args!("not removing {}: {e}", dir.display()));
+            return out;
+        }
+        // One rename takes the account away at once (a crash while the tree is removed
+        // leaves no half account); where that cannot be done, the tree goes in place.
+        let gone = policy
+            .tombstones
+            .as_ref()
+            .and_then(|r| r.trash_path().ok())
+            .filter(|trash| fs::rename(dir, trash).is_ok());
         if !policy.dry_run
-            && let Err(e) = remove_mailbox(dir)
+            && let Err(e) = match &gone {
+                Some(trash) => fs::remove_dir_all(trash),
+                None => remove_mailbox(dir),
+            }
             && !crate::scan::vanished(&e)
         {
             out.failure(dir, &e);
@@ -184,18 +216,19 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
     }
     out.files += stat.messages.len() as u64;
     let mut changed = false;
+    let mut doomed = Vec::new();
     let mut quota_candidates = Vec::new();
     for message in &stat.messages {
         let mtime = message.mtime();
         if mtime < policy.cutoff_mails {
-            out.remove_file(policy, &message.path, Some(message.mtime_secs));
+            doomed.push(message);
             changed = true;
         } else if message.size > LARGE_MESSAGE_BYTES && mtime < policy.cutoff_large {
             // Only large mail the user has seen goes; unseen mail in new/ stays. As in the
             // reference, a match in new/ still counts as a change (maildirsize goes), so
             // the counts stay comparable; Dovecot just recomputes the file.
             if message.sub == MaildirSub::Cur {
-                out.remove_file(policy, &message.path, Some(message.mtime_secs));
+                doomed.push(message);
             } else {
                 quota_candidates.extend(quota_entry(message));
             }
@@ -205,11 +238,28 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
         }
     }
 
+    // `maildirsize` goes before the first message does: a crash in between leaves Dovecot
+    // a quota file to recompute, never a stale one that no later run would remove (the
+    // rerun finds nothing left to expire).
+    let maildirsize = dir.join("maildirsize");
+    let mut maildirsize_gone = false;
+    if changed {
+        out.remove_file(policy, &maildirsize, None);
+        maildirsize_gone = true;
+    }
+    for message in doomed {
+        out.remove_file(policy, &message.path, Some(message.mtime_secs));
+    }
+
     let removed = expire_to_target(
         quota_candidates,
         policy.quota_target,
         policy.real_now,
         |e| {
+            if !maildirsize_gone {
+                out.remove_file(policy, &maildirsize, None);
+                maildirsize_gone = true;
+            }
             if policy.dry_run {
                 return true;
             }
@@ -223,7 +273,6 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
         },
     );
     if removed > 0 {
-        changed = true;
         out.removed_files += removed;
         if policy.verbose {
             out.line(format_args!(
@@ -231,9 +280,6 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
                 crate::QUOTA_LOG_PREFIX
             ));
         }
-    }
-    if changed {
-        out.remove_file(policy, &dir.join("maildirsize"), None);
     }
     out
 }

@@ -321,3 +321,46 @@ fn old_large_unseen_message_stays_but_counts_as_change() {
     assert!(!mbox.join("maildirsize").exists());
     assert_eq!(out.removed_files, 1);
 }
+
+#[test]
+fn removed_inactive_account_is_tombstoned_and_a_dry_run_writes_none() {
+    let relay = Relay::with_params("tombstone_days = 30\n");
+    let gone = relay.account_at("gone@example.org", NOW - 100.0 * DAY);
+    let kept = relay.account_at("kept@example.org", NOW - DAY);
+    let config = Config::load(&relay.ini).unwrap();
+    let registry = chatmaild::registry::Registry::new(&config);
+
+    process_mailbox(&policy(&relay, true), &gone);
+    assert!(gone.exists());
+    assert_eq!(registry.tombstone_until("gone@example.org").unwrap(), None);
+    assert!(!registry.state_dir().exists(), "a dry run writes nothing");
+
+    process_mailbox(&policy(&relay, false), &gone);
+    process_mailbox(&policy(&relay, false), &kept);
+    assert!(!gone.exists());
+    assert_eq!(
+        registry.tombstone_until("gone@example.org").unwrap(),
+        Some(NOW as i64 + 30 * 86_400)
+    );
+    assert_eq!(registry.tombstone_until("kept@example.org").unwrap(), None);
+    assert!(registry.is_tombstoned("gone@example.org", NOW as i64 + 29 * 86_400));
+}
+
+#[test]
+fn removed_inactive_account_goes_through_the_trash() {
+    let relay = Relay::new();
+    let gone = relay.account_at("gone@example.org", NOW - 100.0 * DAY);
+    write_file(&gone.join("cur/m"), 10, NOW);
+    let out = process_mailbox(&policy(&relay, false), &gone);
+    assert_eq!(out.removed_mailboxes, 1);
+    assert!(!gone.exists());
+    let config = Config::load(&relay.ini).unwrap();
+    let trash = chatmaild::registry::Registry::new(&config)
+        .state_dir()
+        .join("trash");
+    assert_eq!(
+        fs::read_dir(&trash).unwrap().count(),
+        0,
+        "removed from the trash too"
+    );
+}

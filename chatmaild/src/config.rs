@@ -18,6 +18,19 @@ pub const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
 /// The notification service the reference posts device tokens to (SPEC §5.5).
 pub const DEFAULT_NOTIFICATION_URL: &str = "https://notifications.delta.chat/notify";
 
+/// The reference's flag file: while it exists, no account is created.
+pub const DEFAULT_NOCREATE_FILE: &str = "/etc/chatmail-nocreate";
+
+/// Least default `tombstone_days`: a year, so the contacts of a removed address have long
+/// stopped writing to it before anyone else can take it. The default is this or
+/// `delete_inactive_users_after`, whichever is larger.
+pub const DEFAULT_TOMBSTONE_DAYS: u64 = 365;
+
+/// Default `max_creations_per_minute`: far above what a relay sees from people (a workshop
+/// of 50 signing up at once), far below what a script creating accounts reaches (hundreds
+/// per second).
+pub const DEFAULT_MAX_CREATIONS_PER_MINUTE: u32 = 60;
+
 /// How new password hashes are written (existing files are always served verbatim).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordScheme {
@@ -133,6 +146,13 @@ pub struct Config {
     pub appversions_path: Option<PathBuf>,
     /// Scheme of new password hashes.
     pub password_scheme: PasswordScheme,
+    /// Days an address removed by `chatmail-admin delete` or by `chatmail-expire` cannot be
+    /// registered again; 0 writes no tombstones.
+    pub tombstone_days: u64,
+    /// Most accounts created by first login per minute, relay-wide; 0 means no cap.
+    pub max_creations_per_minute: u32,
+    /// While this file exists no account is created (`registration close`).
+    pub nocreate_file: PathBuf,
     /// Keys of `[params]` that no service reads, in file order.
     pub unused_keys: Vec<String>,
     raw: BTreeMap<String, (usize, String)>,
@@ -266,6 +286,7 @@ impl Config {
             }
         };
 
+        let delete_inactive_users_after = p.int("delete_inactive_users_after", 90)?;
         let config = Config {
             path: PathBuf::new(),
             max_user_send_per_minute: p.int("max_user_send_per_minute", 60)?,
@@ -275,7 +296,14 @@ impl Config {
             max_message_size: p.int("max_message_size", 31_457_280)?,
             delete_mails_after: p.int("delete_mails_after", 20)?,
             delete_large_after: p.int("delete_large_after", 7)?,
-            delete_inactive_users_after: p.int("delete_inactive_users_after", 90)?,
+            delete_inactive_users_after,
+            tombstone_days: p.int(
+                "tombstone_days",
+                delete_inactive_users_after.max(DEFAULT_TOMBSTONE_DAYS),
+            )?,
+            max_creations_per_minute: p
+                .int("max_creations_per_minute", DEFAULT_MAX_CREATIONS_PER_MINUTE)?,
+            nocreate_file: p.string("nocreate_file", DEFAULT_NOCREATE_FILE).into(),
             username_min_length: p.int("username_min_length", 9)?,
             username_max_length: p.int("username_max_length", 9)?,
             password_min_length: p.int("password_min_length", 9)?,
@@ -602,7 +630,32 @@ mod tests {
         assert_eq!(c.passdb_path, Path::new("/home/vmail/passdb.sqlite"));
         assert_eq!(c.notification_url, DEFAULT_NOTIFICATION_URL);
         assert_eq!(c.password_scheme, PasswordScheme::Sha512Crypt);
+        assert_eq!(c.tombstone_days, 365);
+        assert_eq!(c.max_creations_per_minute, 60);
+        assert_eq!(c.nocreate_file, Path::new("/etc/chatmail-nocreate"));
         assert!(c.unused_keys.is_empty());
+    }
+
+    #[test]
+    fn registry_keys() {
+        assert_eq!(
+            cfg("delete_inactive_users_after = 400\n").tombstone_days,
+            400,
+            "the default tombstone outlives the inactivity period"
+        );
+        let c = cfg("tombstone_days = 0\nmax_creations_per_minute = 0\nnocreate_file = /x/n\n");
+        assert_eq!(c.tombstone_days, 0);
+        assert_eq!(c.max_creations_per_minute, 0);
+        assert_eq!(c.nocreate_file, Path::new("/x/n"));
+        for bad in [
+            "tombstone_days = -1",
+            "tombstone_days = soon",
+            "max_creations_per_minute = 5000000000",
+        ] {
+            let err = Config::parse(&format!("[params]\nmail_domain = x\n{bad}\n")).unwrap_err();
+            let key = bad.split(' ').next().unwrap();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -28,6 +28,17 @@ pub enum Error {
     /// An address that must never become a path (SPEC §1.5).
     #[error("invalid address {0:?}")]
     InvalidAddress(String),
+    /// Hashing a password failed.
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    /// A state file of the relay (tombstone, invitation, counter) has unexpected content.
+    #[error("{path}: {reason}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A socket could not be set up.
     #[error("socket {path}: {source}")]
     Socket {

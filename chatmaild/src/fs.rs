@@ -94,6 +94,20 @@ pub fn sync_file(path: &Path) -> Result<(), Error> {
         .map_err(|e| Error::io(path, e))
 }
 
+/// Gives `path` the owner and group of `like` if they differ (without following a symlink
+/// at `path`). `chatmail-admin` runs as root and creates files that the services, which run
+/// as the owner of `mailboxes_dir`, must still be able to lock and replace.
+pub fn match_owner(path: &Path, like: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let want = fs::metadata(like).map_err(|e| Error::io(like, e))?;
+    let have = fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+    if have.uid() == want.uid() && have.gid() == want.gid() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(path, Some(want.uid()), Some(want.gid()))
+        .map_err(|e| Error::io(path, e))
+}
+
 /// An exclusive `flock(2)` on a lock file, released on drop. Python's `filelock` uses the
 /// same call on the same paths, so a Python and a Rust service may run side by side.
 #[derive(Debug)]

@@ -11,6 +11,8 @@ pub mod config;
 pub mod dict;
 pub mod error;
 pub mod fs;
+pub mod hash;
+pub mod registry;
 pub mod service;
 pub mod user;
 

@@ -6,7 +6,9 @@
 //! belong to doveauth. On-disk conventions mirror chatmaild's `user.py`:
 //! - `password`: the Dovecot hash, ASCII, no newline; its mtime is the last-login day;
 //! - `enforceE2EEincoming`: empty; its presence makes incoming cleartext rejected;
-//! - `password.lock`, `metadata.json.lock`: `flock` files, left in place.
+//! - `password.lock`, `metadata.json.lock`: `flock` files, left in place;
+//! - `blocked` (ours, [`crate::registry`]): empty; its presence makes the account unknown to
+//!   doveauth, so it can neither log in nor receive mail. The reference ignores it.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -88,6 +90,16 @@ impl User {
     /// The marker that rejects incoming cleartext.
     pub fn enforce_e2ee_path(&self) -> PathBuf {
         self.maildir.join("enforceE2EEincoming")
+    }
+
+    /// The marker of a blocked account (written by `chatmail-admin block`).
+    pub fn blocked_path(&self) -> PathBuf {
+        self.maildir.join("blocked")
+    }
+
+    /// Whether the account is blocked: one `stat`, on every lookup.
+    pub fn is_blocked(&self) -> bool {
+        fs::symlink_metadata(self.blocked_path()).is_ok()
     }
 
     /// The user's metadata (device tokens).

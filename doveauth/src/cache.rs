@@ -6,13 +6,23 @@
 //! atomic replacement (new inode), a write or a `utime` (new ctime) or a deletion by
 //! expiry all make the next lookup read the file again. The cache never answers for a
 //! file that is not there.
+//!
+//! A "not blocked" answer (no `<maildir>/blocked`) is kept with the entry for
+//! [`BLOCK_RECHECK`], so a login repeated within that time costs no second `stat`.
+//! `chatmail-admin block` also touches the password file's ctime, which drops the entry, so
+//! its block takes effect at once; a marker made by hand takes effect within
+//! [`BLOCK_RECHECK`].
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chatmaild::User;
+
+/// How long a "not blocked" answer is trusted without looking again.
+pub const BLOCK_RECHECK: Duration = Duration::from_secs(1);
 
 /// Most users kept; when full the cache starts over (cheap, and only costs re-reads).
 pub const MAX_ENTRIES: usize = 100_000;
@@ -42,7 +52,16 @@ impl FileId {
 /// userdb/passdb replies (JSON, a function of address and hash) by address.
 #[derive(Debug, Default)]
 pub struct HashCache {
-    entries: Mutex<HashMap<String, (FileId, Arc<str>)>>,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+/// One user's cached reply.
+#[derive(Debug)]
+struct Entry {
+    id: FileId,
+    json: Arc<str>,
+    /// When the `blocked` marker was last seen absent for this version of the file.
+    not_blocked_at: Option<Instant>,
 }
 
 impl HashCache {
@@ -59,10 +78,10 @@ impl HashCache {
             Err(e) => return Err(chatmaild::Error::io(path, e)),
         };
         let id = FileId::of(&meta);
-        if let Some((cached_id, hash)) = self.lock().get(user.addr())
-            && *cached_id == id
+        if let Some(entry) = self.lock().get(user.addr())
+            && entry.id == id
         {
-            return Ok(Some(hash.clone()));
+            return Ok(Some(entry.json.clone()));
         }
         let Some(hash) = user.password()? else {
             self.forget(user.addr());
@@ -75,16 +94,43 @@ impl HashCache {
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
-            entries.insert(user.addr().to_owned(), (id, json.clone()));
+            let entry = Entry {
+                id,
+                json: json.clone(),
+                not_blocked_at: None,
+            };
+            entries.insert(user.addr().to_owned(), entry);
         }
         Ok(Some(json))
+    }
+
+    /// Whether `user` is blocked. Call it after [`HashCache::userdb_json`], which drops the
+    /// entry of a changed password file.
+    pub fn is_blocked(&self, user: &User) -> bool {
+        self.is_blocked_at(user, Instant::now())
+    }
+
+    /// [`HashCache::is_blocked`] at `now`.
+    pub fn is_blocked_at(&self, user: &User, now: Instant) -> bool {
+        let fresh = |e: &Entry| {
+            e.not_blocked_at
+                .is_some_and(|t| now.saturating_duration_since(t) < BLOCK_RECHECK)
+        };
+        if self.lock().get(user.addr()).is_some_and(fresh) {
+            return false;
+        }
+        let blocked = user.is_blocked();
+        if let Some(e) = self.lock().get_mut(user.addr()) {
+            e.not_blocked_at = (!blocked).then_some(now);
+        }
+        blocked
     }
 
     fn forget(&self, addr: &str) {
         self.lock().remove(addr);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (FileId, Arc<str>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding the lock cannot leave the map inconsistent (single calls).
         self.entries
             .lock()
@@ -149,5 +195,36 @@ mod tests {
         std::fs::create_dir(user.maildir()).unwrap();
         std::fs::write(user.password_path(), b"").unwrap();
         assert_eq!(cache.get().unwrap(), None);
+    }
+
+    #[test]
+    fn block_marker_is_rechecked() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = User::in_dir(dir.path(), "a@c.org").unwrap();
+        let c = HashCache::default();
+        user.set_password("{SHA512-CRYPT}$6$one").unwrap();
+        let t0 = Instant::now();
+        assert!(c.userdb_json(&user).unwrap().is_some());
+        assert!(!c.is_blocked_at(&user, t0));
+        std::fs::write(user.blocked_path(), b"").unwrap();
+        assert!(
+            !c.is_blocked_at(&user, t0 + BLOCK_RECHECK / 2),
+            "within the recheck time"
+        );
+        assert!(c.is_blocked_at(&user, t0 + BLOCK_RECHECK), "seen after it");
+        assert!(
+            c.is_blocked_at(&user, t0 + BLOCK_RECHECK / 2),
+            "never cached"
+        );
+        // What chatmail-admin does: a new ctime of the password file drops the entry.
+        std::fs::remove_file(user.blocked_path()).unwrap();
+        assert!(!c.is_blocked_at(&user, t0));
+        std::fs::write(user.blocked_path(), b"").unwrap();
+        let perms = std::fs::metadata(user.password_path())
+            .unwrap()
+            .permissions();
+        std::fs::set_permissions(user.password_path(), perms).unwrap();
+        assert!(c.userdb_json(&user).unwrap().is_some());
+        assert!(c.is_blocked_at(&user, t0), "at once");
     }
 }

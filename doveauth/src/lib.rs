@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatmaild::dict::{DictHandler, Lookup};
+use chatmaild::registry::Registry;
 use chatmaild::{Config, User};
 use tracing::{debug, error, warn};
 
@@ -42,22 +43,27 @@ pub struct AuthHandler {
     suffix: String,
     nocreate: PathBuf,
     hashes: Arc<cache::HashCache>,
+    registry: Arc<Registry>,
 }
 
 impl AuthHandler {
-    /// A handler for `config`, refusing creation while `/etc/chatmail-nocreate` exists.
+    /// A handler for `config`, refusing creation while `nocreate_file` (default
+    /// `/etc/chatmail-nocreate`) exists.
     pub fn new(config: Arc<Config>) -> Self {
-        AuthHandler::with_nocreate_file(config, policy::NOCREATE_FILE.into())
+        let nocreate = config.nocreate_file.clone();
+        AuthHandler::with_nocreate_file(config, nocreate)
     }
 
     /// Like [`AuthHandler::new`] with another nocreate flag file (for tests).
     pub fn with_nocreate_file(config: Arc<Config>, nocreate: PathBuf) -> Self {
         let suffix = format!("@{}", config.mail_domain);
+        let registry = Arc::new(Registry::with_nocreate(&config, nocreate.clone()));
         AuthHandler {
             config,
             suffix,
             nocreate,
             hashes: Arc::default(),
+            registry,
         }
     }
 
@@ -86,12 +92,20 @@ impl AuthHandler {
         };
         match self.existing(&user) {
             Lookup::NotFound => {}
+            Lookup::Found(_) if self.hashes.is_blocked(&user) => {
+                debug!(addr, "account is blocked");
+                return Lookup::NotFound;
+            }
             found_or_failed => return found_or_failed,
         }
         if let Some(reason) =
             policy::creation_refusal(&self.config, &self.nocreate, addr, &password)
         {
             warn!("{reason}");
+            return Lookup::NotFound;
+        }
+        if let Some(refusal) = self.registry.precheck(&user, &password, policy::now()) {
+            warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
             return Lookup::NotFound;
         }
         let this = self.clone();
@@ -120,6 +134,10 @@ impl AuthHandler {
         };
         if let Some(pw) = user.password()? {
             return Ok(Lookup::Found(user.userdb_json(&pw)));
+        }
+        if let Some(refusal) = self.registry.admit(user, password, policy::now())? {
+            warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
+            return Ok(Lookup::NotFound);
         }
         let hash = hash::hash_password(self.config.password_scheme, password)?;
         user.set_password(&hash)?;
@@ -154,8 +172,12 @@ impl DictHandler for AuthHandler {
                 warn!(reason = e.0, "malformed auth lookup key");
                 Lookup::Failed
             }
+            // A blocked account is "no such user": it can neither log in nor receive mail.
             Ok(AuthKey::Userdb { user }) => match self.our_user(&user) {
-                Some(u) => self.existing(&u),
+                Some(u) => match self.existing(&u) {
+                    Lookup::Found(_) if self.hashes.is_blocked(&u) => Lookup::NotFound,
+                    other => other,
+                },
                 None => Lookup::NotFound,
             },
             Ok(AuthKey::Passdb { password, user }) => self.passdb(&user, password).await,

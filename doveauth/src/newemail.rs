@@ -1,6 +1,12 @@
 //! `chatmail-newemail`: the CGI that proposes a random address and password (SPEC §9).
 //!
-//! It does not create the account; the first login does.
+//! It does not create the account; the first login does. An invitation link
+//! (`dcaccount:https://<domain>/new?invite=<token>`, made by `chatmail-admin invite create`)
+//! reaches it as `QUERY_STRING`; the token then leads the password (`<token>:<random>`),
+//! which is how the first login proves the invitation to doveauth (see
+//! `chatmaild::registry`). The CGI checks nothing itself (it runs as the web server's user,
+//! which cannot read the relay's state): doveauth decides at the first login, and in open
+//! registration such a password is as good as any.
 
 use chatmaild::Config;
 use chatmaild::config::TlsCertMode;
@@ -38,6 +44,28 @@ pub fn generate(config: &Config) -> Credentials {
         email: format!("{local}@{}", config.mail_domain),
         password: random_string(&mut rng, PASSWORD_CHARS, config.password_min_length + 3),
     }
+}
+
+/// Like [`generate`], with the password carrying `invitation` (`<token>:<random>`).
+pub fn generate_invited(config: &Config, invitation: Option<&str>) -> Credentials {
+    let mut creds = generate(config);
+    if let Some(token) = invitation {
+        creds.password = format!(
+            "{token}{}{}",
+            chatmaild::registry::INVITATION_SEPARATOR,
+            creds.password
+        );
+    }
+    creds
+}
+
+/// The invitation token of a query string (`invite=<token>` among `&`-separated pairs),
+/// if it is well-formed.
+pub fn invitation_from_query(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("invite="))
+        .find(|t| chatmaild::registry::is_token(t))
 }
 
 /// Percent-encodes every byte except `A-Za-z0-9_.-~` and `extra`.
@@ -105,6 +133,30 @@ mod tests {
             !out.contains("dclogin_url"),
             "acme relays get no dclogin url"
         );
+    }
+
+    #[test]
+    fn invitation_leads_the_password() {
+        let c = Config::parse("[params]\nmail_domain = c.org\n").unwrap();
+        for (query, token) in [
+            ("invite=abc123", Some("abc123")),
+            ("x=1&invite=abc123&y=2", Some("abc123")),
+            ("invite=ABC", None),
+            ("invite=../x", None),
+            ("invite=", None),
+            ("", None),
+            ("invitex=abc", None),
+        ] {
+            assert_eq!(invitation_from_query(query), token, "{query:?}");
+        }
+        let creds = generate_invited(&c, Some("abc123"));
+        let rest = creds.password.strip_prefix("abc123:").unwrap();
+        assert_eq!(
+            rest.len(),
+            12,
+            "the part after the token is a full password"
+        );
+        assert_eq!(generate_invited(&c, None).password.len(), 12);
     }
 
     #[test]

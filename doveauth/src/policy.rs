@@ -1,14 +1,34 @@
 //! Who may get an account on first login (SPEC §3.4 step 2).
 //!
 //! Checked in the reference's order; each refusal is logged with its reason. The system
-//! limits (§3.8) come last, in [`crate::syslimits`].
+//! limits (§3.8) come next, in [`crate::syslimits`]; then the relay's account state in
+//! [`chatmaild::registry`]: tombstoned and blocked addresses, invite-only registration and
+//! the creation rate cap, each logged as one `registration rejected: <reason>` line.
+//!
+//! An invitation travels in the first login's password as `<token>:<password>`. The whole
+//! string is hashed and stored: Dovecot verifies every later login against the stored hash
+//! with the very password the client keeps, so storing a hash of the part after the token
+//! would make the second login fail. The token is only a proof at creation; revoking it
+//! later does not touch accounts it created.
 
 use std::path::Path;
 
 use chatmaild::Config;
 
-/// While this file exists (any file type) no account is created.
-pub const NOCREATE_FILE: &str = "/etc/chatmail-nocreate";
+/// While this file exists (any file type) no account is created (the default of
+/// `nocreate_file`).
+pub const NOCREATE_FILE: &str = chatmaild::config::DEFAULT_NOCREATE_FILE;
+
+/// The prefix of every refusal line of the account state and the system limits; mtail
+/// counts it (SPEC §10.4).
+pub const REGISTRATION_REJECTED: &str = "registration rejected: ";
+
+/// The current Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 /// The first reason `user` with `password` may not be created, if any.
 pub fn creation_refusal(

@@ -178,7 +178,11 @@ fn build(tag: u64) -> Tree {
     }
 }
 
-/// What must hold after every kill. Returns the number of `.expiring` leftovers.
+/// The account registry's state directory inside `mailboxes_dir` (tombstones, trash).
+const REGISTRY_DIR: &str = ".chatmail-admin";
+
+/// What must hold after every kill. Returns the number of renamed-away leftovers
+/// (`.expiring.*` or in the registry's trash).
 fn check_consistent(tree: &Tree, outside_before: &BTreeMap<PathBuf, String>, when: &str) -> usize {
     assert_eq!(
         &snapshot(&tree.outside),
@@ -193,6 +197,12 @@ fn check_consistent(tree: &Tree, outside_before: &BTreeMap<PathBuf, String>, whe
     for name in &names {
         if name.starts_with(".expiring.") && name.ends_with(".tmp") {
             leftovers += 1;
+            continue;
+        }
+        if name == REGISTRY_DIR {
+            // Mailboxes renamed into the registry's trash, not yet deleted.
+            leftovers += fs::read_dir(tree.mailboxes.join(REGISTRY_DIR).join("trash"))
+                .map_or(0, |d| d.count());
             continue;
         }
         let dir = tree.mailboxes.join(name);
@@ -233,6 +243,17 @@ fn check_consistent(tree: &Tree, outside_before: &BTreeMap<PathBuf, String>, whe
         assert!(
             names.contains(name),
             "{when}: active mailbox {name} removed"
+        );
+    }
+    // The tombstone is written before the mailbox goes: a removed address is never free.
+    for name in tree.inactive.keys().filter(|n| !names.contains(*n)) {
+        assert!(
+            tree.mailboxes
+                .join(REGISTRY_DIR)
+                .join("tombstones")
+                .join(name)
+                .is_file(),
+            "{when}: {name} removed without a tombstone"
         );
     }
     leftovers
@@ -299,6 +320,7 @@ fn kill_9_during_expire_remove_leaves_a_consistent_tree_and_a_rerun_finishes() {
         let names: BTreeSet<String> = fs::read_dir(&tree.mailboxes)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != REGISTRY_DIR)
             .collect();
         let want: BTreeSet<String> = tree.active.keys().cloned().collect();
         assert_eq!(names, want, "only the active mailboxes are left");

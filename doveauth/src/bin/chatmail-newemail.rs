@@ -17,7 +17,10 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    let creds = doveauth::newemail::generate(&config);
+    // An invitation link's token arrives in the query string (`/new?invite=<token>`).
+    let query = std::env::var("QUERY_STRING").unwrap_or_default();
+    let invitation = doveauth::newemail::invitation_from_query(&query);
+    let creds = doveauth::newemail::generate_invited(&config, invitation);
     let out = doveauth::newemail::cgi_response(&config, &creds);
     match std::io::stdout().lock().write_all(out.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,7 +22,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `bin` with a config for `domain` plus `extra` ini lines.
     pub fn start(bin: &str, domain: &str, extra: &str) -> Daemon {
+        Daemon::start_with(bin, domain, |_| extra.to_owned())
+    }
+
+    /// Like [`Daemon::start`], with ini lines made from the temporary directory.
+    pub fn start_with(bin: &str, domain: &str, extra: impl FnOnce(&Path) -> String) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        let extra = extra(dir.path());
         let mailboxes = dir.path().join("mail");
         std::fs::create_dir(&mailboxes).unwrap();
         let ini = dir.path().join("chatmail.ini");

@@ -1,0 +1,15 @@
+//! chatmail-admin: accounts, blocking, registration mode, invitations, export and import of a
+//! chatmail relay, safe while the services run.
+//!
+//! Every change takes the locks the services take (`<maildir>/password.lock`, the registry's
+//! locks), writes atomically, and stays inside `mailboxes_dir` (plus `nocreate_file` for
+//! `registration`). The account state itself is [`chatmaild::registry`], shared with
+//! doveauth and chatmail-expire.
+#![forbid(unsafe_code)]
+
+pub mod account;
+pub mod cli;
+pub mod error;
+pub mod transfer;
+
+pub use error::Error;
