@@ -15,7 +15,8 @@ def _write_reference_mailbox(relay, acc, metadata):
     """A mailbox as the Python chatmaild leaves it: {SHA512-CRYPT} password file (glibc
     crypt, 5000 rounds), enforceE2EEincoming, metadata.json with json.dump defaults."""
     salt = secrets.token_hex(8)
-    crypt = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, acc.password],
+    # On stdin: a password may start with "-" (token_urlsafe), which openssl would parse.
+    crypt = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=acc.password + "\n",
                            capture_output=True, text=True, check=True).stdout.strip()
     maildir = relay.maildir(acc.addr)
     maildir.mkdir(mode=0o700)
