@@ -161,7 +161,7 @@ pub fn render(template: &str, values: &HashMap<&str, String>) -> String {
             .count();
         if name_len > 0
             && after.as_bytes().get(name_len) == Some(&b'@')
-            && after.as_bytes()[0].is_ascii_uppercase()
+            && after.as_bytes().first().is_some_and(u8::is_ascii_uppercase)
         {
             let name = &after[..name_len];
             let value = values
@@ -198,7 +198,7 @@ pub struct RelayDovecot {
     pub mailboxes: PathBuf,
     /// The notification mock chatmail-metadata posts to.
     pub notify: NotifyMock,
-    services: Vec<Daemon>,
+    services: Vec<(&'static str, Daemon)>,
 }
 
 /// The mail domain of these tests.
@@ -213,7 +213,10 @@ impl RelayDovecot {
             ensure_debian13();
         }
         let (uid, gid) = vmail_ids();
-        let dir = tempfile::Builder::new().prefix("rd").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rd")
+            .tempdir_in("/tmp")
+            .unwrap();
         let root = dir.path().to_path_buf();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -225,7 +228,12 @@ impl RelayDovecot {
         }
         let conf_dir = root.join("conf");
         let bin = root.join("bin");
-        for d in [&conf_dir, &bin, &root.join("spool/private"), &root.join("state")] {
+        for d in [
+            &conf_dir,
+            &bin,
+            &root.join("spool/private"),
+            &root.join("state"),
+        ] {
             std::fs::create_dir_all(d).unwrap();
         }
         // The quota-warning script must be reachable from inside the Debian 13 root too.
@@ -252,23 +260,32 @@ impl RelayDovecot {
         let lastlogin_socket = svc.join("lastlogin.socket");
         let metadata_socket = svc.join("metadata.socket");
         let services = vec![
-            spawn_as(
-                &binary("doveauth", "doveauth"),
-                &[ini.as_os_str()],
-                &root.join("doveauth.log"),
-                (uid, gid),
+            (
+                "doveauth",
+                spawn_as(
+                    &binary("doveauth", "doveauth"),
+                    &[ini.as_os_str()],
+                    &root.join("doveauth.log"),
+                    (uid, gid),
+                ),
             ),
-            spawn_as(
-                &binary("lastlogin", "lastlogin"),
-                &[lastlogin_socket.as_os_str(), ini.as_os_str()],
-                &root.join("lastlogin.log"),
-                (uid, gid),
+            (
+                "lastlogin",
+                spawn_as(
+                    &binary("lastlogin", "lastlogin"),
+                    &[lastlogin_socket.as_os_str(), ini.as_os_str()],
+                    &root.join("lastlogin.log"),
+                    (uid, gid),
+                ),
             ),
-            spawn_as(
-                &binary("chatmail-metadata", "chatmail-metadata"),
-                &[metadata_socket.as_os_str(), ini.as_os_str()],
-                &root.join("metadata.log"),
-                (uid, gid),
+            (
+                "metadata",
+                spawn_as(
+                    &binary("chatmail-metadata", "chatmail-metadata"),
+                    &[metadata_socket.as_os_str(), ini.as_os_str()],
+                    &root.join("metadata.log"),
+                    (uid, gid),
+                ),
             ),
         ];
         wait_until("doveauth HTTP", || {
@@ -283,18 +300,20 @@ impl RelayDovecot {
         let imap_port = free_port();
         let lmtp_port = free_port();
         let conf = conf_dir.join("dovecot.conf");
-        let (templates, password_var, http_settings, overrides) = match series {
+        let (templates, password_var, http_settings, overrides, address) = match series {
             Series::Host23 => (
                 "relay/dovecot",
                 "%w",
                 "request_timeout_msecs = 5000, max_attempts = 1",
                 "disable_plaintext_auth = no\n",
+                "address",
             ),
             Series::Debian13 => (
                 "relay/dovecot-2.4",
                 "%{password}",
                 "request_timeout = \"5s\", request_max_attempts = 1",
-                "auth_allow_cleartext = yes\n",
+                "ssl = yes\nauth_allow_cleartext = yes\n",
+                "listen",
             ),
         };
         let s = |v: &Path| v.display().to_string();
@@ -333,7 +352,7 @@ impl RelayDovecot {
         std::fs::write(
             &conf,
             format!(
-                "{main}\n# --- test overrides: own ports, plaintext logins from loopback, no delays\n{overrides}login_trusted_networks = 127.0.0.0/8\nauth_failure_delay = 0\nservice imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\nservice lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n"
+                "{main}\n# --- test overrides: own ports, plaintext logins from loopback, no delays\n{overrides}login_trusted_networks = 127.0.0.0/8\nauth_failure_delay = 0\nservice imap-login {{\n  inet_listener imap {{\n    {address} = 127.0.0.1\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\nservice lmtp {{\n  inet_listener lmtp {{\n    {address} = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n"
             ),
         )
         .unwrap();
@@ -394,12 +413,17 @@ impl RelayDovecot {
             services,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut d = d;
         while TcpStream::connect(("127.0.0.1", imap_port)).is_err()
             || TcpStream::connect(("127.0.0.1", lmtp_port)).is_err()
         {
+            let exited = d
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
             assert!(
-                Instant::now() < deadline,
-                "dovecot did not listen; log:\n{}",
+                Instant::now() < deadline && !exited,
+                "dovecot did not listen ({series:?}); log:\n{}",
                 d.log()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -419,6 +443,11 @@ impl RelayDovecot {
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
+    }
+
+    /// Stops service `name` (`doveauth`, `lastlogin`, `metadata`).
+    pub fn stop_service(&mut self, name: &str) {
+        self.services.retain(|(n, _)| *n != name);
     }
 
     /// Dovecot's log so far.
@@ -445,7 +474,7 @@ impl RelayDovecot {
                 line.clear();
                 r.read_line(&mut line).unwrap();
                 all.push_str(&line);
-                if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                if line.as_bytes().get(3) != Some(&b'-') {
                     return all;
                 }
             }
@@ -481,12 +510,7 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-fn spawn_as(
-    bin: &Path,
-    args: &[&std::ffi::OsStr],
-    log: &Path,
-    (uid, gid): (u32, u32),
-) -> Daemon {
+fn spawn_as(bin: &Path, args: &[&std::ffi::OsStr], log: &Path, (uid, gid): (u32, u32)) -> Daemon {
     use std::os::unix::process::CommandExt;
     let log = std::fs::File::create(log).unwrap();
     let child = Command::new(bin)
