@@ -8,7 +8,7 @@ import secrets
 import subprocess
 import time
 
-from conftest import DEADLINE, RELAY, load_eml, metadata_get, metadata_set
+from conftest import DEADLINE, RELAY_CMD, load_eml, metadata_get, metadata_set
 
 
 def _write_reference_mailbox(relay, acc, metadata):
@@ -63,7 +63,7 @@ def test_restart_keeps_accounts_tokens_and_queued_notifications(relay, make_acco
         attempts = mock.count(token)
 
     env = dict(os.environ, CHATMAIL_RELAY_DIR=str(relay.state), CHATMAIL_NO_BUILD="1")
-    proc = subprocess.run([str(RELAY), "restart"], env=env, capture_output=True, text=True)
+    proc = subprocess.run([*RELAY_CMD, "restart"], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
     conn = acc.imap()
