@@ -20,10 +20,20 @@ use crate::service::binary;
 /// Which Dovecot runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Series {
-    /// This machine's (Debian 12: 2.3.19).
-    Host23,
+    /// This machine's (Debian 12: 2.3.19; Debian 13: 2.4).
+    Host,
     /// Debian 13's 2.4, inside the `scripts/debian13` root.
     Debian13,
+}
+
+impl Series {
+    /// Whether this Dovecot speaks 2.4's configuration language.
+    pub fn is_24(self) -> bool {
+        match self {
+            Series::Host => !crate::dovecot::host_dovecot_is_23(),
+            Series::Debian13 => true,
+        }
+    }
 }
 
 /// The repository root.
@@ -49,7 +59,7 @@ fn ensure_debian13() {
 /// A command run under `series` (inside the Debian 13 root, with `root` bind-mounted).
 fn command(series: Series, root: &Path, program: &str) -> Command {
     match series {
-        Series::Host23 => Command::new(program),
+        Series::Host => Command::new(program),
         Series::Debian13 => {
             let mut c = Command::new(repo().join("scripts/debian13"));
             c.env("CHATMAIL_DEBIAN13_BIND", root).args(["run", program]);
@@ -300,15 +310,15 @@ impl RelayDovecot {
         let imap_port = free_port();
         let lmtp_port = free_port();
         let conf = conf_dir.join("dovecot.conf");
-        let (templates, password_var, http_settings, overrides, address) = match series {
-            Series::Host23 => (
+        let (templates, password_var, http_settings, overrides, address) = match series.is_24() {
+            false => (
                 "relay/dovecot",
                 "%w",
                 "request_timeout_msecs = 5000, max_attempts = 1",
                 "disable_plaintext_auth = no\n",
                 "address",
             ),
-            Series::Debian13 => (
+            true => (
                 "relay/dovecot-2.4",
                 "%{password}",
                 "request_timeout = \"5s\", request_max_attempts = 1",
