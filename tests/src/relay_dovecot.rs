@@ -219,6 +219,11 @@ pub const QUOTA_MB: u64 = 2;
 impl RelayDovecot {
     /// Starts everything; `extra_ini` lines go into chatmail.ini.
     pub fn start(series: Series, extra_ini: &str) -> RelayDovecot {
+        RelayDovecot::start_with_cache_ttl(series, extra_ini, "60s")
+    }
+
+    /// Like [`RelayDovecot::start`] with another auth cache TTL (the relay's default is 60s).
+    pub fn start_with_cache_ttl(series: Series, extra_ini: &str, ttl: &str) -> RelayDovecot {
         if series == Series::Debian13 {
             ensure_debian13();
         }
@@ -350,7 +355,7 @@ impl RelayDovecot {
             ("TLS_CERT", s(&root.join("cert.pem"))),
             ("TLS_KEY", s(&root.join("key.pem"))),
             ("DOVEAUTH_HTTP_PORT", http_port.to_string()),
-            ("AUTH_CACHE_TTL", "60s".into()),
+            ("AUTH_CACHE_TTL", ttl.into()),
             ("PASSWORD_VARIABLE", password_var.into()),
             ("HTTP_CLIENT_SETTINGS", http_settings.into()),
         ]

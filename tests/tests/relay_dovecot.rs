@@ -218,3 +218,36 @@ fn metadata_push_and_quota_this_machine() {
 fn metadata_push_and_quota_debian13() {
     metadata_push_quota(Series::Debian13);
 }
+
+/// The auth cache keeps a replaced password file's old hash working for at most the TTL.
+fn cache_ttl_bounds_old_hashes(series: Series) {
+    let d = RelayDovecot::start_with_cache_ttl(series, "", "2s");
+    let addr = format!("cachettl1@{DOMAIN}");
+    assert!(
+        Imap::connect(d.imap_port).login(&addr, "first-password-1"),
+        "log:\n{}",
+        d.log()
+    );
+    assert!(Imap::connect(d.imap_port).login(&addr, "first-password-1"));
+    // The account is expired and its address registered again with another password.
+    let (ok, hash) = d.doveadm(&["pw", "-s", "SHA512-CRYPT", "-p", "second-password-2"]);
+    assert!(ok, "doveadm pw");
+    let password_file = d.mailboxes.join(&addr).join("password");
+    std::fs::write(&password_file, hash.trim()).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !Imap::connect(d.imap_port).login(&addr, "first-password-1"),
+        "old password still works after the cache TTL ({series:?})"
+    );
+    assert!(Imap::connect(d.imap_port).login(&addr, "second-password-2"));
+}
+
+#[test]
+fn auth_cache_ttl_bounds_old_hashes_this_machine() {
+    cache_ttl_bounds_old_hashes(Series::Host);
+}
+
+#[test]
+fn auth_cache_ttl_bounds_old_hashes_debian13() {
+    cache_ttl_bounds_old_hashes(Series::Debian13);
+}
