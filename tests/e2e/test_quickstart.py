@@ -3,6 +3,7 @@
 
 import os
 import re
+import socket
 import subprocess
 import urllib.parse
 
@@ -33,3 +34,24 @@ def test_relay_runs_the_expected_dovecot(relay):
     started = re.findall(r"Dovecot v(\S+) .*starting up", log)
     assert started, "no start line in the Dovecot log"
     assert started[-1] == expected, (started[-1], expected)
+
+
+def test_transport_mode_runs(relay):
+    """`scripts/relay start` runs filtermail's transport mode (Postfix's default_transport for
+    mail to other relays) and it answers LMTP; the old usage check never started it."""
+    relay.require("filtermail")
+    env = dict(os.environ, CHATMAIL_RELAY_DIR=str(relay.state))
+    out = subprocess.run([*RELAY_CMD, "status"], env=env, capture_output=True, text=True).stdout
+    assert re.search(r"^filtermail-transport\s+running", out, re.M), out
+    port = int(relay.ini.get("filtermail_lmtp_port_transport", "10083"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        f = conn.makefile("rwb")
+        assert f.readline().startswith(b"220"), "no LMTP greeting"
+        f.write(b"LHLO e2e.test\r\n")
+        f.flush()
+        line = f.readline()
+        while line[3:4] == b"-":
+            line = f.readline()
+        assert line.startswith(b"250"), line
+        f.write(b"QUIT\r\n")
+        f.flush()
