@@ -7,6 +7,8 @@ import socket
 import subprocess
 import urllib.parse
 
+import pytest
+
 from conftest import RELAY_CMD, Account
 
 
@@ -55,3 +57,20 @@ def test_transport_mode_runs(relay):
         assert line.startswith(b"250"), line
         f.write(b"QUIT\r\n")
         f.flush()
+
+
+def test_relay_uses_the_requested_auth(relay):
+    """Lua auth with doveauth's HTTP /create by default, doveauth's dict socket with
+    CHATMAIL_RELAY_AUTH=dict (Dovecot 2.3): the rendered passdb and what doveauth serves."""
+    if not relay.started_here:
+        pytest.skip("a relay started elsewhere: its auth mode was chosen there")
+    mode = os.environ.get("CHATMAIL_RELAY_AUTH", "lua")
+    conf = (relay.state / "dovecot" / "auth-backend.conf").read_text()
+    log = (relay.state / "log" / "doveauth.log").read_text(errors="replace")
+    if mode == "dict":
+        assert "driver = dict" in conf
+        assert "entering serving loop" in log
+    else:
+        assert "driver = lua" in conf or "passdb lua" in conf
+        assert "serving HTTP /create" in log
+    assert "Created address:" in log
