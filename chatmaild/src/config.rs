@@ -15,6 +15,9 @@ use crate::error::Error;
 /// Where the units and the CLIs look for the config when none is given.
 pub const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
 
+/// Default of `doveauth_http_port`: the next free port after filtermail's 10080–10083.
+pub const DOVEAUTH_HTTP_PORT: u16 = 10084;
+
 /// The notification service the reference posts device tokens to (SPEC §5.5).
 pub const DEFAULT_NOTIFICATION_URL: &str = "https://notifications.delta.chat/notify";
 
@@ -110,6 +113,8 @@ pub struct Config {
     pub filtermail_http_port_incoming: u16,
     /// filtermail transport LMTP port.
     pub filtermail_lmtp_port_transport: u16,
+    /// doveauth's HTTP `/create` port on 127.0.0.1 (Lua auth, SPEC §3.9).
+    pub doveauth_http_port: u16,
     /// Postfix port filtermail reinjects outgoing mail to.
     pub postfix_reinject_port: u16,
     /// Postfix port filtermail reinjects incoming mail to.
@@ -311,6 +316,7 @@ impl Config {
             filtermail_smtp_port_incoming: p.int("filtermail_smtp_port_incoming", 10081)?,
             filtermail_http_port_incoming: p.int("filtermail_http_port_incoming", 10082)?,
             filtermail_lmtp_port_transport: p.int("filtermail_lmtp_port_transport", 10083)?,
+            doveauth_http_port: p.int("doveauth_http_port", DOVEAUTH_HTTP_PORT)?,
             postfix_reinject_port: p.int("postfix_reinject_port", 10025)?,
             postfix_reinject_port_incoming: p.int("postfix_reinject_port_incoming", 10026)?,
             filtermail_host: p.string("filtermail_host", "127.0.0.1"),
@@ -605,6 +611,7 @@ mod tests {
         assert_eq!(c.filtermail_smtp_port_incoming, 10081);
         assert_eq!(c.filtermail_http_port_incoming, 10082);
         assert_eq!(c.filtermail_lmtp_port_transport, 10083);
+        assert_eq!(c.doveauth_http_port, 10084);
         assert_eq!(c.postfix_reinject_port, 10025);
         assert_eq!(c.postfix_reinject_port_incoming, 10026);
         assert_eq!(c.filtermail_host, "127.0.0.1");

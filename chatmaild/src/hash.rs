@@ -18,6 +18,32 @@ pub fn hash_password(scheme: PasswordScheme, password: &str) -> Result<String, E
     }
 }
 
+/// Whether `password` matches `stored` (`{SCHEME}hash`, or a bare crypt string, as the
+/// reference accepts). Schemes this service never writes are not verified: `false`.
+pub fn verify_password(stored: &str, password: &str) -> bool {
+    let (scheme, hash) = match stored.strip_prefix('{').and_then(|r| r.split_once('}')) {
+        Some((scheme, hash)) => (scheme.to_ascii_uppercase(), hash),
+        None => (String::new(), stored),
+    };
+    match scheme.as_str() {
+        "SHA512-CRYPT" | "" if hash.starts_with("$6$") => {
+            use sha_crypt::{PasswordVerifier, ShaCrypt};
+            ShaCrypt::SHA512
+                .verify_password(password.as_bytes(), hash)
+                .is_ok()
+        }
+        "ARGON2ID" => {
+            use argon2::password_hash::{PasswordHash, PasswordVerifier};
+            PasswordHash::new(hash).is_ok_and(|parsed| {
+                argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+        }
+        _ => false,
+    }
+}
+
 fn sha512_crypt(password: &str) -> Result<String, Error> {
     use sha_crypt::{PasswordHasher, ShaCrypt};
     // 12 random bytes encode to the 16 salt characters glibc uses.
@@ -77,6 +103,21 @@ mod tests {
                 .is_ok()
         );
         assert!(ShaCrypt::SHA512.verify_password(b"wrong", mcf).is_err());
+    }
+
+    #[test]
+    fn verify_both_schemes() {
+        for scheme in [PasswordScheme::Sha512Crypt, PasswordScheme::Argon2id] {
+            let h = hash_password(scheme, "pässword\twith tab").unwrap();
+            assert!(verify_password(&h, "pässword\twith tab"), "{h}");
+            assert!(!verify_password(&h, "pässword"), "{h}");
+        }
+        let h = hash_password(PasswordScheme::Sha512Crypt, "secret123").unwrap();
+        let bare = h.strip_prefix("{SHA512-CRYPT}").unwrap();
+        assert!(verify_password(bare, "secret123"));
+        assert!(!verify_password("{PLAIN}secret123", "secret123"));
+        assert!(!verify_password("{ARGON2ID}garbage", "x"));
+        assert!(!verify_password("", ""));
     }
 
     #[test]

@@ -115,6 +115,31 @@ pub fn bind_unix(path: &Path) -> Result<UnixListener, Error> {
     UnixListener::bind(path).map_err(sock_err)
 }
 
+/// The listening TCP socket: the one systemd passed (socket activation with
+/// `ListenStream=ADDR:PORT`, `LISTEN_FDS`) or a fresh bind to `addr`.
+pub fn bind_tcp(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    let sock_err = |source| Error::Socket {
+        path: addr.to_string().into(),
+        source,
+    };
+    let mut fds = listenfd::ListenFd::from_env();
+    if let Ok(Some(listener)) = fds.take_tcp_listener(0) {
+        info!("using the socket passed by systemd");
+        listener.set_nonblocking(true).map_err(sock_err)?;
+        return tokio::net::TcpListener::from_std(listener).map_err(sock_err);
+    }
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(sock_err)?;
+    // A restart must not wait for the old connections' TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(sock_err)?;
+    socket.bind(addr).map_err(sock_err)?;
+    // A burst of first logins must not overflow the accept queue.
+    socket.listen(1024).map_err(sock_err)
+}
+
 /// The runtime of every daemon: multi-threaded, so a relay's services use all cores and
 /// one slow request cannot stall the others, with I/O and timers enabled. On failure the
 /// error is logged and the exit code to use is returned.

@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod error;
 pub mod hash;
+pub mod http;
 pub mod keys;
 pub mod migrate;
 pub mod newemail;
@@ -35,7 +36,19 @@ pub const CREATE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The text mtail counts (`: Created address: <addr>`): written to stderr as is.
 pub const CREATED_ADDRESS: &str = "Created address: ";
 
-/// The passdb/userdb handler.
+/// What a first login came to.
+#[derive(Debug)]
+enum Creation {
+    /// This request created the account with this hash.
+    Created(String),
+    /// The account exists (perhaps created concurrently) with this hash.
+    Exists(String),
+    /// The creation rules or the system limits refused it (already logged).
+    Refused,
+}
+
+/// The passdb/userdb handler, and the one creation policy behind both front ends (the
+/// dict service and HTTP `/create`).
 #[derive(Debug, Clone)]
 pub struct AuthHandler {
     config: Arc<Config>,
@@ -98,51 +111,90 @@ impl AuthHandler {
             }
             found_or_failed => return found_or_failed,
         }
-        if let Some(reason) =
-            policy::creation_refusal(&self.config, &self.nocreate, addr, &password)
-        {
-            warn!("{reason}");
-            return Lookup::NotFound;
-        }
-        if let Some(refusal) = self.registry.precheck(&user, &password, policy::now()) {
-            warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
-            return Lookup::NotFound;
-        }
-        let this = self.clone();
-        match tokio::task::spawn_blocking(move || this.create(&user, &password)).await {
-            Ok(Ok(lookup)) => lookup,
-            Ok(Err(e)) => {
-                error!("account creation failed: {e}");
-                Lookup::Failed
+        match self.create_checked(user.clone(), password).await {
+            Ok(Creation::Created(hash) | Creation::Exists(hash)) => {
+                Lookup::Found(user.userdb_json(&hash))
             }
+            Ok(Creation::Refused) => Lookup::NotFound,
             Err(e) => {
-                error!("account creation task failed: {e}");
+                error!("account creation failed: {e}");
                 Lookup::Failed
             }
         }
     }
 
-    /// Creates the account under `password.lock` unless a concurrent login already did.
-    fn create(&self, user: &User, password: &str) -> Result<Lookup, Error> {
-        let readings = syslimits::Readings::read(&self.config.mailboxes_dir);
-        if let Some(reason) = readings.refusal(&self.config) {
-            warn!("registration rejected: {reason}");
-            return Ok(Lookup::NotFound);
+    /// The HTTP `/create` decision (SPEC §3.9): `true` if this request created the account,
+    /// or it exists and `password` matches its hash. Refusals are logged with their reason.
+    pub async fn create_or_verify(&self, addr: &str, password: String) -> Result<bool, Error> {
+        let Some(user) = self.our_user(addr) else {
+            warn!("address not in mail domain or invalid: {addr:?}");
+            return Ok(false);
+        };
+        let existing = user.password()?;
+        let creation = match existing {
+            // A blocked account is refused whatever the password (its data stays).
+            Some(_) if self.hashes.is_blocked(&user) => {
+                warn!("login refused for blocked address {addr}");
+                return Ok(false);
+            }
+            Some(hash) => Creation::Exists(hash),
+            None => self.create_checked(user, password.clone()).await?,
+        };
+        match creation {
+            Creation::Created(_) => Ok(true),
+            Creation::Refused => Ok(false),
+            Creation::Exists(hash) => {
+                let ok =
+                    tokio::task::spawn_blocking(move || hash::verify_password(&hash, &password))
+                        .await
+                        .map_err(|e| Error::Task(e.to_string()))?;
+                if !ok {
+                    warn!("password mismatch for existing address {addr}");
+                }
+                Ok(ok)
+            }
         }
+    }
+
+    /// The creation rules, then [`AuthHandler::create`] off the event loop.
+    async fn create_checked(&self, user: User, password: String) -> Result<Creation, Error> {
+        if let Some(reason) =
+            policy::creation_refusal(&self.config, &self.nocreate, user.addr(), &password)
+        {
+            warn!("{reason}");
+            return Ok(Creation::Refused);
+        }
+        if let Some(refusal) = self.registry.precheck(&user, &password, policy::now()) {
+            warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
+            return Ok(Creation::Refused);
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.create(&user, &password))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// Creates the account under `password.lock` unless a concurrent login already did.
+    fn create(&self, user: &User, password: &str) -> Result<Creation, Error> {
         let Some(_lock) = user.lock_password(CREATE_LOCK_TIMEOUT)? else {
             return Err(Error::LockTimeout(user.password_lock_path()));
         };
         if let Some(pw) = user.password()? {
-            return Ok(Lookup::Found(user.userdb_json(&pw)));
+            return Ok(Creation::Exists(pw));
+        }
+        let readings = syslimits::Readings::read(&self.config.mailboxes_dir);
+        if let Some(reason) = readings.refusal(&self.config) {
+            warn!("registration rejected: {reason}");
+            return Ok(Creation::Refused);
         }
         if let Some(refusal) = self.registry.admit(user, password, policy::now())? {
             warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
-            return Ok(Lookup::NotFound);
+            return Ok(Creation::Refused);
         }
         let hash = hash::hash_password(self.config.password_scheme, password)?;
         user.set_password(&hash)?;
         eprintln!("{CREATED_ADDRESS}{}", user.addr());
-        Ok(Lookup::Found(user.userdb_json(&hash)))
+        Ok(Creation::Created(hash))
     }
 
     /// Every mailbox that has a password file, as `shared/userdb/<addr>`.

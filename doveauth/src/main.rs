@@ -1,19 +1,38 @@
-//! `doveauth SOCKET_PATH INI_PATH`: Dovecot passdb/userdb dict service.
+//! `doveauth INI_PATH`: HTTP `/create` for Dovecot's Lua passdb (Dovecot 2.4, and 2.3.19+).
+//! `doveauth SOCKET_PATH INI_PATH`: Dovecot passdb/userdb dict service (Dovecot 2.3).
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use doveauth::{AuthHandler, migrate};
 
+const USAGE: &str = "usage: doveauth INI_PATH          (HTTP /create on 127.0.0.1:doveauth_http_port)\n       doveauth SOCKET_PATH INI_PATH  (dict passdb/userdb)";
+
 fn main() -> ExitCode {
-    chatmaild::service::run_dict_daemon("doveauth", |config| {
-        migrate::migrate_if_present(&config).map_err(|e| match e {
-            doveauth::Error::Chatmaild(inner) => inner,
-            other => chatmaild::Error::io(
-                &config.passdb_path,
-                std::io::Error::other(other.to_string()),
-            ),
-        })?;
-        Ok(AuthHandler::new(config))
-    })
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if args
+        .iter()
+        .any(|a| a.to_str().is_some_and(|s| s.starts_with('-')))
+    {
+        eprintln!("{USAGE}");
+        return ExitCode::from(chatmaild::service::EXIT_USAGE);
+    }
+    match args.as_slice() {
+        [ini] => doveauth::http::run(&PathBuf::from(ini)),
+        [_, _] => chatmaild::service::run_dict_daemon("doveauth", |config| {
+            migrate::migrate_if_present(&config).map_err(|e| match e {
+                doveauth::Error::Chatmaild(inner) => inner,
+                other => chatmaild::Error::io(
+                    &config.passdb_path,
+                    std::io::Error::other(other.to_string()),
+                ),
+            })?;
+            Ok(AuthHandler::new(config))
+        }),
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(chatmaild::service::EXIT_USAGE)
+        }
+    }
 }

@@ -229,12 +229,13 @@ fn ip_relay_uses_bracketed_domain() {
 
 #[test]
 fn usage_and_config_errors_exit_with_codes() {
+    // One argument is HTTP mode (tests/http.rs); none or three are a usage error.
     let out = std::process::Command::new(BIN)
-        .arg("only-one")
+        .args(["a", "b", "c"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: doveauth SOCKET_PATH INI_PATH"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("doveauth SOCKET_PATH INI_PATH"));
     let dir = tempfile::tempdir().unwrap();
     let ini = dir.path().join("chatmail.ini");
     std::fs::write(&ini, "[params]\nmail_domain = x.org\nmax_load_1m = lots\n").unwrap();

@@ -28,6 +28,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 RELAY = REPO / "scripts" / "relay"
+# The command that runs scripts/relay: itself, or (CHATMAIL_E2E_RELAY, e.g. set by
+# `scripts/e2e --debian13`) a wrapper that runs it in another distribution's root.
+RELAY_CMD = os.environ.get("CHATMAIL_E2E_RELAY", "").split() or [str(RELAY)]
 TESTDATA = Path(os.environ.get("CHATMAIL_TESTDATA", REPO.parent / "shared" / "testdata"))
 RUN_DIR = Path(os.environ.get("CHATMAIL_RELAY_RUN", "/run/chatmail-local"))
 E2E_STATE = Path(os.environ.get("CHATMAIL_E2E_STATE", "/var/lib/chatmail-e2e"))
@@ -136,7 +139,7 @@ class Relay:
 def relay_running():
     if not RELAY.exists():
         return None
-    out = subprocess.run([str(RELAY), "status"], capture_output=True, text=True).stdout
+    out = subprocess.run([*RELAY_CMD, "status"], capture_output=True, text=True).stdout
     up = {m.group(1) for m in re.finditer(r"^(\S+)\s+running", out, re.M)}
     if {"postfix", "dovecot", "doveauth"} <= up:
         state = (RUN_DIR / "state_dir").read_text().strip()
@@ -176,15 +179,15 @@ def relay():
     env["CHATMAIL_NOTIFICATION_URL"] = f"http://{HOST}:{NOTIFY_PORT}/notify"
     # A small quota lets a test fill a mailbox to the quota warning (SPEC §7.5).
     env["CHATMAIL_INI_SET"] = f"max_mailbox_size={SMALL_QUOTA_MB}M"
-    proc = subprocess.run([str(RELAY), "start"], env=env, capture_output=True, text=True)
+    proc = subprocess.run([*RELAY_CMD, "start"], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        subprocess.run([str(RELAY), "stop"], env=env)
+        subprocess.run([*RELAY_CMD, "stop"], env=env)
         notifications.close()
         pytest.fail(f"scripts/relay start failed:\n{proc.stderr}\n{proc.stdout}")
     rel = Relay(state=E2E_STATE, started_here=True, notifications=notifications)
     rel.ini = load_ini(rel.ini_path)
     yield rel
-    subprocess.run([str(RELAY), "stop"], env=env, capture_output=True)
+    subprocess.run([*RELAY_CMD, "stop"], env=env, capture_output=True)
     notifications.close()
     if not os.environ.get("CHATMAIL_E2E_KEEP"):
         shutil.rmtree(E2E_STATE, ignore_errors=True)

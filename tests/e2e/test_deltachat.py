@@ -1,10 +1,12 @@
-"""A real Delta Chat client against the local relay: two accounts configured from dclogin:
-URLs (self-signed certificate accepted), a SecureJoin handshake, then an end-to-end
-encrypted message. Skipped when deltachat-rpc-client/-server (tests/e2e/requirements.txt)
-are not installed."""
+"""Real Delta Chat clients against the local relay: accounts configured from dclogin: URLs
+(self-signed certificate accepted), a SecureJoin handshake, end-to-end encrypted text in both
+directions, a file, and a verified group of three joined by QR code. Skipped when
+deltachat-rpc-client/-server (tests/e2e/requirements.txt) are not installed."""
 
+import os
 import shutil
 import signal
+import time
 
 import pytest
 
@@ -48,6 +50,28 @@ def deadline():
     signal.signal(signal.SIGALRM, old)
 
 
+def wait_text(account, text):
+    """The next incoming message of `account` with this text (others are skipped)."""
+    while True:
+        msg = account.wait_for_incoming_msg().get_snapshot()
+        if msg.text == text or msg.text.startswith(text + " ["):
+            # A large message arrives as a placeholder first; the client fetches the rest
+            # by itself (asked again if it has not started after a while).
+            asked = time.monotonic() + 10
+            while msg.download_state != "Done":
+                assert msg.download_state != "Failure", msg
+                if msg.download_state == "Available" and time.monotonic() > asked:
+                    asked = float("inf")
+                    try:
+                        account._rpc.download_full_message(account.id, msg.id)
+                    except rpc_client.JsonRpcError:
+                        pass  # already scheduled
+                time.sleep(0.2)
+                msg = account.get_message_by_id(msg.id).get_snapshot()
+            assert msg.text == text, msg.text
+            return msg
+
+
 def test_two_clients_exchange_encrypted_message(relay, make_account, deltachat, deadline):
     relay.require("filtermail", "chatmail-metadata")
     alice = online_account(deltachat, relay, make_account())
@@ -62,8 +86,57 @@ def test_two_clients_exchange_encrypted_message(relay, make_account, deltachat, 
 
     chat = bob.create_chat(alice)
     chat.send_text("hello over the local relay")
-    while True:
-        msg = alice.wait_for_incoming_msg().get_snapshot()
-        if msg.text == "hello over the local relay":
-            break
+    msg = wait_text(alice, "hello over the local relay")
     assert msg.show_padlock, "message was not end-to-end encrypted"
+
+    # The answer goes the other way.
+    alice.create_chat(bob).send_text("hello back")
+    msg = wait_text(bob, "hello back")
+    assert msg.show_padlock
+
+
+def test_file_and_verified_group(relay, make_account, deltachat, deadline, tmp_path):
+    relay.require("filtermail", "chatmail-metadata")
+    alice = online_account(deltachat, relay, make_account())
+    bob_login = make_account()
+    bob = online_account(deltachat, relay, bob_login)
+    carol = online_account(deltachat, relay, make_account())
+
+    bob.secure_join(alice.get_qr_code())
+    alice.wait_for_securejoin_inviter_success()
+    bob.wait_for_securejoin_joiner_success()
+
+    # A file (incompressible, well over one IMAP chunk) arrives intact and encrypted.
+    payload = os.urandom(300_000)
+    path = tmp_path / "report.bin"
+    path.write_bytes(payload)
+    bob.create_chat(alice).send_message(text="a file for you", file=str(path))
+    msg = wait_text(alice, "a file for you")
+    assert msg.show_padlock, "file message was not end-to-end encrypted"
+    assert msg.file, msg
+    with open(msg.file, "rb") as f:
+        assert f.read() == payload
+
+    # A verified group: Carol joins by scanning the group's QR code, Alice adds Bob.
+    group = alice.create_group("e2e group")
+    carol.secure_join(group.get_qr_code())
+    alice.wait_for_securejoin_inviter_success()
+    carol.wait_for_securejoin_joiner_success()
+    bob_contact = alice.get_contact_by_addr(bob_login.addr)
+    assert bob_contact is not None
+    group.add_contact(bob_contact)
+    group.send_text("hello group")
+    group_chats = {}
+    for name, member in (("bob", bob), ("carol", carol)):
+        msg = wait_text(member, "hello group")
+        assert msg.show_padlock, "group message was not end-to-end encrypted"
+        chat = member.get_chat_by_id(msg.chat_id)
+        assert chat.get_basic_snapshot().chat_type == "Group", name
+        group_chats[name] = chat
+
+    # Carol answers in the group: both others get it, encrypted, in a group of three.
+    group_chats["carol"].send_text("carol here")
+    for member in (alice, bob):
+        msg = wait_text(member, "carol here")
+        assert msg.show_padlock
+        assert len(member.get_chat_by_id(msg.chat_id).get_contacts()) == 3

@@ -8,14 +8,15 @@ import secrets
 import subprocess
 import time
 
-from conftest import DEADLINE, RELAY, load_eml, metadata_get, metadata_set
+from conftest import DEADLINE, RELAY_CMD, load_eml, metadata_get, metadata_set
 
 
 def _write_reference_mailbox(relay, acc, metadata):
     """A mailbox as the Python chatmaild leaves it: {SHA512-CRYPT} password file (glibc
     crypt, 5000 rounds), enforceE2EEincoming, metadata.json with json.dump defaults."""
     salt = secrets.token_hex(8)
-    crypt = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, acc.password],
+    # On stdin: a password may start with "-" (token_urlsafe), which openssl would parse.
+    crypt = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=acc.password + "\n",
                            capture_output=True, text=True, check=True).stdout.strip()
     maildir = relay.maildir(acc.addr)
     maildir.mkdir(mode=0o700)
@@ -62,7 +63,7 @@ def test_restart_keeps_accounts_tokens_and_queued_notifications(relay, make_acco
         attempts = mock.count(token)
 
     env = dict(os.environ, CHATMAIL_RELAY_DIR=str(relay.state), CHATMAIL_NO_BUILD="1")
-    proc = subprocess.run([str(RELAY), "restart"], env=env, capture_output=True, text=True)
+    proc = subprocess.run([*RELAY_CMD, "restart"], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
     conn = acc.imap()

@@ -37,6 +37,15 @@ fn lookup_ids(user: &str) -> Option<(u32, u32)> {
     })
 }
 
+/// Whether this machine's Dovecot is 2.3, the last series with dict passdb/userdb and the
+/// configuration language these dict-mode tests write (Debian 12; Debian 13 has 2.4).
+pub fn host_dovecot_is_23() -> bool {
+    Command::new("dovecot")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"2.3."))
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -10,6 +10,7 @@
 pub mod dovecot;
 pub mod imap;
 pub mod process;
+pub mod relay_dovecot;
 pub mod service;
 
 pub use dovecot::Dovecot;

@@ -9,12 +9,26 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chatmail_tests::Dovecot;
+use chatmail_tests::dovecot::host_dovecot_is_23;
+
+/// Dict passdb/userdb exists up to Dovecot 2.3; on a 2.4 machine (Debian 13) Lua auth is
+/// all there is, and tests/relay_dovecot.rs covers it.
+fn dict_auth_available() -> bool {
+    let ok = host_dovecot_is_23();
+    if !ok {
+        eprintln!("not applicable: this machine's Dovecot is not 2.3 (no dict passdb/userdb)");
+    }
+    ok
+}
 use chatmail_tests::imap::Imap;
 
 const DOMAIN: &str = "chat.example.org";
 
 #[test]
 fn imap_login_creates_authenticates_and_tracks_last_login() {
+    if !dict_auth_available() {
+        return;
+    }
     let dc = Dovecot::start(DOMAIN, "");
     let addr = format!("abcdefghi@{DOMAIN}");
     let password = "correct-horse-battery";
@@ -104,6 +118,9 @@ fn imap_login_creates_authenticates_and_tracks_last_login() {
 
 #[test]
 fn ip_relay_accounts_use_bracketed_addresses() {
+    if !dict_auth_available() {
+        return;
+    }
     let dc = Dovecot::start("127.0.0.1", "");
     let addr = "abcdefghi@[127.0.0.1]";
     let mut imap = Imap::connect(dc.imap_port);
@@ -117,6 +134,9 @@ fn ip_relay_accounts_use_bracketed_addresses() {
 
 #[test]
 fn argon2id_accounts_authenticate() {
+    if !dict_auth_available() {
+        return;
+    }
     let dc = Dovecot::start(DOMAIN, "password_scheme = argon2id\n");
     let addr = format!("argonuser@{DOMAIN}");
     assert!(

@@ -345,4 +345,25 @@ mod tests {
         }
         assert_eq!(&out[..], b"Ox\x01ty\nN\nF\nOshared/userdb/a@b\t\n\nO\nF\n");
     }
+
+    /// What Dovecot 2.4.1 sends (captured between Dovecot and lastlogin/chatmail-metadata):
+    /// protocol 4.0 in the hello, and a third field in `B`.
+    #[test]
+    fn parses_dovecot_24_lines() {
+        assert_eq!(p(b"H4\t0\t0\t\tmetadata"), Request::Hello);
+        assert_eq!(
+            p(b"B1\tdictprobe@[127.0.0.1]\t0"),
+            Request::Begin {
+                tid: s("1"),
+                user: Some(s("dictprobe@[127.0.0.1]"))
+            }
+        );
+        assert_eq!(
+            p(b"I9\t0\tpriv/30b3/\tdictprobe@[127.0.0.1]"),
+            Request::Iterate {
+                path: s("priv/30b3/"),
+                user: Some(s("dictprobe@[127.0.0.1]"))
+            }
+        );
+    }
 }

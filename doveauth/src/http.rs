@@ -1,0 +1,251 @@
+//! `doveauth INI_PATH`: HTTP `/create` for Dovecot's Lua passdb (SPEC §3.9).
+//!
+//! Dovecot's Lua script serves existing users from their password files itself and asks
+//! here only about unknown ones: `POST /create` with body `addr\tpassword`. HTTP/1.1 with
+//! keep-alive on 127.0.0.1, because Dovecot's HTTP client reuses its connections; every
+//! reply has an empty body, and every reply but `200` closes the connection (the body may
+//! not have been read).
+//!
+//! Parsing ([`parse_create`]) is separate from the I/O so it can be tested on its own.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatmaild::Config;
+use chatmaild::accept::accept_loop;
+use chatmaild::service;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::AuthHandler;
+
+/// The only path served.
+pub const CREATE_PATH: &str = "/create";
+/// Largest accepted body: an address and a password.
+pub const MAX_BODY: usize = 512;
+/// A request head must arrive within this long; idle keep-alive connections are closed
+/// after it too.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once (Dovecot's auth process keeps a few; the rest wait).
+const MAX_CONNECTIONS: usize = 1024;
+/// Time requests in flight get to finish after a stop request.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Why a request body is not a creation request (answered with `400`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum BadBody {
+    /// Not UTF-8.
+    NotUtf8,
+    /// Contains a NUL byte.
+    Nul,
+}
+
+/// Splits a `/create` body into address and password at the first TAB (the password may
+/// contain more). A body without a TAB is an address with an empty password, which the
+/// creation rules then refuse.
+pub fn parse_create(body: &[u8]) -> Result<(&str, &str), BadBody> {
+    let text = std::str::from_utf8(body).map_err(|_| BadBody::NotUtf8)?;
+    if text.contains('\0') {
+        return Err(BadBody::Nul);
+    }
+    Ok(text.split_once('\t').unwrap_or((text, "")))
+}
+
+/// The declared body length if it is acceptable: present, a number, at most [`MAX_BODY`].
+pub fn declared_length(headers: &hyper::HeaderMap) -> Option<usize> {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let n: usize = value.to_str().ok()?.trim().parse().ok()?;
+    (n <= MAX_BODY).then_some(n)
+}
+
+/// An empty reply; anything but `200` asks the client to close the connection.
+fn reply(status: StatusCode) -> Response<Empty<Bytes>> {
+    let mut r = Response::new(Empty::new());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    if status != StatusCode::OK {
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+/// One request.
+pub async fn handle(req: Request<Incoming>, auth: &AuthHandler) -> Response<Empty<Bytes>> {
+    if req.uri().path() != CREATE_PATH {
+        return reply(StatusCode::NOT_FOUND);
+    }
+    if req.method() != Method::POST {
+        // As the reference's HTTP server answers a method it has no handler for.
+        return reply(StatusCode::NOT_IMPLEMENTED);
+    }
+    let Some(len) = declared_length(req.headers()) else {
+        debug!("/create without an acceptable Content-Length");
+        return reply(StatusCode::BAD_REQUEST);
+    };
+    let body = match Limited::new(req.into_body(), len).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            debug!("/create body: {e}");
+            return reply(StatusCode::BAD_REQUEST);
+        }
+    };
+    let (addr, password) = match parse_create(&body) {
+        Ok(v) => v,
+        Err(why) => {
+            debug!(?why, "/create body refused");
+            return reply(StatusCode::BAD_REQUEST);
+        }
+    };
+    match auth.create_or_verify(addr, password.to_owned()).await {
+        Ok(true) => reply(StatusCode::OK),
+        Ok(false) => reply(StatusCode::FORBIDDEN),
+        Err(e) => {
+            error!("account creation failed: {e}");
+            reply(StatusCode::FORBIDDEN)
+        }
+    }
+}
+
+/// Serves `/create` on `listener` until `stop` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    auth: Arc<AuthHandler>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let builder = Arc::new(builder);
+    accept_loop(
+        &listener,
+        MAX_CONNECTIONS,
+        &stop,
+        GRACE,
+        |(stream, peer): (tokio::net::TcpStream, SocketAddr)| {
+            let auth = Arc::clone(&auth);
+            let builder = Arc::clone(&builder);
+            let stop = stop.clone();
+            async move {
+                let _ = stream.set_nodelay(true);
+                let service = hyper::service::service_fn(move |req| {
+                    let auth = Arc::clone(&auth);
+                    async move { Ok::<_, Infallible>(handle(req, &auth).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = stop.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    debug!(%peer, "HTTP connection ended: {e}");
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// The whole `main` of HTTP mode: config, legacy migration, bind (or the socket systemd
+/// passed), readiness, serve until SIGTERM/SIGINT.
+pub fn run(ini: &std::path::Path) -> ExitCode {
+    service::init_tracing();
+    let config = match Config::load(ini) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    if let Err(e) = crate::migrate::migrate_if_present(&config) {
+        error!("{e}");
+        return ExitCode::from(e.exit_code());
+    }
+    service::raise_nofile_limit();
+    let runtime = match service::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.doveauth_http_port));
+        let listener = match service::bind_tcp(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let stop = match service::shutdown_token() {
+            Ok(t) => t,
+            Err(e) => {
+                error!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let auth = Arc::new(AuthHandler::new(config));
+        info!(%addr, "doveauth serving HTTP /create");
+        service::notify_ready();
+        let result = serve(listener, auth, stop).await;
+        service::notify_stopping();
+        match result {
+            Ok(()) => {
+                info!("doveauth stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                warn!("doveauth stopped on accept error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_splits_at_the_first_tab() {
+        assert_eq!(parse_create(b"a@b\tp\tq"), Ok(("a@b", "p\tq")));
+        assert_eq!(parse_create(b"a@b\t"), Ok(("a@b", "")));
+        assert_eq!(parse_create(b"a@b"), Ok(("a@b", "")));
+        assert_eq!(parse_create("a@b\tpäss".as_bytes()), Ok(("a@b", "päss")));
+        assert_eq!(parse_create(b"a@b\tp\xff"), Err(BadBody::NotUtf8));
+        assert_eq!(parse_create(b"a@b\tp\0q"), Err(BadBody::Nul));
+        assert_eq!(parse_create(b"a\0@b\tpq"), Err(BadBody::Nul));
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let mut h = hyper::HeaderMap::new();
+        assert_eq!(declared_length(&h), None, "missing");
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("512"));
+        assert_eq!(declared_length(&h), Some(512));
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("513"));
+        assert_eq!(declared_length(&h), None, "too long");
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("x"));
+        assert_eq!(declared_length(&h), None, "not a number");
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("-1"));
+        assert_eq!(declared_length(&h), None, "negative");
+    }
+}

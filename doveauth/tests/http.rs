@@ -1,0 +1,419 @@
+//! Black-box tests of `doveauth INI` (HTTP `/create`, SPEC §3.9) over real TCP on 127.0.0.1.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "tests: failing loudly is the point"
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_doveauth");
+const DOMAIN: &str = "chat.example.org";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Http {
+    child: Child,
+    _dir: tempfile::TempDir,
+    port: u16,
+    mailboxes: PathBuf,
+}
+
+fn write_ini(dir: &Path, port: u16, extra: &str) -> (PathBuf, PathBuf) {
+    let mailboxes = dir.join("mail");
+    std::fs::create_dir_all(&mailboxes).unwrap();
+    let ini = dir.join("chatmail.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\npassdb_path = {}\nmax_load_1m = 1000\nmin_free_disk_space = 1M\nmin_available_memory = 1M\ndoveauth_http_port = {port}\n{extra}",
+            mailboxes.display(),
+            dir.join("passdb.sqlite").display()
+        ),
+    )
+    .unwrap();
+    (ini, mailboxes)
+}
+
+fn wait_connect(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "doveauth did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Http {
+    fn start(extra: &str) -> Http {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let (ini, mailboxes) = write_ini(dir.path(), port, extra);
+        let child = Command::new(BIN)
+            .arg(&ini)
+            .env_remove("LISTEN_FDS")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_connect(port);
+        Http {
+            child,
+            _dir: dir,
+            port,
+            mailboxes,
+        }
+    }
+
+    fn conn(&self) -> Conn {
+        Conn::new(self.port)
+    }
+
+    /// SIGTERM; returns (clean exit, stderr).
+    fn stop(mut self) -> (bool, String) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut s) = self.child.stderr.take() {
+            s.read_to_string(&mut err).unwrap();
+        }
+        (status.success(), err)
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw HTTP/1.1 client: what is sent is exactly what the test writes.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Conn {
+    fn new(port: u16) -> Conn {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Conn {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        }
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Resp {
+        self.writer.write_all(bytes).unwrap();
+        self.response()
+    }
+
+    fn post(&mut self, path: &str, body: &[u8]) -> Resp {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        self.raw(&req)
+    }
+
+    fn create(&mut self, addr: &str, password: &str) -> u16 {
+        self.post("/create", format!("{addr}\t{password}").as_bytes())
+            .status
+    }
+
+    fn response(&mut self) -> Resp {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let status = line
+            .strip_prefix("HTTP/1.1 ")
+            .unwrap_or_else(|| panic!("status line {line:?}"))[..3]
+            .parse()
+            .unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h).unwrap();
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').unwrap();
+            headers.push((k.to_owned(), v.trim().to_owned()));
+        }
+        let r = Resp { status, headers };
+        assert_eq!(r.header("content-length"), Some("0"), "{r:?}");
+        if status == 200 {
+            assert_eq!(r.header("connection"), None, "{r:?}");
+        } else {
+            assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+        }
+        r
+    }
+
+    /// The server closed the connection.
+    fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+}
+
+#[test]
+fn create_then_verify_on_one_kept_alive_connection() {
+    let d = Http::start("");
+    let mut c = d.conn();
+    let addr = format!("abcdefghi@{DOMAIN}");
+    assert_eq!(c.create(&addr, "secret-password"), 200);
+    let maildir = d.mailboxes.join(&addr);
+    let hash = std::fs::read_to_string(maildir.join("password")).unwrap();
+    assert!(hash.starts_with("{SHA512-CRYPT}$6$"), "{hash}");
+    assert!(maildir.join("enforceE2EEincoming").exists());
+    // The same connection serves the next request: the existing account's password.
+    assert_eq!(c.create(&addr, "secret-password"), 200);
+    // A wrong password for an existing account: 403, nothing changes, connection closed.
+    assert_eq!(c.create(&addr, "other-password"), 403);
+    assert!(c.closed());
+    assert_eq!(
+        std::fs::read_to_string(maildir.join("password")).unwrap(),
+        hash
+    );
+    let (ok, stderr) = d.stop();
+    assert!(ok, "clean exit on SIGTERM: {stderr}");
+    let created: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("Created address:"))
+        .collect();
+    assert_eq!(created, [format!("Created address: {addr}")]);
+}
+
+#[test]
+fn the_first_tab_splits_and_passwords_keep_theirs() {
+    let d = Http::start("");
+    let addr = format!("tabbed123@{DOMAIN}");
+    assert_eq!(d.conn().create(&addr, "pass\tword\twith tabs"), 200);
+    assert_eq!(d.conn().create(&addr, "pass\tword\twith tabs"), 200);
+    assert_eq!(d.conn().create(&addr, "pass"), 403);
+    assert_eq!(d.conn().create(&addr, "pass\tword"), 403);
+    let utf8 = format!("umlaut123@{DOMAIN}");
+    assert_eq!(d.conn().create(&utf8, "pässwörd€"), 200);
+    assert_eq!(d.conn().create(&utf8, "passwörd€"), 403);
+}
+
+#[test]
+fn malformed_requests_get_400_404_501() {
+    let d = Http::start("");
+    let addr = format!("malformed@{DOMAIN}");
+    let mut c = d.conn();
+    assert_eq!(
+        c.post("/create", b"malformed@chat.example.org\tp\xffssword12")
+            .status,
+        400
+    );
+    assert!(c.closed());
+    assert_eq!(
+        d.conn()
+            .post("/create", format!("{addr}\tpass\0word12").as_bytes())
+            .status,
+        400
+    );
+    assert_eq!(
+        d.conn()
+            .post("/create", format!("{addr}\0\tpassword12").as_bytes())
+            .status,
+        400
+    );
+    let long = format!("{addr}\t{}", "x".repeat(513 - addr.len() - 1));
+    assert_eq!(long.len(), 513);
+    assert_eq!(d.conn().post("/create", long.as_bytes()).status, 400);
+    let chunked = format!(
+        "POST /create HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{addr}\tpassword12\r\n0\r\n\r\n",
+        addr.len() + 11
+    );
+    assert_eq!(
+        d.conn().raw(chunked.as_bytes()).status,
+        400,
+        "no Content-Length"
+    );
+    assert_eq!(
+        d.conn()
+            .raw(b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+            .status,
+        400
+    );
+    assert_eq!(
+        d.conn()
+            .post("/other", format!("{addr}\tpassword12").as_bytes())
+            .status,
+        404
+    );
+    assert_eq!(d.conn().post("/create/x", b"").status, 404);
+    assert_eq!(
+        d.conn()
+            .raw(b"GET /create HTTP/1.1\r\nHost: x\r\n\r\n")
+            .status,
+        501
+    );
+    assert!(!d.mailboxes.join(&addr).exists(), "nothing was created");
+    // A body of exactly 512 bytes is accepted.
+    let max = format!("{addr}\t{}", "y".repeat(512 - addr.len() - 1));
+    assert_eq!(max.len(), 512);
+    assert_eq!(d.conn().post("/create", max.as_bytes()).status, 200);
+}
+
+#[test]
+fn creation_rules_refuse_with_403() {
+    let d = Http::start("");
+    let mut c = d.conn();
+    for (addr, pw) in [
+        ("abcdefghi@other.org".to_owned(), "password12"),
+        (format!("abcdefghi@{DOMAIN}"), "short"),
+        (format!("Abcdefghi@{DOMAIN}"), "password12"),
+        (format!("abcd+fghi@{DOMAIN}"), "password12"),
+        (format!("abcdefgh@{DOMAIN}"), "password12"),
+        (format!("abcdefghij@{DOMAIN}"), "password12"),
+        (format!("abc/efghi@{DOMAIN}"), "password12"),
+        (format!("a@b@{DOMAIN}"), "password12"),
+        (format!("abcdefghi@{DOMAIN}"), ""),
+    ] {
+        assert_eq!(c.create(&addr, pw), 403, "{addr} {pw}");
+        c = d.conn();
+    }
+    // No TAB at all: an address without a password.
+    assert_eq!(
+        d.conn()
+            .post("/create", format!("abcdefghi@{DOMAIN}").as_bytes())
+            .status,
+        403
+    );
+    let entries: Vec<_> = std::fs::read_dir(&d.mailboxes).unwrap().collect();
+    assert!(entries.is_empty(), "{entries:?}");
+}
+
+#[test]
+fn concurrent_first_logins_create_one_account() {
+    let d = Http::start("");
+    let addr = format!("racer1234@{DOMAIN}");
+    let n = 16;
+    let barrier = Arc::new(Barrier::new(n));
+    let port = d.port;
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut c = Conn::new(port);
+                barrier.wait();
+                c.create(&addr, "same-password")
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    let (_, stderr) = d.stop();
+    assert_eq!(stderr.matches("Created address:").count(), 1, "{stderr}");
+}
+
+#[test]
+fn serves_a_tcp_socket_passed_by_systemd() {
+    let dir = tempfile::tempdir().unwrap();
+    let configured = free_port();
+    let passed = free_port();
+    let (ini, mailboxes) = write_ini(dir.path(), configured, "");
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(format!("127.0.0.1:{passed}"))
+        .arg(BIN)
+        .arg(&ini)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd)");
+    wait_connect(passed);
+    let addr = format!("activated@{DOMAIN}");
+    assert_eq!(Conn::new(passed).create(&addr, "password12"), 200);
+    assert!(mailboxes.join(&addr).join("password").exists());
+    assert!(
+        TcpStream::connect(("127.0.0.1", configured)).is_err(),
+        "the passed socket is used, no own bind"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn bad_command_lines_and_configs() {
+    let out = Command::new(BIN).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let out = Command::new(BIN).args(["a", "b", "c"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("bad.ini");
+    std::fs::write(
+        &ini,
+        "[params]\nmail_domain = x.org\ndoveauth_http_port = 70000\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).arg(&ini).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("doveauth_http_port"));
+}
+
+#[test]
+fn blocked_and_tombstoned_addresses_get_403() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Http::start("");
+    let addr = format!("blocked12@{DOMAIN}");
+    assert_eq!(d.conn().create(&addr, "secret-password"), 200);
+    let maildir = d.mailboxes.join(&addr);
+    std::fs::write(maildir.join("blocked"), "").unwrap();
+    // What `chatmail-admin block` does too: a new ctime on the password file, so doveauth's
+    // reply cache looks at the account again at once.
+    let password = maildir.join("password");
+    let mode = std::fs::metadata(&password).unwrap().permissions().mode();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(mode)).unwrap();
+    assert_eq!(d.conn().create(&addr, "secret-password"), 403);
+    std::fs::remove_file(maildir.join("blocked")).unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(mode)).unwrap();
+    assert_eq!(d.conn().create(&addr, "secret-password"), 200);
+
+    // A tombstoned address (an empty tombstone lasts forever) is never created again.
+    let gone = format!("tombstone@{DOMAIN}");
+    let stones = d.mailboxes.join(".chatmail-admin").join("tombstones");
+    std::fs::create_dir_all(&stones).unwrap();
+    std::fs::write(stones.join(&gone), "").unwrap();
+    assert_eq!(d.conn().create(&gone, "secret-password"), 403);
+    assert!(!d.mailboxes.join(&gone).join("password").exists());
+}

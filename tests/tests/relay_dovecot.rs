@@ -1,0 +1,253 @@
+//! The relay's Dovecot templates on a real Dovecot, this machine's (2.3 on Debian 12) and
+//! Debian 13's 2.4:
+//! Lua passdb/userdb with doveauth's HTTP /create, last login, IMAP METADATA, a push from
+//! an LMTP delivery and the quota warning (SPEC §3.9, §4, §5, §7.5, §10.2).
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "tests: failing loudly is the point"
+)]
+
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chatmail_tests::imap::Imap;
+use chatmail_tests::relay_dovecot::{DOMAIN, QUOTA_MB, RelayDovecot, Series};
+
+fn wait(what: &str, d: &RelayDovecot, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} ({:?}); dovecot log:\n{}",
+            d.series,
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn auth_and_last_login(series: Series) {
+    let mut d = RelayDovecot::start(series, "");
+    let addr = format!("abcdefghi@{DOMAIN}");
+    let password = "correct-horse-battery";
+    let password_file = d.mailboxes.join(&addr).join("password");
+
+    // First login: Lua finds no password file and asks doveauth to create the account.
+    assert!(
+        Imap::connect(d.imap_port).login(&addr, password),
+        "first login failed ({series:?}); log:\n{}\ndoveauth:\n{}",
+        d.log(),
+        d.service_log("doveauth")
+    );
+    let hash = std::fs::read_to_string(&password_file).unwrap();
+    assert!(hash.starts_with("{SHA512-CRYPT}$6$"), "{hash}");
+    assert!(d.mailboxes.join(&addr).join("enforceE2EEincoming").exists());
+    assert_eq!(
+        d.service_log("doveauth")
+            .matches(&format!("Created address: {addr}"))
+            .count(),
+        1
+    );
+
+    // Existing account: Lua serves the hash, Dovecot verifies; no new request to doveauth.
+    let mut imap = Imap::connect(d.imap_port);
+    assert!(imap.login(&addr, password));
+    let (_, status) = imap.command("SELECT INBOX");
+    assert!(status.starts_with("OK"), "{status}");
+
+    // userdb lookups and iteration go through Lua too.
+    let (ok, user) = d.doveadm(&["user", "-f", "home", &addr]);
+    assert!(ok, "doveadm user: {user}; log:\n{}", d.log());
+    assert_eq!(user.trim(), d.mailboxes.join(&addr).display().to_string());
+    let (ok, users) = d.doveadm(&["user", "*"]);
+    assert!(ok);
+    assert_eq!(users.lines().collect::<Vec<_>>(), vec![addr.as_str()]);
+
+    // Last login: an old mtime moves to today's day on the next login (lastlogin dict).
+    let old = UNIX_EPOCH + Duration::from_secs(86_400 * 100);
+    std::fs::File::options()
+        .write(true)
+        .open(&password_file)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert!(Imap::connect(d.imap_port).login(&addr, password));
+    let today = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400
+        * 86_400;
+    wait("last login recorded", &d, || {
+        std::fs::metadata(&password_file).unwrap().mtime() == i64::try_from(today).unwrap()
+    });
+
+    // Failures, in parallel (no penalty waits): a wrong password does not overwrite, invalid
+    // names and other domains create nothing.
+    let attempts: Vec<_> = [
+        (addr.clone(), "wrong-password-123"),
+        (format!("short@{DOMAIN}"), password),
+        ("abcdefghi@other.org".to_owned(), password),
+        (format!("abc.efghi@{DOMAIN}"), "short"),
+        (format!("../etcpass@{DOMAIN}"), password),
+    ]
+    .into_iter()
+    .map(|(user, pw)| {
+        let port = d.imap_port;
+        std::thread::spawn(move || (Imap::connect(port).login(&user, pw), user))
+    })
+    .collect();
+    for attempt in attempts {
+        let (ok, user) = attempt.join().unwrap();
+        assert!(!ok, "{user} logged in ({series:?})");
+    }
+    assert_eq!(std::fs::read_to_string(&password_file).unwrap(), hash);
+    let mailboxes: Vec<_> = std::fs::read_dir(&d.mailboxes)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "pending_notifications")
+        .collect();
+    assert_eq!(mailboxes, vec![std::ffi::OsString::from(&addr)]);
+
+    // doveauth down: a new address gets a temporary failure, not "no such user", and the
+    // existing account still logs in (its hash comes from the file).
+    d.stop_service("doveauth");
+    let mut imap = Imap::connect(d.imap_port);
+    let (_, reply) = imap.command(&format!("LOGIN \"newuser12@{DOMAIN}\" \"{password}\""));
+    assert!(reply.contains("UNAVAILABLE"), "{reply}");
+    assert!(Imap::connect(d.imap_port).login(&addr, password));
+    assert!(!d.mailboxes.join(format!("newuser12@{DOMAIN}")).exists());
+}
+
+#[test]
+fn lua_auth_and_last_login_this_machine() {
+    auth_and_last_login(Series::Host);
+}
+
+#[test]
+fn lua_auth_and_last_login_debian13() {
+    auth_and_last_login(Series::Debian13);
+}
+
+fn metadata_push_quota(series: Series) {
+    let d = RelayDovecot::start(series, "");
+    let addr = format!("metadata1@{DOMAIN}");
+    let password = "correct-horse-battery";
+    let mut imap = Imap::connect(d.imap_port);
+    assert!(imap.login(&addr, password), "log:\n{}", d.log());
+
+    // Capabilities the clients look for.
+    let (caps, _) = imap.command("CAPABILITY");
+    let caps = caps.concat();
+    for cap in ["XDELTAPUSH", "XCHATMAIL", "METADATA", "QUOTA"] {
+        assert!(caps.contains(cap), "{cap} missing ({series:?}): {caps}");
+    }
+
+    // METADATA: a device token is stored by chatmail-metadata and read back.
+    let (_, status) = imap.command("SETMETADATA INBOX (/private/devicetoken \"tok-relay\")");
+    assert!(status.starts_with("OK"), "{status}; log:\n{}", d.log());
+    let (untagged, status) = imap.command("GETMETADATA INBOX /private/devicetoken");
+    assert!(status.starts_with("OK"), "{status}");
+    assert!(untagged.concat().contains("tok-relay"), "{untagged:?}");
+    let meta = std::fs::read_to_string(d.mailboxes.join(&addr).join("metadata.json")).unwrap();
+    assert!(meta.contains("tok-relay"), "{meta}");
+    // A server entry answered by chatmail-metadata.
+    let (untagged, _) = imap.command("GETMETADATA \"\" /shared/vendor/deltachat/maxsmtprecipients");
+    assert!(untagged.concat().contains("1000"), "{untagged:?}");
+
+    // LMTP delivery from someone else: the Lua hook sets messagenew, a push goes out.
+    let msg = format!(
+        "From: <other@example.org>\r\nTo: <{addr}>\r\nSubject: hi\r\nMessage-ID: <push1@x>\r\n\r\nhello\r\n"
+    );
+    let reply = d.lmtp_deliver("other@example.org", &addr, msg.as_bytes());
+    assert!(reply.starts_with("250"), "{reply}");
+    assert!(
+        d.notify.wait_for("tok-relay", Duration::from_secs(20)),
+        "no push ({series:?}); dovecot:\n{}\nmetadata:\n{}",
+        d.log(),
+        d.service_log("metadata")
+    );
+
+    // Quota: old messages just under 75%, then a delivery crossing it runs the
+    // quota-warning script, which expires the oldest down to 70%.
+    let maildir = d.mailboxes.join(&addr);
+    let cur = maildir.join("cur");
+    let owner = std::fs::metadata(&maildir).unwrap();
+    let limit = QUOTA_MB * 1_048_576;
+    let size = limit / 10;
+    let count = limit * 75 / 100 / size - 1;
+    let old = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 10 * 86_400;
+    let mut planted = Vec::new();
+    for i in 0..count {
+        let f = cur.join(format!("{}.M{i}P1.test,S={size},W={size}:2,S", old + i));
+        let mut body = b"Subject: old\r\n\r\n".to_vec();
+        body.resize(usize::try_from(size).unwrap(), b'x');
+        std::fs::write(&f, body).unwrap();
+        std::os::unix::fs::chown(&f, Some(owner.uid()), Some(owner.gid())).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(UNIX_EPOCH + Duration::from_secs(old + i))
+            .unwrap();
+        planted.push(f);
+    }
+    let _ = std::fs::remove_file(maildir.join("maildirsize"));
+    let big = format!(
+        "From: <other@example.org>\r\nTo: <{addr}>\r\nSubject: big\r\nMessage-ID: <big1@x>\r\n\r\n{}",
+        format!("{}\r\n", "y".repeat(998)).repeat(usize::try_from(limit / 5 / 1000).unwrap())
+    );
+    let reply = d.lmtp_deliver("other@example.org", &addr, big.as_bytes());
+    assert!(reply.starts_with("250"), "{reply}");
+    wait("oldest message expired by the quota warning", &d, || {
+        !planted[0].exists()
+    });
+}
+
+#[test]
+fn metadata_push_and_quota_this_machine() {
+    metadata_push_quota(Series::Host);
+}
+
+#[test]
+fn metadata_push_and_quota_debian13() {
+    metadata_push_quota(Series::Debian13);
+}
+
+/// The auth cache keeps a replaced password file's old hash working for at most the TTL.
+fn cache_ttl_bounds_old_hashes(series: Series) {
+    let d = RelayDovecot::start_with_cache_ttl(series, "", "2s");
+    let addr = format!("cachettl1@{DOMAIN}");
+    assert!(
+        Imap::connect(d.imap_port).login(&addr, "first-password-1"),
+        "log:\n{}",
+        d.log()
+    );
+    assert!(Imap::connect(d.imap_port).login(&addr, "first-password-1"));
+    // The account is expired and its address registered again with another password.
+    let (ok, hash) = d.doveadm(&["pw", "-s", "SHA512-CRYPT", "-p", "second-password-2"]);
+    assert!(ok, "doveadm pw");
+    let password_file = d.mailboxes.join(&addr).join("password");
+    std::fs::write(&password_file, hash.trim()).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !Imap::connect(d.imap_port).login(&addr, "first-password-1"),
+        "old password still works after the cache TTL ({series:?})"
+    );
+    assert!(Imap::connect(d.imap_port).login(&addr, "second-password-2"));
+}
+
+#[test]
+fn auth_cache_ttl_bounds_old_hashes_this_machine() {
+    cache_ttl_bounds_old_hashes(Series::Host);
+}
+
+#[test]
+fn auth_cache_ttl_bounds_old_hashes_debian13() {
+    cache_ttl_bounds_old_hashes(Series::Debian13);
+}
