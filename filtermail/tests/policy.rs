@@ -1,6 +1,7 @@
 //! Table tests of the pure policy over the shared `.eml` corpus (outgoing and incoming, LF
 //! and CRLF) and over hostile messages.
 #![allow(
+    clippy::unwrap_used,
     clippy::indexing_slicing,
     clippy::cast_possible_truncation,
     reason = "test helpers"
@@ -347,6 +348,17 @@ fn encrypted_with(extra: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The top-level boundary of a message.
+fn boundary_of(msg: &str) -> String {
+    let at = msg.find("boundary=").unwrap() + "boundary=".len();
+    msg[at..]
+        .trim_start_matches('"')
+        .split(['"', ';', '\r', '\n'])
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 fn enforcing_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mbox = dir.path().join(TO);
@@ -430,6 +442,26 @@ fn ambiguous_structure_is_refused() {
             ),
         ),
     ];
+    // Found by the differential fuzz target: an unterminated last part is a part for
+    // mailparse and nothing for mail-parser.
+    let report = String::from_utf8(eml("mailer-daemon.eml", FROM, TO, "x", Eol::Crlf)).unwrap();
+    let cut = report.rfind("--JAA13167.773673707/CS.UTK.EDU--").unwrap();
+    let unterminated = format!(
+        "{}--JAA13167.773673707/CS.UTK.EDU\r\ncontent-type:pl meses",
+        &report[..cut]
+    );
+    assert_eq!(
+        check_incoming(&env("", &[TO]), unterminated.as_bytes(), dir.path()),
+        reject_523(),
+        "unterminated report"
+    );
+    let cases: Vec<(&str, String)> = cases
+        .into_iter()
+        .chain([(
+            "no closing delimiter",
+            base.replacen(&format!("--{}--", boundary_of(&base)), "", 1),
+        )])
+        .collect();
     for (name, msg) in &cases {
         assert_ne!(msg, &base, "{name}: the case changes the message");
         assert_eq!(
@@ -499,8 +531,28 @@ fn outgoing_sender_compared_as_mailbox() {
         "From: <\"alice\"@chat.example.org>",
         1,
     );
-    assert!(matches!(
+    // Parsers differ on quoted local parts: refused as ambiguous.
+    assert_eq!(
         check_outgoing(&env(FROM, &[TO]), quoted.as_bytes()),
+        reject_523()
+    );
+    // A detail address in From is the same mailbox.
+    let detail = String::from_utf8(enc.clone()).unwrap().replacen(
+        &format!("From: {FROM}"),
+        "From: <alice+x@chat.example.org>",
+        1,
+    );
+    assert_eq!(
+        check_outgoing(&env(FROM, &[TO]), detail.as_bytes()),
+        accept("alice+x@chat.example.org", false)
+    );
+    let other = String::from_utf8(enc).unwrap().replacen(
+        &format!("From: {FROM}"),
+        "From: <alicia@chat.example.org>",
+        1,
+    );
+    assert!(matches!(
+        check_outgoing(&env(FROM, &[TO]), other.as_bytes()),
         Verdict::Reject(r) if r.code() == 500
     ));
 }
@@ -615,4 +667,109 @@ fn exceptions_carry_no_arbitrary_cleartext() {
         check_outgoing(&env(FROM, &[FROM]), no_key.as_bytes()),
         reject_523()
     );
+}
+
+/// Disagreements the differential fuzz target (`filtermail_differential`, mail-parser
+/// against mailparse) found, each turned into a rule: all are refused with 523.
+#[test]
+fn differential_findings_are_refused() {
+    let dir = enforcing_dir();
+    let enc = String::from_utf8(encrypted_with("")).unwrap();
+    let report = String::from_utf8(eml("mailer-daemon.eml", FROM, TO, "x", Eol::Crlf)).unwrap();
+    let sj = String::from_utf8(eml("securejoin-vc.eml", FROM, TO, "x", Eol::Crlf)).unwrap();
+    let sj_boundary = "Gl92xgZjOShJ5PGHntqYkoo2OK2Dvi";
+    let mut non_utf8_from = enc.clone().into_bytes();
+    let at = enc.find("@chat").unwrap() + 3;
+    non_utf8_from.insert(at, 0x8e);
+    let cases: Vec<(&str, bool, Vec<u8>)> = vec![
+        // mail-parser reads an invalid byte as U+FFFD, mailparse as Latin-1.
+        ("non-UTF-8 From", true, non_utf8_from),
+        // mail-parser ends the address at a comment inside the angle brackets.
+        (
+            "comment inside the address",
+            true,
+            enc.replacen(&format!("From: {FROM}"), &format!("From: <{FROM}(x)>"), 1)
+                .into_bytes(),
+        ),
+        // Text after a quoted boundary: mail-parser drops it, mailparse keeps it.
+        (
+            "junk after a quoted parameter",
+            true,
+            sj.replacen(&format!("\"{sj_boundary}\""), &format!("\"{sj_boundary}\"xx"), 1)
+                .into_bytes(),
+        ),
+        // A line that only starts with the delimiter is one for mailparse.
+        (
+            "line starting with the delimiter",
+            true,
+            sj.replacen(
+                "Secure-Join: vc-request\r\n\r\n\r\n--",
+                &format!("Secure-Join: vc-request\r\n--{sj_boundary}xyz\r\n\r\n--"),
+                1,
+            )
+            .into_bytes(),
+        ),
+        // A part mail-parser cannot parse (message/rfc822 without headers) disappears.
+        (
+            "unparsable returned message",
+            false,
+            report
+                .replacen(
+                    "--JAA13167.773673707/CS.UTK.EDU--",
+                    "--JAA13167.773673707/CS.UTK.EDU\r\ncontent-type: message/rfc822\r\n\r\n'\n[x]\r\n--JAA13167.773673707/CS.UTK.EDU--",
+                    1,
+                )
+                .into_bytes(),
+        ),
+        // A control character in a field name: still Content-Type for mail-parser only.
+        (
+            "control character in a field name",
+            false,
+            report
+                .replacen("content-type: message/delivery-status", "content\x0c-type: message/delivery-status", 1)
+                .into_bytes(),
+        ),
+        (
+            "space before the colon",
+            true,
+            enc.replacen("Content-Type: multipart/encrypted", "Content-Type : multipart/encrypted", 1)
+                .into_bytes(),
+        ),
+        (
+            "two tokens as transfer encoding",
+            true,
+            sj.replacen(
+                "Content-Type: text/plain; charset=utf-8",
+                "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64 7bit",
+                1,
+            )
+            .into_bytes(),
+        ),
+    ];
+    for (name, outgoing, msg) in &cases {
+        let verdict = if *outgoing {
+            check_outgoing(&env(FROM, &[TO]), msg)
+        } else {
+            check_incoming(&env("", &[TO]), msg, dir.path())
+        };
+        assert_eq!(verdict, reject_523(), "{name}");
+        let parsed = mail_parser::MessageParser::default().parse(msg).unwrap();
+        assert!(
+            filtermail::mime::ambiguity(&parsed).is_some(),
+            "{name}: refused as ambiguous"
+        );
+    }
+    // The originals pass, so each case fails for its own reason.
+    assert_eq!(
+        check_outgoing(&env(FROM, &[TO]), sj.as_bytes()),
+        accept(FROM, false)
+    );
+    assert_eq!(
+        check_outgoing(&env(FROM, &[TO]), enc.as_bytes()),
+        accept(FROM, false)
+    );
+    assert!(matches!(
+        check_incoming(&env("", &[TO]), report.as_bytes(), dir.path()),
+        Verdict::Accept(_)
+    ));
 }

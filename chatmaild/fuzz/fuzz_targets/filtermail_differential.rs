@@ -142,7 +142,27 @@ fn check(message: &[u8], outgoing: bool) {
     }
 }
 
+/// Whether every CR is followed by LF and every LF preceded by CR: the front ends refuse
+/// anything else with `500 Invalid DATA` before the policy sees it.
+fn strict_crlf(message: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for (i, &b) in message.iter().enumerate() {
+        if (b == b'\n') != (prev == b'\r') {
+            return false;
+        }
+        if b == b'\r' && i + 1 == message.len() {
+            return false;
+        }
+        prev = b;
+    }
+    true
+}
+
+// The mode comes from the length's parity, so the input stays a plain message (seeds are
+// `.eml` files) and each execution parses once per parser.
 fuzz_target!(|message: &[u8]| {
-    check(message, true);
-    check(message, false);
+    if !strict_crlf(message) {
+        return;
+    }
+    check(message, message.len() % 2 == 0);
 });
