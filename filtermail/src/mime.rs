@@ -106,6 +106,9 @@ const TOP_HEADERS: &[&str] = &[
 /// (SPEC §6.7 Note "one interpretation").
 pub fn ambiguity(msg: &Message<'_>) -> Option<&'static str> {
     for part in &msg.parts {
+        if !plain_header_block(msg, part) {
+            return Some("header block with a line that is no field");
+        }
         let headers = part.headers();
         for name in STRUCTURE_HEADERS {
             if count(headers, name) > 1 {
@@ -205,6 +208,42 @@ fn plainly_written(raw: &str, addr: &str) -> bool {
         let rest = rest.trim_start_matches([' ', '\t']);
         rest.len() < t.len() - addr.len() && rest.starts_with('(') && rest.ends_with(')')
     })
+}
+
+/// Whether every line of a part's header block is a field (`ftext` name and colon) or the
+/// continuation of one, up to the empty line. mail-parser skips other lines and reads on;
+/// mailparse ends the header there or takes them for something else.
+fn plain_header_block(msg: &Message<'_>, part: &MessagePart<'_>) -> bool {
+    let raw = msg.raw_message();
+    let start = usize::try_from(part.offset_header)
+        .unwrap_or(usize::MAX)
+        .min(raw.len());
+    let end = usize::try_from(part.offset_body)
+        .unwrap_or(usize::MAX)
+        .min(raw.len());
+    let Some(block) = raw.get(start..end) else {
+        return false;
+    };
+    let mut first = true;
+    for line in block.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            // The separator (or the end of the block after it).
+            return true;
+        }
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        let field = line.iter().position(|&b| b == b':').is_some_and(|colon| {
+            colon > 0
+                && line
+                    .get(..colon)
+                    .is_some_and(|name| name.iter().all(|&b| (33..=126).contains(&b)))
+        });
+        if !(field || (continuation && !first)) {
+            return false;
+        }
+        first = false;
+    }
+    true
 }
 
 /// Whether the raw field name of `header` is RFC 5322 `ftext` followed directly by the

@@ -729,6 +729,24 @@ fn differential_findings_are_refused() {
                 .replacen("content-type: message/delivery-status", "content\x0c-type: message/delivery-status", 1)
                 .into_bytes(),
         ),
+        // A header line without a colon: mail-parser skips it and reads on, mailparse
+        // ends the header block there (the long run's six findings were all of this kind).
+        (
+            "line without a colon in the header",
+            true,
+            format!("Subj=x\r\n{sj}").into_bytes(),
+        ),
+        (
+            "line without a colon in a part header",
+            false,
+            report
+                .replacen(
+                    "content-type: message/delivery-status",
+                    "content-type: message/delivery-status\r\ncontent-disposition822",
+                    1,
+                )
+                .into_bytes(),
+        ),
         (
             "space before the colon",
             true,
