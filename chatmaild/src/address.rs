@@ -135,6 +135,10 @@ pub fn canonical_mailbox(addr: &str) -> Result<Mailbox, NotPlain> {
         }
         d
     };
+    // A mailbox is a directory name: no longer than a file name may be.
+    if base.len() + 1 + domain.len() > crate::user::MAX_ADDR_LEN {
+        return Err(NotPlain);
+    }
     let mut mailbox = String::with_capacity(base.len() + 1 + domain.len());
     mailbox.push_str(base);
     mailbox.push('@');
@@ -216,6 +220,10 @@ mod tests {
         ] {
             assert_eq!(canonical_mailbox(spelling), Err(NotPlain), "{spelling:?}");
         }
+        let long = format!("{}@example.org", "u".repeat(250));
+        for spelling in [long.as_str()] {
+            assert_eq!(canonical_mailbox(spelling), Err(NotPlain), "{spelling:?}");
+        }
     }
 
     #[test]
@@ -228,6 +236,9 @@ mod tests {
     #[test]
     fn mailbox_is_always_a_valid_directory_name() {
         let m = canonical_mailbox("User+x@Example.org.").unwrap();
+        let longest = format!("{}@example.org", "u".repeat(crate::user::MAX_ADDR_LEN - 12));
+        assert_eq!(longest.len(), crate::user::MAX_ADDR_LEN);
+        assert!(canonical_mailbox(&format!("{longest}.")).is_ok());
         assert!(crate::user::validate_address(m.as_str()).is_ok());
         assert_eq!(m.domain(), "example.org");
     }
