@@ -221,9 +221,7 @@ mod tests {
             assert_eq!(canonical_mailbox(spelling), Err(NotPlain), "{spelling:?}");
         }
         let long = format!("{}@example.org", "u".repeat(250));
-        for spelling in [long.as_str()] {
-            assert_eq!(canonical_mailbox(spelling), Err(NotPlain), "{spelling:?}");
-        }
+        assert_eq!(canonical_mailbox(&long), Err(NotPlain), "over 255 bytes");
     }
 
     #[test]
