@@ -123,6 +123,11 @@ pub struct Config {
     pub filtermail_host: String,
     /// Host filtermail reinjects to.
     pub postfix_host: String,
+    /// Message bytes one filtermail process holds at once (SMTP and HTTP together), in
+    /// MiB; past it new messages fail temporarily.
+    pub filtermail_memory_budget_mb: u64,
+    /// DKIM signatures filtermail verifies per incoming message at most.
+    pub filtermail_max_dkim_signatures: usize,
     /// Unix socket of chatmail-turn.
     pub turn_socket_path: PathBuf,
     /// Iroh relay URL handed to clients; empty disables it.
@@ -321,6 +326,8 @@ impl Config {
             postfix_reinject_port_incoming: p.int("postfix_reinject_port_incoming", 10026)?,
             filtermail_host: p.string("filtermail_host", "127.0.0.1"),
             postfix_host: p.string("postfix_host", "127.0.0.1"),
+            filtermail_memory_budget_mb: p.size_mb("filtermail_memory_budget", "256M")?,
+            filtermail_max_dkim_signatures: p.int("filtermail_max_dkim_signatures", 5)?,
             turn_socket_path: p
                 .string("turn_socket_path", "/run/chatmail-turn/turn.socket")
                 .into(),
@@ -615,6 +622,8 @@ mod tests {
         assert_eq!(c.postfix_reinject_port, 10025);
         assert_eq!(c.postfix_reinject_port_incoming, 10026);
         assert_eq!(c.filtermail_host, "127.0.0.1");
+        assert_eq!(c.filtermail_memory_budget_mb, 256);
+        assert_eq!(c.filtermail_max_dkim_signatures, 5);
         assert_eq!(c.postfix_host, "127.0.0.1");
         assert_eq!(
             c.turn_socket_path,

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod address;
 pub mod config;
 pub mod dict;
 pub mod error;

@@ -27,7 +27,9 @@ pub const LOG_SKIPPED: &str =
     "DKIM verification DISABLED! Incoming mail is accepted without origin verification.";
 
 /// Upper bound of one message's verification (all lookups included).
-const VERIFY_DEADLINE: Duration = Duration::from_secs(30);
+pub const VERIFY_DEADLINE: Duration = Duration::from_secs(30);
+/// Aligned signatures verified per message unless configured otherwise.
+pub const DEFAULT_MAX_SIGNATURES: usize = 5;
 /// Timeout of one DNS query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,6 +41,8 @@ pub fn skip_requested(value: Option<&str>) -> bool {
 /// The DKIM verifier with its DNS resolver.
 pub struct DkimVerifier {
     auth: MessageAuthenticator,
+    /// Aligned signatures verified per message at most (`filtermail_max_dkim_signatures`).
+    max_signatures: usize,
     /// Why the resolver fell back to the glibc default, to be logged once serving.
     fallback: Option<String>,
 }
@@ -83,7 +87,17 @@ impl DkimVerifier {
         opts.negative_max_ttl = Some(Duration::ZERO);
         let auth =
             MessageAuthenticator::new(config, opts).map_err(|e| Error::Resolver(e.to_string()))?;
-        Ok(DkimVerifier { auth, fallback })
+        Ok(DkimVerifier {
+            auth,
+            max_signatures: DEFAULT_MAX_SIGNATURES,
+            fallback,
+        })
+    }
+
+    /// Verifies at most `n` (at least one) aligned signatures per message.
+    pub fn with_max_signatures(mut self, n: usize) -> DkimVerifier {
+        self.max_signatures = n.max(1);
+        self
     }
 
     /// Set when `/etc/resolv.conf` could not be used; logged once the filter serves (the
@@ -92,7 +106,8 @@ impl DkimVerifier {
         self.fallback.as_deref()
     }
 
-    /// Verifies `message` against the domain of `from_addr` (SPEC §6.10).
+    /// Verifies `message` against the domain of `from_addr` (SPEC §6.10). The policy has
+    /// made sure there is exactly one From header and `from_addr` is its one address.
     pub async fn verify(&self, message: &[u8], from_addr: &str) -> Result<(), Reply> {
         let domain = from_addr.rsplit_once('@').map_or("", |(_, d)| d);
         if domain.starts_with('[') {
@@ -105,21 +120,20 @@ impl DkimVerifier {
         if !message.windows(4).any(|w| w == b"\r\n\r\n") {
             return Err(Reply::MALFORMED_DATA);
         }
-        let Some(parsed) = AuthenticatedMessage::parse(message) else {
+        let Some(mut parsed) = AuthenticatedMessage::parse(message) else {
             return Err(Reply::MALFORMED_HEADER);
         };
         if parsed.dkim_headers.is_empty() {
             return Err(Reply::NO_DKIM_SIGNATURE);
         }
-        // Only aligned signatures can pass: without one, no key needs fetching (and a
-        // message stuffed with foreign signatures cannot make us do many lookups).
-        let aligned_count = parsed
+        // Only aligned signatures that cover the From header can pass: without one, no key
+        // needs fetching. A message stuffed with signatures gets only the first few of
+        // them verified, so it cannot make us do many lookups or hash its header often.
+        parsed
             .dkim_headers
-            .iter()
-            .filter_map(|h| h.header.as_ref().ok())
-            .filter(|sig| sig.d.eq_ignore_ascii_case(domain))
-            .count();
-        if aligned_count == 0 {
+            .retain(|h| h.header.as_ref().is_ok_and(|sig| usable(sig, domain)));
+        parsed.dkim_headers.truncate(self.max_signatures);
+        if parsed.dkim_headers.is_empty() {
             warn!(domain, "no DKIM signature aligned with the From domain");
             return Err(Reply::NO_VALID_DKIM_SIGNATURE);
         }
@@ -162,6 +176,12 @@ impl DkimVerifier {
         );
         Err(Reply::NO_VALID_DKIM_SIGNATURE)
     }
+}
+
+/// A signature that can make a message pass: `d=` is the From domain and `h=` covers
+/// `From` (otherwise the From line could be replaced under a valid signature).
+fn usable(sig: &mail_auth::dkim::Signature, domain: &str) -> bool {
+    sig.d.eq_ignore_ascii_case(domain) && sig.h.iter().any(|h| h.eq_ignore_ascii_case("from"))
 }
 
 #[cfg(test)]

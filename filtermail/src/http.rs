@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::Filter;
+use crate::budget::{MemoryBudget, Reservation};
 use crate::error::Error;
 use crate::policy::{Envelope, MailParams};
 use crate::reply::Reply;
@@ -190,8 +191,14 @@ async fn handle(req: Request<Incoming>, filter: &Arc<Filter>) -> Response<Full<B
         }
         return reply_response(&Reply::TOO_BIG);
     }
+    if filter.budget.exhausted() {
+        warn!("memory budget exhausted, deferring an HTTP delivery");
+        drain(req.into_body(), filter.max_message_size);
+        return reply_response(&Reply::OVER_BUDGET);
+    }
     let mut body = req.into_body();
-    let mut reader = MessageBody::new(filter.max_message_size);
+    let mut reader =
+        MessageBody::with_budget(filter.max_message_size, Some(Arc::clone(&filter.budget)));
     while let Some(frame) = body.frame().await {
         let frame = match frame {
             Ok(f) => f,
@@ -211,7 +218,7 @@ async fn handle(req: Request<Incoming>, filter: &Arc<Filter>) -> Response<Full<B
             return reply_response(&reply);
         }
     }
-    let message = match reader.finish() {
+    let (message, _reservation) = match reader.finish() {
         Ok(m) => m,
         Err(reply) => return reply_response(&reply),
     };
@@ -261,7 +268,10 @@ pub fn envelope(headers: &HeaderMap) -> Result<Envelope, &'static str> {
     let mut rcpt_to = Vec::new();
     for v in headers.get_all(HEADER_RCPT_TO) {
         match address(v) {
-            Some(a) if !a.is_empty() => rcpt_to.push(a),
+            Some(a) if chatmaild::address::canonical_mailbox(&a).is_ok() => rcpt_to.push(a),
+            Some(a) if !a.is_empty() => {
+                return Err("553 5.1.3 Recipient address not in plain form");
+            }
             _ => return Err("501 Invalid address in X-MAIL-TO header"),
         }
     }
@@ -302,10 +312,15 @@ pub struct MessageBody {
 }
 
 impl MessageBody {
-    /// A body of a message of at most `max` bytes.
+    /// A body of a message of at most `max` bytes, without a memory budget.
     pub fn new(max: u64) -> MessageBody {
+        MessageBody::with_budget(max, None)
+    }
+
+    /// A body of a message of at most `max` bytes, reserved from `budget`.
+    pub fn with_budget(max: u64, budget: Option<Arc<MemoryBudget>>) -> MessageBody {
         MessageBody {
-            reader: DataReader::new(max),
+            reader: DataReader::with_budget(max, budget),
             ended: None,
         }
     }
@@ -321,28 +336,32 @@ impl MessageBody {
             let (used, end) = self.reader.feed(data);
             data = data.get(used..).unwrap_or_default();
             if let Some(end) = end {
-                if end == DataEnd::TooBig {
-                    return Err(Reply::TOO_BIG);
+                if let Some(reply) = end.reply() {
+                    return Err(reply);
                 }
                 self.ended = Some(end);
             }
             if self.reader.overflowed() {
                 return Err(Reply::TOO_BIG);
             }
+            if self.reader.over_budget() {
+                return Err(Reply::OVER_BUDGET);
+            }
         }
         Ok(())
     }
 
-    /// The unstuffed message after the last piece. The body must end with CRLF (or be
-    /// empty); a final `.` line sent anyway is accepted as the end marker.
-    pub fn finish(mut self) -> Result<Vec<u8>, Reply> {
+    /// The unstuffed message after the last piece, with its budget reservation. The body
+    /// must end with CRLF (or be empty) and have no bare CR or LF; a final `.` line sent
+    /// anyway is accepted as the end marker.
+    pub fn finish(mut self) -> Result<(Vec<u8>, Reservation), Reply> {
         let end = match self.ended.take() {
             Some(end) => Some(end),
             None => self.reader.feed(b".\r\n").1,
         };
         match end {
-            Some(DataEnd::Message(m)) => Ok(m),
-            Some(DataEnd::TooBig) => Err(Reply::TOO_BIG),
+            Some(DataEnd::Message(m)) => Ok((m, self.reader.take_reservation())),
+            Some(other) => Err(other.reply().unwrap_or(Reply::INVALID_DATA)),
             None => Err(Reply::INVALID_DATA),
         }
     }
@@ -528,7 +547,7 @@ mod tests {
         for p in pieces {
             b.feed(p)?;
         }
-        b.finish()
+        b.finish().map(|(m, _)| m)
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! the `mxdeliver` crate ([`serve_transport`]).
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod dkim;
 pub mod error;
 pub mod http;
@@ -37,6 +38,7 @@ pub use smtp::Mode;
 
 use tracing::{info, warn};
 
+use crate::budget::MemoryBudget;
 use crate::dkim::DkimVerifier;
 use crate::ratelimit::RateLimiter;
 use crate::reinject::Reinjector;
@@ -62,6 +64,17 @@ pub struct Filter {
     pub dkim: Option<DkimVerifier>,
     /// Where accepted mail goes.
     pub reinjector: Reinjector,
+    /// Message bytes in flight, SMTP and HTTP together (`filtermail_memory_budget`).
+    pub budget: Arc<MemoryBudget>,
+}
+
+/// The memory budget for `config`: `filtermail_memory_budget`, but never less than one
+/// message of `max_message_size` (a smaller budget would defer such messages forever).
+pub fn memory_budget_bytes(config: &Config) -> u64 {
+    config
+        .filtermail_memory_budget_mb
+        .saturating_mul(1024 * 1024)
+        .max(config.max_message_size)
 }
 
 impl Filter {
@@ -84,6 +97,7 @@ impl Filter {
             }),
             dkim: if mode == Mode::Incoming { dkim } else { None },
             reinjector: Reinjector::new(host_port(&config.postfix_host, port), REINJECT_TIMEOUT),
+            budget: MemoryBudget::new(memory_budget_bytes(config)),
         }
     }
 
@@ -125,11 +139,14 @@ impl Filter {
             Verdict::Accept(a) => a,
             Verdict::Reject(reply) => return reply,
         };
-        if let Some(dkim) = &self.dkim
-            && let Err(reply) = dkim.verify(&message, &accepted.from_addr).await
-        {
-            return reply;
-        }
+        let message = if self.dkim.is_some() {
+            match self.verify_dkim(message, accepted.from_addr).await {
+                Ok(m) => m,
+                Err(reply) => return reply,
+            }
+        } else {
+            message
+        };
         let sender = if accepted.null_sender {
             ""
         } else {
@@ -138,6 +155,39 @@ impl Filter {
         self.reinjector
             .send(sender, &env.rcpt_to, params.smtputf8, &message)
             .await
+    }
+}
+
+impl Filter {
+    /// DKIM (SPEC §6.10) on a blocking thread: header parsing and body hashing of a large
+    /// message are CPU work that must not stall the I/O threads; the DNS lookups run on the
+    /// runtime from there. The whole check is bounded by [`dkim::VERIFY_DEADLINE`].
+    async fn verify_dkim(
+        self: &Arc<Self>,
+        message: Vec<u8>,
+        from_addr: String,
+    ) -> Result<Vec<u8>, Reply> {
+        let this = Arc::clone(self);
+        let handle = tokio::runtime::Handle::current();
+        let task = tokio::task::spawn_blocking(move || {
+            let result = match &this.dkim {
+                Some(dkim) => handle.block_on(dkim.verify(&message, &from_addr)),
+                None => Ok(()),
+            };
+            (result, message)
+        });
+        match tokio::time::timeout(dkim::VERIFY_DEADLINE + Duration::from_secs(5), task).await {
+            Ok(Ok((Ok(()), message))) => Ok(message),
+            Ok(Ok((Err(reply), _))) => Err(reply),
+            Ok(Err(e)) => {
+                tracing::error!("DKIM check failed: {e}");
+                Err(Reply::LOCAL_ERROR)
+            }
+            Err(_) => {
+                warn!("DKIM check timed out");
+                Err(Reply::DKIM_TEMPFAIL)
+            }
+        }
     }
 }
 
@@ -166,7 +216,10 @@ pub async fn serve(ini: &std::path::Path, mode: Mode) -> Result<(), Error> {
                 })?),
                 Err(_) => None,
             };
-            Some(DkimVerifier::new(nameserver)?)
+            Some(
+                DkimVerifier::new(nameserver)?
+                    .with_max_signatures(config.filtermail_max_dkim_signatures),
+            )
         }
     } else {
         None

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use chatmaild::address::{canonical_mailbox, same_mailbox};
 use mail_parser::{Message, MessageParser};
 use tracing::{info, warn};
 
@@ -63,9 +64,10 @@ pub struct Accepted {
 }
 
 /// Checks the outgoing MAIL FROM address (SPEC §6.6 rule 1, before the rate limit): it
-/// must contain exactly one `@`.
+/// must contain exactly one `@` and be a plain spelling of a mailbox
+/// ([`canonical_mailbox`]; Postfix has already tied it to the login).
 pub fn check_outgoing_mail_from(addr: &str) -> Result<(), Reply> {
-    if addr.bytes().filter(|&b| b == b'@').count() == 1 {
+    if addr.bytes().filter(|&b| b == b'@').count() == 1 && canonical_mailbox(addr).is_ok() {
         Ok(())
     } else {
         Err(Reply::invalid_from_address(addr))
@@ -78,16 +80,34 @@ fn parse(message: &[u8]) -> Result<Message<'_>, Reply> {
         .ok_or_else(|| Reply::unparsable("no message headers"))
 }
 
+/// The parsed message, refused with 523 when two careful parsers could read its structure
+/// or sender differently (SPEC §6.7 Note "one interpretation").
+fn parse_unambiguous<'a>(env: &Envelope, message: &'a [u8]) -> Result<Message<'a>, Reply> {
+    let msg = parse(message)?;
+    if let Some(why) = mime::ambiguity(&msg) {
+        warn!(
+            "{LOG_REJECTED} from {} to {:?}: {why}",
+            env.mail_from, env.rcpt_to
+        );
+        return Err(Reply::ENCRYPTION_NEEDED);
+    }
+    Ok(msg)
+}
+
 /// The policy for mail our users send (SPEC §6.6 rules 2–4).
+///
+/// The From address must name the same mailbox as MAIL FROM (both in plain spelling, see
+/// [`chatmaild::address`]); Postfix's `reject_sender_login_mismatch` has already tied
+/// MAIL FROM to the login.
 pub fn check_outgoing(env: &Envelope, message: &[u8]) -> Verdict {
-    let msg = match parse(message) {
+    let msg = match parse_unambiguous(env, message) {
         Ok(m) => m,
         Err(r) => return Verdict::Reject(r),
     };
     let Some(from) = mime::from_address(&msg) else {
         return Verdict::Reject(Reply::invalid_from_header(mime::raw_from_value(&msg)));
     };
-    if !from.eq_ignore_ascii_case(&env.mail_from) {
+    if !same_mailbox(from, &env.mail_from) {
         return Verdict::Reject(Reply::from_mismatch(from, &env.mail_from));
     }
     let accepted = Verdict::Accept(Accepted {
@@ -108,10 +128,12 @@ pub fn check_outgoing(env: &Envelope, message: &[u8]) -> Verdict {
 
 /// The policy for mail from other servers (SPEC §6.7), before DKIM (§6.10).
 ///
-/// Recipients are looked up lower-cased (Dovecot lower-cases user names), and one that
-/// cannot name a mailbox (SPEC §1.5) is refused with 523 without ever becoming a path.
+/// Each recipient's `enforceE2EEincoming` marker is looked up for the mailbox Postfix and
+/// Dovecot deliver to ([`canonical_mailbox`]: case, `+detail`, trailing dot); a recipient
+/// in any other spelling counts as enforcing (the front ends already refuse it at `RCPT`)
+/// and never becomes a path.
 pub fn check_incoming(env: &Envelope, message: &[u8], mailboxes_dir: &Path) -> Verdict {
-    let msg = match parse(message) {
+    let msg = match parse_unambiguous(env, message) {
         Ok(m) => m,
         Err(r) => return Verdict::Reject(r),
     };
@@ -120,7 +142,8 @@ pub fn check_incoming(env: &Envelope, message: &[u8], mailboxes_dir: &Path) -> V
     };
     let accepted = Verdict::Accept(Accepted {
         from_addr: from.to_owned(),
-        null_sender: !from.eq_ignore_ascii_case(&env.mail_from),
+        null_sender: !(same_mailbox(from, &env.mail_from)
+            || from.eq_ignore_ascii_case(&env.mail_from)),
     });
     if mime::is_encrypted(&msg, false) || mime::is_securejoin(&msg) {
         info!("{LOG_INCOMING_ENCRYPTED}");
@@ -132,9 +155,12 @@ pub fn check_incoming(env: &Envelope, message: &[u8], mailboxes_dir: &Path) -> V
         return accepted;
     }
     for rcpt in &env.rcpt_to {
-        let enforced = match chatmaild::User::in_dir(mailboxes_dir, &rcpt.to_lowercase()) {
-            Ok(user) => !user.incoming_cleartext_ok(),
-            Err(_) => true,
+        let enforced = match canonical_mailbox(rcpt)
+            .ok()
+            .and_then(|m| chatmaild::User::in_dir(mailboxes_dir, m.as_str()).ok())
+        {
+            Some(user) => !user.incoming_cleartext_ok(),
+            None => true,
         };
         if enforced {
             warn!("{LOG_REJECTED} from {} to {rcpt}", env.mail_from);

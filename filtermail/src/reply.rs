@@ -65,6 +65,13 @@ impl Reply {
         Reply::fixed(451, "4.7.1 DKIM key lookup failed, try again later");
     /// The reinjection port could not be reached or spoke nonsense; the sender retries.
     pub const REINJECT_FAILED: Reply = Reply::fixed(451, "4.3.0 Error: queue file write error");
+    /// The messages in flight already fill the memory budget; the sender retries.
+    pub const OVER_BUDGET: Reply =
+        Reply::fixed(451, "4.3.1 Error: too much mail in flight, try again later");
+    /// A recipient spelling Postfix could route differently (quoted, source route, `%`,
+    /// `!`, characters no mailbox name has): refused rather than guessed.
+    pub const RECIPIENT_NOT_PLAIN: Reply =
+        Reply::fixed(553, "5.1.3 Recipient address not in plain form");
     /// An internal failure while handling the message; the sender retries.
     pub const LOCAL_ERROR: Reply = Reply::fixed(451, "4.3.0 Local error");
 

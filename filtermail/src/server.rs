@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::Filter;
+use crate::budget::Reservation;
 use crate::error::Error;
 use crate::reply::Reply;
 use crate::smtp::{DataEnd, DataReader, Line, Session, Step, next_line};
@@ -94,16 +95,22 @@ async fn session(mut stream: TcpStream, filter: &Arc<Filter>) -> std::io::Result
                 let _ = stream.shutdown().await;
                 return Ok(());
             }
+            Step::Data if filter.budget.exhausted() => {
+                // Nothing left for another message: refuse before inviting the data.
+                warn!("memory budget exhausted, deferring a message");
+                smtp.take_transaction();
+                write(&mut stream, &Reply::OVER_BUDGET.to_wire()).await?;
+            }
             Step::Data => {
                 write(&mut stream, &Reply::START_DATA.to_wire()).await?;
-                let end = read_data(&mut stream, &mut buf, filter.max_message_size).await?;
+                let (end, _reservation) = read_data(&mut stream, &mut buf, filter).await?;
                 let (env, params) = smtp.take_transaction();
                 let reply = match end {
-                    DataEnd::TooBig => {
-                        warn!("message exceeds max_message_size");
-                        Reply::TOO_BIG
-                    }
                     DataEnd::Message(message) => filter.process(env, params, message).await,
+                    other => {
+                        warn!("message refused while receiving: {other:?}");
+                        other.reply().unwrap_or(Reply::LOCAL_ERROR)
+                    }
                 };
                 write(&mut stream, &reply.to_wire()).await?;
             }
@@ -112,17 +119,19 @@ async fn session(mut stream: TcpStream, filter: &Arc<Filter>) -> std::io::Result
 }
 
 /// Reads DATA up to the end marker; bytes after it stay in `buf` for the command reader.
+/// The reservation covers the message until it is dropped.
 async fn read_data(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    max: u64,
-) -> std::io::Result<DataEnd> {
-    let mut reader = DataReader::new(max);
+    filter: &Filter,
+) -> std::io::Result<(DataEnd, Reservation)> {
+    let mut reader =
+        DataReader::with_budget(filter.max_message_size, Some(Arc::clone(&filter.budget)));
     loop {
         let (used, end) = reader.feed(buf);
         buf.drain(..used);
         if let Some(end) = end {
-            return Ok(end);
+            return Ok((end, reader.take_reservation()));
         }
         if !read_more(stream, buf).await? {
             return Err(std::io::ErrorKind::UnexpectedEof.into());

@@ -9,6 +9,9 @@
 
 use std::time::Instant;
 
+use std::sync::Arc;
+
+use crate::budget::{MemoryBudget, Reservation};
 use crate::policy::{Envelope, MailParams, check_outgoing_mail_from};
 use crate::ratelimit::RateLimiter;
 use crate::reply::Reply;
@@ -137,8 +140,11 @@ impl Session {
             if let Err(reply) = check_outgoing_mail_from(&addr) {
                 return Step::Reply(reply);
             }
+            // One budget per mailbox, however the address is spelled.
+            let key = chatmaild::address::canonical_mailbox(&addr)
+                .map_or_else(|_| addr.to_ascii_lowercase(), |m| m.as_str().to_owned());
             if let Some(limiter) = limiter
-                && let Err(wait) = limiter.check(&addr, now)
+                && let Err(wait) = limiter.check(&key, now)
             {
                 tracing::warn!(sender = %addr, "rate limit exceeded");
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -160,6 +166,12 @@ impl Session {
             Some(addr) if !addr.is_empty() => {
                 if self.rcpt_to.len() >= MAX_RECIPIENTS {
                     return Step::Reply(Reply::TOO_MANY_RECIPIENTS);
+                }
+                // Incoming recipients are ours: only spellings whose mailbox is certain.
+                if self.mode == Mode::Incoming
+                    && chatmaild::address::canonical_mailbox(&addr).is_err()
+                {
+                    return Step::Reply(Reply::RECIPIENT_NOT_PLAIN);
                 }
                 self.rcpt_to.push(addr);
                 Step::Reply(Reply::OK)
@@ -251,14 +263,20 @@ enum DataState {
 
 /// Receives one message after `354`: undoes dot-stuffing and stops at CRLF `.` CRLF.
 ///
-/// The message is stored only up to `max` bytes; beyond that the reader keeps consuming
-/// (and discarding) until the end marker, then reports the overflow.
+/// The message is stored only up to `max` bytes and while the process-wide
+/// [`MemoryBudget`] covers it; beyond either the reader keeps consuming (and discarding)
+/// until the end marker, then reports why. A bare CR or LF anywhere makes the message
+/// invalid (reported at the end marker too): Postfix, mail-parser and mail clients split
+/// such lines differently.
 #[derive(Debug)]
 pub struct DataReader {
     state: DataState,
     max: usize,
     message: Vec<u8>,
     overflow: bool,
+    over_budget: bool,
+    bare_line_end: bool,
+    reservation: Reservation,
 }
 
 /// A finished DATA phase.
@@ -268,16 +286,40 @@ pub enum DataEnd {
     Message(Vec<u8>),
     /// The message was larger than the limit; its bytes were discarded.
     TooBig,
+    /// The memory budget of messages in flight could not hold it; its bytes were discarded.
+    OverBudget,
+    /// A CR not followed by LF, or an LF not preceded by CR.
+    BareLineEnd,
+}
+
+impl DataEnd {
+    /// The reply for an end that is not a message.
+    pub fn reply(&self) -> Option<Reply> {
+        match self {
+            DataEnd::Message(_) => None,
+            DataEnd::TooBig => Some(Reply::TOO_BIG),
+            DataEnd::OverBudget => Some(Reply::OVER_BUDGET),
+            DataEnd::BareLineEnd => Some(Reply::INVALID_DATA),
+        }
+    }
 }
 
 impl DataReader {
-    /// A reader keeping at most `max` message bytes.
+    /// A reader keeping at most `max` message bytes, without a memory budget.
     pub fn new(max: u64) -> DataReader {
+        DataReader::with_budget(max, None)
+    }
+
+    /// A reader keeping at most `max` message bytes, reserved from `budget`.
+    pub fn with_budget(max: u64, budget: Option<Arc<MemoryBudget>>) -> DataReader {
         DataReader {
             state: DataState::LineStart,
             max: usize::try_from(max).unwrap_or(usize::MAX),
             message: Vec::new(),
             overflow: false,
+            over_budget: false,
+            bare_line_end: false,
+            reservation: Reservation::new(budget),
         }
     }
 
@@ -286,15 +328,45 @@ impl DataReader {
         self.overflow
     }
 
+    /// Whether the memory budget refused the message (the reader then only looks for the end).
+    pub fn over_budget(&self) -> bool {
+        self.over_budget
+    }
+
+    /// The budget reservation of the message read; keep it as long as the message is held.
+    pub fn take_reservation(&mut self) -> Reservation {
+        std::mem::take(&mut self.reservation)
+    }
+
     fn emit(&mut self, bytes: &[u8]) {
-        if self.overflow {
+        if self.overflow || self.over_budget {
             return;
         }
-        if self.message.len().saturating_add(bytes.len()) > self.max {
+        let total = self.message.len().saturating_add(bytes.len());
+        if total > self.max {
             self.overflow = true;
             self.message = Vec::new();
+            self.reservation.release();
+        } else if !self.reservation.cover(total, self.max) {
+            self.over_budget = true;
+            self.message = Vec::new();
+            self.reservation.release();
         } else {
             self.message.extend_from_slice(bytes);
+        }
+    }
+
+    fn finish(&mut self) -> DataEnd {
+        if self.overflow {
+            DataEnd::TooBig
+        } else if self.over_budget {
+            DataEnd::OverBudget
+        } else if self.bare_line_end {
+            self.message = Vec::new();
+            self.reservation.release();
+            DataEnd::BareLineEnd
+        } else {
+            DataEnd::Message(std::mem::take(&mut self.message))
         }
     }
 
@@ -308,7 +380,11 @@ impl DataReader {
                     // Copy up to the next CR in one go.
                     let rest = input.get(i..).unwrap_or_default();
                     let n = rest.iter().position(|&c| c == b'\r').unwrap_or(rest.len());
-                    self.emit(rest.get(..n).unwrap_or_default());
+                    let chunk = rest.get(..n).unwrap_or_default();
+                    if chunk.contains(&b'\n') {
+                        self.bare_line_end = true;
+                    }
+                    self.emit(chunk);
                     i += n;
                     if n < rest.len() {
                         self.emit(b"\r");
@@ -335,12 +411,7 @@ impl DataReader {
                 }
                 DataState::DotCr => {
                     if b == b'\n' {
-                        let end = if self.overflow {
-                            DataEnd::TooBig
-                        } else {
-                            DataEnd::Message(std::mem::take(&mut self.message))
-                        };
-                        return (i + 1, Some(end));
+                        return (i + 1, Some(self.finish()));
                     }
                     // `.` CR x: the dot was stuffing; CR x is line content.
                     self.emit(b"\r");
@@ -355,6 +426,9 @@ impl DataReader {
 
     /// One byte of line content after which the state follows the CRLF structure.
     fn plain_byte(&mut self, b: u8) {
+        if (b == b'\n') != (self.state == DataState::Cr) {
+            self.bare_line_end = true;
+        }
         self.emit(&[b]);
         self.state = match (self.state, b) {
             (_, b'\r') => DataState::Cr,
@@ -411,8 +485,6 @@ mod tests {
             ("stuffed dot", b"..x\r\n.\r\n", Some(b".x\r\n")),
             ("stuffed lone dot", b"..\r\n.\r\n", Some(b".\r\n")),
             ("dot mid line", b"a.b\r\n.\r\n", Some(b"a.b\r\n")),
-            ("bare lf dot", b"a\n.\r\nb\r\n.\r\n", Some(b"a\n.\r\nb\r\n")),
-            ("dot cr x", b".\rx\r\n.\r\n", Some(b"\rx\r\n")),
             ("8bit", b"\xff\xfe\r\n.\r\n", Some(b"\xff\xfe\r\n")),
             ("no end", b"abc\r\n", None),
             ("no end dot", b"abc\r\n.", None),
@@ -421,6 +493,61 @@ mod tests {
             let (_, end) = run(input, 1000);
             assert_eq!(end, want.map(|w| DataEnd::Message(w.to_vec())), "{name}");
         }
+    }
+
+    #[test]
+    fn bare_cr_or_lf_is_invalid_after_the_end_marker() {
+        let cases: &[(&str, &[u8])] = &[
+            ("bare lf dot", b"a\n.\r\nb\r\n.\r\n"),
+            ("dot cr x", b".\rx\r\n.\r\n"),
+            ("bare lf", b"Subject: x\nFrom: y\r\n\r\nz\r\n.\r\n"),
+            ("bare cr", b"Subject: x\rFrom: y\r\n\r\nz\r\n.\r\n"),
+            ("cr cr lf", b"a\r\r\n.\r\n"),
+            ("leading lf", b"\na\r\n.\r\n"),
+            ("dot lf", b".\nx\r\n.\r\n"),
+            ("stuffed dot bare lf", b"..x\ny\r\n.\r\n"),
+        ];
+        for (name, input) in cases {
+            let (used, end) = run(input, 1000);
+            assert_eq!(end, Some(DataEnd::BareLineEnd), "{name}");
+            assert_eq!(used, input.len(), "{name}: read to the end marker");
+        }
+        // Split at every byte: the same verdict, and the command after it stays.
+        let input = b"a\rb\r\nc\nd\r\n.\r\nQUIT\r\n";
+        for cut in 0..input.len() {
+            let mut r = DataReader::new(1000);
+            let (a, end) = r.feed(&input[..cut]);
+            let (end, used) = match end {
+                Some(e) => (e, a),
+                None => {
+                    let (b, e) = r.feed(&input[cut..]);
+                    (e.expect("end"), cut + b)
+                }
+            };
+            assert_eq!(end, DataEnd::BareLineEnd, "cut {cut}");
+            assert_eq!(&input[used..], b"QUIT\r\n", "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn memory_budget_defers_past_the_limit() {
+        let budget = MemoryBudget::new(100 * 1024);
+        let mut big = vec![b'x'; 150 * 1024];
+        big.extend_from_slice(b"\r\n.\r\nQUIT\r\n");
+        let mut r = DataReader::with_budget(1 << 20, Some(Arc::clone(&budget)));
+        let (used, end) = r.feed(&big);
+        assert_eq!(end, Some(DataEnd::OverBudget));
+        assert_eq!(&big[used..], b"QUIT\r\n");
+        assert_eq!(budget.in_use(), 0, "nothing held after refusing");
+        // A message that fits holds its bytes until the reservation is dropped.
+        let mut r = DataReader::with_budget(1 << 20, Some(Arc::clone(&budget)));
+        let (_, end) = r.feed(b"hello\r\n.\r\n");
+        assert_eq!(end, Some(DataEnd::Message(b"hello\r\n".to_vec())));
+        let reservation = r.take_reservation();
+        assert!(budget.in_use() >= 7);
+        drop(reservation);
+        assert_eq!(budget.in_use(), 0);
+        assert_eq!(DataEnd::OverBudget.reply(), Some(Reply::OVER_BUDGET));
     }
 
     #[test]
@@ -464,7 +591,6 @@ mod tests {
             b"a\r\n",
             b".\r\n",
             b"..\r\n.x\r\n",
-            b"a\n.\r\n",
             b"x\r\n.\r\n.y\r\nz\r\n",
         ] {
             let stuffed: Vec<u8> = stuffed_slices(msg).flatten().copied().collect();
@@ -476,13 +602,7 @@ mod tests {
                 Some(DataEnd::Message(m)) => m,
                 other => panic!("{other:?}"),
             };
-            if msg == b"a\n.\r\n" {
-                // A dot after a bare LF is stuffed for lenient receivers (Postfix ends
-                // lines at LF); a strict RFC 5321 reader keeps both dots.
-                assert_eq!(back, b"a\n..\r\n");
-            } else {
-                assert_eq!(back, msg, "{:?}", String::from_utf8_lossy(msg));
-            }
+            assert_eq!(back, msg, "{:?}", String::from_utf8_lossy(msg));
         }
         let s: Vec<u8> = stuffed_slices(b".a\r\nb\r\n.\r\n")
             .flatten()

@@ -40,11 +40,16 @@ fn keys() -> Keys {
 
 /// `message` with a DKIM-Signature of `d=domain; s=sel` prepended.
 fn sign(keys: &Keys, domain: &str, message: &[u8]) -> Vec<u8> {
+    sign_headers(keys, domain, &["From", "To", "Subject"], message)
+}
+
+/// `message` with a DKIM-Signature over `headers` prepended.
+fn sign_headers(keys: &Keys, domain: &str, headers: &[&str], message: &[u8]) -> Vec<u8> {
     let key = Ed25519Key::from_pkcs8_der(&keys.pkcs8).unwrap();
     let sig = DkimSigner::from_key(key)
         .domain(domain)
         .selector("sel")
-        .headers(["From", "To", "Subject"])
+        .headers(headers.iter().copied())
         .sign(message)
         .unwrap();
     let mut out = sig.to_header().into_bytes();
@@ -145,6 +150,62 @@ async fn signatures_table() {
     for (name, msg, from, want) in cases {
         assert_eq!(verifier.verify(&msg, from).await, want, "{name}");
     }
+}
+
+/// A signature that does not cover From proves nothing about it: another From line
+/// could be put above the signed ones.
+#[tokio::test]
+async fn signature_must_cover_from() {
+    let keys = keys();
+    let verifier = DkimVerifier::new(Some(dns_server(&keys).await)).unwrap();
+    let from = "carol@other.example";
+    let unsigned_from = sign_headers(&keys, "other.example", &["To", "Subject"], &message(from));
+    assert_eq!(
+        verifier.verify(&unsigned_from, from).await,
+        Err(Reply::NO_VALID_DKIM_SIGNATURE)
+    );
+    let lower = sign_headers(&keys, "other.example", &["from", "to"], &message(from));
+    assert_eq!(verifier.verify(&lower, from).await, Ok(()));
+}
+
+/// Only the first `filtermail_max_dkim_signatures` usable signatures are verified.
+#[tokio::test]
+async fn signature_count_is_capped() {
+    let keys = keys();
+    let dns = dns_server(&keys).await;
+    let from = "carol@other.example";
+    let msg = message(from);
+    let good = sign(&keys, "other.example", &msg);
+    let good_header = &good[..good.len() - msg.len()];
+    // Aligned signatures of another message: they fail, each costing a verification.
+    let other = sign(&keys, "other.example", &message("dave@other.example"));
+    let bad_header = &other[..other.len() - message("dave@other.example").len()];
+    let stuffed = |bad: usize, good_first: bool| {
+        let mut out = Vec::new();
+        if good_first {
+            out.extend_from_slice(good_header);
+        }
+        for _ in 0..bad {
+            out.extend_from_slice(bad_header);
+        }
+        if !good_first {
+            out.extend_from_slice(good_header);
+        }
+        out.extend_from_slice(&msg);
+        out
+    };
+    let verifier = DkimVerifier::new(Some(dns)).unwrap().with_max_signatures(3);
+    assert_eq!(verifier.verify(&stuffed(2, false), from).await, Ok(()));
+    assert_eq!(
+        verifier.verify(&stuffed(3, false), from).await,
+        Err(Reply::NO_VALID_DKIM_SIGNATURE),
+        "the good signature is the fourth"
+    );
+    assert_eq!(verifier.verify(&stuffed(5000, true), from).await, Ok(()));
+    assert_eq!(
+        verifier.verify(&stuffed(5000, false), from).await,
+        Err(Reply::NO_VALID_DKIM_SIGNATURE)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -426,6 +426,16 @@ async fn malformed_requests_are_400() {
         let r = post(d.http_port, &[("X-MAIL-TO", TO), (k, v)], &body).await;
         assert_eq!(r.status, 400, "{k}: {v}: {r:?}");
     }
+    // Recipient spellings whose mailbox Postfix would have to guess.
+    for v in [
+        "\"bob\"@chat.example.org",
+        "@relay.example:bob@chat.example.org",
+        "bob%chat.example.org@chat.example.org",
+    ] {
+        let r = post(d.http_port, &[("X-MAIL-TO", v)], &body).await;
+        assert_eq!(r.status, 400, "{v}: {r:?}");
+        assert_eq!(r.body, b"553 5.1.3 Recipient address not in plain form");
+    }
     // Two senders.
     let r = post(
         d.http_port,
@@ -442,6 +452,8 @@ async fn malformed_requests_are_400() {
     for bad in [
         &b"Subject: x\r\n\r\n.\r\nmore\r\n"[..],
         b"Subject: x\r\n\r\nno crlf",
+        b"Subject: x\nFrom: y@z\r\n\r\nbare LF\r\n",
+        b"Subject: x\r\n\r\nbare\rCR\r\n",
     ] {
         let r = post(
             d.http_port,
@@ -507,4 +519,81 @@ async fn sigterm_stops_both_listeners() {
             .await
             .is_err()
     );
+}
+
+/// Past the memory budget a request gets 503 with Retry-After while another holds it.
+#[tokio::test]
+async fn memory_budget_is_503_with_retry_after() {
+    let sink = Sink::start("250 2.0.0 Ok").await;
+    // The budget is raised to one message of max_message_size: 2 MB.
+    let d = daemon(
+        &sink,
+        "filtermail_memory_budget = 1M\nmax_message_size = 2000000\n",
+    );
+    let mut hold = TcpStream::connect(("127.0.0.1", d.http_port))
+        .await
+        .unwrap();
+    hold.write_all(
+        format!(
+            "POST /mxdeliv HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-MAIL-FROM: {FROM}\r\nX-MAIL-TO: {TO}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // 1.5 MB of an unfinished body: held, not yet complete.
+    let line = [b'x'; 998];
+    let mut chunk = Vec::new();
+    chunk.extend_from_slice(b"3e8\r\n");
+    chunk.extend_from_slice(&line);
+    chunk.extend_from_slice(b"\r\n\r\n");
+    for _ in 0..1500 {
+        hold.write_all(&chunk).await.unwrap();
+    }
+    // A second message of 1 MB cannot be covered next to it.
+    let mut big = common::stuff(&message());
+    big.splice(
+        0..0,
+        format!("X-Pad: {}\r\n", "p".repeat(1_000_000)).into_bytes(),
+    );
+    let mut deferred = None;
+    for _ in 0..100 {
+        let r = post(
+            d.http_port,
+            &[("X-MAIL-FROM", FROM), ("X-MAIL-TO", TO)],
+            &big,
+        )
+        .await;
+        if r.status == 503 {
+            deferred = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = deferred.expect("never deferred");
+    assert_eq!(
+        r.body,
+        b"451 4.3.1 Error: too much mail in flight, try again later"
+    );
+    assert!(
+        r.head.to_ascii_lowercase().contains("retry-after: 60"),
+        "{r:?}"
+    );
+    // Once the holder goes away, the budget is free again.
+    drop(hold);
+    let mut ok = None;
+    for _ in 0..100 {
+        let r = post(
+            d.http_port,
+            &[("X-MAIL-FROM", FROM), ("X-MAIL-TO", TO)],
+            &big,
+        )
+        .await;
+        if r.status == 200 {
+            ok = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok.is_some(), "budget not given back");
 }

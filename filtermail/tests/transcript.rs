@@ -367,3 +367,125 @@ async fn reinjection_reuses_connections() {
         1
     );
 }
+
+/// Incoming recipients in a spelling Postfix may route differently are refused at RCPT;
+/// plain variants reach DATA and are judged by their mailbox's marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_recipient_spellings() {
+    let sink = Sink::start("250 Ok").await;
+    let d = Daemon::start("incoming", sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
+    let mbox = d.mailboxes().join(TO);
+    std::fs::create_dir(&mbox).unwrap();
+    std::fs::write(mbox.join("enforceE2EEincoming"), b"").unwrap();
+    let mut c = d.connect().await;
+    c.cmd("EHLO x").await;
+    assert_eq!(c.cmd("MAIL FROM:<a@[127.0.0.2]>").await, "250 OK");
+    for rcpt in [
+        "\"bob\"@chat.example.org",
+        "@relay.example:bob@chat.example.org",
+        "@a,@b:bob@chat.example.org",
+        "bob%chat.example.org@chat.example.org",
+        "chat.example.org!bob@chat.example.org",
+    ] {
+        assert_eq!(
+            c.cmd(&format!("RCPT TO:<{rcpt}>")).await,
+            "553 5.1.3 Recipient address not in plain form",
+            "{rcpt}"
+        );
+    }
+    c.cmd("RSET").await;
+    let plain = eml("plain.eml", "a@[127.0.0.2]", TO, "hi", Eol::Crlf);
+    for rcpt in [
+        "bob+x@chat.example.org",
+        "Bob+@chat.example.org",
+        "BOB@CHAT.EXAMPLE.ORG.",
+    ] {
+        assert_eq!(
+            c.transaction("a@[127.0.0.2]", &[rcpt], &plain).await,
+            "523 Encryption Needed: Invalid Unencrypted Mail",
+            "{rcpt}"
+        );
+    }
+    let enc = eml("encrypted.eml", "a@[127.0.0.2]", TO, "hi", Eol::Crlf);
+    assert_eq!(
+        c.transaction("a@[127.0.0.2]", &["bob+x@chat.example.org"], &enc)
+            .await,
+        "250 OK"
+    );
+    assert_eq!(sink.messages().len(), 1);
+}
+
+/// Ambiguous structure is 523 in both modes; a bare LF in DATA is 500 after the end marker
+/// and the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_messages_and_bare_line_ends() {
+    let sink = Sink::start("250 Ok").await;
+    for mode in ["outgoing", "incoming"] {
+        let d = Daemon::start(mode, sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
+        let mut c = d.connect().await;
+        c.cmd("EHLO x").await;
+        let enc = eml("encrypted.eml", FROM, TO, "hi", Eol::Crlf);
+        let text = String::from_utf8(enc.clone()).unwrap();
+        let two_ct = text.replacen(
+            "Content-Type: multipart/encrypted",
+            "Content-Type: text/plain\r\nContent-Type: multipart/encrypted",
+            1,
+        );
+        assert_ne!(two_ct, text);
+        assert_eq!(
+            c.transaction(FROM, &[TO], two_ct.as_bytes()).await,
+            "523 Encryption Needed: Invalid Unencrypted Mail",
+            "{mode}"
+        );
+        let bare = text.replacen("\r\n", "\n", 1);
+        assert_eq!(
+            c.transaction(FROM, &[TO], bare.as_bytes()).await,
+            "500 Invalid DATA",
+            "{mode}"
+        );
+        assert_eq!(c.transaction(FROM, &[TO], &enc).await, "250 OK", "{mode}");
+    }
+    assert_eq!(sink.messages().len(), 2, "only the two clean messages");
+}
+
+/// Past the memory budget a message is deferred with 451 (after its data), never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_budget_defers_with_451() {
+    let sink = Sink::start("250 Ok").await;
+    // A 1 MiB budget is raised to one whole message of max_message_size (3 MB).
+    let d = Daemon::start(
+        "outgoing",
+        sink.port,
+        "filtermail_memory_budget = 1M\nmax_message_size = 3000000\n",
+        &[],
+    );
+    // Two clients each send half of a 2.5 MB message; the second cannot be covered.
+    let mut a = d.connect().await;
+    let mut b = d.connect().await;
+    a.cmd("EHLO a").await;
+    b.cmd("EHLO b").await;
+    let mut body = eml("encrypted.eml", FROM, TO, "hi", Eol::Crlf);
+    let pad = format!("X-Pad: {}\r\n", "p".repeat(2_500_000));
+    body.splice(0..0, pad.into_bytes());
+    for c in [&mut a, &mut b] {
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{FROM}>")).await, "250 OK");
+        assert_eq!(c.cmd(&format!("RCPT TO:<{TO}>")).await, "250 OK");
+        assert!(c.cmd("DATA").await.starts_with("354"));
+    }
+    a.send(&body[..2_000_000]).await;
+    b.send(&body[..2_000_000]).await;
+    a.send(&body[2_000_000..]).await;
+    b.send(&body[2_000_000..]).await;
+    a.send(b".\r\n").await;
+    b.send(b".\r\n").await;
+    let replies = [a.reply().await, b.reply().await];
+    assert!(
+        replies
+            .iter()
+            .any(|r| r == "451 4.3.1 Error: too much mail in flight, try again later"),
+        "{replies:?}"
+    );
+    // Once the first is done, the budget is free again.
+    let small = eml("encrypted.eml", FROM, TO, "hi", Eol::Crlf);
+    assert_eq!(a.transaction(FROM, &[TO], &small).await, "250 OK");
+}

@@ -1,5 +1,6 @@
 //! Address validation: any address `User::in_dir` accepts names exactly one directory
-//! directly below `mailboxes_dir`, and every derived file is directly inside that one.
+//! directly below `mailboxes_dir`, and every derived file is directly inside that one; the
+//! delivery mailbox `canonical_mailbox` finds for a spelling is canonical itself.
 #![no_main]
 
 use std::path::{Component, Path};
@@ -8,6 +9,15 @@ use chatmaild::User;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|addr: &str| {
+    // The delivery mailbox of a plain spelling is itself plain, maps to itself, and is a
+    // valid mailbox directory name.
+    if let Ok(mailbox) = chatmaild::address::canonical_mailbox(addr) {
+        let again = chatmaild::address::canonical_mailbox(mailbox.as_str());
+        assert_eq!(again.as_ref(), Ok(&mailbox), "{addr:?} -> {mailbox}");
+        assert!(chatmaild::user::validate_address(mailbox.as_str()).is_ok());
+        assert!(mailbox.as_str().is_ascii());
+        assert_eq!(mailbox.as_str(), mailbox.as_str().to_ascii_lowercase());
+    }
     let dir = Path::new("/home/vmail/mail/chat.example.org");
     let Ok(user) = User::in_dir(dir, addr) else {
         return;

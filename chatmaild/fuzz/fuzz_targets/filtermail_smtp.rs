@@ -59,7 +59,7 @@ fn drive(mode: Mode, reads: &[&[u8]]) {
                         let env = session.take_envelope();
                         assert!(!env.rcpt_to.is_empty());
                     }
-                    Some(DataEnd::TooBig) => {
+                    Some(DataEnd::TooBig | DataEnd::OverBudget | DataEnd::BareLineEnd) => {
                         session.take_envelope();
                     }
                 }
