@@ -18,6 +18,9 @@ pub const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
 /// The notification service the reference posts device tokens to (SPEC §5.5).
 pub const DEFAULT_NOTIFICATION_URL: &str = "https://notifications.delta.chat/notify";
 
+/// Default `metrics_port`: beside filtermail's 10080-10084, clear of mtail's 3903.
+pub const DEFAULT_METRICS_PORT: u16 = 10089;
+
 /// How new password hashes are written (existing files are always served verbatim).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordScheme {
@@ -105,6 +108,8 @@ pub struct Config {
     pub filtermail_host: String,
     /// Host filtermail reinjects to.
     pub postfix_host: String,
+    /// Port of `chatmail-exporter`'s `/metrics` on 127.0.0.1.
+    pub metrics_port: u16,
     /// Unix socket of chatmail-turn.
     pub turn_socket_path: PathBuf,
     /// Iroh relay URL handed to clients; empty disables it.
@@ -287,6 +292,7 @@ impl Config {
             postfix_reinject_port_incoming: p.int("postfix_reinject_port_incoming", 10026)?,
             filtermail_host: p.string("filtermail_host", "127.0.0.1"),
             postfix_host: p.string("postfix_host", "127.0.0.1"),
+            metrics_port: p.int("metrics_port", DEFAULT_METRICS_PORT)?,
             turn_socket_path: p
                 .string("turn_socket_path", "/run/chatmail-turn/turn.socket")
                 .into(),
@@ -581,6 +587,7 @@ mod tests {
         assert_eq!(c.postfix_reinject_port_incoming, 10026);
         assert_eq!(c.filtermail_host, "127.0.0.1");
         assert_eq!(c.postfix_host, "127.0.0.1");
+        assert_eq!(c.metrics_port, 10089);
         assert_eq!(
             c.turn_socket_path,
             Path::new("/run/chatmail-turn/turn.socket")

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dict;
 pub mod error;
 pub mod fs;
+pub mod metrics;
 pub mod service;
 pub mod user;
 
