@@ -78,6 +78,8 @@ pub struct Outcome {
     pub files: u64,
     /// Files removed (messages and `maildirsize`).
     pub removed_files: u64,
+    /// Bytes of the messages removed, those of removed mailboxes included.
+    pub removed_bytes: u64,
     /// Entries that could not be read or removed.
     pub failures: u64,
     /// Lines for stderr (each ends in a newline).
@@ -97,7 +99,7 @@ impl Outcome {
 
     /// Removes one file as the reference's `remove_file` does: `-v` line, vanished files
     /// reported, and counted in either case.
-    fn remove_file(&mut self, policy: &Policy, path: &Path, mtime_secs: Option<i64>) {
+    fn remove_file(&mut self, policy: &Policy, path: &Path, mtime_secs: Option<i64>, size: u64) {
         if policy.verbose {
             match mtime_secs {
                 Some(t) => self.line(format_args!("removing {} {}", month_day(t), path.display())),
@@ -114,6 +116,7 @@ impl Outcome {
             }
         }
         self.removed_files += 1;
+        self.removed_bytes += size;
     }
 }
 
@@ -174,6 +177,7 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
             return out;
         }
         out.removed_mailboxes += 1;
+        out.removed_bytes += stat.messages.iter().map(|m| m.size).sum::<u64>();
         return out;
     }
 
@@ -188,14 +192,24 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
     for message in &stat.messages {
         let mtime = message.mtime();
         if mtime < policy.cutoff_mails {
-            out.remove_file(policy, &message.path, Some(message.mtime_secs));
+            out.remove_file(
+                policy,
+                &message.path,
+                Some(message.mtime_secs),
+                message.size,
+            );
             changed = true;
         } else if message.size > LARGE_MESSAGE_BYTES && mtime < policy.cutoff_large {
             // Only large mail the user has seen goes; unseen mail in new/ stays. As in the
             // reference, a match in new/ still counts as a change (maildirsize goes), so
             // the counts stay comparable; Dovecot just recomputes the file.
             if message.sub == MaildirSub::Cur {
-                out.remove_file(policy, &message.path, Some(message.mtime_secs));
+                out.remove_file(
+                    policy,
+                    &message.path,
+                    Some(message.mtime_secs),
+                    message.size,
+                );
             } else {
                 quota_candidates.extend(quota_entry(message));
             }
@@ -205,16 +219,21 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
         }
     }
 
+    let mut quota_bytes = 0;
     let removed = expire_to_target(
         quota_candidates,
         policy.quota_target,
         policy.real_now,
         |e| {
             if policy.dry_run {
+                quota_bytes += e.parsed.size;
                 return true;
             }
             match unlink(&e.path) {
-                Ok(()) => true,
+                Ok(()) => {
+                    quota_bytes += e.parsed.size;
+                    true
+                }
                 Err(err) => {
                     out.failure(&e.path, &err);
                     false
@@ -225,6 +244,7 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
     if removed > 0 {
         changed = true;
         out.removed_files += removed;
+        out.removed_bytes += quota_bytes;
         if policy.verbose {
             out.line(format_args!(
                 "{} {removed} message(s) from {name}",
@@ -233,7 +253,7 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
         }
     }
     if changed {
-        out.remove_file(policy, &dir.join("maildirsize"), None);
+        out.remove_file(policy, &dir.join("maildirsize"), None, 0);
     }
     out
 }
@@ -295,6 +315,8 @@ pub struct Summary {
     pub mailboxes: u64,
     /// Files removed.
     pub removed_files: u64,
+    /// Bytes of the messages removed.
+    pub removed_bytes: u64,
     /// Messages in kept mailboxes.
     pub files: u64,
     /// Entries that could not be read or removed.
@@ -302,6 +324,53 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The run as a Prometheus textfile (gauges: the figures of the last run).
+    pub fn textfile(&self, finished_unix: f64, secs: f64, dry_run: bool) -> String {
+        use chatmaild::metrics::Encoder;
+        let mut e = Encoder::new();
+        e.gauge(
+            "chatmail_expire_last_run_timestamp_seconds",
+            "When the last chatmail-expire run finished.",
+            finished_unix,
+        );
+        e.gauge(
+            "chatmail_expire_last_run_duration_seconds",
+            "How long the last chatmail-expire run took.",
+            secs,
+        );
+        e.gauge(
+            "chatmail_expire_last_run_dry_run",
+            "1 if the last run only reported what it would remove.",
+            if dry_run { 1.0 } else { 0.0 },
+        );
+        for (name, help, v) in [
+            (
+                "chatmail_expire_last_run_removed_accounts",
+                "Accounts (mailboxes) the last run removed.",
+                self.removed_mailboxes,
+            ),
+            (
+                "chatmail_expire_last_run_removed_files",
+                "Files the last run removed from kept mailboxes.",
+                self.removed_files,
+            ),
+            (
+                "chatmail_expire_last_run_removed_bytes",
+                "Bytes of the messages the last run removed.",
+                self.removed_bytes,
+            ),
+            (
+                "chatmail_expire_last_run_failures",
+                "Entries the last run could not read or remove.",
+                self.failures,
+            ),
+        ] {
+            #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
+            e.gauge(name, help, v as f64);
+        }
+        e.finish()
+    }
+
     /// The reference's summary line (without newline).
     pub fn line(&self, secs: f64) -> String {
         format!(
@@ -359,6 +428,7 @@ pub fn run(
             summary.removed_mailboxes += out.removed_mailboxes;
             summary.files += out.files;
             summary.removed_files += out.removed_files;
+            summary.removed_bytes += out.removed_bytes;
             summary.failures += out.failures;
         },
     );
