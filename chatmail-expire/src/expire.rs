@@ -327,40 +327,41 @@ impl Summary {
     /// The run as a Prometheus textfile (gauges: the figures of the last run).
     pub fn textfile(&self, finished_unix: f64, secs: f64, dry_run: bool) -> String {
         use chatmaild::metrics::Encoder;
+        use chatmaild::metrics::names::expire as names;
         let mut e = Encoder::new();
         e.gauge(
-            "chatmail_expire_last_run_timestamp_seconds",
+            names::LAST_RUN,
             "When the last chatmail-expire run finished.",
             finished_unix,
         );
         e.gauge(
-            "chatmail_expire_last_run_duration_seconds",
+            names::DURATION,
             "How long the last chatmail-expire run took.",
             secs,
         );
         e.gauge(
-            "chatmail_expire_last_run_dry_run",
+            names::DRY_RUN,
             "1 if the last run only reported what it would remove.",
             if dry_run { 1.0 } else { 0.0 },
         );
         for (name, help, v) in [
             (
-                "chatmail_expire_last_run_removed_accounts",
+                names::REMOVED_ACCOUNTS,
                 "Accounts (mailboxes) the last run removed.",
                 self.removed_mailboxes,
             ),
             (
-                "chatmail_expire_last_run_removed_files",
+                names::REMOVED_FILES,
                 "Files the last run removed from kept mailboxes.",
                 self.removed_files,
             ),
             (
-                "chatmail_expire_last_run_removed_bytes",
+                names::REMOVED_BYTES,
                 "Bytes of the messages the last run removed.",
                 self.removed_bytes,
             ),
             (
-                "chatmail_expire_last_run_failures",
+                names::FAILURES,
                 "Entries the last run could not read or remove.",
                 self.failures,
             ),

@@ -1,22 +1,23 @@
 //! What chatmail-metadata counts (published on its metrics socket, see
 //! [`chatmaild::metrics`]).
 
+use chatmaild::metrics::names::metadata as names;
 use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, REQUEST_BUCKETS};
 
 /// Device tokens stored by `SETMETADATA`.
-pub const TOKENS_SET: &str = "chatmail_metadata_tokens_set_total";
+pub const TOKENS_SET: &str = names::TOKENS_SET;
 /// Device tokens removed because the notification service answered 410 Gone.
-pub const TOKENS_REMOVED: &str = "chatmail_metadata_tokens_removed_total";
+pub const TOKENS_REMOVED: &str = names::TOKENS_REMOVED;
 /// Notification events by `event` ([`Event`]).
-pub const NOTIFICATIONS: &str = "chatmail_metadata_notifications_total";
+pub const NOTIFICATIONS: &str = names::NOTIFICATIONS;
 /// Time of one notification request.
-pub const REQUEST_SECONDS: &str = "chatmail_metadata_notification_request_duration_seconds";
+pub const REQUEST_SECONDS: &str = names::REQUEST_SECONDS;
 /// Queued notifications, waiting or in flight.
-pub const QUEUE_ITEMS: &str = "chatmail_metadata_queue_items";
+pub const QUEUE_ITEMS: &str = names::QUEUE_ITEMS;
 /// Age of the oldest waiting notification.
-pub const QUEUE_OLDEST: &str = "chatmail_metadata_queue_oldest_age_seconds";
+pub const QUEUE_OLDEST: &str = names::QUEUE_OLDEST;
 /// Failed lookups of shared keys by `key` (`turn`, `appversions`).
-pub const LOOKUP_ERRORS: &str = "chatmail_metadata_lookup_errors_total";
+pub const LOOKUP_ERRORS: &str = names::LOOKUP_ERRORS;
 
 /// A notification event (the `event` label of [`NOTIFICATIONS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

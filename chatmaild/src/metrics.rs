@@ -12,6 +12,8 @@
 //! (`_seconds`, `_bytes`), `_total` for counters. Label values come from fixed lists
 //! (an enum's variants), never from an address, token or message id.
 
+pub mod names;
+
 use std::fmt::Write as _;
 use std::io::ErrorKind;
 use std::os::unix::fs::FileTypeExt;

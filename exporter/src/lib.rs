@@ -211,9 +211,9 @@ async fn read_textfile(path: &Path) -> Option<(String, f64)> {
 }
 
 /// Name of the per-service up gauge.
-pub const SERVICE_UP: &str = "chatmail_service_up";
+pub const SERVICE_UP: &str = chatmaild::metrics::names::SERVICE_UP;
 /// Name of the textfile age gauge.
-pub const TEXTFILE_MTIME: &str = "chatmail_textfile_mtime_seconds";
+pub const TEXTFILE_MTIME: &str = chatmaild::metrics::names::TEXTFILE_MTIME;
 
 /// One scrape: every source read concurrently, rendered as one document.
 pub async fn scrape(sources: &Sources) -> String {

@@ -127,6 +127,13 @@ async fn scrape(port: u16) -> HashMap<String, f64> {
         head.to_ascii_lowercase()
             .contains("text/plain; version=0.0.4")
     );
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        assert!(
+            chatmaild::metrics::names::is_known(name),
+            "{name} missing from chatmaild::metrics::names"
+        );
+    }
     let lines = body.lines().map(|l| Ok(l.to_owned()));
     let parsed = prometheus_parse::Scrape::parse(lines).expect("valid exposition format");
     let mut out = HashMap::new();

@@ -14,7 +14,7 @@ use chatmaild::{Config, User};
 use tracing::{debug, error, warn};
 
 /// Name of the counter of login updates, by [`Update`].
-pub const UPDATES_METRIC: &str = "chatmail_lastlogin_updates_total";
+pub const UPDATES_METRIC: &str = chatmaild::metrics::names::lastlogin::UPDATES;
 
 /// What became of one login report (the `result` label of [`UPDATES_METRIC`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,18 +4,19 @@
 //! transport (filtermail's `transport` mode) publishes them with
 //! [`chatmaild::metrics::spawn_publisher`] and [`TransportMetrics::render`].
 
+use chatmaild::metrics::names::transport as names;
 use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, REQUEST_BUCKETS};
 
 /// Batches delivered, by `path` ([`Path`]).
-pub const DELIVERED: &str = "chatmail_transport_delivered_total";
+pub const DELIVERED: &str = names::DELIVERED;
 /// Batches not delivered, by `class` ([`FailureClass`]).
-pub const FAILURES: &str = "chatmail_transport_failures_total";
+pub const FAILURES: &str = names::FAILURES;
 /// HTTPS `/mxdeliv` attempts that failed and fell back to SMTP.
-pub const HTTPS_FALLBACKS: &str = "chatmail_transport_https_fallbacks_total";
+pub const HTTPS_FALLBACKS: &str = names::HTTPS_FALLBACKS;
 /// Time to deliver (or fail) one batch.
-pub const DURATION: &str = "chatmail_transport_delivery_duration_seconds";
+pub const DURATION: &str = names::DURATION;
 /// Batches being delivered now.
-pub const IN_FLIGHT: &str = "chatmail_transport_deliveries_in_flight";
+pub const IN_FLIGHT: &str = names::IN_FLIGHT;
 
 /// How a batch was delivered (the `path` label of [`DELIVERED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
