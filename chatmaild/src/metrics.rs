@@ -375,10 +375,19 @@ pub fn spawn_publisher<C: Collect>(path: &Path, source: Arc<C>, stop: Cancellati
     }
 }
 
-/// Binds a unix socket at `path`, replacing only a stale socket.
+/// Binds a unix socket at `path`, replacing only a stale socket: one that another
+/// process still serves (two daemons started with sockets in one directory) is kept.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    ErrorKind::AddrInUse,
+                    "another process serves this socket",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
         Ok(_) => {
             return Err(std::io::Error::new(
                 ErrorKind::AlreadyExists,
@@ -511,6 +520,22 @@ mod tests {
             socket_path(Path::new("/run/chatmail-lastlogin/lastlogin.socket")),
             PathBuf::from("/run/chatmail-lastlogin/metrics.socket")
         );
+    }
+
+    #[tokio::test]
+    async fn a_live_socket_is_not_taken_over_a_stale_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SOCKET_NAME);
+        let first = bind(&path).unwrap();
+        let err = bind(&path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AddrInUse);
+        drop(first);
+        assert!(path.exists(), "left behind like after a crash");
+        drop(bind(&path).unwrap());
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(bind(&file).is_err());
+        assert_eq!(std::fs::read(&file).unwrap(), b"x");
     }
 
     #[tokio::test]
