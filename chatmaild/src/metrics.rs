@@ -45,6 +45,18 @@ pub fn socket_path(service_socket: &Path) -> PathBuf {
         .join(SOCKET_NAME)
 }
 
+/// Environment variable naming the metrics socket of a daemon that has no service socket
+/// of its own (filtermail); tests point it into a temporary directory.
+pub const SOCKET_ENV: &str = "CHATMAIL_METRICS_SOCKET";
+
+/// The metrics socket of a daemon without a service socket: `$CHATMAIL_METRICS_SOCKET`,
+/// else `default` (e.g. `/run/filtermail-transport/metrics.socket`).
+pub fn socket_from_env(default: &str) -> PathBuf {
+    std::env::var_os(SOCKET_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
+
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);

@@ -131,7 +131,13 @@ impl Daemon {
         // what the test put there, and the daemon's metrics socket beside its socket.
         assert_eq!(
             names(self.root.path()),
-            ["boxes", "chatmail.ini", "d.socket", "daemon.log", "metrics.socket"],
+            [
+                "boxes",
+                "chatmail.ini",
+                "d.socket",
+                "daemon.log",
+                "metrics.socket"
+            ],
             "unexpected file beside mailboxes_dir"
         );
         assert_eq!(names(&self.root.path().join("boxes")), ["mail"]);
