@@ -20,8 +20,10 @@ use crate::parallel::{default_threads, progress_wanted};
 use crate::quota::{expire_to_target, list_entries, unlink};
 
 /// Usage text of `chatmail-expire`.
-pub const EXPIRE_USAGE: &str =
-    "usage: chatmail-expire [CHATMAIL_INI] [--days DAYS] [--maxnum MAXNUM] [-v] [--remove]";
+pub const EXPIRE_USAGE: &str = "usage: chatmail-expire [CHATMAIL_INI] [--days DAYS] [--maxnum MAXNUM] [-v] [--remove] [--textfile PATH]";
+
+/// The file name used when `--textfile` names a directory.
+pub const TEXTFILE_NAME: &str = "expire.prom";
 
 /// Usage text of `chatmail-quota-expire`.
 pub const QUOTA_USAGE: &str = "usage: chatmail-quota-expire TARGET_MB MAILBOX_PATH";
@@ -42,6 +44,9 @@ pub struct ExpireArgs {
     pub verbose: bool,
     /// Really remove (otherwise a dry run).
     pub remove: bool,
+    /// Write the run's figures as a Prometheus textfile here (a directory gets
+    /// [`TEXTFILE_NAME`]).
+    pub textfile: Option<PathBuf>,
 }
 
 /// What a command line asks for.
@@ -98,6 +103,7 @@ pub fn parse_expire_args(
         maxnum: None,
         verbose: false,
         remove: false,
+        textfile: None,
     };
     let mut ini = None;
     while let Some(arg) = parser.next().map_err(usage_err)? {
@@ -105,7 +111,7 @@ pub fn parse_expire_args(
             Arg::Short('v') => out.verbose = true,
             Arg::Short('h') => return Ok(Command::Help),
             Arg::Long(name) => {
-                let name = resolve_long(name, &["days", "maxnum", "remove", "help"])?;
+                let name = resolve_long(name, &["days", "maxnum", "remove", "textfile", "help"])?;
                 match name {
                     "days" => {
                         let v = parser.value().map_err(usage_err)?;
@@ -116,6 +122,10 @@ pub fn parse_expire_args(
                         out.maxnum = parse_int("--maxnum", &v)?;
                     }
                     "remove" => out.remove = true,
+                    "textfile" => {
+                        let v = parser.value().map_err(usage_err)?;
+                        out.textfile = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty());
+                    }
                     _ => return Ok(Command::Help),
                 }
             }
@@ -241,6 +251,21 @@ fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
         let _ = registry.prune_tombstones(real_now as i64);
         // What a crash of an earlier run (or of chatmail-admin) left in the trash.
         registry.clean_leftovers();
+    }
+    if let Some(path) = &args.textfile {
+        let path = if path.is_dir() {
+            path.join(TEXTFILE_NAME)
+        } else {
+            path.clone()
+        };
+        let text = summary.textfile(clock::now(), stopwatch.secs(), !args.remove);
+        chatmaild::fs::write_atomic_mode(
+            &path,
+            text.as_bytes(),
+            chatmaild::fs::Durability::Rename,
+            Some(0o644),
+        )
+        .map_err(Error::Write)?;
     }
     if !print_stdout(&summary.line(stopwatch.secs())) {
         return Ok(ExitCode::FAILURE);

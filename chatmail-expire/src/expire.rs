@@ -91,6 +91,8 @@ pub struct Outcome {
     pub files: u64,
     /// Files removed (messages and `maildirsize`).
     pub removed_files: u64,
+    /// Bytes of the messages removed, those of removed mailboxes included.
+    pub removed_bytes: u64,
     /// Entries that could not be read or removed.
     pub failures: u64,
     /// Lines for stderr (each ends in a newline).
@@ -110,7 +112,7 @@ impl Outcome {
 
     /// Removes one file as the reference's `remove_file` does: `-v` line, vanished files
     /// reported, and counted in either case.
-    fn remove_file(&mut self, policy: &Policy, path: &Path, mtime_secs: Option<i64>) {
+    fn remove_file(&mut self, policy: &Policy, path: &Path, mtime_secs: Option<i64>, size: u64) {
         if policy.verbose {
             match mtime_secs {
                 Some(t) => self.line(format_args!("removing {} {}", month_day(t), path.display())),
@@ -127,6 +129,7 @@ impl Outcome {
             }
         }
         self.removed_files += 1;
+        self.removed_bytes += size;
     }
 }
 
@@ -206,6 +209,7 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
             return out;
         }
         out.removed_mailboxes += 1;
+        out.removed_bytes += stat.messages.iter().map(|m| m.size).sum::<u64>();
         return out;
     }
 
@@ -244,27 +248,37 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
     let maildirsize = dir.join("maildirsize");
     let mut maildirsize_gone = false;
     if changed {
-        out.remove_file(policy, &maildirsize, None);
+        out.remove_file(policy, &maildirsize, None, 0);
         maildirsize_gone = true;
     }
     for message in doomed {
-        out.remove_file(policy, &message.path, Some(message.mtime_secs));
+        out.remove_file(
+            policy,
+            &message.path,
+            Some(message.mtime_secs),
+            message.size,
+        );
     }
 
+    let mut quota_bytes = 0;
     let removed = expire_to_target(
         quota_candidates,
         policy.quota_target,
         policy.real_now,
         |e| {
             if !maildirsize_gone {
-                out.remove_file(policy, &maildirsize, None);
+                out.remove_file(policy, &maildirsize, None, 0);
                 maildirsize_gone = true;
             }
             if policy.dry_run {
+                quota_bytes += e.parsed.size;
                 return true;
             }
             match unlink(&e.path) {
-                Ok(()) => true,
+                Ok(()) => {
+                    quota_bytes += e.parsed.size;
+                    true
+                }
                 Err(err) => {
                     out.failure(&e.path, &err);
                     false
@@ -274,6 +288,7 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
     );
     if removed > 0 {
         out.removed_files += removed;
+        out.removed_bytes += quota_bytes;
         if policy.verbose {
             out.line(format_args!(
                 "{} {removed} message(s) from {name}",
@@ -341,6 +356,8 @@ pub struct Summary {
     pub mailboxes: u64,
     /// Files removed.
     pub removed_files: u64,
+    /// Bytes of the messages removed.
+    pub removed_bytes: u64,
     /// Messages in kept mailboxes.
     pub files: u64,
     /// Entries that could not be read or removed.
@@ -348,6 +365,54 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The run as a Prometheus textfile (gauges: the figures of the last run).
+    pub fn textfile(&self, finished_unix: f64, secs: f64, dry_run: bool) -> String {
+        use chatmaild::metrics::Encoder;
+        use chatmaild::metrics::names::expire as names;
+        let mut e = Encoder::new();
+        e.gauge(
+            names::LAST_RUN,
+            "When the last chatmail-expire run finished.",
+            finished_unix,
+        );
+        e.gauge(
+            names::DURATION,
+            "How long the last chatmail-expire run took.",
+            secs,
+        );
+        e.gauge(
+            names::DRY_RUN,
+            "1 if the last run only reported what it would remove.",
+            if dry_run { 1.0 } else { 0.0 },
+        );
+        for (name, help, v) in [
+            (
+                names::REMOVED_ACCOUNTS,
+                "Accounts (mailboxes) the last run removed.",
+                self.removed_mailboxes,
+            ),
+            (
+                names::REMOVED_FILES,
+                "Files the last run removed from kept mailboxes.",
+                self.removed_files,
+            ),
+            (
+                names::REMOVED_BYTES,
+                "Bytes of the messages the last run removed.",
+                self.removed_bytes,
+            ),
+            (
+                names::FAILURES,
+                "Entries the last run could not read or remove.",
+                self.failures,
+            ),
+        ] {
+            #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
+            e.gauge(name, help, v as f64);
+        }
+        e.finish()
+    }
+
     /// The reference's summary line (without newline).
     pub fn line(&self, secs: f64) -> String {
         format!(
@@ -405,6 +470,7 @@ pub fn run(
             summary.removed_mailboxes += out.removed_mailboxes;
             summary.files += out.files;
             summary.removed_files += out.removed_files;
+            summary.removed_bytes += out.removed_bytes;
             summary.failures += out.failures;
         },
     );

@@ -92,6 +92,46 @@ fn dry_run_changes_nothing_and_counts_like_real_run() {
 }
 
 #[test]
+fn textfile_has_the_figures_of_the_run() {
+    let (relay, _gone, _kept) = populated();
+    let dir = relay.dir.path().join("textfiles");
+    fs::create_dir(&dir).unwrap();
+    let dry = expire(&[
+        relay.ini.as_os_str(),
+        OsStr::new("--textfile"),
+        dir.as_os_str(),
+    ]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    let prom = fs::read_to_string(dir.join("expire.prom")).unwrap();
+    assert!(
+        prom.contains("\nchatmail_expire_last_run_dry_run 1\n"),
+        "{prom}"
+    );
+    let real = expire(&[
+        relay.ini.as_os_str(),
+        OsStr::new("--remove"),
+        OsStr::new("--textfile"),
+        dir.join("expire.prom").as_os_str(),
+    ]);
+    assert!(real.status.success(), "{}", text(&real.stderr));
+    summary_re(&text(&real.stdout), (2, 4), (4, 6));
+    let prom = fs::read_to_string(dir.join("expire.prom")).unwrap();
+    for line in [
+        "chatmail_expire_last_run_dry_run 0",
+        "chatmail_expire_last_run_removed_accounts 2",
+        "chatmail_expire_last_run_removed_files 4",
+        // old1, old2 and large; maildirsize is not counted.
+        "chatmail_expire_last_run_removed_bytes 302000",
+        "chatmail_expire_last_run_failures 0",
+    ] {
+        assert!(prom.lines().any(|l| l == line), "{line} in {prom}");
+    }
+    assert!(prom.contains("# TYPE chatmail_expire_last_run_timestamp_seconds gauge\n"));
+    let leftovers: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "written atomically, no temp file left");
+}
+
+#[test]
 fn verbose_lines() {
     let (relay, _, _) = populated();
     let out = expire(&[

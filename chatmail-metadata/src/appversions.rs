@@ -25,25 +25,44 @@ pub fn compact(bytes: &[u8]) -> Result<String, serde_json::Error> {
 /// The value to serve: from the operator's file if configured (missing → `None`, read
 /// or parse error → `None` and logged), else the built-in default.
 pub async fn lookup(path: Option<&Path>, default: Option<&str>) -> Option<String> {
+    match lookup_checked(path, default).await {
+        AppVersions::Found(v) => Some(v),
+        AppVersions::Missing | AppVersions::Failed => None,
+    }
+}
+
+/// The outcome of an app versions lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppVersions {
+    /// The compact JSON to serve.
+    Found(String),
+    /// No operator file (and no default): nothing to serve, nothing wrong.
+    Missing,
+    /// The operator file could not be read or parsed (logged).
+    Failed,
+}
+
+/// [`lookup`], telling a missing file from a broken one.
+pub async fn lookup_checked(path: Option<&Path>, default: Option<&str>) -> AppVersions {
     let Some(path) = path else {
-        return default.map(str::to_owned);
+        return default.map_or(AppVersions::Missing, |d| AppVersions::Found(d.to_owned()));
     };
     let bytes = match tokio::fs::read(path).await {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             debug!("no app versions file at {}", path.display());
-            return None;
+            return AppVersions::Missing;
         }
         Err(e) => {
             error!("failed to read {}: {e}", path.display());
-            return None;
+            return AppVersions::Failed;
         }
     };
     match compact(&bytes) {
-        Ok(v) => Some(v),
+        Ok(v) => AppVersions::Found(v),
         Err(e) => {
             error!("failed to read {}: {e}", path.display());
-            None
+            AppVersions::Failed
         }
     }
 }

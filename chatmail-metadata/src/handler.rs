@@ -15,6 +15,7 @@ use tracing::{debug, error};
 
 use crate::appversions;
 use crate::clock::Clock;
+use crate::metrics::LookupError;
 use crate::notifier::Notifier;
 use crate::tokens::{DEVICETOKEN_KEY, TokenStore};
 use crate::turn;
@@ -169,6 +170,7 @@ impl MetadataService {
         match turn::credentials(&path, self.turn_timeout).await {
             Ok(creds) => Lookup::Found(format!("{}:3478:{creds}", self.config.mail_domain)),
             Err(e) => {
+                self.notifier.metrics().lookup_error(LookupError::Turn);
                 error!("failed to get TURN credentials: {e}");
                 Lookup::NotFound
             }
@@ -187,9 +189,15 @@ impl DictHandler for MetadataService {
             LookupKey::MaxSmtpRecipients => Lookup::Found(MAX_SMTP_RECIPIENTS.to_owned()),
             LookupKey::AppVersions => {
                 let path = self.config.appversions_path.as_deref();
-                match appversions::lookup(path, self.default_appversions.as_deref()).await {
-                    Some(v) => Lookup::Found(v),
-                    None => Lookup::NotFound,
+                match appversions::lookup_checked(path, self.default_appversions.as_deref()).await {
+                    appversions::AppVersions::Found(v) => Lookup::Found(v),
+                    appversions::AppVersions::Missing => Lookup::NotFound,
+                    appversions::AppVersions::Failed => {
+                        self.notifier
+                            .metrics()
+                            .lookup_error(LookupError::AppVersions);
+                        Lookup::NotFound
+                    }
                 }
             }
             LookupKey::IrohRelay | LookupKey::Unknown => {
@@ -211,7 +219,11 @@ impl DictHandler for MetadataService {
         let value = value.to_owned();
         let done = self
             .blocking(move |store, notifier, now| match kind {
-                SetKey::DeviceToken => store.add(&addr, &value, now),
+                SetKey::DeviceToken => {
+                    store.add(&addr, &value, now)?;
+                    notifier.metrics().tokens_set.inc();
+                    Ok(())
+                }
                 SetKey::MessageNew | SetKey::Unknown => {
                     let tokens = store.tokens(&addr, now)?;
                     notifier.new_message(&addr, &tokens, now)
@@ -226,6 +238,15 @@ impl DictHandler for MetadataService {
             }
             None => false,
         }
+    }
+
+    fn render_metrics(&self, enc: &mut chatmaild::metrics::Encoder) {
+        let waiting = self.notifier.pending().iter().sum();
+        let oldest = self
+            .notifier
+            .oldest_waiting()
+            .map(|ts| self.clock.now() - ts);
+        self.notifier.metrics().render(enc, waiting, oldest);
     }
 }
 

@@ -20,6 +20,7 @@ pub mod appversions;
 pub mod clock;
 pub mod error;
 pub mod handler;
+pub mod metrics;
 pub mod notifier;
 pub mod pyjson;
 pub mod queue;
@@ -82,13 +83,24 @@ pub fn start(
     Ok(MetadataService::new(config, notifier, clock))
 }
 
-/// Serves `listener` until `stop`; the notification workers stop with it.
+/// Serves `listener` until `stop`, and the service's metrics on `metrics_socket`; the
+/// notification workers stop with it.
 pub async fn run(
     listener: tokio::net::UnixListener,
+    metrics_socket: &Path,
     service: MetadataService,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let result = serve(listener, Arc::new(service), stop.clone(), Limits::default()).await;
+    let service = Arc::new(service);
+    let s = service.clone();
+    chatmaild::metrics::spawn_publisher(
+        metrics_socket,
+        Arc::new(move |enc: &mut chatmaild::metrics::Encoder| {
+            chatmaild::dict::DictHandler::render_metrics(s.as_ref(), enc)
+        }),
+        stop.clone(),
+    );
+    let result = serve(listener, service, stop.clone(), Limits::default()).await;
     stop.cancel();
     result
 }
@@ -150,7 +162,8 @@ async fn daemon(socket: &Path, config: Arc<Config>, clock: Clock) -> ExitCode {
     };
     info!(socket = %socket.display(), "{NAME} entering serving loop");
     service::notify_ready();
-    let result = run(listener, service, stop).await;
+    let metrics_socket = chatmaild::metrics::socket_path(socket);
+    let result = run(listener, &metrics_socket, service, stop).await;
     service::notify_stopping();
     match result {
         Ok(()) => {

@@ -22,6 +22,7 @@ use tracing::{debug, error, warn};
 
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::metrics::{Event, Metrics};
 use crate::queue::{LEVELS, QueueItem, schedule};
 use crate::tokens::TokenStore;
 
@@ -132,6 +133,7 @@ pub struct Notifier {
     clock: Clock,
     levels: Vec<Level>,
     seq: AtomicU64,
+    metrics: Metrics,
 }
 
 impl Notifier {
@@ -152,12 +154,30 @@ impl Notifier {
             clock,
             levels: (0..LEVELS).map(|_| Level::default()).collect(),
             seq: AtomicU64::new(0),
+            metrics: Metrics::default(),
         })
     }
 
     /// The queue directory.
     pub fn queue_dir(&self) -> &std::path::Path {
         &self.queue_dir
+    }
+
+    /// The service's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The unix time of the oldest message with a waiting notification (a scan of the
+    /// queues: called per scrape, not per event).
+    pub fn oldest_waiting(&self) -> Option<i64> {
+        self.levels
+            .iter()
+            .filter_map(|l| {
+                let heap = l.heap.lock().ok()?;
+                heap.iter().map(|Reverse(e)| e.start_ts).min()
+            })
+            .min()
     }
 
     /// Items waiting (not in flight) per level.
@@ -180,6 +200,7 @@ impl Notifier {
         }
         for token in tokens {
             let item = QueueItem::create(&self.queue_dir, addr, now, token)?;
+            self.metrics.event(Event::Queued);
             self.queue(item, 0);
         }
         Ok(())
@@ -198,9 +219,13 @@ impl Notifier {
                     seq: self.seq.fetch_add(1, AtomicOrdering::Relaxed),
                     item,
                 };
+                if level > 0 {
+                    self.metrics.event(Event::Retried);
+                }
                 queue.push(entry);
             }
             _ => {
+                self.metrics.event(Event::GivenUp);
                 if let Err(e) = item.delete() {
                     error!("cannot delete queue item: {e}");
                 }
@@ -245,6 +270,13 @@ impl Notifier {
     /// One POST of the token: 200 → done, 410 → done and the token removed from the
     /// user, anything else → the next level.
     async fn attempt(&self, item: QueueItem, level: usize) {
+        self.metrics.in_flight.inc();
+        let started = Instant::now();
+        self.attempt_counted(item, level, started).await;
+        self.metrics.in_flight.dec();
+    }
+
+    async fn attempt_counted(&self, item: QueueItem, level: usize, started: Instant) {
         let result = self
             .client
             .post(&self.url)
@@ -262,13 +294,18 @@ impl Notifier {
                         _ => break,
                     }
                 }
+                self.metrics
+                    .request_seconds
+                    .observe_duration(started.elapsed());
                 match status.as_u16() {
                     200 => {
+                        self.metrics.event(Event::Sent);
                         debug!("notification delivered");
                         self.finish(&item);
                         return;
                     }
                     410 => {
+                        self.metrics.event(Event::Gone);
                         self.remove_token(&item).await;
                         self.finish(&item);
                         return;
@@ -297,7 +334,10 @@ impl Notifier {
         );
         let done = tokio::task::spawn_blocking(move || store.remove(&addr, &token, now)).await;
         match done {
-            Ok(Ok(())) => debug!("removed a token the notification service no longer knows"),
+            Ok(Ok(())) => {
+                self.metrics.tokens_removed.inc();
+                debug!("removed a token the notification service no longer knows");
+            }
             Ok(Err(e)) => error!("cannot remove gone token: {e}"),
             Err(e) => error!("cannot remove gone token: {e}"),
         }

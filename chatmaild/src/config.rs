@@ -34,6 +34,9 @@ pub const DEFAULT_TOMBSTONE_DAYS: u64 = 365;
 /// per second).
 pub const DEFAULT_MAX_CREATIONS_PER_MINUTE: u32 = 60;
 
+/// Default `metrics_port`: beside filtermail's 10080-10084, clear of mtail's 3903.
+pub const DEFAULT_METRICS_PORT: u16 = 10089;
+
 /// How new password hashes are written (existing files are always served verbatim).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordScheme {
@@ -128,6 +131,8 @@ pub struct Config {
     pub filtermail_memory_budget_mb: u64,
     /// DKIM signatures filtermail verifies per incoming message at most.
     pub filtermail_max_dkim_signatures: usize,
+    /// Port of `chatmail-exporter`'s `/metrics` on 127.0.0.1.
+    pub metrics_port: u16,
     /// Unix socket of chatmail-turn.
     pub turn_socket_path: PathBuf,
     /// Iroh relay URL handed to clients; empty disables it.
@@ -328,6 +333,7 @@ impl Config {
             postfix_host: p.string("postfix_host", "127.0.0.1"),
             filtermail_memory_budget_mb: p.size_mb("filtermail_memory_budget", "256M")?,
             filtermail_max_dkim_signatures: p.int("filtermail_max_dkim_signatures", 5)?,
+            metrics_port: p.int("metrics_port", DEFAULT_METRICS_PORT)?,
             turn_socket_path: p
                 .string("turn_socket_path", "/run/chatmail-turn/turn.socket")
                 .into(),
@@ -625,6 +631,7 @@ mod tests {
         assert_eq!(c.filtermail_memory_budget_mb, 256);
         assert_eq!(c.filtermail_max_dkim_signatures, 5);
         assert_eq!(c.postfix_host, "127.0.0.1");
+        assert_eq!(c.metrics_port, 10089);
         assert_eq!(
             c.turn_socket_path,
             Path::new("/run/chatmail-turn/turn.socket")

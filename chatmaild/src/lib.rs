@@ -13,6 +13,7 @@ pub mod dict;
 pub mod error;
 pub mod fs;
 pub mod hash;
+pub mod metrics;
 pub mod registry;
 pub mod service;
 pub mod user;

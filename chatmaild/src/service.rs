@@ -227,6 +227,12 @@ where
                 return ExitCode::FAILURE;
             }
         };
+        let h = handler.clone();
+        crate::metrics::spawn_publisher(
+            &crate::metrics::socket_path(&socket),
+            Arc::new(move |enc: &mut crate::metrics::Encoder| h.render_metrics(enc)),
+            stop.clone(),
+        );
         info!(socket = %socket.display(), "{name} entering serving loop");
         notify_ready();
         let result = serve(listener, handler, stop, Limits::default()).await;

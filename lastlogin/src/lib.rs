@@ -9,19 +9,52 @@
 use std::sync::Arc;
 
 use chatmaild::dict::{DictHandler, Lookup};
+use chatmaild::metrics::{CounterVec, Encoder};
 use chatmaild::{Config, User};
 use tracing::{debug, error, warn};
+
+/// Name of the counter of login updates, by [`Update`].
+pub const UPDATES_METRIC: &str = chatmaild::metrics::names::lastlogin::UPDATES;
+
+/// What became of one login report (the `result` label of [`UPDATES_METRIC`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// The mtime was set to a new day.
+    Written = 0,
+    /// Nothing to write: already that day, or no such account.
+    Skipped = 1,
+    /// Not a last-login key, not a unix time, or not an address of this relay.
+    Invalid = 2,
+    /// The password file could not be updated.
+    Error = 3,
+}
+
+/// The `result` label values, in [`Update`] order.
+pub const UPDATE_RESULTS: &[&str] = &["written", "skipped", "invalid", "error"];
 
 /// The lastlogin handler.
 #[derive(Debug, Clone)]
 pub struct LastLoginHandler {
     config: Arc<Config>,
+    updates: Arc<CounterVec>,
 }
 
 impl LastLoginHandler {
     /// A handler for `config`.
     pub fn new(config: Arc<Config>) -> Self {
-        LastLoginHandler { config }
+        LastLoginHandler {
+            config,
+            updates: Arc::new(CounterVec::new("result", UPDATE_RESULTS)),
+        }
+    }
+
+    fn count(&self, u: Update) {
+        self.updates.inc(u as usize);
+    }
+
+    /// How many reports ended as `u`.
+    pub fn updates(&self, u: Update) -> u64 {
+        self.updates.get(u as usize)
     }
 }
 
@@ -46,26 +79,43 @@ impl DictHandler for LastLoginHandler {
     }
 
     async fn set(&self, _user: Option<&str>, key: &str, value: &str) -> bool {
+        let result = self.record(key, value);
+        self.count(result);
+        matches!(result, Update::Written | Update::Skipped)
+    }
+
+    fn render_metrics(&self, enc: &mut Encoder) {
+        enc.counter_vec(
+            UPDATES_METRIC,
+            "Last-login reports by result: written, skipped (same day or no account), invalid, error.",
+            &self.updates,
+        );
+    }
+}
+
+impl LastLoginHandler {
+    fn record(&self, key: &str, value: &str) -> Update {
         let Some(addr) = last_login_addr(key) else {
             warn!(key, "unexpected key for lastlogin");
-            return false;
+            return Update::Invalid;
         };
         let Ok(timestamp) = value.trim().parse::<i64>() else {
             warn!("last-login value is not a unix time");
-            return false;
+            return Update::Invalid;
         };
         let user = match User::new(&self.config, addr) {
             Ok(u) => u,
             Err(e) => {
                 warn!("{e}");
-                return false;
+                return Update::Invalid;
             }
         };
         match user.set_last_login(timestamp) {
-            Ok(_) => true,
+            Ok(true) => Update::Written,
+            Ok(false) => Update::Skipped,
             Err(e) => {
                 error!("{e}");
-                false
+                Update::Error
             }
         }
     }

@@ -16,6 +16,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use crate::dns::{Dns, HttpResolver, MxAnswer};
 use crate::error::Error;
 use crate::lmtp::Destination;
+use crate::metrics::{FailureClass, Path as DeliveryPath, TransportMetrics};
 use crate::reply::Reply;
 use crate::smtp_client::{Envelope, Failure, SmtpConn, Target, TlsMode};
 use crate::tls::{CertPolicy, TlsConfigs};
@@ -69,12 +70,30 @@ pub struct Deliverer {
     settings: DeliverySettings,
     smtp_only: Mutex<HashMap<String, Instant>>,
     idle: Mutex<HashMap<String, Vec<SmtpConn>>>,
+    metrics: Arc<TransportMetrics>,
 }
+
+/// How a batch ended, for the counters.
+type Outcome = Result<DeliveryPath, FailureClass>;
 
 /// What one host attempt gave.
 enum HostResult {
     Done(Reply),
     Failed(String),
+}
+
+/// The counter class of a host's final reply: one of our two success replies, or the
+/// peer's refusal passed on.
+fn outcome_of(reply: &Reply) -> Outcome {
+    if *reply == Reply::ok_https() {
+        Ok(DeliveryPath::Https)
+    } else if reply.is_success() {
+        Ok(DeliveryPath::Smtp)
+    } else if reply.code() < 500 {
+        Err(FailureClass::RejectedTemporary)
+    } else {
+        Err(FailureClass::RejectedPermanent)
+    }
 }
 
 /// The most of a 2xx `/mxdeliv` body that is read: enough for any SMTP success line.
@@ -130,14 +149,34 @@ impl Deliverer {
             settings,
             smtp_only: Mutex::default(),
             idle: Mutex::default(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Counts into `metrics` instead of counters of its own.
+    pub fn with_metrics(mut self, metrics: Arc<TransportMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The delivery counters.
+    pub fn metrics(&self) -> &TransportMetrics {
+        &self.metrics
     }
 
     /// Delivers a batch and returns the reply for each of its recipients.
     pub async fn deliver(&self, batch: &Batch) -> Reply {
-        let reply = tokio::time::timeout(DELIVERY_DEADLINE, self.deliver_inner(batch))
+        self.metrics.in_flight.inc();
+        let started = Instant::now();
+        let (reply, outcome) = tokio::time::timeout(DELIVERY_DEADLINE, self.deliver_inner(batch))
             .await
-            .unwrap_or_else(|_| Reply::delivery_timeout());
+            .unwrap_or_else(|_| (Reply::delivery_timeout(), Err(FailureClass::Timeout)));
+        self.metrics.duration.observe_duration(started.elapsed());
+        self.metrics.in_flight.dec();
+        match outcome {
+            Ok(path) => self.metrics.delivered(path),
+            Err(class) => self.metrics.failed(class),
+        }
         let destination = batch.destination.key();
         if reply.is_success() {
             tracing::debug!(%destination, %reply, "delivered");
@@ -147,7 +186,7 @@ impl Deliverer {
         reply
     }
 
-    async fn deliver_inner(&self, batch: &Batch) -> Reply {
+    async fn deliver_inner(&self, batch: &Batch) -> (Reply, Outcome) {
         let (hosts, policy, tls_mode) = match &batch.destination {
             Destination::Literal(ip) => (
                 vec![(ip.to_string(), Some(vec![*ip]))],
@@ -157,9 +196,16 @@ impl Deliverer {
             Destination::Name(domain) => {
                 let hosts = match self.dns.mx(domain).await {
                     MxAnswer::Hosts(h) => h.into_iter().map(|h| (h, None)).collect(),
-                    MxAnswer::NullMx => return Reply::null_mx(),
-                    MxAnswer::NxDomain => return Reply::no_such_domain(domain),
-                    MxAnswer::TempFail => return Reply::dns_failed(domain),
+                    MxAnswer::NullMx => return (Reply::null_mx(), Err(FailureClass::NullMx)),
+                    MxAnswer::NxDomain => {
+                        return (
+                            Reply::no_such_domain(domain),
+                            Err(FailureClass::NoSuchDomain),
+                        );
+                    }
+                    MxAnswer::TempFail => {
+                        return (Reply::dns_failed(domain), Err(FailureClass::DnsTempfail));
+                    }
                 };
                 // `_`-domains cannot have a publicly trusted certificate (SPEC §6.12).
                 let policy = if domain.starts_with('_') {
@@ -179,14 +225,20 @@ impl Deliverer {
         let mut last = (String::new(), String::from("no MX host"));
         for (host, addrs) in hosts {
             match self.try_host(batch, &host, addrs, policy, tls_mode).await {
-                HostResult::Done(reply) => return reply,
+                HostResult::Done(reply) => {
+                    let outcome = outcome_of(&reply);
+                    return (reply, outcome);
+                }
                 HostResult::Failed(e) => {
                     tracing::info!(host = %host, error = %e, "delivery attempt failed");
                     last = (host, e);
                 }
             }
         }
-        Reply::all_hosts_failed(&last.0, &last.1)
+        (
+            Reply::all_hosts_failed(&last.0, &last.1),
+            Err(FailureClass::Unreachable),
+        )
     }
 
     async fn try_host(
@@ -200,7 +252,10 @@ impl Deliverer {
         if !self.is_smtp_only(host) {
             match self.post(batch, host, policy).await {
                 Ok(()) => return HostResult::Done(Reply::ok_https()),
-                Err(e) => tracing::debug!(host, error = %e, "HTTPS delivery failed, trying SMTP"),
+                Err(e) => {
+                    self.metrics.https_fallbacks.inc();
+                    tracing::debug!(host, error = %e, "HTTPS delivery failed, trying SMTP");
+                }
             }
         }
         let envelope = Envelope {

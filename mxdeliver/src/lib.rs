@@ -30,6 +30,7 @@ pub mod deliver;
 pub mod dns;
 pub mod error;
 pub mod lmtp;
+pub mod metrics;
 pub mod queue;
 pub mod reply;
 pub mod server;
@@ -73,6 +74,8 @@ pub struct TransportOptions {
     pub per_destination: usize,
     /// Destinations with messages in flight (SPEC: 500).
     pub max_destinations: usize,
+    /// The delivery counters, for the caller to publish.
+    pub metrics: Arc<metrics::TransportMetrics>,
 }
 
 impl Default for TransportOptions {
@@ -86,6 +89,7 @@ impl Default for TransportOptions {
             https_port: 443,
             per_destination: queue::PER_DESTINATION,
             max_destinations: queue::MAX_DESTINATIONS,
+            metrics: Arc::default(),
         }
     }
 }
@@ -108,7 +112,8 @@ pub async fn run(
         smtp_port: opts.smtp_port,
         https_port: opts.https_port,
     };
-    let deliverer = Arc::new(deliver::Deliverer::new(dns, tls, settings)?);
+    let deliverer =
+        Arc::new(deliver::Deliverer::new(dns, tls, settings)?.with_metrics(opts.metrics));
     let shared = Arc::new(server::Shared {
         queues: queue::Queues::with_limits(opts.per_destination, opts.max_destinations),
         deliverer: deliverer.clone(),

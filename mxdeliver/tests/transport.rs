@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use mxdeliver::metrics::{FailureClass, Path};
 use tokio::net::TcpListener;
 
 /// DNS for the usual test domains: everything points at 127.0.0.1.
@@ -27,7 +28,9 @@ async fn https_success() {
     let https_port = https.local_addr().unwrap().port();
     let posted = https_server(https, ca.server_config(&["mx.a.test"]), 200).await;
     let smtp_port = free_port("127.0.0.1").await;
-    let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, https_port)).await;
+    let opts = options(dns, &ca, smtp_port, https_port);
+    let metrics = opts.metrics.clone();
+    let (lmtp, _stop) = start_transport(opts).await;
 
     let mut c = Lmtp::connect(lmtp).await;
     let replies = c
@@ -43,6 +46,19 @@ async fn https_success() {
         posted[0].body, MESSAGE,
         "DATA form, still dot-stuffed, without the final dot"
     );
+    assert_eq!(
+        metrics.delivered_count(Path::Https),
+        1,
+        "one batch per domain"
+    );
+    assert_eq!(metrics.delivered_count(Path::Smtp), 0);
+    assert_eq!(metrics.https_fallbacks.get(), 0);
+    let mut enc = chatmaild::metrics::Encoder::new();
+    metrics.render(&mut enc);
+    let text = enc.finish();
+    assert!(text.contains("chatmail_transport_delivered_total{path=\"https\"} 1\n"));
+    assert!(text.contains("chatmail_transport_delivery_duration_seconds_count 1\n"));
+    assert!(text.contains("chatmail_transport_deliveries_in_flight 0\n"));
 }
 
 /// One delivery of `MESSAGE` to `b@a.test` with the peer's `/mxdeliv` giving `answer` and a
@@ -155,7 +171,9 @@ async fn https_down_falls_back_to_smtp_with_starttls() {
     };
     let mailbox = smtp_server(smtp, behaviour).await;
     let https_port = free_port("127.0.0.1").await; // nothing listens there
-    let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, https_port)).await;
+    let opts = options(dns, &ca, smtp_port, https_port);
+    let metrics = opts.metrics.clone();
+    let (lmtp, _stop) = start_transport(opts).await;
 
     let mut c = Lmtp::connect(lmtp).await;
     let replies = c.send("", &["b@a.test"], MESSAGE).await;
@@ -173,6 +191,13 @@ async fn https_down_falls_back_to_smtp_with_starttls() {
     assert_eq!(got[1].from, "a@relay.test");
     assert_eq!(got[1].mail_params, format!("SIZE={}", MESSAGE.len() + 3));
     assert_eq!(got[1].helo.len(), 2, "second message on the reused session");
+    assert_eq!(metrics.delivered_count(Path::Smtp), 2);
+    assert_eq!(metrics.delivered_count(Path::Https), 0);
+    assert_eq!(
+        metrics.https_fallbacks.get(),
+        1,
+        "the host is remembered as SMTP-only after the first fallback"
+    );
 }
 
 #[tokio::test]
@@ -253,7 +278,9 @@ async fn remote_rejection_on_one_domain_while_another_succeeds() {
     };
     let mailbox = smtp_server(smtp, behaviour).await;
     let https_port = free_port("127.0.0.1").await;
-    let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, https_port)).await;
+    let opts = options(dns, &ca, smtp_port, https_port);
+    let metrics = opts.metrics.clone();
+    let (lmtp, _stop) = start_transport(opts).await;
 
     let rcpts = [
         "x@a.test",
@@ -297,6 +324,20 @@ async fn remote_rejection_on_one_domain_while_another_succeeds() {
     let got = mailbox.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].rcpts, ["x@a.test", "y@a.test"]);
+    assert_eq!(
+        metrics.delivered_count(Path::Smtp),
+        1,
+        "a.test as one batch"
+    );
+    for (class, n) in [
+        (FailureClass::RejectedPermanent, 1),
+        (FailureClass::NoSuchDomain, 1),
+        (FailureClass::NullMx, 1),
+        (FailureClass::RejectedTemporary, 0),
+        (FailureClass::Unreachable, 0),
+    ] {
+        assert_eq!(metrics.failure_count(class), n, "{class:?}");
+    }
 }
 
 fn c_stream(c: &mut Lmtp) -> &mut tokio::net::TcpStream {

@@ -128,10 +128,16 @@ impl Daemon {
         let log = self.log_text();
         assert!(!log.contains("panicked"), "panic in log:\n{log}");
         // Nothing outside mailboxes_dir: the root and the mailboxes' parent hold exactly
-        // what the test put there.
+        // what the test put there, and the daemon's metrics socket beside its socket.
         assert_eq!(
             names(self.root.path()),
-            ["boxes", "chatmail.ini", "d.socket", "daemon.log"],
+            [
+                "boxes",
+                "chatmail.ini",
+                "d.socket",
+                "daemon.log",
+                "metrics.socket"
+            ],
             "unexpected file beside mailboxes_dir"
         );
         assert_eq!(names(&self.root.path().join("boxes")), ["mail"]);

@@ -41,6 +41,11 @@ pub trait DictHandler: Send + Sync + 'static {
     /// Performs `S<tid>\t<key>\t<value>` right away (as the reference does) for the
     /// transaction's `user`; `false` makes the commit reply `F`.
     fn set(&self, user: Option<&str>, key: &str, value: &str) -> impl Future<Output = bool> + Send;
+
+    /// Writes the service's figures for its metrics socket (see [`crate::metrics`]).
+    fn render_metrics(&self, enc: &mut crate::metrics::Encoder) {
+        let _ = enc;
+    }
 }
 
 /// Limits of one server.

@@ -1,0 +1,131 @@
+//! What chatmail-metadata counts (published on its metrics socket, see
+//! [`chatmaild::metrics`]).
+
+use chatmaild::metrics::names::metadata as names;
+use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, REQUEST_BUCKETS};
+
+/// Device tokens stored by `SETMETADATA`.
+pub const TOKENS_SET: &str = names::TOKENS_SET;
+/// Device tokens removed because the notification service answered 410 Gone.
+pub const TOKENS_REMOVED: &str = names::TOKENS_REMOVED;
+/// Notification events by `event` ([`Event`]).
+pub const NOTIFICATIONS: &str = names::NOTIFICATIONS;
+/// Time of one notification request.
+pub const REQUEST_SECONDS: &str = names::REQUEST_SECONDS;
+/// Queued notifications, waiting or in flight.
+pub const QUEUE_ITEMS: &str = names::QUEUE_ITEMS;
+/// Age of the oldest waiting notification.
+pub const QUEUE_OLDEST: &str = names::QUEUE_OLDEST;
+/// Failed lookups of shared keys by `key` (`turn`, `appversions`).
+pub const LOOKUP_ERRORS: &str = names::LOOKUP_ERRORS;
+
+/// A notification event (the `event` label of [`NOTIFICATIONS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Persisted in the queue, one per device token of a new message.
+    Queued = 0,
+    /// Accepted by the notification service (200).
+    Sent = 1,
+    /// An attempt failed and another is scheduled.
+    Retried = 2,
+    /// Past the last retry or the deadline: dropped.
+    GivenUp = 3,
+    /// The service does not know the token (410): dropped, token removed.
+    Gone = 4,
+}
+
+/// `event` label values in [`Event`] order.
+pub const EVENTS: &[&str] = &["queued", "sent", "retried", "given_up", "gone"];
+
+/// A shared key whose lookup can fail (the `key` label of [`LOOKUP_ERRORS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupError {
+    /// The TURN server's socket did not answer.
+    Turn = 0,
+    /// The operator's `appversions_path` could not be read or parsed.
+    AppVersions = 1,
+}
+
+/// `key` label values in [`LookupError`] order.
+pub const LOOKUP_KEYS: &[&str] = &["turn", "appversions"];
+
+/// The counters of one chatmail-metadata.
+#[derive(Debug)]
+pub struct Metrics {
+    /// See [`TOKENS_SET`].
+    pub tokens_set: Counter,
+    /// See [`TOKENS_REMOVED`].
+    pub tokens_removed: Counter,
+    notifications: CounterVec,
+    /// See [`REQUEST_SECONDS`].
+    pub request_seconds: Histogram,
+    /// Attempts in flight (part of [`QUEUE_ITEMS`]).
+    pub in_flight: Gauge,
+    lookup_errors: CounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            tokens_set: Counter::new(),
+            tokens_removed: Counter::new(),
+            notifications: CounterVec::new("event", EVENTS),
+            request_seconds: Histogram::new(REQUEST_BUCKETS),
+            in_flight: Gauge::new(),
+            lookup_errors: CounterVec::new("key", LOOKUP_KEYS),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a notification event.
+    pub fn event(&self, e: Event) {
+        self.notifications.inc(e as usize);
+    }
+
+    /// How many `e` events happened.
+    pub fn events(&self, e: Event) -> u64 {
+        self.notifications.get(e as usize)
+    }
+
+    /// Counts a failed lookup.
+    pub fn lookup_error(&self, k: LookupError) {
+        self.lookup_errors.inc(k as usize);
+    }
+
+    /// Writes everything; `waiting` and `oldest_age` describe the queue now.
+    pub fn render(&self, enc: &mut Encoder, waiting: usize, oldest_age: Option<i64>) {
+        enc.counter(TOKENS_SET, "Device tokens stored.", &self.tokens_set);
+        enc.counter(
+            TOKENS_REMOVED,
+            "Device tokens removed after the notification service answered 410 Gone.",
+            &self.tokens_removed,
+        );
+        enc.counter_vec(
+            NOTIFICATIONS,
+            "Push notifications: queued, sent, retried, given up, gone (410).",
+            &self.notifications,
+        );
+        enc.histogram(
+            REQUEST_SECONDS,
+            "Time of one request to the notification service.",
+            &self.request_seconds,
+        );
+        let in_flight = usize::try_from(self.in_flight.get()).unwrap_or(0);
+        enc.gauge(
+            QUEUE_ITEMS,
+            "Notifications queued: waiting for their attempt or in flight.",
+            (waiting + in_flight) as f64,
+        );
+        enc.gauge(
+            QUEUE_OLDEST,
+            "Age of the oldest waiting notification (0: none waiting).",
+            oldest_age.unwrap_or(0).max(0) as f64,
+        );
+        enc.counter_vec(
+            LOOKUP_ERRORS,
+            "Failed lookups of shared keys: TURN credentials, operator app versions file.",
+            &self.lookup_errors,
+        );
+    }
+}

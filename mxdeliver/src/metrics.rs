@@ -1,0 +1,137 @@
+//! What the transport counts, per batch (one message to one destination domain).
+//!
+//! The counters live in [`crate::TransportOptions::metrics`], so the program running the
+//! transport (filtermail's `transport` mode) publishes them with
+//! [`chatmaild::metrics::spawn_publisher`] and [`TransportMetrics::render`].
+
+use chatmaild::metrics::names::transport as names;
+use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, REQUEST_BUCKETS};
+
+/// Batches delivered, by `path` ([`Path`]).
+pub const DELIVERED: &str = names::DELIVERED;
+/// Batches not delivered, by `class` ([`FailureClass`]).
+pub const FAILURES: &str = names::FAILURES;
+/// HTTPS `/mxdeliv` attempts that failed and fell back to SMTP.
+pub const HTTPS_FALLBACKS: &str = names::HTTPS_FALLBACKS;
+/// Time to deliver (or fail) one batch.
+pub const DURATION: &str = names::DURATION;
+/// Batches being delivered now.
+pub const IN_FLIGHT: &str = names::IN_FLIGHT;
+
+/// How a batch was delivered (the `path` label of [`DELIVERED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// The peer's HTTPS `/mxdeliv`.
+    Https = 0,
+    /// SMTP with STARTTLS.
+    Smtp = 1,
+}
+
+/// `path` label values in [`Path`] order.
+pub const PATHS: &[&str] = &["https", "smtp"];
+
+/// Why a batch was not delivered (the `class` label of [`FAILURES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The MX lookup failed temporarily.
+    DnsTempfail = 0,
+    /// The domain does not exist.
+    NoSuchDomain = 1,
+    /// The domain publishes a null MX: it takes no mail.
+    NullMx = 2,
+    /// The peer refused the message with a 4xx reply.
+    RejectedTemporary = 3,
+    /// The peer refused the message with a 5xx reply.
+    RejectedPermanent = 4,
+    /// No MX host could be reached (connection, TLS, address lookup).
+    Unreachable = 5,
+    /// The whole delivery took longer than its deadline.
+    Timeout = 6,
+}
+
+/// `class` label values in [`FailureClass`] order.
+pub const FAILURE_CLASSES: &[&str] = &[
+    "dns_tempfail",
+    "no_such_domain",
+    "null_mx",
+    "rejected_temporary",
+    "rejected_permanent",
+    "unreachable",
+    "timeout",
+];
+
+/// The transport's counters.
+#[derive(Debug)]
+pub struct TransportMetrics {
+    delivered: CounterVec,
+    failures: CounterVec,
+    /// See [`HTTPS_FALLBACKS`].
+    pub https_fallbacks: Counter,
+    /// See [`DURATION`].
+    pub duration: Histogram,
+    /// See [`IN_FLIGHT`].
+    pub in_flight: Gauge,
+}
+
+impl Default for TransportMetrics {
+    fn default() -> Self {
+        TransportMetrics {
+            delivered: CounterVec::new("path", PATHS),
+            failures: CounterVec::new("class", FAILURE_CLASSES),
+            https_fallbacks: Counter::new(),
+            duration: Histogram::new(REQUEST_BUCKETS),
+            in_flight: Gauge::new(),
+        }
+    }
+}
+
+impl TransportMetrics {
+    /// Counts a delivered batch.
+    pub fn delivered(&self, p: Path) {
+        self.delivered.inc(p as usize);
+    }
+
+    /// Counts a failed batch.
+    pub fn failed(&self, c: FailureClass) {
+        self.failures.inc(c as usize);
+    }
+
+    /// Batches delivered over `p`.
+    pub fn delivered_count(&self, p: Path) -> u64 {
+        self.delivered.get(p as usize)
+    }
+
+    /// Batches failed as `c`.
+    pub fn failure_count(&self, c: FailureClass) -> u64 {
+        self.failures.get(c as usize)
+    }
+
+    /// Writes every family.
+    pub fn render(&self, enc: &mut Encoder) {
+        enc.counter_vec(
+            DELIVERED,
+            "Messages delivered to other relays (one per destination domain), by path.",
+            &self.delivered,
+        );
+        enc.counter_vec(
+            FAILURES,
+            "Messages not delivered to other relays (one per destination domain), by class.",
+            &self.failures,
+        );
+        enc.counter(
+            HTTPS_FALLBACKS,
+            "HTTPS /mxdeliv attempts that failed, followed by SMTP.",
+            &self.https_fallbacks,
+        );
+        enc.histogram(
+            DURATION,
+            "Time to deliver, or fail to deliver, one message to one destination domain.",
+            &self.duration,
+        );
+        enc.gauge(
+            IN_FLIGHT,
+            "Deliveries in progress.",
+            self.in_flight.get() as f64,
+        );
+    }
+}
