@@ -172,7 +172,7 @@ def test_invitation_makes_delta_chat_accounts(relay, deltachat, deadline, invite
         account = deltachat.add_account()
         account.add_transport_from_qr(body["dclogin_url"])
         assert account.is_configured()
-        assert account.get_config("addr") == body["email"]
+        assert account.get_config("configured_addr") == body["email"]
         account.bring_online()
         accounts.append(account)
     if auth_mode() == "lua":
