@@ -91,8 +91,10 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum Created {
     /// The account exists now, with this password.
     Yes,
-    /// Refused (invitation, registration mode, rate cap, tombstone, limits).
+    /// Refused for good (invitation, registration mode, tombstone).
     Refused,
+    /// Refused for now (the creation rate cap, the system limits).
+    Busy,
     /// No `/create` on the port: doveauth runs in dict mode (or not at all).
     Unavailable,
 }
@@ -120,6 +122,7 @@ pub fn create_account(port: u16, creds: &Credentials) -> std::io::Result<Created
     stream.take(1024).read_to_end(&mut head)?;
     Ok(match status_code(&head) {
         Some(200) => Created::Yes,
+        Some(403) if has_retry_after(&head) => Created::Busy,
         Some(403) => Created::Refused,
         Some(404 | 501) => Created::Unavailable,
         _ => {
@@ -139,6 +142,19 @@ fn status_code(head: &[u8]) -> Option<u16> {
     words.next().filter(|v| v.starts_with("HTTP/1."))?;
     words.next()?.parse().ok()
 }
+
+/// Whether a response head has a `Retry-After` field.
+fn has_retry_after(head: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(head);
+    let head = head.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .any(|(name, _)| name.trim().eq_ignore_ascii_case("retry-after"))
+}
+
+/// The reason Delta Chat shows when a creation is refused for now.
+pub const BUSY_REASON: &str =
+    "The relay is creating too many new accounts right now; try again in a minute.";
 
 /// The reason Delta Chat shows when an invitation is refused.
 pub const REFUSED_REASON: &str = "This invitation is not valid: it was used up, revoked or has expired, or the relay accepts no new accounts right now.";
@@ -164,6 +180,7 @@ pub fn respond(config: &Config, query: &str) -> String {
     match create_account(config.doveauth_http_port, &creds) {
         Ok(Created::Yes | Created::Unavailable) => cgi_response(config, &creds),
         Ok(Created::Refused) => cgi_refusal("403 Forbidden", REFUSED_REASON),
+        Ok(Created::Busy) => cgi_refusal("503 Service Unavailable", BUSY_REASON),
         Err(e) => {
             eprintln!("chatmail-newemail: account creation through doveauth failed: {e}");
             cgi_refusal(
@@ -274,6 +291,12 @@ mod tests {
         assert_eq!(status_code(b"HTTP/1.0 403 Forbidden\r\nx: y"), Some(403));
         assert_eq!(status_code(b"SSH-2.0-x\r\n"), None);
         assert_eq!(status_code(b""), None);
+        assert!(has_retry_after(
+            b"HTTP/1.1 403 Forbidden\r\nretry-after: 60\r\n\r\n"
+        ));
+        assert!(!has_retry_after(
+            b"HTTP/1.1 403 Forbidden\r\nconnection: close\r\n\r\n"
+        ));
         let r = cgi_refusal("403 Forbidden", "no \"way\"");
         assert_eq!(
             r,

@@ -474,8 +474,18 @@ fn newemail_creates_invited_accounts_through_doveauth_and_shares_the_rate_cap() 
     let more = registry.create_invitation(5, None, "", now).unwrap();
     let login = format!("{}:long-enough-password", more.token);
     assert_eq!(d.conn().create(&format!("zzzzzzzzz@{DOMAIN}"), &login), 200);
-    let (head, _) = newemail(&ini, &format!("invite={}", more.token));
-    assert!(head.starts_with("Status: 403 Forbidden\n"), "{head}");
+    let (head, json) = newemail(&ini, &format!("invite={}", more.token));
+    assert!(
+        head.starts_with("Status: 503 Service Unavailable\n"),
+        "{head}"
+    );
+    assert!(json["reason"].as_str().unwrap().contains("try again"));
+    let mut c = d.conn();
+    let r = c.post(
+        "/create",
+        format!("yyyyyyyyy@{DOMAIN}\t{}:another-password", more.token).as_bytes(),
+    );
+    assert_eq!((r.status, r.header("retry-after")), (403, Some("60")));
     assert_eq!(
         registry.invitation(&more.token).unwrap().unwrap().uses_left,
         4,
@@ -491,8 +501,8 @@ fn newemail_creates_invited_accounts_through_doveauth_and_shares_the_rate_cap() 
     assert_eq!(
         log.matches("registration rejected: more than 3 creations per minute")
             .count(),
-        1,
-        "{log}"
+        2,
+        "one line per refusal: {log}"
     );
     assert_eq!(
         log.matches("registration rejected: invalid invitation")
