@@ -4,7 +4,8 @@
 //! here only about unknown ones: `POST /create` with body `addr\tpassword`. HTTP/1.1 with
 //! keep-alive on 127.0.0.1, because Dovecot's HTTP client reuses its connections; every
 //! reply has an empty body, and every reply but `200` closes the connection (the body may
-//! not have been read).
+//! not have been read). A `403` for now (the creation rate cap, the system limits) carries
+//! `Retry-After`, which Dovecot ignores and the newemail CGI passes on.
 //!
 //! Parsing ([`parse_create`]) is separate from the I/O so it can be tested on its own.
 
@@ -19,17 +20,19 @@ use chatmaild::accept::accept_loop;
 use chatmaild::service;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::AuthHandler;
+use crate::{AuthHandler, Refused, Verdict};
 
 /// The only path served.
 pub const CREATE_PATH: &str = "/create";
+/// `Retry-After` of a refusal for now (rate cap, system limits): the cap's window.
+pub const BUSY_RETRY_AFTER: &str = "60";
 /// Largest accepted body: an address and a password.
 pub const MAX_BODY: usize = 512;
 /// A request head must arrive within this long; idle keep-alive connections are closed
@@ -112,8 +115,16 @@ pub async fn handle(req: Request<Incoming>, auth: &AuthHandler) -> Response<Empt
         }
     };
     match auth.create_or_verify(addr, password.to_owned()).await {
-        Ok(true) => reply(StatusCode::OK),
-        Ok(false) => reply(StatusCode::FORBIDDEN),
+        Ok(Verdict::Accepted) => reply(StatusCode::OK),
+        Ok(Verdict::Refused(Refused::Rules)) => reply(StatusCode::FORBIDDEN),
+        // Still 403 for Dovecot ("unknown user"); the header tells the newemail CGI that a
+        // retry may succeed.
+        Ok(Verdict::Refused(Refused::Busy)) => {
+            let mut r = reply(StatusCode::FORBIDDEN);
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(BUSY_RETRY_AFTER));
+            r
+        }
         Err(e) => {
             error!("account creation failed: {e}");
             reply(StatusCode::FORBIDDEN)

@@ -44,7 +44,25 @@ enum Creation {
     /// The account exists (perhaps created concurrently) with this hash.
     Exists(String),
     /// The creation rules or the system limits refused it (already logged).
-    Refused,
+    Refused(Refused),
+}
+
+/// Why a creation was refused, as far as the one asking may learn it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// For good: the rules, the registration mode, the invitation, the address.
+    Rules,
+    /// For now: the creation rate cap or the system limits; a retry may succeed.
+    Busy,
+}
+
+/// The answer of [`AuthHandler::create_or_verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The request created the account, or it exists and the password matches.
+    Accepted,
+    /// No account, or a wrong password.
+    Refused(Refused),
 }
 
 /// The passdb/userdb handler, and the one creation policy behind both front ends (the
@@ -115,7 +133,7 @@ impl AuthHandler {
             Ok(Creation::Created(hash) | Creation::Exists(hash)) => {
                 Lookup::Found(user.userdb_json(&hash))
             }
-            Ok(Creation::Refused) => Lookup::NotFound,
+            Ok(Creation::Refused(_)) => Lookup::NotFound,
             Err(e) => {
                 error!("account creation failed: {e}");
                 Lookup::Failed
@@ -123,26 +141,28 @@ impl AuthHandler {
         }
     }
 
-    /// The HTTP `/create` decision (SPEC §3.9): `true` if this request created the account,
-    /// or it exists and `password` matches its hash. Refusals are logged with their reason.
-    pub async fn create_or_verify(&self, addr: &str, password: String) -> Result<bool, Error> {
+    /// The HTTP `/create` decision (SPEC §3.9): accepted if this request created the
+    /// account, or it exists and `password` matches its hash. Refusals are logged with their
+    /// reason.
+    pub async fn create_or_verify(&self, addr: &str, password: String) -> Result<Verdict, Error> {
+        const NO: Verdict = Verdict::Refused(Refused::Rules);
         let Some(user) = self.our_user(addr) else {
             warn!("address not in mail domain or invalid: {addr:?}");
-            return Ok(false);
+            return Ok(NO);
         };
         let existing = user.password()?;
         let creation = match existing {
             // A blocked account is refused whatever the password (its data stays).
             Some(_) if self.hashes.is_blocked(&user) => {
                 warn!("login refused for blocked address {addr}");
-                return Ok(false);
+                return Ok(NO);
             }
             Some(hash) => Creation::Exists(hash),
             None => self.create_checked(user, password.clone()).await?,
         };
         match creation {
-            Creation::Created(_) => Ok(true),
-            Creation::Refused => Ok(false),
+            Creation::Created(_) => Ok(Verdict::Accepted),
+            Creation::Refused(why) => Ok(Verdict::Refused(why)),
             Creation::Exists(hash) => {
                 let ok =
                     tokio::task::spawn_blocking(move || hash::verify_password(&hash, &password))
@@ -150,8 +170,9 @@ impl AuthHandler {
                         .map_err(|e| Error::Task(e.to_string()))?;
                 if !ok {
                     warn!("password mismatch for existing address {addr}");
+                    return Ok(NO);
                 }
-                Ok(ok)
+                Ok(Verdict::Accepted)
             }
         }
     }
@@ -162,11 +183,11 @@ impl AuthHandler {
             policy::creation_refusal(&self.config, &self.nocreate, user.addr(), &password)
         {
             warn!("{reason}");
-            return Ok(Creation::Refused);
+            return Ok(Creation::Refused(Refused::Rules));
         }
         if let Some(refusal) = self.registry.precheck(&user, &password, policy::now()) {
             warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
-            return Ok(Creation::Refused);
+            return Ok(Creation::Refused(Refused::Rules));
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.create(&user, &password))
@@ -185,11 +206,15 @@ impl AuthHandler {
         let readings = syslimits::Readings::read(&self.config.mailboxes_dir);
         if let Some(reason) = readings.refusal(&self.config) {
             warn!("registration rejected: {reason}");
-            return Ok(Creation::Refused);
+            return Ok(Creation::Refused(Refused::Busy));
         }
         if let Some(refusal) = self.registry.admit(user, password, policy::now())? {
             warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
-            return Ok(Creation::Refused);
+            let why = match refusal {
+                chatmaild::registry::Refusal::RateCap(_) => Refused::Busy,
+                _ => Refused::Rules,
+            };
+            return Ok(Creation::Refused(why));
         }
         let hash = hash::hash_password(self.config.password_scheme, password)?;
         user.set_password(&hash)?;

@@ -1,12 +1,20 @@
 //! `chatmail-newemail`: the CGI that proposes a random address and password (SPEC §9).
 //!
-//! It does not create the account; the first login does. An invitation link
+//! Without an invitation it creates nothing; the first login does. An invitation link
 //! (`dcaccount:https://<domain>/new?invite=<token>`, made by `chatmail-admin invite create`)
-//! reaches it as `QUERY_STRING`; the token then leads the password (`<token>:<random>`),
-//! which is how the first login proves the invitation to doveauth (see
-//! `chatmaild::registry`). The CGI checks nothing itself (it runs as the web server's user,
-//! which cannot read the relay's state): doveauth decides at the first login, and in open
-//! registration such a password is as good as any.
+//! reaches it as `QUERY_STRING`. The token then leads the password (`<token>:<random>`) and
+//! the CGI has doveauth create the account at once, over the same HTTP `/create` that
+//! Dovecot's Lua passdb uses: doveauth alone uses up the invitation and counts the creation
+//! rate, so a token creates exactly its number of accounts and the cap stays relay-wide,
+//! and a spent, revoked or expired token is refused here, where Delta Chat shows the
+//! reason, instead of at a login that follows. The CGI runs as the web server's user and
+//! reads none of the relay's state. Where doveauth serves only the dict protocol (Dovecot
+//! 2.3's dict mode) there is no `/create` to ask; the credentials are then handed out
+//! unchecked and the first login decides, which in open registration is as good as any.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
 
 use chatmaild::Config;
 use chatmaild::config::TlsCertMode;
@@ -66,6 +74,121 @@ pub fn invitation_from_query(query: &str) -> Option<&str> {
         .split('&')
         .filter_map(|pair| pair.strip_prefix("invite="))
         .find(|t| chatmaild::registry::is_token(t))
+}
+
+/// Whether the query string has an `invite` parameter at all (well-formed or not).
+pub fn has_invitation(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair == "invite" || pair.starts_with("invite="))
+}
+
+/// Time doveauth gets to answer a creation (it may wait for an account's lock).
+const CREATE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What doveauth's `/create` said.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The account exists now, with this password.
+    Yes,
+    /// Refused for good (invitation, registration mode, tombstone).
+    Refused,
+    /// Refused for now (the creation rate cap, the system limits).
+    Busy,
+    /// No `/create` on the port: doveauth runs in dict mode (or not at all).
+    Unavailable,
+}
+
+/// Asks doveauth (`POST /create` on 127.0.0.1:`port`) to create `creds` now.
+pub fn create_account(port: u16, creds: &Credentials) -> std::io::Result<Created> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = match TcpStream::connect_timeout(&addr, CREATE_TIMEOUT) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Ok(Created::Unavailable);
+        }
+        Err(e) => return Err(e),
+    };
+    stream.set_read_timeout(Some(CREATE_TIMEOUT))?;
+    stream.set_write_timeout(Some(CREATE_TIMEOUT))?;
+    let body = format!("{}\t{}", creds.email, creds.password);
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        crate::http::CREATE_PATH,
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut head = Vec::new();
+    stream.take(1024).read_to_end(&mut head)?;
+    Ok(match status_code(&head) {
+        Some(200) => Created::Yes,
+        Some(403) if has_retry_after(&head) => Created::Busy,
+        Some(403) => Created::Refused,
+        Some(404 | 501) => Created::Unavailable,
+        _ => {
+            return Err(std::io::Error::other(format!(
+                "unexpected answer from doveauth: {:?}",
+                String::from_utf8_lossy(head.get(..head.len().min(64)).unwrap_or_default())
+            )));
+        }
+    })
+}
+
+/// The status code of an HTTP/1.x response head.
+fn status_code(head: &[u8]) -> Option<u16> {
+    let line = head.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.split_whitespace();
+    words.next().filter(|v| v.starts_with("HTTP/1."))?;
+    words.next()?.parse().ok()
+}
+
+/// Whether a response head has a `Retry-After` field.
+fn has_retry_after(head: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(head);
+    let head = head.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .any(|(name, _)| name.trim().eq_ignore_ascii_case("retry-after"))
+}
+
+/// The reason Delta Chat shows when a creation is refused for now.
+pub const BUSY_REASON: &str =
+    "The relay is creating too many new accounts right now; try again in a minute.";
+
+/// The reason Delta Chat shows when an invitation is refused.
+pub const REFUSED_REASON: &str = "This invitation is not valid: it was used up, revoked or has expired, or the relay accepts no new accounts right now.";
+
+/// A refusal as CGI response: `403` with the JSON `{"reason": …}` Delta Chat displays.
+pub fn cgi_refusal(status: &str, reason: &str) -> String {
+    format!(
+        "Status: {status}\nContent-Type: application/json\n\n{{\"reason\": {}}}\n",
+        python_json_str(reason)
+    )
+}
+
+/// The whole CGI run for `query`: credentials, created through doveauth when the query
+/// carries an invitation.
+pub fn respond(config: &Config, query: &str) -> String {
+    if !has_invitation(query) {
+        return cgi_response(config, &generate(config));
+    }
+    let Some(token) = invitation_from_query(query) else {
+        return cgi_refusal("403 Forbidden", REFUSED_REASON);
+    };
+    let creds = generate_invited(config, Some(token));
+    match create_account(config.doveauth_http_port, &creds) {
+        Ok(Created::Yes | Created::Unavailable) => cgi_response(config, &creds),
+        Ok(Created::Refused) => cgi_refusal("403 Forbidden", REFUSED_REASON),
+        Ok(Created::Busy) => cgi_refusal("503 Service Unavailable", BUSY_REASON),
+        Err(e) => {
+            eprintln!("chatmail-newemail: account creation through doveauth failed: {e}");
+            cgi_refusal(
+                "503 Service Unavailable",
+                "The relay cannot create accounts right now; try again later.",
+            )
+        }
+    }
 }
 
 /// Percent-encodes every byte except `A-Za-z0-9_.-~` and `extra`.
@@ -157,6 +280,35 @@ mod tests {
             "the part after the token is a full password"
         );
         assert_eq!(generate_invited(&c, None).password.len(), 12);
+        assert!(has_invitation("invite=ABC"));
+        assert!(has_invitation("x=1&invite"));
+        assert!(!has_invitation("invitex=abc&y=2"));
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(status_code(b"HTTP/1.0 403 Forbidden\r\nx: y"), Some(403));
+        assert_eq!(status_code(b"SSH-2.0-x\r\n"), None);
+        assert_eq!(status_code(b""), None);
+        assert!(has_retry_after(
+            b"HTTP/1.1 403 Forbidden\r\nretry-after: 60\r\n\r\n"
+        ));
+        assert!(!has_retry_after(
+            b"HTTP/1.1 403 Forbidden\r\nconnection: close\r\n\r\n"
+        ));
+        let r = cgi_refusal("403 Forbidden", "no \"way\"");
+        assert_eq!(
+            r,
+            "Status: 403 Forbidden\nContent-Type: application/json\n\n{\"reason\": \"no \\\"way\\\"\"}\n"
+        );
+    }
+
+    #[test]
+    fn malformed_invitation_is_refused_without_asking() {
+        let c = Config::parse("[params]\nmail_domain = c.org\ndoveauth_http_port = 1\n").unwrap();
+        assert!(respond(&c, "invite=../x").starts_with("Status: 403 Forbidden\n"));
+        assert!(respond(&c, "").starts_with("Content-Type: application/json\n"));
     }
 
     #[test]

@@ -417,3 +417,97 @@ fn blocked_and_tombstoned_addresses_get_403() {
     assert_eq!(d.conn().create(&gone, "secret-password"), 403);
     assert!(!d.mailboxes.join(&gone).join("password").exists());
 }
+
+const NEWEMAIL: &str = env!("CARGO_BIN_EXE_chatmail-newemail");
+
+/// One run of the newemail CGI as fcgiwrap starts it: (header lines, JSON body).
+fn newemail(ini: &Path, query: &str) -> (String, serde_json::Value) {
+    let out = Command::new(NEWEMAIL)
+        .env("CHATMAIL_INI", ini)
+        .env("QUERY_STRING", query)
+        .env("REQUEST_METHOD", "POST")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (head, body) = text.split_once("\n\n").unwrap();
+    (head.to_owned(), serde_json::from_str(body).unwrap())
+}
+
+#[test]
+fn newemail_creates_invited_accounts_through_doveauth_and_shares_the_rate_cap() {
+    let d = Http::start("max_creations_per_minute = 3\n");
+    let ini = d._dir.path().join("chatmail.ini");
+    let config = chatmaild::Config::load(&ini).unwrap();
+    let registry = chatmaild::registry::Registry::new(&config);
+    registry
+        .set_mode(chatmaild::registry::RegistrationMode::InviteOnly)
+        .unwrap();
+    let now = doveauth::policy::now();
+    let two = registry.create_invitation(2, None, "", now).unwrap();
+    let query = format!("invite={}", two.token);
+    for _ in 0..2 {
+        let (head, json) = newemail(&ini, &query);
+        assert_eq!(head, "Content-Type: application/json");
+        let email = json["email"].as_str().unwrap();
+        assert!(
+            d.mailboxes.join(email).join("password").is_file(),
+            "created before the answer"
+        );
+        let password = json["password"].as_str().unwrap();
+        assert!(password.starts_with(&format!("{}:", two.token)));
+        assert_eq!(d.conn().create(email, password), 200, "and logs in");
+    }
+    let (head, json) = newemail(&ini, &query);
+    assert_eq!(
+        head,
+        "Status: 403 Forbidden\nContent-Type: application/json"
+    );
+    assert!(json["reason"].as_str().unwrap().contains("not valid"));
+    assert_eq!(
+        registry.invitation(&two.token).unwrap().unwrap().uses_left,
+        0
+    );
+
+    // The CGI's two creations and a first login's count against one cap of 3.
+    let more = registry.create_invitation(5, None, "", now).unwrap();
+    let login = format!("{}:long-enough-password", more.token);
+    assert_eq!(d.conn().create(&format!("zzzzzzzzz@{DOMAIN}"), &login), 200);
+    let (head, json) = newemail(&ini, &format!("invite={}", more.token));
+    assert!(
+        head.starts_with("Status: 503 Service Unavailable\n"),
+        "{head}"
+    );
+    assert!(json["reason"].as_str().unwrap().contains("try again"));
+    let mut c = d.conn();
+    let r = c.post(
+        "/create",
+        format!("yyyyyyyyy@{DOMAIN}\t{}:another-password", more.token).as_bytes(),
+    );
+    assert_eq!((r.status, r.header("retry-after")), (403, Some("60")));
+    assert_eq!(
+        registry.invitation(&more.token).unwrap().unwrap().uses_left,
+        4,
+        "a refusal by the cap uses nothing"
+    );
+    let accounts = std::fs::read_dir(&d.mailboxes)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().join("password").is_file())
+        .count();
+    assert_eq!(accounts, 3, "two by the CGI, one by a login");
+    let (clean, log) = d.stop();
+    assert!(clean, "{log}");
+    assert_eq!(
+        log.matches("registration rejected: more than 3 creations per minute")
+            .count(),
+        2,
+        "one line per refusal: {log}"
+    );
+    assert_eq!(
+        log.matches("registration rejected: invalid invitation")
+            .count(),
+        1,
+        "{log}"
+    );
+}

@@ -220,7 +220,14 @@ fn creation_rate_is_capped_relay_wide() {
 
 #[test]
 fn newemail_credentials_of_an_invitation_link_create_the_account() {
-    let (d, config, registry) = start("");
+    // Dict mode: nothing serves /create, so the CGI hands the credentials out unchecked
+    // (a free port, not the default one a relay on this machine may use).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (d, config, registry) = start(&format!("doveauth_http_port = {port}\n"));
     registry.set_mode(RegistrationMode::InviteOnly).unwrap();
     let inv = registry.create_invitation(1, None, "", now()).unwrap();
     let cgi = |query: &str| {

@@ -10,6 +10,7 @@ server), and stops and removes it at the end.
 import configparser
 import http.server
 import imaplib
+import json
 import os
 import re
 import secrets
@@ -20,6 +21,8 @@ import string
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +49,50 @@ def tls_context():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def admin(relay, *args, stdin=""):
+    """Runs chatmail-admin on the relay's config; returns the completed process."""
+    exe = relay.bin("chatmail-admin")
+    if not exe.exists():
+        exe = REPO / "target" / "debug" / "chatmail-admin"
+    cmd = [str(exe), "--config", str(relay.ini_path), *args]
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def admin_ok(relay, *args, stdin=""):
+    proc = admin(relay, *args, stdin=stdin)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def new_invitation(relay, *args):
+    """`chatmail-admin invite create ARGS`: (token, dcaccount URL)."""
+    out = admin_ok(relay, "invite", "create", *args)
+    m = re.fullmatch(r"invitation ([a-z0-9]+) uses \d+ expires \S+ (dcaccount:\S+)\n", out)
+    assert m, out
+    return m.group(1), m.group(2)
+
+
+def newemail(relay, url):
+    """POSTs, as Delta Chat does for a `dcaccount:` URL, to the relay's newemail CGI over
+    HTTPS, trusting the relay's own certificate (and nothing else); returns (status, JSON)."""
+    url = url.removeprefix("dcaccount:")
+    assert url.startswith(f"https://{relay.ini['mail_domain']}/new"), url
+    ctx = ssl.create_default_context(cafile=str(relay.state / "tls" / "cert.pem"))
+    req = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=DEADLINE) as resp:
+            assert resp.headers.get_content_type() == "application/json"
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        assert e.headers.get_content_type() == "application/json"
+        return e.code, json.loads(e.read())
+
+
+def auth_mode():
+    """How Dovecot asks doveauth: lua (HTTP /create, which the CGI also uses) or dict."""
+    return os.environ.get("CHATMAIL_RELAY_AUTH", "lua")
 
 
 class NotificationServer:
@@ -191,6 +238,15 @@ def relay():
     notifications.close()
     if not os.environ.get("CHATMAIL_E2E_KEEP"):
         shutil.rmtree(E2E_STATE, ignore_errors=True)
+
+
+@pytest.fixture
+def invite_only(relay):
+    """The relay in invite-only registration for one test, then back to its mode before."""
+    before = admin_ok(relay, "registration", "status").split()[-1]
+    admin_ok(relay, "registration", "invite-only")
+    yield
+    admin_ok(relay, "registration", before)
 
 
 @pytest.fixture

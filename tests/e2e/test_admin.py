@@ -1,28 +1,15 @@
 """chatmail-admin against the running local relay: what users and peers see (issue 13)."""
 
 import imaplib
+import json
 import smtplib
-import subprocess
 import time
 
 import pytest
 
-from conftest import DEADLINE, REPO, load_eml
+from conftest import DEADLINE, Account, admin_ok, auth_mode, load_eml, new_invitation, newemail
 
-
-def admin(relay, *args, stdin=""):
-    """Runs chatmail-admin on the relay's config; returns the completed process."""
-    exe = relay.bin("chatmail-admin")
-    if not exe.exists():
-        exe = REPO / "target" / "debug" / "chatmail-admin"
-    cmd = [str(exe), "--config", str(relay.ini_path), *args]
-    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
-
-
-def ok(relay, *args, stdin=""):
-    proc = admin(relay, *args, stdin=stdin)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+ok = admin_ok
 
 
 def inbox_ids(acc, message_id):
@@ -78,3 +65,90 @@ def test_deleted_address_cannot_be_taken_over(relay, make_account):
         with pytest.raises(imaplib.IMAP4.error):
             a.imap()
     assert not relay.maildir(a.addr).joinpath("password").exists()
+
+
+def uses_left(relay, token):
+    for line in ok(relay, "invite", "list").splitlines():
+        if line.startswith(token + "\t"):
+            return int(line.split("uses_left=")[1].split("\t")[0])
+    raise AssertionError(f"{token} not listed")
+
+
+def refused(status, body):
+    """The CGI's answer to a spent invitation: 403 and a reason Delta Chat shows."""
+    return status == 403 and "invitation is not valid" in body["reason"]
+
+
+def test_invitation_creates_exactly_its_number_of_accounts(relay, make_account, invite_only):
+    """Through nginx, fcgiwrap, the CGI, doveauth and Dovecot: --uses 2 gives two accounts
+    whichever way they come (the `dcaccount:` URL's CGI or a first login carrying the token),
+    and no third."""
+    relay.require("chatmail-newemail")
+    token, url = new_invitation(relay, "--uses", "2")
+    assert url == f"dcaccount:https://{relay.ini['mail_domain']}/new?invite={token}"
+
+    status, body = newemail(relay, url)
+    assert status == 200, body
+    assert body["password"].startswith(token + ":")
+    assert body["email"].endswith("@" + relay.domain)
+    via_cgi = Account(relay, body["email"], body["password"])
+    password_file = relay.maildir(via_cgi.addr) / "password"
+    if auth_mode() == "lua":
+        # The CGI had doveauth create it: the invitation is used before any login.
+        assert password_file.exists()
+        assert uses_left(relay, token) == 1
+    via_cgi.create()
+    assert password_file.exists()
+
+    # The second use by a manual (or dclogin:) first login with the token.
+    manual = make_account()
+    manual.password = f"{token}:{manual.password}"
+    manual.create()
+    assert uses_left(relay, token) == 0
+
+    status, body = newemail(relay, url)
+    if auth_mode() == "lua":
+        assert refused(status, body), (status, body)
+    else:
+        # Dict mode has no /create for the CGI: the first login refuses instead.
+        assert status == 200, body
+        with pytest.raises(imaplib.IMAP4.error):
+            Account(relay, body["email"], body["password"]).imap()
+    late = make_account()
+    late.password = f"{token}:{late.password}"
+    with pytest.raises(imaplib.IMAP4.error):
+        late.imap()
+    assert not relay.maildir(late.addr).joinpath("password").exists()
+    # Both accounts keep working.
+    via_cgi.imap().logout()
+    manual.imap().logout()
+
+
+def test_revoked_and_expired_invitations_stop_at_once(relay, make_account, invite_only):
+    relay.require("chatmail-newemail")
+    revoked, revoked_url = new_invitation(relay, "--uses", "5")
+    expired, expired_url = new_invitation(relay, "--uses", "5", "--expires", "3")
+    assert newemail(relay, revoked_url)[0] == 200
+    ok(relay, "invite", "revoke", revoked)
+    # Make the second one's expiry pass (the file format of chatmaild::registry).
+    path = relay.mailboxes_dir / ".chatmail-admin" / "invites" / expired
+    data = json.loads(path.read_text())
+    data["expires"] = int(time.time()) - 1
+    with open(path, "r+") as f:
+        f.truncate()
+        f.write(json.dumps(data))
+    for token, url in ((revoked, revoked_url), (expired, expired_url)):
+        status, body = newemail(relay, url)
+        if auth_mode() == "lua":
+            assert refused(status, body), (token, status, body)
+        acc = make_account()
+        acc.password = f"{token}:{acc.password}"
+        with pytest.raises(imaplib.IMAP4.error):
+            acc.imap()
+    # A malformed token is refused without asking anyone; no token in invite-only mode gets
+    # credentials that cannot log in.
+    assert refused(*newemail(relay, f"https://{relay.ini['mail_domain']}/new?invite=NOT-A-TOKEN"))
+    status, body = newemail(relay, f"https://{relay.ini['mail_domain']}/new")
+    assert status == 200, body
+    with pytest.raises(imaplib.IMAP4.error):
+        Account(relay, body["email"], body["password"]).imap()

@@ -1,7 +1,8 @@
 """Real Delta Chat clients against the local relay: accounts configured from dclogin: URLs
 (self-signed certificate accepted), a SecureJoin handshake, end-to-end encrypted text in both
-directions, a file, and a verified group of three joined by QR code. Skipped when
-deltachat-rpc-client/-server (tests/e2e/requirements.txt) are not installed."""
+directions, a file, a verified group of three joined by QR code, and accounts made from an
+invitation. Skipped when deltachat-rpc-client/-server (tests/e2e/requirements.txt) are not
+installed."""
 
 import os
 import shutil
@@ -9,6 +10,8 @@ import signal
 import time
 
 import pytest
+
+from conftest import admin_ok, auth_mode, new_invitation, newemail
 
 rpc_client = pytest.importorskip("deltachat_rpc_client")
 
@@ -140,3 +143,46 @@ def test_file_and_verified_group(relay, make_account, deltachat, deadline, tmp_p
         msg = wait_text(member, "carol here")
         assert msg.show_padlock
         assert len(member.get_chat_by_id(msg.chat_id).get_contacts()) == 3
+
+
+def test_invitation_makes_delta_chat_accounts(relay, deltachat, deadline, invite_only):
+    """An invitation with two uses: two Delta Chat accounts that talk end-to-end encrypted,
+    and a third request refused with a reason.
+
+    Delta Chat reads the `dcaccount:` URL `chatmail-admin invite create` prints, but cannot
+    fetch it from an IP-only relay: it trusts only its built-in web PKI roots (and, without
+    checks, only hostnames starting with `_`), and a relay at 127.0.0.1 has a self-signed
+    certificate. So the request it would make, an empty POST over verified HTTPS, is made
+    here, and the account is configured from the `dclogin_url` the CGI adds for relays with
+    self-signed certificates, as a self-signed relay's web page does."""
+    relay.require("chatmail-newemail", "filtermail", "chatmail-metadata")
+    token, url = new_invitation(relay, "--uses", "2", "--comment", "delta chat")
+    probe = deltachat.add_account()
+    qr = probe.check_qr(url)
+    assert qr["kind"] == "account" and qr["domain"] == relay.ini["mail_domain"], qr
+    with pytest.raises(rpc_client.JsonRpcError) as refused:
+        probe.set_config_from_qr(url)
+    assert "certificate" in str(refused.value).lower(), refused.value
+    assert f"{token}\tuses_left=2" in admin_ok(relay, "invite", "list"), "a failed client used it"
+
+    accounts = []
+    for _ in range(2):
+        status, body = newemail(relay, url)
+        assert status == 200, body
+        account = deltachat.add_account()
+        account.add_transport_from_qr(body["dclogin_url"])
+        assert account.is_configured()
+        assert account.get_config("configured_addr") == body["email"]
+        account.bring_online()
+        accounts.append(account)
+    if auth_mode() == "lua":
+        status, body = newemail(relay, url)
+        assert status == 403 and "invitation is not valid" in body["reason"], (status, body)
+
+    alice, bob = accounts
+    bob.secure_join(alice.get_qr_code())
+    alice.wait_for_securejoin_inviter_success()
+    bob.wait_for_securejoin_joiner_success()
+    bob.create_chat(alice).send_text("invited and encrypted")
+    msg = wait_text(alice, "invited and encrypted")
+    assert msg.show_padlock, "message was not end-to-end encrypted"

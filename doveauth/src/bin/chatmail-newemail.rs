@@ -1,4 +1,5 @@
-//! `chatmail-newemail`: CGI printing a fresh random address and password as JSON.
+//! `chatmail-newemail`: CGI printing a fresh random address and password as JSON; with an
+//! invitation it has doveauth create the account first.
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -19,9 +20,7 @@ fn main() -> ExitCode {
     };
     // An invitation link's token arrives in the query string (`/new?invite=<token>`).
     let query = std::env::var("QUERY_STRING").unwrap_or_default();
-    let invitation = doveauth::newemail::invitation_from_query(&query);
-    let creds = doveauth::newemail::generate_invited(&config, invitation);
-    let out = doveauth::newemail::cgi_response(&config, &creds);
+    let out = doveauth::newemail::respond(&config, &query);
     match std::io::stdout().lock().write_all(out.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
