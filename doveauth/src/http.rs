@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::AuthHandler;
+use crate::metrics::{LookupKind, LookupResult};
 
 /// The only path served.
 pub const CREATE_PATH: &str = "/create";
@@ -39,6 +40,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: usize = 1024;
 /// Time requests in flight get to finish after a stop request.
 const GRACE: Duration = Duration::from_secs(10);
+/// The metrics socket in HTTP mode, which has no dict socket to sit beside: where the dict
+/// mode's would be (`$CHATMAIL_METRICS_SOCKET` overrides it).
+pub const METRICS_SOCKET: &str = "/run/doveauth/metrics.socket";
 
 /// Why a request body is not a creation request (answered with `400`).
 #[derive(Debug, PartialEq, Eq)]
@@ -111,14 +115,16 @@ pub async fn handle(req: Request<Incoming>, auth: &AuthHandler) -> Response<Empt
             return reply(StatusCode::BAD_REQUEST);
         }
     };
-    match auth.create_or_verify(addr, password.to_owned()).await {
-        Ok(true) => reply(StatusCode::OK),
-        Ok(false) => reply(StatusCode::FORBIDDEN),
+    let (status, result) = match auth.create_or_verify(addr, password.to_owned()).await {
+        Ok(true) => (StatusCode::OK, LookupResult::Found),
+        Ok(false) => (StatusCode::FORBIDDEN, LookupResult::NotFound),
         Err(e) => {
             error!("account creation failed: {e}");
-            reply(StatusCode::FORBIDDEN)
+            (StatusCode::FORBIDDEN, LookupResult::Failed)
         }
-    }
+    };
+    auth.metrics().lookup(LookupKind::Create, result);
+    reply(status)
 }
 
 /// Serves `/create` on `listener` until `stop` is cancelled.
@@ -203,6 +209,12 @@ pub fn run(ini: &std::path::Path) -> ExitCode {
             }
         };
         let auth = Arc::new(AuthHandler::new(config));
+        let a = Arc::clone(&auth);
+        chatmaild::metrics::spawn_publisher(
+            &chatmaild::metrics::socket_from_env(METRICS_SOCKET),
+            Arc::new(move |enc: &mut chatmaild::metrics::Encoder| a.metrics().render(enc)),
+            stop.clone(),
+        );
         info!(%addr, "doveauth serving HTTP /create");
         service::notify_ready();
         let result = serve(listener, auth, stop).await;
