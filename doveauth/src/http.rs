@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::metrics::{LookupKind, LookupResult};
 use crate::{AuthHandler, Refused, Verdict};
 
 /// The only path served.
@@ -42,6 +43,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: usize = 1024;
 /// Time requests in flight get to finish after a stop request.
 const GRACE: Duration = Duration::from_secs(10);
+/// The metrics socket in HTTP mode, which has no dict socket to sit beside: where the dict
+/// mode's would be (`$CHATMAIL_METRICS_SOCKET` overrides it).
+pub const METRICS_SOCKET: &str = "/run/doveauth/metrics.socket";
 
 /// Why a request body is not a creation request (answered with `400`).
 #[derive(Debug, PartialEq, Eq)]
@@ -114,22 +118,28 @@ pub async fn handle(req: Request<Incoming>, auth: &AuthHandler) -> Response<Empt
             return reply(StatusCode::BAD_REQUEST);
         }
     };
-    match auth.create_or_verify(addr, password.to_owned()).await {
-        Ok(Verdict::Accepted) => reply(StatusCode::OK),
-        Ok(Verdict::Refused(Refused::Rules)) => reply(StatusCode::FORBIDDEN),
+    let (status, result, busy) = match auth.create_or_verify(addr, password.to_owned()).await {
+        Ok(Verdict::Accepted) => (StatusCode::OK, LookupResult::Found, false),
+        Ok(Verdict::Refused(Refused::Rules)) => {
+            (StatusCode::FORBIDDEN, LookupResult::NotFound, false)
+        }
         // Still 403 for Dovecot ("unknown user"); the header tells the newemail CGI that a
         // retry may succeed.
         Ok(Verdict::Refused(Refused::Busy)) => {
-            let mut r = reply(StatusCode::FORBIDDEN);
-            r.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(BUSY_RETRY_AFTER));
-            r
+            (StatusCode::FORBIDDEN, LookupResult::NotFound, true)
         }
         Err(e) => {
             error!("account creation failed: {e}");
-            reply(StatusCode::FORBIDDEN)
+            (StatusCode::FORBIDDEN, LookupResult::Failed, false)
         }
+    };
+    auth.metrics().lookup(LookupKind::Create, result);
+    let mut r = reply(status);
+    if busy {
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(BUSY_RETRY_AFTER));
     }
+    r
 }
 
 /// Serves `/create` on `listener` until `stop` is cancelled.
@@ -214,6 +224,12 @@ pub fn run(ini: &std::path::Path) -> ExitCode {
             }
         };
         let auth = Arc::new(AuthHandler::new(config));
+        let a = Arc::clone(&auth);
+        chatmaild::metrics::spawn_publisher(
+            &chatmaild::metrics::socket_from_env(METRICS_SOCKET),
+            Arc::new(move |enc: &mut chatmaild::metrics::Encoder| a.metrics().render(enc)),
+            stop.clone(),
+        );
         info!(%addr, "doveauth serving HTTP /create");
         service::notify_ready();
         let result = serve(listener, auth, stop).await;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod hash;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod migrate;
 pub mod newemail;
 pub mod policy;
@@ -19,7 +20,7 @@ pub mod syslimits;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chatmaild::dict::{DictHandler, Lookup};
 use chatmaild::registry::Registry;
@@ -28,6 +29,7 @@ use tracing::{debug, error, warn};
 
 pub use error::Error;
 use keys::{AuthKey, parse_key};
+use metrics::{LookupKind, LookupResult, Metrics, Refusal};
 
 /// How long a first login waits for a concurrent creator of the same account (as the
 /// reference's `filelock` timeout).
@@ -75,6 +77,7 @@ pub struct AuthHandler {
     nocreate: PathBuf,
     hashes: Arc<cache::HashCache>,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
 }
 
 impl AuthHandler {
@@ -95,7 +98,13 @@ impl AuthHandler {
             nocreate,
             hashes: Arc::default(),
             registry,
+            metrics: Arc::default(),
         }
+    }
+
+    /// What this handler (and its clones) counted.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The user if `addr` is ours and a valid mailbox name; `None` means "no such user".
@@ -164,10 +173,15 @@ impl AuthHandler {
             Creation::Created(_) => Ok(Verdict::Accepted),
             Creation::Refused(why) => Ok(Verdict::Refused(why)),
             Creation::Exists(hash) => {
-                let ok =
-                    tokio::task::spawn_blocking(move || hash::verify_password(&hash, &password))
-                        .await
-                        .map_err(|e| Error::Task(e.to_string()))?;
+                let metrics = Arc::clone(&self.metrics);
+                let ok = tokio::task::spawn_blocking(move || {
+                    let started = Instant::now();
+                    let ok = hash::verify_password(&hash, &password);
+                    metrics.hash_seconds.observe_duration(started.elapsed());
+                    ok
+                })
+                .await
+                .map_err(|e| Error::Task(e.to_string()))?;
                 if !ok {
                     warn!("password mismatch for existing address {addr}");
                     return Ok(NO);
@@ -179,14 +193,16 @@ impl AuthHandler {
 
     /// The creation rules, then [`AuthHandler::create`] off the event loop.
     async fn create_checked(&self, user: User, password: String) -> Result<Creation, Error> {
-        if let Some(reason) =
-            policy::creation_refusal(&self.config, &self.nocreate, user.addr(), &password)
+        if let Some((class, reason)) =
+            policy::classified_refusal(&self.config, &self.nocreate, user.addr(), &password)
         {
             warn!("{reason}");
+            self.metrics.refused(class);
             return Ok(Creation::Refused(Refused::Rules));
         }
         if let Some(refusal) = self.registry.precheck(&user, &password, policy::now()) {
             warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
+            self.metrics.refused(Refusal::of_registry(&refusal));
             return Ok(Creation::Refused(Refused::Rules));
         }
         let this = self.clone();
@@ -206,19 +222,26 @@ impl AuthHandler {
         let readings = syslimits::Readings::read(&self.config.mailboxes_dir);
         if let Some(reason) = readings.refusal(&self.config) {
             warn!("registration rejected: {reason}");
+            self.metrics.refused(Refusal::Limits);
             return Ok(Creation::Refused(Refused::Busy));
         }
         if let Some(refusal) = self.registry.admit(user, password, policy::now())? {
             warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
+            self.metrics.refused(Refusal::of_registry(&refusal));
             let why = match refusal {
                 chatmaild::registry::Refusal::RateCap(_) => Refused::Busy,
                 _ => Refused::Rules,
             };
             return Ok(Creation::Refused(why));
         }
+        let started = Instant::now();
         let hash = hash::hash_password(self.config.password_scheme, password)?;
+        self.metrics
+            .hash_seconds
+            .observe_duration(started.elapsed());
         user.set_password(&hash)?;
         eprintln!("{CREATED_ADDRESS}{}", user.addr());
+        self.metrics.created.inc();
         Ok(Creation::Created(hash))
     }
 
@@ -244,36 +267,71 @@ impl AuthHandler {
 
 impl DictHandler for AuthHandler {
     async fn lookup(&self, key: &str, _user: Option<&str>) -> Lookup {
-        match parse_key(key) {
-            Err(e) => {
-                warn!(reason = e.0, "malformed auth lookup key");
-                Lookup::Failed
-            }
-            // A blocked account is "no such user": it can neither log in nor receive mail.
-            Ok(AuthKey::Userdb { user }) => match self.our_user(&user) {
-                Some(u) => match self.existing(&u) {
-                    Lookup::Found(_) if self.hashes.is_blocked(&u) => Lookup::NotFound,
-                    other => other,
-                },
-                None => Lookup::NotFound,
-            },
-            Ok(AuthKey::Passdb { password, user }) => self.passdb(&user, password).await,
-        }
+        let (kind, found) = self.lookup_key(key).await;
+        self.metrics.lookup(kind, result_of(&found));
+        found
     }
 
     async fn iterate(&self, path: &str, _user: Option<&str>) -> Vec<(String, String)> {
         if path != "shared/userdb/" {
             debug!(path, "iteration of unknown path");
+            self.metrics
+                .lookup(LookupKind::Iterate, LookupResult::NotFound);
             return Vec::new();
         }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.list_users())
-            .await
-            .unwrap_or_default()
+        let users = tokio::task::spawn_blocking(move || this.list_users()).await;
+        let result = if users.is_ok() {
+            LookupResult::Found
+        } else {
+            LookupResult::Failed
+        };
+        self.metrics.lookup(LookupKind::Iterate, result);
+        users.unwrap_or_default()
     }
 
     async fn set(&self, _user: Option<&str>, key: &str, _value: &str) -> bool {
         debug!(key, "doveauth does not store values");
         false
+    }
+
+    fn render_metrics(&self, enc: &mut chatmaild::metrics::Encoder) {
+        self.metrics.render(enc);
+    }
+}
+
+/// The `result` label of a lookup's answer.
+fn result_of(l: &Lookup) -> LookupResult {
+    match l {
+        Lookup::Found(_) => LookupResult::Found,
+        Lookup::NotFound => LookupResult::NotFound,
+        Lookup::Failed => LookupResult::Failed,
+    }
+}
+
+impl AuthHandler {
+    /// The answer to one dict lookup, and what kind of lookup it was (a malformed key
+    /// counts as a failed passdb lookup).
+    async fn lookup_key(&self, key: &str) -> (LookupKind, Lookup) {
+        match parse_key(key) {
+            Err(e) => {
+                warn!(reason = e.0, "malformed auth lookup key");
+                (LookupKind::Passdb, Lookup::Failed)
+            }
+            // A blocked account is "no such user": it can neither log in nor receive mail.
+            Ok(AuthKey::Userdb { user }) => (
+                LookupKind::Userdb,
+                match self.our_user(&user) {
+                    Some(u) => match self.existing(&u) {
+                        Lookup::Found(_) if self.hashes.is_blocked(&u) => Lookup::NotFound,
+                        other => other,
+                    },
+                    None => Lookup::NotFound,
+                },
+            ),
+            Ok(AuthKey::Passdb { password, user }) => {
+                (LookupKind::Passdb, self.passdb(&user, password).await)
+            }
+        }
     }
 }

@@ -15,6 +15,8 @@ use std::path::Path;
 
 use chatmaild::Config;
 
+use crate::metrics::Refusal;
+
 /// While this file exists (any file type) no account is created (the default of
 /// `nocreate_file`).
 pub const NOCREATE_FILE: &str = chatmaild::config::DEFAULT_NOCREATE_FILE;
@@ -37,35 +39,58 @@ pub fn creation_refusal(
     user: &str,
     password: &str,
 ) -> Option<String> {
+    classified_refusal(config, nocreate, user, password).map(|(_, text)| text)
+}
+
+/// Like [`creation_refusal`], with the reason's class for the metrics.
+pub fn classified_refusal(
+    config: &Config,
+    nocreate: &Path,
+    user: &str,
+    password: &str,
+) -> Option<(Refusal, String)> {
     if std::fs::symlink_metadata(nocreate).is_ok() {
-        return Some(format!(
-            "blocked account creation because {} exists",
-            nocreate.display()
+        return Some((
+            Refusal::Nocreate,
+            format!(
+                "blocked account creation because {} exists",
+                nocreate.display()
+            ),
         ));
     }
     if password.chars().count() < config.password_min_length {
-        return Some(format!(
-            "Password needs to be at least {} characters long",
-            config.password_min_length
+        return Some((
+            Refusal::InvalidPassword,
+            format!(
+                "Password needs to be at least {} characters long",
+                config.password_min_length
+            ),
         ));
     }
     let parts: Vec<&str> = user.split('@').collect();
     let [localpart, _domain] = parts.as_slice() else {
-        return Some(format!("user {user:?} is not a proper e-mail address"));
+        return Some((
+            Refusal::InvalidName,
+            format!("user {user:?} is not a proper e-mail address"),
+        ));
     };
     let len = localpart.chars().count();
     if len < config.username_min_length || len > config.username_max_length {
-        return Some(format!(
-            "localpart {localpart:?} has to be between {} and {} chars long",
-            config.username_min_length, config.username_max_length
+        return Some((
+            Refusal::InvalidName,
+            format!(
+                "localpart {localpart:?} has to be between {} and {} chars long",
+                config.username_min_length, config.username_max_length
+            ),
         ));
     }
     if !localpart
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
     {
-        return Some(format!(
-            "localpart {localpart:?} contains invalid characters"
+        return Some((
+            Refusal::InvalidName,
+            format!("localpart {localpart:?} contains invalid characters"),
         ));
     }
     None

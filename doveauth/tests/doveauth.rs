@@ -251,3 +251,40 @@ fn usage_and_config_errors_exit_with_codes() {
         "{err}"
     );
 }
+
+#[test]
+fn dict_lookups_and_creations_are_counted_on_the_metrics_socket() {
+    use std::io::Read;
+    let d = start();
+    let mut c = d.client();
+    let addr = format!("abcdefghi@{DOMAIN}");
+    assert_eq!(c.ask(&format!("Lshared/userdb/{addr}\t{addr}")), "N\n");
+    assert!(c.ask(&passdb("secret-password", &addr)).starts_with('O'));
+    assert!(c.ask(&passdb("secret-password", &addr)).starts_with('O'));
+    assert!(
+        c.ask(&format!("Lshared/userdb/{addr}\t{addr}"))
+            .starts_with('O')
+    );
+    assert_eq!(
+        c.ask(&passdb("short", &format!("abcdefghj@{DOMAIN}"))),
+        "N\n"
+    );
+    assert_eq!(c.ask("Lpriv/userdb/x@y\tx"), "F\n");
+    let mut text = String::new();
+    std::os::unix::net::UnixStream::connect(d.dir.path().join("metrics.socket"))
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    for line in [
+        "chatmail_doveauth_accounts_created_total 1",
+        "chatmail_doveauth_lookups_total{kind=\"userdb\",result=\"not_found\"} 1",
+        "chatmail_doveauth_lookups_total{kind=\"userdb\",result=\"found\"} 1",
+        "chatmail_doveauth_lookups_total{kind=\"passdb\",result=\"found\"} 2",
+        "chatmail_doveauth_lookups_total{kind=\"passdb\",result=\"not_found\"} 1",
+        "chatmail_doveauth_lookups_total{kind=\"passdb\",result=\"failed\"} 1",
+        "chatmail_doveauth_creations_refused_total{reason=\"invalid_password\"} 1",
+        "chatmail_doveauth_password_hash_duration_seconds_count 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
+}

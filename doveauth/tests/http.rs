@@ -25,7 +25,7 @@ fn free_port() -> u16 {
 
 struct Http {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     port: u16,
     mailboxes: PathBuf,
 }
@@ -65,6 +65,7 @@ impl Http {
         let child = Command::new(BIN)
             .arg(&ini)
             .env_remove("LISTEN_FDS")
+            .env("CHATMAIL_METRICS_SOCKET", dir.path().join("metrics.socket"))
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -72,7 +73,7 @@ impl Http {
         wait_connect(port);
         Http {
             child,
-            _dir: dir,
+            dir,
             port,
             mailboxes,
         }
@@ -188,6 +189,48 @@ impl Conn {
     fn closed(&mut self) -> bool {
         let mut buf = [0u8; 1];
         matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+}
+
+/// One snapshot of the daemon's metrics socket.
+fn scrape(d: &Http) -> String {
+    let mut text = String::new();
+    std::os::unix::net::UnixStream::connect(d.dir.path().join("metrics.socket"))
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+#[test]
+fn creations_and_refusals_are_counted_on_the_metrics_socket() {
+    let d = Http::start("");
+    let mut c = d.conn();
+    assert_eq!(
+        c.create(&format!("abcdefghi@{DOMAIN}"), "secret-password"),
+        200
+    );
+    let mut c = d.conn();
+    assert_eq!(
+        c.create(&format!("abcdefghi@{DOMAIN}"), "secret-password"),
+        200
+    );
+    let mut c = d.conn();
+    assert_eq!(c.create(&format!("abcdefghj@{DOMAIN}"), "short"), 403);
+    let mut c = d.conn();
+    assert_eq!(c.create(&format!("ab@{DOMAIN}"), "secret-password"), 403);
+    let text = scrape(&d);
+    for line in [
+        "chatmail_doveauth_accounts_created_total 1",
+        "chatmail_doveauth_lookups_total{kind=\"create\",result=\"found\"} 2",
+        "chatmail_doveauth_lookups_total{kind=\"create\",result=\"not_found\"} 2",
+        "chatmail_doveauth_creations_refused_total{reason=\"invalid_password\"} 1",
+        "chatmail_doveauth_creations_refused_total{reason=\"invalid_name\"} 1",
+        "chatmail_doveauth_creations_refused_total{reason=\"nocreate\"} 0",
+        // One hash for the creation, one verification for the second login.
+        "chatmail_doveauth_password_hash_duration_seconds_count 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
     }
 }
 
@@ -438,7 +481,7 @@ fn newemail(ini: &Path, query: &str) -> (String, serde_json::Value) {
 #[test]
 fn newemail_creates_invited_accounts_through_doveauth_and_shares_the_rate_cap() {
     let d = Http::start("max_creations_per_minute = 3\n");
-    let ini = d._dir.path().join("chatmail.ini");
+    let ini = d.dir.path().join("chatmail.ini");
     let config = chatmaild::Config::load(&ini).unwrap();
     let registry = chatmaild::registry::Registry::new(&config);
     registry

@@ -36,11 +36,21 @@ use tracing::{debug, error, info, warn};
 /// The binary's name.
 pub const NAME: &str = "chatmail-exporter";
 
-/// The services read by default, with their metrics sockets (beside their service sockets).
+/// The services read by default, with their metrics sockets (beside their service sockets,
+/// or in their unit's `RuntimeDirectory=`).
 pub const DEFAULT_SERVICES: &[(&str, &str)] = &[
     ("doveauth", "/run/doveauth/metrics.socket"),
     ("lastlogin", "/run/chatmail-lastlogin/metrics.socket"),
     ("chatmail-metadata", "/run/chatmail-metadata/metrics.socket"),
+    ("filtermail", "/run/filtermail/metrics.socket"),
+    (
+        "filtermail-incoming",
+        "/run/filtermail-incoming/metrics.socket",
+    ),
+    (
+        "filtermail-transport",
+        "/run/filtermail-transport/metrics.socket",
+    ),
 ];
 
 /// The textfiles read by default; a missing one is skipped.

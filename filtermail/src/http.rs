@@ -120,10 +120,12 @@ async fn connection(
     stop: &CancellationToken,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     stream.set_nodelay(true)?;
+    let _in_flight = filter.metrics.session();
     let io = TokioIo::new(TimeoutIo::new(stream, IO_TIMEOUT));
+    let f = Arc::clone(&filter);
     let service = hyper::service::service_fn(move |req| {
-        let filter = Arc::clone(&filter);
-        async move { Ok::<_, Infallible>(handle(req, &filter).await) }
+        let filter = Arc::clone(&f);
+        async move { Ok::<_, Infallible>(counted(handle(req, &filter).await, &filter)) }
     });
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -132,6 +134,14 @@ async fn connection(
         () = stop.cancelled() => conn.as_mut().graceful_shutdown(),
     }
     conn.await
+}
+
+/// Counts the response's SMTP reply (set by [`reply_response`]) as a message outcome.
+fn counted(r: Response<Full<Bytes>>, filter: &Filter) -> Response<Full<Bytes>> {
+    if let Some(reply) = r.extensions().get::<Reply>() {
+        filter.metrics.message(reply);
+    }
+    r
 }
 
 /// A response with a plain-text body.
@@ -159,6 +169,7 @@ pub fn status_for(reply: &Reply) -> StatusCode {
 pub fn reply_response(reply: &Reply) -> Response<Full<Bytes>> {
     let status = status_for(reply);
     let mut r = text(status, reply.to_string());
+    r.extensions_mut().insert(reply.clone());
     if status == StatusCode::SERVICE_UNAVAILABLE {
         r.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
@@ -175,6 +186,7 @@ async fn handle(req: Request<Incoming>, filter: &Arc<Filter>) -> Response<Full<B
         Ok(env) => env,
         Err(why) => {
             debug!("HTTP request refused: {why}");
+            filter.metrics.envelope_refused(why);
             return text(StatusCode::BAD_REQUEST, why);
         }
     };
@@ -205,6 +217,7 @@ async fn handle(req: Request<Incoming>, filter: &Arc<Filter>) -> Response<Full<B
             Err(e) => {
                 // The client went away or broke the framing; nobody may read the answer.
                 debug!("HTTP body: {e}");
+                filter.metrics.protocol_error();
                 return text(StatusCode::BAD_REQUEST, "400 Broken request body");
             }
         };

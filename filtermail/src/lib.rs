@@ -16,6 +16,7 @@ pub mod budget;
 pub mod dkim;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod mime;
 pub mod openpgp;
 pub mod policy;
@@ -66,6 +67,8 @@ pub struct Filter {
     pub reinjector: Reinjector,
     /// Message bytes in flight, SMTP and HTTP together (`filtermail_memory_budget`).
     pub budget: Arc<MemoryBudget>,
+    /// What this filter counts (published on its metrics socket).
+    pub metrics: metrics::Metrics,
 }
 
 /// The memory budget for `config`: `filtermail_memory_budget`, but never less than one
@@ -98,6 +101,7 @@ impl Filter {
             dkim: if mode == Mode::Incoming { dkim } else { None },
             reinjector: Reinjector::new(host_port(&config.postfix_host, port), REINJECT_TIMEOUT),
             budget: MemoryBudget::new(memory_budget_bytes(config)),
+            metrics: metrics::Metrics::new(mode),
         }
     }
 
@@ -116,6 +120,7 @@ impl Filter {
         params: MailParams,
         message: Vec<u8>,
     ) -> Reply {
+        let _timer = self.metrics.timer();
         let (verdict, env, message) = if message.len() <= INLINE_CHECK_MAX {
             let verdict = self.check(&env, &message);
             (verdict, env, message)
@@ -140,7 +145,9 @@ impl Filter {
             Verdict::Reject(reply) => return reply,
         };
         let message = if self.dkim.is_some() {
-            match self.verify_dkim(message, accepted.from_addr).await {
+            let checked = self.verify_dkim(message, accepted.from_addr).await;
+            self.metrics.dkim(&checked);
+            match checked {
                 Ok(m) => m,
                 Err(reply) => return reply,
             }
@@ -152,9 +159,12 @@ impl Filter {
         } else {
             env.mail_from.as_str()
         };
-        self.reinjector
+        let reply = self
+            .reinjector
             .send(sender, &env.rcpt_to, params.smtputf8, &message)
-            .await
+            .await;
+        self.metrics.reinjected(&reply, message.len());
+        reply
     }
 }
 
@@ -254,6 +264,8 @@ pub async fn serve(ini: &std::path::Path, mode: Mode) -> Result<(), Error> {
     if let Some(why) = fallback {
         warn!("{why}");
     }
+    // After the serving line, which stays the first line of a start.
+    publish_metrics(mode, &filter, &stop);
     chatmaild::service::notify_ready();
     let result = match http {
         Some((http_listener, _)) => {
@@ -288,18 +300,30 @@ pub async fn serve_transport(ini: &std::path::Path) -> Result<(), Error> {
     let stop = chatmaild::service::shutdown_token().map_err(Error::Accept)?;
     chatmaild::service::raise_nofile_limit();
     info!(%addr, mode = "Transport", "{}", server::LOG_SERVING);
+    let options = mxdeliver::TransportOptions::default();
+    let counters = Arc::clone(&options.metrics);
+    chatmaild::metrics::spawn_publisher(
+        &chatmaild::metrics::socket_from_env(metrics::default_socket(None)),
+        Arc::new(move |enc: &mut chatmaild::metrics::Encoder| counters.render(enc)),
+        stop.clone(),
+    );
     chatmaild::service::notify_ready();
-    let result = mxdeliver::run(
-        config,
-        listener,
-        stop,
-        mxdeliver::TransportOptions::default(),
-    )
-    .await
-    .map_err(Error::from);
+    let result = mxdeliver::run(config, listener, stop, options)
+        .await
+        .map_err(Error::from);
     chatmaild::service::notify_stopping();
     info!("stopped");
     result
+}
+
+/// Publishes `filter`'s counters on the metrics socket of `mode` until `stop`.
+fn publish_metrics(mode: Mode, filter: &Arc<Filter>, stop: &tokio_util::sync::CancellationToken) {
+    let f = Arc::clone(filter);
+    chatmaild::metrics::spawn_publisher(
+        &chatmaild::metrics::socket_from_env(metrics::default_socket(Some(mode))),
+        Arc::new(move |enc: &mut chatmaild::metrics::Encoder| f.metrics.render(enc)),
+        stop.clone(),
+    );
 }
 
 /// Runs `listener`; if it fails, the other listeners of the process are stopped too, so

@@ -68,6 +68,7 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result
 /// One SMTP connection from Postfix.
 async fn session(mut stream: TcpStream, filter: &Arc<Filter>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let _in_flight = filter.metrics.session();
     write(&mut stream, &Reply::GREETING.to_wire()).await?;
     let mut smtp = Session::new(filter.mode, filter.max_message_size);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
@@ -88,7 +89,10 @@ async fn session(mut stream: TcpStream, filter: &Arc<Filter>) -> std::io::Result
         };
         buf.drain(..used);
         match step {
-            Step::Reply(reply) => write(&mut stream, &reply.to_wire()).await?,
+            Step::Reply(reply) => {
+                filter.metrics.command(&reply);
+                write(&mut stream, &reply.to_wire()).await?;
+            }
             Step::Raw(bytes) => write(&mut stream, &bytes).await?,
             Step::Close(reply) => {
                 write(&mut stream, &reply.to_wire()).await?;
@@ -99,6 +103,7 @@ async fn session(mut stream: TcpStream, filter: &Arc<Filter>) -> std::io::Result
                 // Nothing left for another message: refuse before inviting the data.
                 warn!("memory budget exhausted, deferring a message");
                 smtp.take_transaction();
+                filter.metrics.message(&Reply::OVER_BUDGET);
                 write(&mut stream, &Reply::OVER_BUDGET.to_wire()).await?;
             }
             Step::Data => {
@@ -112,6 +117,7 @@ async fn session(mut stream: TcpStream, filter: &Arc<Filter>) -> std::io::Result
                         other.reply().unwrap_or(Reply::LOCAL_ERROR)
                     }
                 };
+                filter.metrics.message(&reply);
                 write(&mut stream, &reply.to_wire()).await?;
             }
         }

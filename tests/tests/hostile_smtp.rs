@@ -52,6 +52,11 @@ impl Filtermail {
             .arg(mode)
             // Incoming mode must not ask the internet for DKIM keys.
             .env("FILTERMAIL_SKIP_DKIM", "1")
+            // Its metrics socket in the scratch root, not in a relay's /run/filtermail.
+            .env(
+                "CHATMAIL_METRICS_SOCKET",
+                root.path().join("metrics.socket"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

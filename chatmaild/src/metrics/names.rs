@@ -1,6 +1,6 @@
 //! The name of every metric family the relay serves, with the label values of the
-//! families whose services do not count yet, so the dashboard test and those services
-//! share one list. A service that counts names its families from here.
+//! families with fixed label lists, so the dashboard test and the services share one
+//! list. A service that counts names its families from here.
 
 /// Services read by `chatmail-exporter` (`chatmail_service_up{service}`).
 pub const SERVICE_UP: &str = "chatmail_service_up";
@@ -45,13 +45,12 @@ pub mod transport {
     pub const IN_FLIGHT: &str = "chatmail_transport_deliveries_in_flight";
 }
 
-/// doveauth (defined here, counted once doveauth implements
-/// [`crate::dict::DictHandler::render_metrics`]).
+/// doveauth (dict service and HTTP `/create`).
 pub mod doveauth {
-    /// Dict lookups by `kind` ([`LOOKUP_KINDS`]) and `result` ([`LOOKUP_RESULTS`]).
+    /// Lookups by `kind` ([`LOOKUP_KINDS`]) and `result` ([`LOOKUP_RESULTS`]).
     pub const LOOKUPS: &str = "chatmail_doveauth_lookups_total";
-    /// `kind` values of [`LOOKUPS`].
-    pub const LOOKUP_KINDS: &[&str] = &["passdb", "userdb", "iterate"];
+    /// `kind` values of [`LOOKUPS`]: the dict requests, and HTTP `/create`.
+    pub const LOOKUP_KINDS: &[&str] = &["passdb", "userdb", "iterate", "create"];
     /// `result` values of [`LOOKUPS`].
     pub const LOOKUP_RESULTS: &[&str] = &["found", "not_found", "failed"];
     /// Accounts created.
@@ -59,19 +58,24 @@ pub mod doveauth {
     /// Creations refused by `reason` ([`REFUSAL_REASONS`]).
     pub const CREATIONS_REFUSED: &str = "chatmail_doveauth_creations_refused_total";
     /// `reason` values of [`CREATIONS_REFUSED`]: `/etc/chatmail-nocreate`; load, memory or
-    /// disk limits; a name outside the rules; a password too short; the creation rate cap.
+    /// disk limits; a name outside the rules; a password too short; the creation rate cap;
+    /// a tombstoned address; a blocked address; invite-only without a valid invitation.
     pub const REFUSAL_REASONS: &[&str] = &[
         "nocreate",
         "limits",
         "invalid_name",
         "invalid_password",
         "rate_cap",
+        "tombstoned",
+        "blocked",
+        "invitation",
     ];
     /// Histogram (`LATENCY_BUCKETS`): time to hash or verify one password.
     pub const HASH_SECONDS: &str = "chatmail_doveauth_password_hash_duration_seconds";
 }
 
-/// filtermail's `outgoing` and `incoming` modes (defined here, counted after the merge).
+/// filtermail's `outgoing` and `incoming` modes (one process each, each serving only its
+/// own `direction`).
 pub mod filtermail {
     /// Messages by `direction` ([`DIRECTIONS`]), `verdict` ([`VERDICTS`]) and `reason`
     /// ([`REASONS`]; `none` for accepted mail).
@@ -93,8 +97,11 @@ pub mod filtermail {
         "dkim_tempfail",
         "malformed",
         "rate_limited",
+        "over_budget",
         "reinject_failed",
+        "local_error",
         "protocol",
+        "other",
     ];
     /// DKIM verifications of incoming mail by `result` ([`DKIM_RESULTS`]).
     pub const DKIM: &str = "chatmail_filtermail_dkim_results_total";
@@ -104,9 +111,10 @@ pub mod filtermail {
     pub const RATE_LIMITED: &str = "chatmail_filtermail_rate_limited_total";
     /// Bytes of messages accepted, by `direction`.
     pub const BYTES: &str = "chatmail_filtermail_message_bytes_total";
-    /// Gauge: SMTP/HTTP sessions open now, by `direction`.
+    /// Gauge: SMTP sessions and HTTP connections open now, by `direction`.
     pub const SESSIONS: &str = "chatmail_filtermail_sessions_in_flight";
-    /// Histogram (`LATENCY_BUCKETS`) by `direction`: time from end of DATA to the reply.
+    /// Histogram (`LATENCY_BUCKETS`) by `direction`: time to decide about and pass on one
+    /// received message.
     pub const MESSAGE_SECONDS: &str = "chatmail_filtermail_message_duration_seconds";
 }
 

@@ -112,7 +112,8 @@ impl Daemon {
             .stderr(Stdio::piped())
             .stdout(Stdio::null());
         cmd.env_remove("FILTERMAIL_SKIP_DKIM")
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .env("CHATMAIL_METRICS_SOCKET", dir.path().join("metrics.socket"));
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -1,0 +1,202 @@
+//! What doveauth counts, published on its metrics socket (see [`chatmaild::metrics`]):
+//! lookups by kind and result, accounts created, creations refused by reason, and the
+//! time spent hashing and verifying passwords. Both front ends (the dict service and HTTP
+//! `/create`) count into the same figures, since both run the one creation policy.
+
+use chatmaild::metrics::names::doveauth as names;
+use chatmaild::metrics::{Counter, CounterVec, Encoder, Histogram, Kind, LATENCY_BUCKETS};
+
+pub use names::{ACCOUNTS_CREATED, CREATIONS_REFUSED, HASH_SECONDS, LOOKUPS};
+
+/// What was asked (the `kind` label of [`LOOKUPS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupKind {
+    /// A dict passdb lookup (may create the account).
+    Passdb = 0,
+    /// A dict userdb lookup.
+    Userdb = 1,
+    /// A dict iteration of all users (`doveadm -A`).
+    Iterate = 2,
+    /// An HTTP `/create` request (Lua passdb).
+    Create = 3,
+}
+
+/// How a lookup ended (the `result` label of [`LOOKUPS`]). For `/create`: `found` is 200
+/// (created, or existing with that password), `not_found` 403, `failed` an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupResult {
+    /// Answered with the user.
+    Found = 0,
+    /// No such user (or refused).
+    NotFound = 1,
+    /// Could not be answered.
+    Failed = 2,
+}
+
+/// Why an account was not created (the `reason` label of [`CREATIONS_REFUSED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `nocreate_file` exists.
+    Nocreate = 0,
+    /// Load, memory or disk beyond the configured limits.
+    Limits = 1,
+    /// The address is not a name the creation rules allow.
+    InvalidName = 2,
+    /// The password is too short.
+    InvalidPassword = 3,
+    /// `max_creations_per_minute` reached.
+    RateCap = 4,
+    /// The address was deleted or expired and is not free yet.
+    Tombstoned = 5,
+    /// The address belongs to a blocked account.
+    Blocked = 6,
+    /// Invite-only: no valid invitation in the password.
+    Invitation = 7,
+}
+
+impl Refusal {
+    /// The reason of a refusal by the relay's account state.
+    pub fn of_registry(r: &chatmaild::registry::Refusal) -> Refusal {
+        use chatmaild::registry::Refusal as R;
+        match r {
+            R::Tombstoned(_) => Refusal::Tombstoned,
+            R::Blocked(_) => Refusal::Blocked,
+            R::InvitationRequired | R::InvalidInvitation => Refusal::Invitation,
+            R::ShortPassword(_) => Refusal::InvalidPassword,
+            R::RateCap(_) => Refusal::RateCap,
+        }
+    }
+}
+
+/// `kind` values in [`LookupKind`] order.
+pub const LOOKUP_KINDS: &[&str] = names::LOOKUP_KINDS;
+/// `result` values in [`LookupResult`] order.
+pub const LOOKUP_RESULTS: &[&str] = names::LOOKUP_RESULTS;
+/// `reason` values in [`Refusal`] order.
+pub const REFUSAL_REASONS: &[&str] = names::REFUSAL_REASONS;
+
+/// The counters of one doveauth.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Indexed `kind * LOOKUP_RESULTS.len() + result`.
+    lookups: Box<[Counter]>,
+    /// See [`ACCOUNTS_CREATED`].
+    pub created: Counter,
+    refused: CounterVec,
+    /// See [`HASH_SECONDS`].
+    pub hash_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            lookups: (0..LOOKUP_KINDS.len() * LOOKUP_RESULTS.len())
+                .map(|_| Counter::new())
+                .collect(),
+            created: Counter::new(),
+            refused: CounterVec::new("reason", REFUSAL_REASONS),
+            hash_seconds: Histogram::new(LATENCY_BUCKETS),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one lookup.
+    pub fn lookup(&self, kind: LookupKind, result: LookupResult) {
+        if let Some(c) = self
+            .lookups
+            .get(kind as usize * LOOKUP_RESULTS.len() + result as usize)
+        {
+            c.inc();
+        }
+    }
+
+    /// How many lookups of `kind` ended as `result`.
+    pub fn lookups(&self, kind: LookupKind, result: LookupResult) -> u64 {
+        self.lookups
+            .get(kind as usize * LOOKUP_RESULTS.len() + result as usize)
+            .map_or(0, Counter::get)
+    }
+
+    /// Counts a refused creation.
+    pub fn refused(&self, r: Refusal) {
+        self.refused.inc(r as usize);
+    }
+
+    /// How many creations were refused for `r`.
+    pub fn refusals(&self, r: Refusal) -> u64 {
+        self.refused.get(r as usize)
+    }
+
+    /// Writes every family.
+    pub fn render(&self, enc: &mut Encoder) {
+        enc.family(
+            LOOKUPS,
+            "Lookups by kind (dict passdb, userdb, iterate; HTTP create) and result.",
+            Kind::Counter,
+        );
+        for (k, kind) in LOOKUP_KINDS.iter().enumerate() {
+            for (r, result) in LOOKUP_RESULTS.iter().enumerate() {
+                let n = self
+                    .lookups
+                    .get(k * LOOKUP_RESULTS.len() + r)
+                    .map_or(0, Counter::get);
+                enc.sample(LOOKUPS, &[("kind", kind), ("result", result)], n as f64);
+            }
+        }
+        enc.counter(
+            ACCOUNTS_CREATED,
+            "Accounts created by a first login.",
+            &self.created,
+        );
+        enc.counter_vec(
+            CREATIONS_REFUSED,
+            "First logins that created no account, by reason.",
+            &self.refused,
+        );
+        enc.histogram(
+            HASH_SECONDS,
+            "Time to hash a new account's password or verify an existing one's.",
+            &self.hash_seconds,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_lists_match_the_enums() {
+        assert_eq!(LOOKUP_KINDS.len(), LookupKind::Create as usize + 1);
+        assert_eq!(LOOKUP_RESULTS.len(), LookupResult::Failed as usize + 1);
+        assert_eq!(REFUSAL_REASONS.len(), Refusal::Invitation as usize + 1);
+        assert_eq!(LOOKUP_KINDS[LookupKind::Create as usize], "create");
+        assert_eq!(REFUSAL_REASONS[Refusal::RateCap as usize], "rate_cap");
+    }
+
+    #[test]
+    fn every_series_is_rendered_with_both_labels() {
+        let m = Metrics::default();
+        m.lookup(LookupKind::Userdb, LookupResult::NotFound);
+        m.lookup(LookupKind::Userdb, LookupResult::NotFound);
+        m.refused(Refusal::Blocked);
+        let mut e = Encoder::new();
+        m.render(&mut e);
+        let text = e.finish();
+        assert!(
+            text.contains(
+                "chatmail_doveauth_lookups_total{kind=\"userdb\",result=\"not_found\"} 2\n"
+            )
+        );
+        assert!(
+            text.contains("chatmail_doveauth_lookups_total{kind=\"passdb\",result=\"found\"} 0\n")
+        );
+        assert!(text.contains("chatmail_doveauth_creations_refused_total{reason=\"blocked\"} 1\n"));
+        assert!(text.contains("chatmail_doveauth_accounts_created_total 0\n"));
+        assert_eq!(
+            text.matches("chatmail_doveauth_lookups_total{").count(),
+            LOOKUP_KINDS.len() * LOOKUP_RESULTS.len()
+        );
+    }
+}
