@@ -17,9 +17,10 @@ use crate::dns::{Dns, HttpResolver, MxAnswer};
 use crate::error::Error;
 use crate::lmtp::Destination;
 use crate::metrics::{FailureClass, Path as DeliveryPath, TransportMetrics};
-use crate::reply::Reply;
+use crate::reply::{Reply, TransportReply};
 use crate::smtp_client::{Envelope, Failure, SmtpConn, Target, TlsMode};
 use crate::tls::{CertPolicy, TlsConfigs};
+use chatmail_smtp::Pool;
 
 /// How long a host that took mail over SMTP is not asked over HTTPS again.
 const SMTP_ONLY_FOR: Duration = Duration::from_secs(30 * 60);
@@ -69,7 +70,7 @@ pub struct Deliverer {
     https_any: reqwest::Client,
     settings: DeliverySettings,
     smtp_only: Mutex<HashMap<String, Instant>>,
-    idle: Mutex<HashMap<String, Vec<SmtpConn>>>,
+    idle: Pool<SmtpConn>,
     metrics: Arc<TransportMetrics>,
 }
 
@@ -85,7 +86,7 @@ enum HostResult {
 /// The counter class of a host's final reply: one of our two success replies, or the
 /// peer's refusal passed on.
 fn outcome_of(reply: &Reply) -> Outcome {
-    if *reply == Reply::ok_https() {
+    if *reply == Reply::OK_HTTPS {
         Ok(DeliveryPath::Https)
     } else if reply.is_success() {
         Ok(DeliveryPath::Smtp)
@@ -148,7 +149,7 @@ impl Deliverer {
             tls,
             settings,
             smtp_only: Mutex::default(),
-            idle: Mutex::default(),
+            idle: Pool::new(IDLE_PER_HOST, IDLE_REUSE),
             metrics: Arc::default(),
         })
     }
@@ -170,7 +171,7 @@ impl Deliverer {
         let started = Instant::now();
         let (reply, outcome) = tokio::time::timeout(DELIVERY_DEADLINE, self.deliver_inner(batch))
             .await
-            .unwrap_or_else(|_| (Reply::delivery_timeout(), Err(FailureClass::Timeout)));
+            .unwrap_or((Reply::DELIVERY_TIMEOUT, Err(FailureClass::Timeout)));
         self.metrics.duration.observe_duration(started.elapsed());
         self.metrics.in_flight.dec();
         match outcome {
@@ -196,7 +197,7 @@ impl Deliverer {
             Destination::Name(domain) => {
                 let hosts = match self.dns.mx(domain).await {
                     MxAnswer::Hosts(h) => h.into_iter().map(|h| (h, None)).collect(),
-                    MxAnswer::NullMx => return (Reply::null_mx(), Err(FailureClass::NullMx)),
+                    MxAnswer::NullMx => return (Reply::NULL_MX, Err(FailureClass::NullMx)),
                     MxAnswer::NxDomain => {
                         return (
                             Reply::no_such_domain(domain),
@@ -251,7 +252,7 @@ impl Deliverer {
     ) -> HostResult {
         if !self.is_smtp_only(host) {
             match self.post(batch, host, policy).await {
-                Ok(()) => return HostResult::Done(Reply::ok_https()),
+                Ok(()) => return HostResult::Done(Reply::OK_HTTPS),
                 Err(e) => {
                     self.metrics.https_fallbacks.inc();
                     tracing::debug!(host, error = %e, "HTTPS delivery failed, trying SMTP");
@@ -296,7 +297,7 @@ impl Deliverer {
         };
         let mut conn = match SmtpConn::open(&target, &self.settings.ehlo_name).await {
             Ok(c) => c,
-            Err(Failure::Connection(e)) => return HostResult::Failed(e),
+            Err(Failure::Connection(e)) => return HostResult::Failed(e.to_string()),
             Err(Failure::Rejected(r)) => return HostResult::Failed(r.to_string()),
         };
         match conn.send(envelope).await {
@@ -305,7 +306,7 @@ impl Deliverer {
                 self.put_idle(&pool_key, conn);
                 HostResult::Done(Reply::forwarded(&r, host))
             }
-            Err(Failure::Connection(e)) => HostResult::Failed(e),
+            Err(Failure::Connection(e)) => HostResult::Failed(e.to_string()),
         }
     }
 
@@ -321,7 +322,7 @@ impl Deliverer {
             map.insert(host.to_owned(), Instant::now());
         }
         self.put_idle(pool_key, conn);
-        HostResult::Done(Reply::ok_smtp())
+        HostResult::Done(Reply::OK_SMTP)
     }
 
     fn is_smtp_only(&self, host: &str) -> bool {
@@ -393,50 +394,20 @@ impl Deliverer {
 
     async fn take_idle(&self, key: &str) -> Option<SmtpConn> {
         loop {
-            let conn = {
-                let mut map = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                let list = map.get_mut(key)?;
-                let conn = list.pop();
-                if list.is_empty() {
-                    map.remove(key);
-                }
-                conn?
-            };
-            if conn.idle_since.elapsed() >= IDLE_REUSE {
-                continue;
-            }
-            let mut conn = conn;
+            let mut conn = self.idle.take(key)?;
             if conn.reset().await {
                 return Some(conn);
             }
         }
     }
 
-    fn put_idle(&self, key: &str, mut conn: SmtpConn) {
-        conn.idle_since = Instant::now();
-        let mut map = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = map.entry(key.to_owned()).or_default();
-        if list.len() < IDLE_PER_HOST {
-            list.push(conn);
-        }
+    fn put_idle(&self, key: &str, conn: SmtpConn) {
+        self.idle.put(key, conn);
     }
 
     /// Closes idle connections past their reuse time (called periodically).
     pub async fn prune_idle(&self) {
-        let stale: Vec<SmtpConn> = {
-            let mut map = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut stale = Vec::new();
-            for list in map.values_mut() {
-                let (old, keep): (Vec<_>, Vec<_>) = list
-                    .drain(..)
-                    .partition(|c| c.idle_since.elapsed() >= IDLE_REUSE);
-                *list = keep;
-                stale.extend(old);
-            }
-            map.retain(|_, l| !l.is_empty());
-            stale
-        };
-        for conn in stale {
+        for conn in self.idle.expired() {
             conn.quit().await;
         }
     }
