@@ -171,7 +171,7 @@ impl SmtpConn {
             Err((_, e)) => return Err(e.into()),
         }
         // `wire` ends with the "." line, so the terminator leaves with the last bytes.
-        let reply = self.client.data([env.wire], DATA_END_TIMEOUT).await?;
+        let reply = self.client.data(&[env.wire], DATA_END_TIMEOUT).await?;
         if reply.code != 250 {
             return Err(unexpected(Step::EndOfData, &reply));
         }

@@ -343,11 +343,7 @@ impl Client {
     /// Sends the message (`parts`, already dot-stuffed and ending with the `.` line) and
     /// reads the reply within `timeout`. When the write fails, a refusal the server sent
     /// meanwhile (552, say) is returned instead of the write error.
-    pub async fn data<'m>(
-        &mut self,
-        parts: impl IntoIterator<Item = &'m [u8]>,
-        timeout: Duration,
-    ) -> Result<ReplyLines, Error> {
+    pub async fn data(&mut self, parts: &[&[u8]], timeout: Duration) -> Result<ReplyLines, Error> {
         let mut written = Ok(());
         for part in parts {
             written = self.queue(part).await;
