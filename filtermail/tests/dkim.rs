@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use base64::Engine;
 use common::dns::{self, Answer};
-use common::sink::Sink;
+use common::sink;
 use common::{Daemon, Eol, eml};
 use filtermail::dkim::DkimVerifier;
 use filtermail::{FilterReply, Reply};
@@ -212,7 +212,7 @@ async fn signature_count_is_capped() {
 async fn binary_verifies_incoming_mail() {
     let keys = keys();
     let dns = dns_server(&keys).await;
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start(
         "incoming",
         sink.port,

@@ -21,6 +21,8 @@ pub mod error;
 pub mod line;
 pub mod pool;
 pub mod reply;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use client::{Capabilities, Client, Sent, Step};
 pub use command::{Command, Verb};
