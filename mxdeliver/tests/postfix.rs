@@ -232,7 +232,7 @@ async fn postfix_delivers_bounces_and_defers() {
     let got = mailbox.lock().unwrap().clone();
     let msg = got.iter().find(|r| r.rcpts == ["ok@a.test"]).unwrap();
     assert!(
-        String::from_utf8_lossy(&msg.data).contains("\r\n..dotted\r\n"),
+        String::from_utf8_lossy(&msg.wire).contains("\r\n..dotted\r\n"),
         "dot-stuffing survives Postfix and the transport"
     );
 
