@@ -41,9 +41,24 @@ pub struct Script {
     pub hang_up: bool,
     /// Offer STARTTLS with this configuration.
     pub tls: Option<Arc<ServerConfig>>,
+    /// Keep what was received (a load sink does not).
+    pub record: bool,
 }
 
 impl Script {
+    /// A load sink standing in for Postfix's reinjection port: accepts everything, keeps
+    /// nothing.
+    pub fn load_sink() -> Script {
+        Script {
+            extensions: vec!["8BITMIME", "SMTPUTF8"],
+            mail: "250 Ok",
+            rcpt: "250 Ok",
+            end_of_data: "250 2.0.0 Ok: queued".to_owned(),
+            record: false,
+            ..Script::reinjection("")
+        }
+    }
+
     /// Postfix's reinjection port as filtermail meets it, answering `end_of_data`.
     pub fn reinjection(end_of_data: &str) -> Script {
         Script {
@@ -58,6 +73,7 @@ impl Script {
             other: "250 Ok",
             hang_up: false,
             tls: None,
+            record: true,
         }
     }
 
@@ -75,6 +91,7 @@ impl Script {
             other: "500 what",
             hang_up: false,
             tls: None,
+            record: true,
         }
     }
 
@@ -156,6 +173,8 @@ impl FakeServer {
     }
 
     async fn connection(&self, stream: TcpStream, script: &Script) {
+        // Replies are whole lines written at once; never hold them back.
+        let _ = stream.set_nodelay(true);
         let mut state = Received::default();
         let Some(stream) = self.dialogue(stream, script, true, &mut state).await else {
             return;
@@ -226,7 +245,7 @@ impl FakeServer {
             } else if upper == "DATA" {
                 let data = format!("{}\r\n", script.data);
                 r.get_mut().write_all(data.as_bytes()).await.ok()?;
-                self.message(&mut r, st).await?;
+                self.message(&mut r, st, script.record).await?;
                 let end = format!("{}\r\n", script.end_of_data);
                 r.get_mut().write_all(end.as_bytes()).await.ok()?;
                 if script.hang_up {
@@ -250,6 +269,7 @@ impl FakeServer {
         &self,
         r: &mut BufReader<S>,
         st: &mut Received,
+        record: bool,
     ) -> Option<()> {
         let (mut wire, mut data) = (Vec::new(), Vec::new());
         loop {
@@ -260,8 +280,14 @@ impl FakeServer {
             if l == b".\r\n" {
                 break;
             }
+            if !record {
+                continue;
+            }
             wire.extend_from_slice(&l);
             data.extend_from_slice(l.strip_prefix(b".").unwrap_or(&l));
+        }
+        if !record {
+            return Some(());
         }
         st.wire = wire;
         st.data = data;
