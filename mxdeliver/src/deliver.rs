@@ -241,18 +241,8 @@ impl Deliverer {
         // A connection is only reused under the same verification and TLS requirements it was
         // opened with: an unverified session must never carry mail for a verified destination.
         let pool_key = format!("{host} {policy:?} {tls_mode:?}");
-        if let Some(mut conn) = self.take_idle(&pool_key).await {
-            match conn.send(envelope).await {
-                Ok(()) => return self.smtp_delivered(host, &pool_key, conn),
-                Err(Failure::Rejected(r)) => {
-                    self.put_idle(&pool_key, conn);
-                    return HostResult::Done(Reply::forwarded(&r, host));
-                }
-                // A dropped idle connection; a fresh one decides.
-                Err(Failure::Connection(e)) => {
-                    tracing::debug!(host, error = %e, "reused connection failed")
-                }
-            }
+        if let Some(done) = self.try_idle(host, &pool_key, envelope).await {
+            return done;
         }
         let addrs = match addrs {
             Some(a) => a,
@@ -280,6 +270,29 @@ impl Deliverer {
                 HostResult::Done(Reply::forwarded(&r, host))
             }
             Err(Failure::Connection(e)) => HostResult::Failed(e.to_string()),
+        }
+    }
+
+    /// Delivers over a kept connection, if there is one that is still good; `None` when a
+    /// fresh connection must decide.
+    async fn try_idle(
+        &self,
+        host: &str,
+        pool_key: &str,
+        envelope: Envelope<'_>,
+    ) -> Option<HostResult> {
+        let mut conn = self.take_idle(pool_key).await?;
+        match conn.send(envelope).await {
+            Ok(()) => Some(self.smtp_delivered(host, pool_key, conn)),
+            Err(Failure::Rejected(r)) => {
+                self.put_idle(pool_key, conn);
+                Some(HostResult::Done(Reply::forwarded(&r, host)))
+            }
+            // A dropped idle connection; a fresh one decides.
+            Err(Failure::Connection(e)) => {
+                tracing::debug!(host, error = %e, "reused connection failed");
+                None
+            }
         }
     }
 

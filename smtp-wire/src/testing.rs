@@ -223,25 +223,6 @@ impl FakeServer {
             } else if upper == "STARTTLS" && plain && script.tls.is_some() {
                 r.get_mut().write_all(b"220 go ahead\r\n").await.ok()?;
                 return Some(r.into_inner());
-            } else if upper.starts_with("MAIL FROM:") {
-                let args = line.get(10..).unwrap_or_default();
-                st.from = path(args);
-                st.mail_params = args
-                    .split_once('>')
-                    .map(|(_, p)| p.trim().to_owned())
-                    .unwrap_or_default();
-                st.mail_line = line.clone();
-                st.rcpts.clear();
-                format!("{}\r\n", script.mail)
-            } else if upper.starts_with("RCPT TO:") {
-                let addr = path(line.get(8..).unwrap_or_default());
-                match script.refuse_rcpt {
-                    Some((prefix, refusal)) if addr.starts_with(prefix) => format!("{refusal}\r\n"),
-                    _ => {
-                        st.rcpts.push(addr);
-                        format!("{}\r\n", script.rcpt)
-                    }
-                }
             } else if upper == "DATA" {
                 let data = format!("{}\r\n", script.data);
                 r.get_mut().write_all(data.as_bytes()).await.ok()?;
@@ -252,13 +233,11 @@ impl FakeServer {
                     return None;
                 }
                 continue;
-            } else if upper == "RSET" {
-                format!("{}\r\n", script.rset)
             } else if upper == "QUIT" {
                 let _ = r.get_mut().write_all(b"221 bye\r\n").await;
                 return None;
             } else {
-                format!("{}\r\n", script.other)
+                envelope(script, st, &line, &upper)
             };
             r.get_mut().write_all(reply.as_bytes()).await.ok()?;
         }
@@ -297,6 +276,35 @@ impl FakeServer {
             .push(st.clone());
         Some(())
     }
+}
+
+/// The reply to a command that needs no I/O beyond it (MAIL, RCPT, RSET, others).
+fn envelope(script: &Script, st: &mut Received, line: &str, upper: &str) -> String {
+    let reply = if upper.starts_with("MAIL FROM:") {
+        let args = line.get(10..).unwrap_or_default();
+        st.from = path(args);
+        st.mail_params = args
+            .split_once('>')
+            .map(|(_, p)| p.trim().to_owned())
+            .unwrap_or_default();
+        st.mail_line = line.to_owned();
+        st.rcpts.clear();
+        script.mail
+    } else if upper.starts_with("RCPT TO:") {
+        let addr = path(line.get(8..).unwrap_or_default());
+        match script.refuse_rcpt {
+            Some((prefix, refusal)) if addr.starts_with(prefix) => refusal,
+            _ => {
+                st.rcpts.push(addr);
+                script.rcpt
+            }
+        }
+    } else if upper == "RSET" {
+        script.rset
+    } else {
+        script.other
+    };
+    format!("{reply}\r\n")
 }
 
 /// The address between `<` and `>`.
