@@ -324,7 +324,11 @@ impl Client {
             } else {
                 self.command(c).await
             };
-            let reply = reply.map_err(|e| (*step, e))?;
+            let reply = match reply {
+                Ok(reply) => reply,
+                // A server that refused and then hung up: its refusal is the answer.
+                Err(e) => return refused.ok_or((*step, e)),
+            };
             let ok = match step {
                 Step::Mail => reply.code == 250,
                 Step::Rcpt => reply.code == 250 || reply.code == 251,

@@ -45,6 +45,10 @@ async fn envelope_refusals() {
     let rcpts = ["x@y".to_owned(), "z@y".to_owned()];
     let sent = c.envelope("MAIL FROM:<>", &rcpts, true).await.unwrap();
     assert!(matches!(sent, Sent::Refused(Step::Rcpt, r) if r.code == 550));
+    // Refused, then closed: the refusal counts.
+    let mut c = client(b"421 closing\r\n");
+    let sent = c.envelope("MAIL FROM:<>", &rcpts, true).await.unwrap();
+    assert!(matches!(sent, Sent::Refused(Step::Mail, r) if r.code == 421));
     let mut c = client(b"251 OK\r\n");
     let sent = c.envelope("MAIL FROM:<>", &rcpts, false).await.unwrap();
     assert!(matches!(sent, Sent::Refused(Step::Mail, r) if r.code == 251));
