@@ -3,7 +3,7 @@
 //! The parsers are pure byte-fed code without I/O, so the connection loops that drive them
 //! stay thin and every rule is written once:
 //!
-//! - [`line`]: command-line framing (CRLF required, length capped at [`MAX_LINE`]);
+//! - [`line`](mod@line): command-line framing (CRLF required, length capped at [`MAX_LINE`]);
 //! - [`command`]: SMTP/LMTP verbs, paths and ESMTP parameters;
 //! - [`data`]: the DATA receiver (dot-stuffing undone, end marker, size limit counted on the
 //!   unstuffed message as Postfix counts it, bare CR or LF refused) and [`data::stuff`];
