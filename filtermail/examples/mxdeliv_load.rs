@@ -46,7 +46,7 @@ async fn main() -> Res<()> {
         tasks.push(tokio::spawn(connection(
             port,
             from,
-            stuff(msg.as_bytes()),
+            chatmail_smtp::stuff(msg.as_bytes()),
             left,
         )));
     }
@@ -124,18 +124,4 @@ async fn connection(
         lat.push(t.elapsed());
     }
     Ok(lat)
-}
-
-/// `message` dot-stuffed (lines starting with `.` get another).
-fn stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 16);
-    let mut start = true;
-    for &b in message {
-        if start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        start = b == b'\n';
-    }
-    out
 }

@@ -99,6 +99,16 @@ impl Reservation {
     }
 }
 
+/// The DATA receiver grows its message under the reservation.
+impl chatmail_smtp::Allowance for Reservation {
+    fn cover(&mut self, total: usize, max: usize) -> bool {
+        Reservation::cover(self, total, max)
+    }
+    fn release(&mut self) {
+        Reservation::release(self);
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.release();

@@ -15,7 +15,7 @@ use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
 use tracing::{debug, warn};
 
 use crate::error::Error;
-use crate::reply::Reply;
+use crate::reply::{FilterReply, Reply};
 
 /// Environment switch that disables the check (testing only; SPEC §6.13).
 pub const ENV_SKIP: &str = "FILTERMAIL_SKIP_DKIM";

@@ -39,8 +39,8 @@ use crate::Filter;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::error::Error;
 use crate::policy::{Envelope, MailParams};
-use crate::reply::Reply;
-use crate::smtp::{DataEnd, DataReader, MAX_RECIPIENTS};
+use crate::reply::{FilterReply, Reply};
+use crate::smtp::{DataEnd, DataReader, MAX_RECIPIENTS, data_reader, refusal};
 
 /// Envelope sender header (absent: the null sender).
 pub const HEADER_MAIL_FROM: &str = "x-mail-from";
@@ -333,7 +333,7 @@ impl MessageBody {
     /// A body of a message of at most `max` bytes, reserved from `budget`.
     pub fn with_budget(max: u64, budget: Option<Arc<MemoryBudget>>) -> MessageBody {
         MessageBody {
-            reader: DataReader::with_budget(max, budget),
+            reader: data_reader(max, budget),
             ended: None,
         }
     }
@@ -349,7 +349,7 @@ impl MessageBody {
             let (used, end) = self.reader.feed(data);
             data = data.get(used..).unwrap_or_default();
             if let Some(end) = end {
-                if let Some(reply) = end.reply() {
+                if let Some(reply) = refusal(&end) {
                     return Err(reply);
                 }
                 self.ended = Some(end);
@@ -373,8 +373,8 @@ impl MessageBody {
             None => self.reader.feed(b".\r\n").1,
         };
         match end {
-            Some(DataEnd::Message(m)) => Ok((m, self.reader.take_reservation())),
-            Some(other) => Err(other.reply().unwrap_or(Reply::INVALID_DATA)),
+            Some(DataEnd::Message(m)) => Ok((m, self.reader.take_allowance())),
+            Some(other) => Err(refusal(&other).unwrap_or(Reply::INVALID_DATA)),
             None => Err(Reply::INVALID_DATA),
         }
     }

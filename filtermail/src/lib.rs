@@ -34,7 +34,7 @@ use chatmaild::Config;
 
 pub use error::Error;
 pub use policy::{Envelope, MailParams, Verdict, check_incoming, check_outgoing};
-pub use reply::Reply;
+pub use reply::{FilterReply, Reply};
 pub use smtp::Mode;
 
 use tracing::{info, warn};

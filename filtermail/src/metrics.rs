@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chatmaild::metrics::names::filtermail as names;
 use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, Kind, LATENCY_BUCKETS};
 
-use crate::reply::Reply;
+use crate::reply::{FilterReply, Reply};
 use crate::smtp::Mode;
 
 pub use names::{BYTES, DKIM, MESSAGE_SECONDS, MESSAGES, RATE_LIMITED, SESSIONS};
@@ -140,7 +140,7 @@ impl Reason {
             (Reply::OVER_BUDGET, Reason::OverBudget),
             (Reply::LOCAL_ERROR, Reason::LocalError),
         ];
-        if reply.is_positive() {
+        if reply.is_success() {
             return Reason::None;
         }
         if let Some((_, r)) = known.iter().find(|(k, _)| k == reply) {
@@ -234,7 +234,7 @@ impl Metrics {
     /// over its rate, a forbidden sender or recipient); other command replies are not
     /// message outcomes and are ignored.
     pub fn command(&self, reply: &Reply) {
-        if reply.is_positive() {
+        if reply.is_success() {
             return;
         }
         let reason = Reason::of(reply);
@@ -272,7 +272,7 @@ impl Metrics {
 
     /// Counts the bytes of a message Postfix took back (`reply` is its answer).
     pub fn reinjected(&self, reply: &Reply, bytes: usize) {
-        if reply.is_positive() {
+        if reply.is_success() {
             self.bytes.add(bytes as u64);
         }
     }

@@ -12,7 +12,7 @@ use mail_parser::{Message, MessageParser};
 use tracing::{info, warn};
 
 use crate::mime;
-use crate::reply::Reply;
+use crate::reply::{FilterReply, Reply};
 
 /// Log line mtail counts (SPEC §10.4): outgoing encrypted mail.
 pub const LOG_OUTGOING_ENCRYPTED: &str = "Outgoing: Filtering encrypted mail.";

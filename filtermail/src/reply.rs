@@ -1,97 +1,58 @@
-//! SMTP replies filtermail sends (SPEC §6.9), as named values.
+//! SMTP replies filtermail sends (SPEC §6.9), as named values on the shared [`Reply`].
 //!
 //! Clients and Postfix match some of these texts (`523 Encryption Needed`, `4.7.1: Too much
 //! mail from`), so the fixed ones are constants here and never formatted at call sites.
 
-use std::borrow::Cow;
-use std::fmt;
+pub use chatmail_smtp::Reply;
 
-/// One SMTP reply line: a three-digit code and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    code: u16,
-    text: Cow<'static, str>,
-}
-
-impl Reply {
-    /// Accepted (also MAIL, RCPT, RSET, NOOP).
-    pub const OK: Reply = Reply::fixed(250, "OK");
+/// filtermail's replies beside the shared ones ([`Reply::OK`], [`Reply::TOO_BIG`], ...); in
+/// scope, they read as `Reply::NAME`.
+pub trait FilterReply {
     /// Reply to `HELO`.
-    pub const HELO: Reply = Reply::fixed(250, "filtermail");
+    const HELO: Reply = Reply::fixed(250, "filtermail");
     /// The greeting.
-    pub const GREETING: Reply = Reply::fixed(220, "filtermail SMTP");
-    /// Reply to `QUIT`.
-    pub const BYE: Reply = Reply::fixed(221, "OK");
-    /// Reply to `DATA`.
-    pub const START_DATA: Reply = Reply::fixed(354, "End data with <CR><LF>.<CR><LF>");
+    const GREETING: Reply = Reply::fixed(220, "filtermail SMTP");
     /// The cleartext policy refused the message; clients recognise this exact text.
-    pub const ENCRYPTION_NEEDED: Reply =
+    const ENCRYPTION_NEEDED: Reply =
         Reply::fixed(523, "Encryption Needed: Invalid Unencrypted Mail");
-    /// Malformed DATA: data after the end-of-data line, or no final CRLF (`/mxdeliv`).
-    pub const INVALID_DATA: Reply = Reply::fixed(500, "Invalid DATA");
-    /// DATA exceeded `max_message_size` (sent after the end-of-data line).
-    pub const TOO_BIG: Reply = Reply::fixed(552, "Message exceeds maximum size");
-    /// `MAIL FROM` without a parsable `<address>`.
-    pub const INVALID_MAIL_FROM: Reply = Reply::fixed(500, "Invalid address in MAIL FROM");
-    /// `RCPT TO` without a parsable `<address>` (the references never answered).
-    pub const INVALID_RCPT_TO: Reply = Reply::fixed(501, "Invalid address in RCPT TO");
-    /// An unknown command.
-    pub const UNKNOWN_COMMAND: Reply = Reply::fixed(500, "Command not recognized");
     /// `RCPT` before `MAIL`.
-    pub const NEED_MAIL: Reply = Reply::fixed(503, "Error: need MAIL command");
+    const NEED_MAIL: Reply = Reply::fixed(503, "Error: need MAIL command");
     /// `DATA` before `MAIL` and `RCPT`.
-    pub const NEED_RCPT: Reply = Reply::fixed(503, "Error: need RCPT command");
+    const NEED_RCPT: Reply = Reply::fixed(503, "Error: need RCPT command");
     /// More recipients than one transaction may have.
-    pub const TOO_MANY_RECIPIENTS: Reply = Reply::fixed(452, "4.5.3 Error: too many recipients");
+    const TOO_MANY_RECIPIENTS: Reply = Reply::fixed(452, "4.5.3 Error: too many recipients");
     /// A command line longer than the limit; the connection is closed after it.
-    pub const LINE_TOO_LONG: Reply = Reply::fixed(500, "5.5.2 Error: line too long");
+    const LINE_TOO_LONG: Reply = Reply::fixed(500, "5.5.2 Error: line too long");
     /// A command line not ended by CRLF; the connection is closed after it.
-    pub const BARE_LF: Reply = Reply::fixed(500, "5.5.2 Error: command line must end with CRLF");
+    const BARE_LF: Reply = Reply::fixed(500, "5.5.2 Error: command line must end with CRLF");
     /// The client was idle too long; sent before closing.
-    pub const TIMEOUT: Reply = Reply::fixed(421, "4.4.2 Error: timeout exceeded");
+    const TIMEOUT: Reply = Reply::fixed(421, "4.4.2 Error: timeout exceeded");
     /// No DKIM-Signature header in incoming mail.
-    pub const NO_DKIM_SIGNATURE: Reply = Reply::fixed(554, "5.7.1 No DKIM signature found");
+    const NO_DKIM_SIGNATURE: Reply = Reply::fixed(554, "5.7.1 No DKIM signature found");
     /// No signature that verifies and aligns with the From domain.
-    pub const NO_VALID_DKIM_SIGNATURE: Reply =
-        Reply::fixed(554, "5.7.1 No valid DKIM signature found");
+    const NO_VALID_DKIM_SIGNATURE: Reply = Reply::fixed(554, "5.7.1 No valid DKIM signature found");
     /// DKIM needs UTF-8 data.
-    pub const NON_UTF8: Reply = Reply::fixed(554, "Non-UTF-8 message");
+    const NON_UTF8: Reply = Reply::fixed(554, "Non-UTF-8 message");
     /// No header/body separator.
-    pub const MALFORMED_DATA: Reply = Reply::fixed(554, "Malformed data");
+    const MALFORMED_DATA: Reply = Reply::fixed(554, "Malformed data");
     /// The header could not be parsed for DKIM.
-    pub const MALFORMED_HEADER: Reply = Reply::fixed(554, "Malformed header");
+    const MALFORMED_HEADER: Reply = Reply::fixed(554, "Malformed header");
     /// The DKIM key could not be fetched in time; the sender retries (SPEC §6.10 Note).
-    pub const DKIM_TEMPFAIL: Reply =
-        Reply::fixed(451, "4.7.1 DKIM key lookup failed, try again later");
+    const DKIM_TEMPFAIL: Reply = Reply::fixed(451, "4.7.1 DKIM key lookup failed, try again later");
     /// The reinjection port could not be reached or spoke nonsense; the sender retries.
-    pub const REINJECT_FAILED: Reply = Reply::fixed(451, "4.3.0 Error: queue file write error");
+    const REINJECT_FAILED: Reply = Reply::fixed(451, "4.3.0 Error: queue file write error");
     /// The messages in flight already fill the memory budget; the sender retries.
-    pub const OVER_BUDGET: Reply =
+    const OVER_BUDGET: Reply =
         Reply::fixed(451, "4.3.1 Error: too much mail in flight, try again later");
     /// A recipient spelling Postfix could route differently (quoted, source route, `%`,
     /// `!`, characters no mailbox name has): refused rather than guessed.
-    pub const RECIPIENT_NOT_PLAIN: Reply =
+    const RECIPIENT_NOT_PLAIN: Reply =
         Reply::fixed(553, "5.1.3 Recipient address not in plain form");
     /// An internal failure while handling the message; the sender retries.
-    pub const LOCAL_ERROR: Reply = Reply::fixed(451, "4.3.0 Local error");
-
-    const fn fixed(code: u16, text: &'static str) -> Reply {
-        Reply {
-            code,
-            text: Cow::Borrowed(text),
-        }
-    }
-
-    /// A reply with a computed text (rejections that name an address).
-    pub fn new(code: u16, text: impl Into<Cow<'static, str>>) -> Reply {
-        Reply {
-            code,
-            text: text.into(),
-        }
-    }
+    const LOCAL_ERROR: Reply = Reply::fixed(451, "4.3.0 Local error");
 
     /// `450 4.7.1: Too much mail from <addr>, <detail>` (SPEC §6.8).
-    pub fn rate_limited(addr: &str, retry_secs: u64) -> Reply {
+    fn rate_limited(addr: &str, retry_secs: u64) -> Reply {
         Reply::new(
             450,
             format!(
@@ -102,12 +63,12 @@ impl Reply {
     }
 
     /// `500 Invalid from address <addr>`: MAIL FROM without exactly one `@` (outgoing).
-    pub fn invalid_from_address(addr: &str) -> Reply {
+    fn invalid_from_address(addr: &str) -> Reply {
         Reply::new(500, format!("Invalid from address <{}>", printable(addr)))
     }
 
     /// `500 Invalid FROM <from> for <mailfrom>`: From header and MAIL FROM differ.
-    pub fn from_mismatch(from: &str, mail_from: &str) -> Reply {
+    fn from_mismatch(from: &str, mail_from: &str) -> Reply {
         Reply::new(
             500,
             format!(
@@ -119,41 +80,17 @@ impl Reply {
     }
 
     /// `500 Invalid FROM header: <value>`: no address in the From header.
-    pub fn invalid_from_header(value: &str) -> Reply {
+    fn invalid_from_header(value: &str) -> Reply {
         Reply::new(500, format!("Invalid FROM header: {}", printable(value)))
     }
 
     /// `500 Failed to parse message: <reason>`.
-    pub fn unparsable(reason: &str) -> Reply {
+    fn unparsable(reason: &str) -> Reply {
         Reply::new(500, format!("Failed to parse message: {reason}"))
     }
-
-    /// The reply code.
-    pub fn code(&self) -> u16 {
-        self.code
-    }
-
-    /// The text after the code.
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
-    /// Whether the code is 2xx.
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
-    /// The wire form, `<code> <text>\r\n`.
-    pub fn to_wire(&self) -> Vec<u8> {
-        format!("{self}\r\n").into_bytes()
-    }
 }
 
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.code, self.text)
-    }
-}
+impl FilterReply for Reply {}
 
 /// `s` with control characters (CR, LF, ...) replaced, so untrusted text echoed in a reply
 /// can never end the reply line early or inject another one; capped in length.

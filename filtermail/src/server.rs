@@ -15,8 +15,9 @@ use tracing::{debug, info, warn};
 use crate::Filter;
 use crate::budget::Reservation;
 use crate::error::Error;
-use crate::reply::Reply;
-use crate::smtp::{DataEnd, DataReader, Line, Session, Step, next_line};
+use crate::reply::{FilterReply, Reply};
+use crate::smtp::{DataEnd, Session, Step, data_reader, refusal};
+use chatmail_smtp::{Line, next_line};
 
 /// Log line tests wait for before connecting (SPEC §6.1).
 pub const LOG_SERVING: &str = "entering serving loop";
@@ -114,7 +115,7 @@ async fn session(mut stream: TcpStream, filter: &Arc<Filter>) -> std::io::Result
                     DataEnd::Message(message) => filter.process(env, params, message).await,
                     other => {
                         warn!("message refused while receiving: {other:?}");
-                        other.reply().unwrap_or(Reply::LOCAL_ERROR)
+                        refusal(&other).unwrap_or(Reply::LOCAL_ERROR)
                     }
                 };
                 filter.metrics.message(&reply);
@@ -131,13 +132,12 @@ async fn read_data(
     buf: &mut Vec<u8>,
     filter: &Filter,
 ) -> std::io::Result<(DataEnd, Reservation)> {
-    let mut reader =
-        DataReader::with_budget(filter.max_message_size, Some(Arc::clone(&filter.budget)));
+    let mut reader = data_reader(filter.max_message_size, Some(Arc::clone(&filter.budget)));
     loop {
         let (used, end) = reader.feed(buf);
         buf.drain(..used);
         if let Some(end) = end {
-            return Ok((end, reader.take_reservation()));
+            return Ok((end, reader.take_allowance()));
         }
         if !read_more(stream, buf).await? {
             return Err(std::io::ErrorKind::UnexpectedEof.into());

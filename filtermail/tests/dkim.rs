@@ -13,10 +13,10 @@ use std::net::SocketAddr;
 
 use base64::Engine;
 use common::dns::{self, Answer};
-use common::sink::Sink;
+use common::sink;
 use common::{Daemon, Eol, eml};
-use filtermail::Reply;
 use filtermail::dkim::DkimVerifier;
+use filtermail::{FilterReply, Reply};
 use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
@@ -212,7 +212,7 @@ async fn signature_count_is_capped() {
 async fn binary_verifies_incoming_mail() {
     let keys = keys();
     let dns = dns_server(&keys).await;
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start(
         "incoming",
         sink.port,

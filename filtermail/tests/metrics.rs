@@ -11,7 +11,7 @@ mod common;
 
 use std::io::Read;
 
-use common::sink::Sink;
+use common::sink;
 use common::{Daemon, Eol, eml};
 
 const FROM: &str = "alice@chat.example.org";
@@ -53,7 +53,7 @@ async fn wait_for_socket(d: &Daemon) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outgoing_outcomes_are_counted_by_reason() {
-    let sink = Sink::start("250 2.0.0 Ok: queued").await;
+    let sink = sink::start("250 2.0.0 Ok: queued").await;
     let d = Daemon::start(
         "outgoing",
         sink.port,
@@ -131,7 +131,7 @@ async fn outgoing_outcomes_are_counted_by_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_counts_dkim_results() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start("incoming", sink.port, "", &[]);
     wait_for_socket(&d).await;
     let mut c = d.connect().await;

@@ -11,7 +11,7 @@ mod common;
 
 use common::{Eol, all_fixtures, eml};
 use filtermail::policy::Accepted;
-use filtermail::{Envelope, Reply, Verdict, check_incoming, check_outgoing};
+use filtermail::{Envelope, FilterReply, Reply, Verdict, check_incoming, check_outgoing};
 
 const FROM: &str = "alice@chat.example.org";
 const TO: &str = "bob@chat.example.org";

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::sink::Sink;
+use common::sink;
 use common::{Daemon, Eol, eml, free_port};
 
 const POSTFIX: &str = "/usr/sbin/postfix";
@@ -125,7 +125,7 @@ async fn through_real_postfix() {
         eprintln!("skipped: needs {POSTFIX} and root");
         return;
     }
-    let sink = Sink::start("250 2.0.0 Ok: queued").await;
+    let sink = sink::start("250 2.0.0 Ok: queued").await;
     let (submit, reinject) = (free_port(), free_port());
     let fm = Daemon::start("outgoing", reinject, "", &[]);
     let _postfix = start_postfix(submit, fm.port, reinject, sink.port);

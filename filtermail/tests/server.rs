@@ -45,7 +45,7 @@ async fn stop_ends_the_accept_loop() {
 
 #[tokio::test]
 async fn idle_reinjection_connections_are_closed() {
-    let sink = common::sink::Sink::start("250 Ok").await;
+    let sink = common::sink::start("250 Ok").await;
     let r = filtermail::reinject::Reinjector::new(
         format!("127.0.0.1:{}", sink.port),
         std::time::Duration::from_secs(30),

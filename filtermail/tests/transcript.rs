@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::sink::Sink;
+use common::sink;
 use common::{Daemon, Eol, eml, free_port};
 
 const FROM: &str = "alice@chat.example.org";
@@ -11,7 +11,7 @@ const TO: &str = "bob@chat.example.org";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outgoing_encrypted_accepted_and_reinjected_unchanged() {
-    let sink = Sink::start("250 2.0.0 Ok: queued").await;
+    let sink = sink::start("250 2.0.0 Ok: queued").await;
     let d = Daemon::start("outgoing", sink.port, "", &[]);
     assert!(
         d.startup[0].contains("entering serving loop"),
@@ -40,7 +40,7 @@ async fn outgoing_encrypted_accepted_and_reinjected_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outgoing_cleartext_523() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start("outgoing", sink.port, "", &[]);
     let mut c = d.connect().await;
     c.cmd("EHLO x").await;
@@ -71,7 +71,7 @@ async fn outgoing_cleartext_523() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_8bit_and_dot_lines_byte_for_byte_null_sender() {
-    let sink = Sink::start("250 2.0.0 Ok").await;
+    let sink = sink::start("250 2.0.0 Ok").await;
     let d = Daemon::start("incoming", sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
     assert!(
         d.startup[0].contains("DKIM verification DISABLED!"),
@@ -119,7 +119,7 @@ async fn incoming_8bit_and_dot_lines_byte_for_byte_null_sender() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_enforced_recipient_523() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start(
         "incoming",
         sink.port,
@@ -150,7 +150,7 @@ async fn incoming_enforced_recipient_523() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_450() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start(
         "outgoing",
         sink.port,
@@ -174,7 +174,7 @@ async fn rate_limit_450() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_552_after_end_marker_and_no_command_injection() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start(
         "incoming",
         sink.port,
@@ -201,7 +201,7 @@ async fn oversize_552_after_end_marker_and_no_command_injection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_commands_in_one_write() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start("outgoing", sink.port, "", &[]);
     let mut c = d.connect().await;
     let msg = eml("encrypted.eml", FROM, TO, "x", Eol::Crlf);
@@ -222,7 +222,7 @@ async fn pipelined_commands_in_one_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_errors() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start("incoming", sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
     let mut c = d.connect().await;
     assert_eq!(c.cmd("HELO x").await, "250 filtermail");
@@ -272,7 +272,7 @@ async fn reinjection_failures_keep_their_class() {
         ("452 4.3.1 Insufficient system storage", "452"),
         ("554 5.7.1 no", "554"),
     ] {
-        let sink = Sink::start(remote).await;
+        let sink = sink::start(remote).await;
         let d = Daemon::start("outgoing", sink.port, "", &[]);
         let mut c = d.connect().await;
         c.cmd("EHLO x").await;
@@ -284,7 +284,7 @@ async fn reinjection_failures_keep_their_class() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundred_sessions_at_once() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start(
         "outgoing",
         sink.port,
@@ -334,7 +334,7 @@ fn usage_errors_exit_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reinjection_recovers_from_closed_kept_connections() {
-    let sink = Sink::start_with("250 Ok", true).await;
+    let sink = sink::start_with("250 Ok", true).await;
     let d = Daemon::start("outgoing", sink.port, "", &[]);
     let mut c = d.connect().await;
     c.cmd("EHLO x").await;
@@ -351,7 +351,7 @@ async fn reinjection_recovers_from_closed_kept_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reinjection_reuses_connections() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start("outgoing", sink.port, "", &[]);
     let msg = eml("encrypted.eml", FROM, TO, "x", Eol::Crlf);
     for _ in 0..3 {
@@ -372,7 +372,7 @@ async fn reinjection_reuses_connections() {
 /// plain variants reach DATA and are judged by their mailbox's marker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_recipient_spellings() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     let d = Daemon::start("incoming", sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
     let mbox = d.mailboxes().join(TO);
     std::fs::create_dir(&mbox).unwrap();
@@ -419,7 +419,7 @@ async fn incoming_recipient_spellings() {
 /// and the connection stays usable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_messages_and_bare_line_ends() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     for mode in ["outgoing", "incoming"] {
         let d = Daemon::start(mode, sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
         let mut c = d.connect().await;
@@ -451,7 +451,7 @@ async fn ambiguous_messages_and_bare_line_ends() {
 /// Past the memory budget a message is deferred with 451 (after its data), never stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_budget_defers_with_451() {
-    let sink = Sink::start("250 Ok").await;
+    let sink = sink::start("250 Ok").await;
     // A 1 MiB budget is raised to one whole message of max_message_size (3 MB).
     let d = Daemon::start(
         "outgoing",

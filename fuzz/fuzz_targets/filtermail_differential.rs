@@ -64,7 +64,11 @@ fn check(message: &[u8], outgoing: bool) {
     };
     let env = Envelope {
         mail_from: from.to_owned(),
-        rcpt_to: vec![if outgoing { from.to_owned() } else { RCPT.to_owned() }],
+        rcpt_to: vec![if outgoing {
+            from.to_owned()
+        } else {
+            RCPT.to_owned()
+        }],
     };
     let verdict = if outgoing {
         check_outgoing(&env, message)
@@ -87,12 +91,15 @@ fn check(message: &[u8], outgoing: bool) {
 
     let froms = parsed.headers.get_all_values("From");
     assert_eq!(froms.len(), 1, "From headers: {froms:?}");
-    if let Ok(list) = mailparse::addrparse_header(
-        parsed.headers.get_first_header("From").expect("one From"),
-    ) {
+    if let Ok(list) =
+        mailparse::addrparse_header(parsed.headers.get_first_header("From").expect("one From"))
+    {
         match list.iter().collect::<Vec<_>>().as_slice() {
             [mailparse::MailAddr::Single(info)] => {
-                assert!(info.addr.eq_ignore_ascii_case(from), "From {info:?} vs {from}");
+                assert!(
+                    info.addr.eq_ignore_ascii_case(from),
+                    "From {info:?} vs {from}"
+                );
             }
             [] => {}
             other => panic!("mailparse reads From as {other:?}"),
@@ -116,7 +123,10 @@ fn check(message: &[u8], outgoing: bool) {
             b"Version: 1"
         );
     } else if mime::is_securejoin(&msg) {
-        let value = parsed.headers.get_first_value("Secure-Join").unwrap_or_default();
+        let value = parsed
+            .headers
+            .get_first_value("Secure-Join")
+            .unwrap_or_default();
         assert!(value == "vc-request" || value == "vg-request", "{value:?}");
         let [text] = parsed.subparts.as_slice() else {
             panic!("securejoin parts: {}", parsed.subparts.len());
@@ -168,7 +178,10 @@ fn parser_debug_assertion(message: &[u8]) -> bool {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !info.location().is_some_and(|l| l.file().contains("mail-parser")) {
+            if !info
+                .location()
+                .is_some_and(|l| l.file().contains("mail-parser"))
+            {
                 previous(info);
             }
         }));

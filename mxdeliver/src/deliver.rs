@@ -11,15 +11,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::dns::{Dns, HttpResolver, MxAnswer};
 use crate::error::Error;
 use crate::lmtp::Destination;
 use crate::metrics::{FailureClass, Path as DeliveryPath, TransportMetrics};
-use crate::reply::Reply;
+use crate::reply::{Reply, TransportReply};
 use crate::smtp_client::{Envelope, Failure, SmtpConn, Target, TlsMode};
 use crate::tls::{CertPolicy, TlsConfigs};
+use chatmail_smtp::Pool;
+
+mod https;
+
+pub use https::https_delivered;
 
 /// How long a host that took mail over SMTP is not asked over HTTPS again.
 const SMTP_ONLY_FOR: Duration = Duration::from_secs(30 * 60);
@@ -69,7 +73,7 @@ pub struct Deliverer {
     https_any: reqwest::Client,
     settings: DeliverySettings,
     smtp_only: Mutex<HashMap<String, Instant>>,
-    idle: Mutex<HashMap<String, Vec<SmtpConn>>>,
+    idle: Pool<SmtpConn>,
     metrics: Arc<TransportMetrics>,
 }
 
@@ -85,7 +89,7 @@ enum HostResult {
 /// The counter class of a host's final reply: one of our two success replies, or the
 /// peer's refusal passed on.
 fn outcome_of(reply: &Reply) -> Outcome {
-    if *reply == Reply::ok_https() {
+    if *reply == Reply::OK_HTTPS {
         Ok(DeliveryPath::Https)
     } else if reply.is_success() {
         Ok(DeliveryPath::Smtp)
@@ -94,36 +98,6 @@ fn outcome_of(reply: &Reply) -> Outcome {
     } else {
         Err(FailureClass::RejectedPermanent)
     }
-}
-
-/// The most of a 2xx `/mxdeliv` body that is read: enough for any SMTP success line.
-const VERDICT_HEAD: usize = 64;
-
-/// Whether a 2xx answer of a peer's `/mxdeliv` says the message was delivered, the way the
-/// peers that implement it say so:
-/// - chatmail filtermail: status 200 with the SMTP reply of its DATA step as the body,
-///   `250 OK`; so any body that starts with an SMTP 2xx reply (three digits, the first a
-///   `2`, then a space, `-`, line end or nothing) counts;
-/// - Madmail: status 200, no body and no `Content-Type` (Go's `net/http` after
-///   `WriteHeader(200)` sends only `Content-Length: 0`).
-///
-/// Anything else is not a delivery: a web server that answers every POST with 200 sends a
-/// page (HTML, JSON, `OK`) or an empty body with a type, and taking that for a delivery
-/// would lose the message. The caller then tries SMTP (see the crate's README for why that
-/// fallback, not a temporary failure, is the choice that neither loses nor multiplies).
-/// `head` is at most the first 64 bytes of the body (all a success line needs).
-pub fn https_delivered(status: u16, content_type: Option<&[u8]>, head: &[u8]) -> bool {
-    if !(200..300).contains(&status) {
-        return false;
-    }
-    let smtp_success = match head {
-        [b'2', d1, d2, rest @ ..] if d1.is_ascii_digit() && d2.is_ascii_digit() => {
-            matches!(rest.first(), None | Some(b' ' | b'-' | b'\r' | b'\n'))
-        }
-        _ => false,
-    };
-    let madmail = status == 200 && head.is_empty() && content_type.is_none();
-    smtp_success || madmail
 }
 
 impl Deliverer {
@@ -148,7 +122,7 @@ impl Deliverer {
             tls,
             settings,
             smtp_only: Mutex::default(),
-            idle: Mutex::default(),
+            idle: Pool::new(IDLE_PER_HOST, IDLE_REUSE),
             metrics: Arc::default(),
         })
     }
@@ -170,7 +144,7 @@ impl Deliverer {
         let started = Instant::now();
         let (reply, outcome) = tokio::time::timeout(DELIVERY_DEADLINE, self.deliver_inner(batch))
             .await
-            .unwrap_or_else(|_| (Reply::delivery_timeout(), Err(FailureClass::Timeout)));
+            .unwrap_or((Reply::DELIVERY_TIMEOUT, Err(FailureClass::Timeout)));
         self.metrics.duration.observe_duration(started.elapsed());
         self.metrics.in_flight.dec();
         match outcome {
@@ -196,7 +170,7 @@ impl Deliverer {
             Destination::Name(domain) => {
                 let hosts = match self.dns.mx(domain).await {
                     MxAnswer::Hosts(h) => h.into_iter().map(|h| (h, None)).collect(),
-                    MxAnswer::NullMx => return (Reply::null_mx(), Err(FailureClass::NullMx)),
+                    MxAnswer::NullMx => return (Reply::NULL_MX, Err(FailureClass::NullMx)),
                     MxAnswer::NxDomain => {
                         return (
                             Reply::no_such_domain(domain),
@@ -251,7 +225,7 @@ impl Deliverer {
     ) -> HostResult {
         if !self.is_smtp_only(host) {
             match self.post(batch, host, policy).await {
-                Ok(()) => return HostResult::Done(Reply::ok_https()),
+                Ok(()) => return HostResult::Done(Reply::OK_HTTPS),
                 Err(e) => {
                     self.metrics.https_fallbacks.inc();
                     tracing::debug!(host, error = %e, "HTTPS delivery failed, trying SMTP");
@@ -267,18 +241,8 @@ impl Deliverer {
         // A connection is only reused under the same verification and TLS requirements it was
         // opened with: an unverified session must never carry mail for a verified destination.
         let pool_key = format!("{host} {policy:?} {tls_mode:?}");
-        if let Some(mut conn) = self.take_idle(&pool_key).await {
-            match conn.send(envelope).await {
-                Ok(()) => return self.smtp_delivered(host, &pool_key, conn),
-                Err(Failure::Rejected(r)) => {
-                    self.put_idle(&pool_key, conn);
-                    return HostResult::Done(Reply::forwarded(&r, host));
-                }
-                // A dropped idle connection; a fresh one decides.
-                Err(Failure::Connection(e)) => {
-                    tracing::debug!(host, error = %e, "reused connection failed")
-                }
-            }
+        if let Some(done) = self.try_idle(host, &pool_key, envelope).await {
+            return done;
         }
         let addrs = match addrs {
             Some(a) => a,
@@ -296,7 +260,7 @@ impl Deliverer {
         };
         let mut conn = match SmtpConn::open(&target, &self.settings.ehlo_name).await {
             Ok(c) => c,
-            Err(Failure::Connection(e)) => return HostResult::Failed(e),
+            Err(Failure::Connection(e)) => return HostResult::Failed(e.to_string()),
             Err(Failure::Rejected(r)) => return HostResult::Failed(r.to_string()),
         };
         match conn.send(envelope).await {
@@ -305,7 +269,30 @@ impl Deliverer {
                 self.put_idle(&pool_key, conn);
                 HostResult::Done(Reply::forwarded(&r, host))
             }
-            Err(Failure::Connection(e)) => HostResult::Failed(e),
+            Err(Failure::Connection(e)) => HostResult::Failed(e.to_string()),
+        }
+    }
+
+    /// Delivers over a kept connection, if there is one that is still good; `None` when a
+    /// fresh connection must decide.
+    async fn try_idle(
+        &self,
+        host: &str,
+        pool_key: &str,
+        envelope: Envelope<'_>,
+    ) -> Option<HostResult> {
+        let mut conn = self.take_idle(pool_key).await?;
+        match conn.send(envelope).await {
+            Ok(()) => Some(self.smtp_delivered(host, pool_key, conn)),
+            Err(Failure::Rejected(r)) => {
+                self.put_idle(pool_key, conn);
+                Some(HostResult::Done(Reply::forwarded(&r, host)))
+            }
+            // A dropped idle connection; a fresh one decides.
+            Err(Failure::Connection(e)) => {
+                tracing::debug!(host, error = %e, "reused connection failed");
+                None
+            }
         }
     }
 
@@ -321,7 +308,7 @@ impl Deliverer {
             map.insert(host.to_owned(), Instant::now());
         }
         self.put_idle(pool_key, conn);
-        HostResult::Done(Reply::ok_smtp())
+        HostResult::Done(Reply::OK_SMTP)
     }
 
     fn is_smtp_only(&self, host: &str) -> bool {
@@ -332,155 +319,23 @@ impl Deliverer {
         map.get(host).is_some_and(|t| t.elapsed() < SMTP_ONLY_FOR)
     }
 
-    async fn post(&self, batch: &Batch, host: &str, policy: CertPolicy) -> Result<(), String> {
-        let client = match policy {
-            CertPolicy::Verify => &self.https_verified,
-            CertPolicy::AcceptInvalid => &self.https_any,
-        };
-        let authority = match host.parse::<IpAddr>() {
-            Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
-            _ => host.to_owned(),
-        };
-        let url = format!("https://{authority}:{}/mxdeliv", self.settings.https_port);
-        let mut headers = HeaderMap::new();
-        let value =
-            |a: &str| HeaderValue::from_bytes(a.as_bytes()).map_err(|e| format!("header: {e}"));
-        if !batch.sender.is_empty() {
-            headers.insert(
-                HeaderName::from_static("x-mail-from"),
-                value(&batch.sender)?,
-            );
-        }
-        for rcpt in &batch.recipients {
-            headers.append(HeaderName::from_static("x-mail-to"), value(rcpt)?);
-        }
-        // The body is the DATA form without the final "." line (SPEC §6.11).
-        let body = batch.wire.slice(..batch.wire.len().saturating_sub(3));
-        let resp = client
-            .post(url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("{e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("HTTP status {}", resp.status()));
-        }
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .map(|v| v.as_bytes().to_vec());
-        let mut resp = resp;
-        let mut head = Vec::new();
-        while head.len() < VERDICT_HEAD {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => head.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(e) => return Err(format!("reading response: {e}")),
-            }
-        }
-        head.truncate(VERDICT_HEAD);
-        if https_delivered(status, content_type.as_deref(), &head) {
-            Ok(())
-        } else {
-            Err(format!(
-                "HTTP status {status} without a delivery confirmation: {:?}",
-                String::from_utf8_lossy(head.get(..head.len().min(40)).unwrap_or_default())
-            ))
-        }
-    }
-
     async fn take_idle(&self, key: &str) -> Option<SmtpConn> {
         loop {
-            let conn = {
-                let mut map = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                let list = map.get_mut(key)?;
-                let conn = list.pop();
-                if list.is_empty() {
-                    map.remove(key);
-                }
-                conn?
-            };
-            if conn.idle_since.elapsed() >= IDLE_REUSE {
-                continue;
-            }
-            let mut conn = conn;
+            let mut conn = self.idle.take(key)?;
             if conn.reset().await {
                 return Some(conn);
             }
         }
     }
 
-    fn put_idle(&self, key: &str, mut conn: SmtpConn) {
-        conn.idle_since = Instant::now();
-        let mut map = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = map.entry(key.to_owned()).or_default();
-        if list.len() < IDLE_PER_HOST {
-            list.push(conn);
-        }
+    fn put_idle(&self, key: &str, conn: SmtpConn) {
+        self.idle.put(key, conn);
     }
 
     /// Closes idle connections past their reuse time (called periodically).
     pub async fn prune_idle(&self) {
-        let stale: Vec<SmtpConn> = {
-            let mut map = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut stale = Vec::new();
-            for list in map.values_mut() {
-                let (old, keep): (Vec<_>, Vec<_>) = list
-                    .drain(..)
-                    .partition(|c| c.idle_since.elapsed() >= IDLE_REUSE);
-                *list = keep;
-                stale.extend(old);
-            }
-            map.retain(|_, l| !l.is_empty());
-            stale
-        };
-        for conn in stale {
+        for conn in self.idle.expired() {
             conn.quit().await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn https_bodies() {
-        let yes = |status, ct: Option<&str>, body: &str| {
-            https_delivered(status, ct.map(str::as_bytes), body.as_bytes())
-        };
-        // chatmail filtermail, also with a type or a longer text.
-        assert!(yes(200, None, "250 OK"));
-        assert!(yes(200, Some("text/plain"), "250 OK"));
-        assert!(yes(200, None, "250 2.0.0 Ok: queued as 1234"));
-        assert!(yes(200, None, "250-first line\r\n250 last"));
-        assert!(yes(200, None, "250\r\n"));
-        assert!(yes(200, None, "250"));
-        assert!(yes(202, None, "250 OK"));
-        // Madmail: 200, empty, no type.
-        assert!(yes(200, None, ""));
-        // Web servers answering any POST.
-        assert!(!yes(200, Some("text/html"), ""));
-        assert!(!yes(200, Some("application/octet-stream"), ""));
-        assert!(!yes(204, None, ""));
-        assert!(!yes(201, None, ""));
-        assert!(!yes(200, Some("text/html"), "<!DOCTYPE html><html>"));
-        assert!(!yes(200, None, "OK"));
-        assert!(!yes(200, Some("application/json"), r#"{"ok":true}"#));
-        assert!(!yes(200, None, "\r\n250 OK"));
-        assert!(!yes(200, None, " 250 OK"));
-        assert!(!yes(200, None, "2500 OK"));
-        assert!(!yes(200, None, "25 OK"));
-        assert!(!yes(200, None, "2"));
-        assert!(!yes(200, None, "2xx OK"));
-        // Refusals in the body, whatever the status.
-        assert!(!yes(200, None, "523 Encryption Needed"));
-        assert!(!yes(200, None, "451 try later"));
-        // Non-2xx statuses never confirm.
-        assert!(!yes(400, None, "250 OK"));
-        assert!(!yes(500, None, ""));
-        assert!(!yes(302, None, ""));
     }
 }

@@ -1,4 +1,5 @@
-//! LMTP (RFC 2033) wire format: command parsing, recipient validation and the DATA receiver.
+//! LMTP (RFC 2033) as the transport reads it: commands, recipient validation, and what a DATA
+//! section becomes, on the shared wire protocol of [`chatmail_smtp`].
 //!
 //! Pure code without I/O; the connection loop in [`crate::server`] feeds it. Follows SPEC §6.2
 //! (commands, parameters ignored, null sender) and §6.3 (DATA framing, size limit), with the
@@ -6,6 +7,10 @@
 //! the rest of an oversized message be read as commands.
 
 use std::net::IpAddr;
+
+use chatmail_smtp as wire;
+use chatmail_smtp::command::strip_source_route;
+use chatmail_smtp::{DataEnd, DataReceiver, Verb, stuff};
 
 /// One parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,22 +34,28 @@ pub enum Command {
 }
 
 /// Parses one command line without its CRLF. Verbs are case-insensitive; ESMTP parameters after
-/// the path are accepted and ignored (SPEC §6.2).
+/// the path are accepted and ignored (SPEC §6.2); a line that is not UTF-8 is not understood.
 pub fn parse_command(line: &[u8]) -> Command {
-    let Ok(line) = std::str::from_utf8(line) else {
+    if std::str::from_utf8(line).is_err() {
         return Command::Unknown;
-    };
-    let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
-    match verb.to_ascii_uppercase().as_str() {
-        "LHLO" | "EHLO" | "HELO" => Command::Hello,
-        "MAIL" => Command::Mail(strip_prefix_ci(rest, "FROM:").and_then(parse_path)),
-        "RCPT" => Command::Rcpt(strip_prefix_ci(rest, "TO:").and_then(parse_path)),
-        "DATA" if rest.trim().is_empty() => Command::Data,
-        "RSET" => Command::Rset,
-        "NOOP" => Command::Noop,
-        "QUIT" => Command::Quit,
-        _ => Command::Unknown,
     }
+    let command = wire::Command::parse(line);
+    match command.verb {
+        Verb::Lhlo | Verb::Ehlo | Verb::Helo => Command::Hello,
+        Verb::Mail => Command::Mail(path(&command)),
+        Verb::Rcpt => Command::Rcpt(path(&command)),
+        Verb::Data if command.args.trim_ascii().is_empty() => Command::Data,
+        Verb::Rset => Command::Rset,
+        Verb::Noop => Command::Noop,
+        Verb::Quit => Command::Quit,
+        Verb::Data | Verb::Unknown => Command::Unknown,
+    }
+}
+
+/// The address of a MAIL or RCPT path, without an RFC 5321 source route (`<@a,@b:user@d>`).
+fn path(command: &wire::Command<'_>) -> Option<String> {
+    let path = std::str::from_utf8(command.path()?).ok()?;
+    strip_source_route(path).map(str::to_owned)
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -52,18 +63,6 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     head.eq_ignore_ascii_case(prefix)
         .then(|| s.get(prefix.len()..))
         .flatten()
-}
-
-/// The address between `<` and `>`, without an RFC 5321 source route (`<@a,@b:user@d>`).
-fn parse_path(s: &str) -> Option<String> {
-    let s = s.trim_start().strip_prefix('<')?;
-    let end = s.find('>')?;
-    let addr = s.get(..end)?;
-    let addr = match addr.strip_prefix('@') {
-        Some(route) => route.split_once(':')?.1,
-        None => addr,
-    };
-    Some(addr.to_owned())
 }
 
 /// Where a recipient's domain points: a name for MX lookup or an address literal.
@@ -122,9 +121,8 @@ fn parse_domain(domain: &str) -> Option<Destination> {
 /// How a DATA section ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataOutcome {
-    /// The message in wire form: dot-stuffed lines as received followed by the `.` line, ready
-    /// to be written after an SMTP `DATA` (and, without the last three bytes, posted to
-    /// `/mxdeliv`).
+    /// The message in wire form: dot-stuffed lines followed by the `.` line, ready to be
+    /// written after an SMTP `DATA` (and, without the last three bytes, posted to `/mxdeliv`).
     Message(Vec<u8>),
     /// More than `max_message_size` bytes; the rest was discarded up to the end marker.
     TooBig,
@@ -133,111 +131,22 @@ pub enum DataOutcome {
     Invalid,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    LineStart,
-    Dot,
-    DotCr,
-    Mid,
-    Cr,
+/// The DATA receiver of the transport: limited to `limit` message bytes, refusing an
+/// unstuffed dot line.
+pub fn data_receiver(limit: usize) -> DataReceiver {
+    DataReceiver::new(u64::try_from(limit).unwrap_or(u64::MAX)).refuse_unstuffed_dot()
 }
 
-/// Byte-fed DATA receiver: finds `CRLF.CRLF`, checks line endings and enforces the size limit
-/// while reading, so memory stays bounded whatever the peer sends.
-#[derive(Debug)]
-pub struct DataReceiver {
-    buf: Vec<u8>,
-    state: State,
-    limit: usize,
-    too_big: bool,
-    invalid: bool,
-}
-
-impl DataReceiver {
-    /// A receiver accepting messages of at most `limit` bytes (dot-stuffed size).
-    pub fn new(limit: usize) -> Self {
-        DataReceiver {
-            buf: Vec::new(),
-            state: State::LineStart,
-            limit,
-            too_big: false,
-            invalid: false,
-        }
-    }
-
-    /// Feeds bytes; returns how many were consumed and, once the end marker was seen, the
-    /// outcome. Bytes after the end marker are not consumed (they are the next command).
-    pub fn feed(&mut self, data: &[u8]) -> (usize, Option<DataOutcome>) {
-        let mut i = 0;
-        while let Some(&b) = data.get(i) {
-            if self.state == State::Mid {
-                // Fast path: copy the rest of the line up to its CR or LF at once.
-                let rest = data.get(i..).unwrap_or_default();
-                let n = rest
-                    .iter()
-                    .position(|&c| c == b'\r' || c == b'\n')
-                    .unwrap_or(rest.len());
-                if n > 0 {
-                    self.keep(rest.get(..n).unwrap_or_default());
-                    i += n;
-                    continue;
-                }
+impl From<DataEnd> for DataOutcome {
+    fn from(end: DataEnd) -> Self {
+        match end {
+            DataEnd::Message(message) => {
+                let mut wire = stuff(&message);
+                wire.extend_from_slice(b".\r\n");
+                DataOutcome::Message(wire)
             }
-            self.state = match (self.state, b) {
-                (State::LineStart, b'.') => State::Dot,
-                (State::Dot, b'.') => State::Mid,
-                (State::Dot, b'\r') => State::DotCr,
-                (State::DotCr, b'\n') => return (i + 1, Some(self.finish())),
-                (State::LineStart | State::Mid, b'\r') => State::Cr,
-                (State::Cr, b'\n') => State::LineStart,
-                (State::LineStart | State::Mid, b) if b != b'\n' => State::Mid,
-                (State::Dot, b) if b != b'\n' => {
-                    self.invalid = true;
-                    State::Mid
-                }
-                (_, b'\n') => {
-                    self.invalid = true;
-                    State::LineStart
-                }
-                (_, b'\r') => {
-                    self.invalid = true;
-                    State::Cr
-                }
-                _ => {
-                    self.invalid = true;
-                    State::Mid
-                }
-            };
-            self.keep(&[b]);
-            i += 1;
-        }
-        (data.len(), None)
-    }
-
-    fn keep(&mut self, bytes: &[u8]) {
-        if self.too_big {
-            return;
-        }
-        self.buf.extend_from_slice(bytes);
-        // The buffer holds up to two bytes of a possible end marker (".\r").
-        if self.buf.len() > self.limit.saturating_add(2) {
-            self.too_big = true;
-            self.buf = Vec::new();
-        }
-    }
-
-    fn finish(&mut self) -> DataOutcome {
-        if self.too_big {
-            return DataOutcome::TooBig;
-        }
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.push(b'\n');
-        if buf.len() > self.limit.saturating_add(3) {
-            DataOutcome::TooBig
-        } else if self.invalid {
-            DataOutcome::Invalid
-        } else {
-            DataOutcome::Message(buf)
+            DataEnd::TooBig | DataEnd::OverBudget => DataOutcome::TooBig,
+            DataEnd::BareLineEnd | DataEnd::UnstuffedDot => DataOutcome::Invalid,
         }
     }
 }
@@ -319,126 +228,5 @@ mod tests {
             assert_eq!(parse_recipient(bad), None, "{bad}");
         }
         assert_eq!(parse_recipient(&format!("a@{}.org", "x".repeat(64))), None);
-    }
-
-    fn receive(limit: usize, chunks: &[&[u8]]) -> (Option<DataOutcome>, usize) {
-        let mut r = DataReceiver::new(limit);
-        let mut rest = 0;
-        for chunk in chunks {
-            let (used, out) = r.feed(chunk);
-            if out.is_some() {
-                rest = chunk.len() - used;
-                return (out, rest);
-            }
-        }
-        (None, rest)
-    }
-
-    #[test]
-    fn data_keeps_wire_form() {
-        let (out, rest) = receive(
-            100,
-            &[
-                b"Subject: x\r\n\r\n..dot\r\nbo",
-                b"dy\r\n.\r",
-                b"\nQUIT\r\n",
-            ],
-        );
-        assert_eq!(
-            out,
-            Some(DataOutcome::Message(
-                b"Subject: x\r\n\r\n..dot\r\nbody\r\n.\r\n".to_vec()
-            ))
-        );
-        assert_eq!(rest, 6);
-        assert_eq!(
-            receive(0, &[b".\r\n"]).0,
-            Some(DataOutcome::Message(b".\r\n".to_vec()))
-        );
-    }
-
-    #[test]
-    fn data_limits() {
-        assert!(matches!(
-            receive(5, &[b"12345\r\n.\r\n"]).0,
-            Some(DataOutcome::TooBig)
-        ));
-        assert!(matches!(
-            receive(7, &[b"12345\r\n.\r\n"]).0,
-            Some(DataOutcome::Message(_))
-        ));
-        let big = vec![b'x'; 10_000];
-        let (out, rest) = receive(100, &[&big, &big, b"\r\n.\r\nNOOP\r\n"]);
-        assert_eq!(out, Some(DataOutcome::TooBig));
-        assert_eq!(rest, 6);
-    }
-
-    #[test]
-    fn data_rejects_bad_framing() {
-        for bad in [
-            &b"a\nb\r\n.\r\n"[..],
-            b"a\rb\r\n.\r\n",
-            b".x\r\n.\r\n",
-            b"x\r\n.\n.\r\n",
-        ] {
-            assert_eq!(
-                receive(100, &[bad]).0,
-                Some(DataOutcome::Invalid),
-                "{bad:?}"
-            );
-        }
-        // A lone "." not followed by CRLF never ends the data.
-        assert_eq!(receive(100, &[b"x\r\n.\rx\r\n"]).0, None);
-    }
-
-    /// Tiny deterministic generator: the tests stay reproducible without a fuzzing dependency.
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
-    }
-
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "the result is below n, a usize"
-    )]
-    fn below(state: &mut u64, n: usize) -> usize {
-        (xorshift(state) % n as u64) as usize
-    }
-
-    #[test]
-    fn chunking_never_changes_the_outcome() {
-        const ALPHABET: &[u8] = b".\r\nab\xff ";
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        for _ in 0..2000 {
-            let len = below(&mut seed, 40);
-            let mut input: Vec<u8> = (0..len)
-                .map(|_| ALPHABET[below(&mut seed, ALPHABET.len())])
-                .collect();
-            input.extend_from_slice(b"\r\n.\r\n");
-            let limit = below(&mut seed, 50);
-            let mut whole = DataReceiver::new(limit);
-            let (used_whole, want) = whole.feed(&input);
-            assert!(want.is_some(), "{input:?}");
-            let mut parts = DataReceiver::new(limit);
-            let mut pos = 0;
-            let got = loop {
-                let step = 1 + below(&mut seed, 7);
-                let end = (pos + step).min(input.len());
-                let (used, out) = parts.feed(&input[pos..end]);
-                pos += used;
-                if out.is_some() {
-                    break out;
-                }
-                assert!(pos < input.len());
-            };
-            assert_eq!(got, want, "{input:?}");
-            assert_eq!(pos, used_whole);
-            if let Some(DataOutcome::Message(wire)) = &want {
-                assert_eq!(wire.as_slice(), &input[..used_whole]);
-            }
-            let _ = parse_command(&input);
-        }
     }
 }

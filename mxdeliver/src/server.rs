@@ -11,22 +11,19 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::deliver::{Batch, Deliverer};
+use chatmail_smtp::{Line, MAX_RECIPIENTS, next_line};
+
 use crate::lmtp::{
-    Command, DataOutcome, DataReceiver, Destination, parse_command, parse_recipient,
+    Command, DataOutcome, Destination, data_receiver, parse_command, parse_recipient,
 };
 use crate::queue::{Queues, Slot};
-use crate::reply::Reply;
+use crate::reply::{Reply, TransportReply};
 
-/// A command line longer than this closes the connection (RFC 5321 allows 512 octets).
-const MAX_LINE: usize = 4096;
-/// Recipients per transaction (Postfix sends at most `lmtp_destination_recipient_limit`, 50).
-const MAX_RECIPIENTS: usize = 1000;
 /// A client silent for this long is disconnected.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-const GREETING: &str = "220 filtermail LMTP\r\n";
 /// `8BITMIME` is required by SPEC §6.2; `SMTPUTF8` is passed on to remote servers that offer it.
-const LHLO_REPLY: &str = "250-filtermail\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 OK\r\n";
+const LHLO_REPLY: &[u8] = b"250-filtermail\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 OK\r\n";
 
 /// State shared by all connections.
 #[derive(Debug)]
@@ -58,28 +55,34 @@ struct Conn {
     buf: BytesMut,
 }
 
-enum Line {
+/// What the command reader got.
+enum Input {
     Line(Vec<u8>),
     Closed,
 }
 
 impl Conn {
-    async fn read_line(&mut self) -> std::io::Result<Line> {
+    async fn read_line(&mut self) -> std::io::Result<Input> {
         loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line = self.buf.split_to(pos + 1);
+            match next_line(&self.buf) {
+                Line::Complete(line, used) => {
+                    let line = line.to_vec();
+                    self.buf.advance(used);
+                    return Ok(Input::Line(line));
+                }
                 // SPEC §6.2: lines end with CRLF; a bare LF ends the session.
-                return Ok(match line.strip_suffix(b"\r\n") {
-                    Some(l) => Line::Line(l.to_vec()),
-                    None => Line::Closed,
-                });
-            }
-            if self.buf.len() > MAX_LINE {
-                self.stream.write_all(b"500 Line too long\r\n").await?;
-                return Ok(Line::Closed);
-            }
-            if self.read_more().await? == 0 {
-                return Ok(Line::Closed);
+                Line::BareLf => return Ok(Input::Closed),
+                Line::TooLong => {
+                    self.stream
+                        .write_all(&Reply::LINE_TOO_LONG.to_wire())
+                        .await?;
+                    return Ok(Input::Closed);
+                }
+                Line::Incomplete => {
+                    if self.read_more().await? == 0 {
+                        return Ok(Input::Closed);
+                    }
+                }
             }
         }
     }
@@ -92,13 +95,13 @@ impl Conn {
     }
 
     async fn read_data(&mut self, limit: usize) -> std::io::Result<Option<DataOutcome>> {
-        let mut rx = DataReceiver::new(limit);
+        let mut rx = data_receiver(limit);
         loop {
             if !self.buf.is_empty() {
-                let (used, outcome) = rx.feed(&self.buf);
+                let (used, end) = rx.feed(&self.buf);
                 self.buf.advance(used);
-                if outcome.is_some() {
-                    return Ok(outcome);
+                if let Some(end) = end {
+                    return Ok(Some(end.into()));
                 }
             }
             if self.read_more().await? == 0 {
@@ -126,84 +129,89 @@ async fn session(
     shared: &Shared,
     stop: &CancellationToken,
 ) -> std::io::Result<()> {
-    conn.stream.write_all(GREETING.as_bytes()).await?;
+    conn.stream.write_all(&Reply::GREETING.to_wire()).await?;
     let mut tx = Transaction::default();
     loop {
         let line = tokio::select! {
             () = stop.cancelled() => {
-                conn.stream.write_all(b"421 Shutting down\r\n").await?;
+                conn.stream.write_all(&Reply::SHUTTING_DOWN.to_wire()).await?;
                 return Ok(());
             }
             line = conn.read_line() => line?,
         };
-        let Line::Line(line) = line else {
+        let Input::Line(line) = line else {
             return Ok(());
         };
-        let reply: String = match parse_command(&line) {
+        let reply = match parse_command(&line) {
             Command::Hello => {
                 tx = Transaction::default();
-                LHLO_REPLY.to_owned()
+                LHLO_REPLY.to_vec()
             }
-            Command::Mail(_) if tx.sender.is_some() => "503 Nested MAIL command\r\n".to_owned(),
-            Command::Mail(None) => "500 Invalid address in MAIL FROM\r\n".to_owned(),
-            Command::Mail(Some(addr)) => {
-                tx.smtputf8 = has_param(&line, "SMTPUTF8");
-                tx.sender = Some(addr);
-                "250 OK\r\n".to_owned()
-            }
-            Command::Rcpt(_) if tx.sender.is_none() => "503 Need MAIL command\r\n".to_owned(),
-            Command::Rcpt(None) => "501 Invalid address in RCPT TO\r\n".to_owned(),
-            Command::Rcpt(Some(addr)) => rcpt(&mut tx, shared, addr),
-            Command::Data if tx.sender.is_none() || tx.recipients.is_empty() => {
-                "503 Need MAIL and RCPT commands\r\n".to_owned()
-            }
-            Command::Data => {
-                if tx.destinations.values().all(|(_, slot)| slot.is_none()) {
-                    // Before 354, so Postfix defers without sending the message.
-                    tx = Transaction::default();
-                    Reply::busy().to_line()
-                } else {
-                    conn.stream
-                        .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                        .await?;
-                    let Some(outcome) = conn.read_data(shared.max_message_size).await? else {
-                        return Ok(());
-                    };
-                    let replies = finish(std::mem::take(&mut tx), outcome, shared).await;
-                    replies.iter().map(Reply::to_line).collect()
-                }
-            }
-            Command::Rset => {
-                tx = Transaction::default();
-                "250 OK\r\n".to_owned()
-            }
-            Command::Noop => "250 OK\r\n".to_owned(),
             Command::Quit => {
-                conn.stream.write_all(b"221 OK\r\n").await?;
+                conn.stream.write_all(&Reply::BYE.to_wire()).await?;
                 return Ok(());
             }
-            Command::Unknown => "500 Command not recognized\r\n".to_owned(),
+            Command::Data if tx.sender.is_some() && !tx.recipients.is_empty() => {
+                match data(conn, &mut tx, shared).await? {
+                    Some(replies) => replies,
+                    None => return Ok(()),
+                }
+            }
+            command => respond(&mut tx, shared, command, &line).to_wire(),
         };
-        conn.stream.write_all(reply.as_bytes()).await?;
+        conn.stream.write_all(&reply).await?;
     }
 }
 
-fn has_param(line: &[u8], param: &str) -> bool {
-    String::from_utf8_lossy(line)
-        .rsplit_once('>')
-        .is_some_and(|(_, params)| {
-            params
-                .split_ascii_whitespace()
-                .any(|p| p.eq_ignore_ascii_case(param))
-        })
+/// The reply to a command that needs no I/O beyond it.
+fn respond(tx: &mut Transaction, shared: &Shared, command: Command, line: &[u8]) -> Reply {
+    match command {
+        Command::Mail(_) if tx.sender.is_some() => Reply::NESTED_MAIL,
+        Command::Mail(None) => Reply::INVALID_MAIL_FROM,
+        Command::Mail(Some(addr)) => {
+            tx.smtputf8 = chatmail_smtp::Command::parse(line).has_param("SMTPUTF8");
+            tx.sender = Some(addr);
+            Reply::OK
+        }
+        Command::Rcpt(_) if tx.sender.is_none() => Reply::NEED_MAIL,
+        Command::Rcpt(None) => Reply::INVALID_RCPT_TO,
+        Command::Rcpt(Some(addr)) => rcpt(tx, shared, addr),
+        Command::Data => Reply::NEED_MAIL_AND_RCPT,
+        Command::Rset => {
+            *tx = Transaction::default();
+            Reply::OK
+        }
+        Command::Noop => Reply::OK,
+        Command::Hello | Command::Quit | Command::Unknown => Reply::UNKNOWN_COMMAND,
+    }
 }
 
-fn rcpt(tx: &mut Transaction, shared: &Shared, addr: String) -> String {
+/// DATA of a transaction with recipients: the replies, one per recipient; `None` when the
+/// client went away.
+async fn data(
+    conn: &mut Conn,
+    tx: &mut Transaction,
+    shared: &Shared,
+) -> std::io::Result<Option<Vec<u8>>> {
+    if tx.destinations.values().all(|(_, slot)| slot.is_none()) {
+        // Before 354, so Postfix defers without sending the message.
+        *tx = Transaction::default();
+        return Ok(Some(Reply::BUSY.to_wire()));
+    }
+    conn.stream.write_all(&Reply::START_DATA.to_wire()).await?;
+    let Some(outcome) = conn.read_data(shared.max_message_size).await? else {
+        return Ok(None);
+    };
+    let replies = finish(std::mem::take(tx), outcome, shared).await;
+    Ok(Some(replies.iter().flat_map(Reply::to_wire).collect()))
+}
+
+fn rcpt(tx: &mut Transaction, shared: &Shared, addr: String) -> Reply {
     let Some(dest) = parse_recipient(&addr) else {
-        return Reply::new(553, format!("Invalid email address: {addr}")).to_line();
+        return Reply::invalid_address(&addr);
     };
     if tx.recipients.len() >= MAX_RECIPIENTS {
-        return "452 4.5.3 Too many recipients\r\n".to_owned();
+        return Reply::TOO_MANY_RECIPIENTS;
     }
     let key = dest.key();
     if !tx.destinations.contains_key(&key) {
@@ -214,7 +222,7 @@ fn rcpt(tx: &mut Transaction, shared: &Shared, addr: String) -> String {
         tx.destinations.insert(key.clone(), (dest, slot));
     }
     tx.recipients.push(Recipient { addr, key });
-    "250 OK\r\n".to_owned()
+    Reply::OK
 }
 
 /// Delivers each destination's batch concurrently; one reply per recipient, in RCPT order.
@@ -222,9 +230,9 @@ async fn finish(tx: Transaction, outcome: DataOutcome, shared: &Shared) -> Vec<R
     let wire = match outcome {
         DataOutcome::Message(w) => Bytes::from(w),
         DataOutcome::TooBig => {
-            return vec![Reply::new(552, "Message exceeds maximum size"); tx.recipients.len()];
+            return vec![Reply::TOO_BIG; tx.recipients.len()];
         }
-        DataOutcome::Invalid => return vec![Reply::new(500, "Invalid DATA"); tx.recipients.len()],
+        DataOutcome::Invalid => return vec![Reply::INVALID_DATA; tx.recipients.len()],
     };
     let sender = tx.sender.unwrap_or_default();
     let mut tasks = HashMap::new();
@@ -256,12 +264,12 @@ async fn finish(tx: Transaction, outcome: DataOutcome, shared: &Shared) -> Vec<R
     for (key, task) in tasks {
         let reply = task.await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "delivery task failed");
-            Reply::local_error()
+            Reply::LOCAL_ERROR
         });
         results.insert(key, reply);
     }
     tx.recipients
         .iter()
-        .map(|r| results.get(&r.key).cloned().unwrap_or_else(Reply::busy))
+        .map(|r| results.get(&r.key).cloned().unwrap_or(Reply::BUSY))
         .collect()
 }

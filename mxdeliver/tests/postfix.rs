@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use chatmail_smtp::testing::Transcript;
 use common::*;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 struct Postfix {
@@ -121,37 +121,27 @@ fn can_run_postfix() -> bool {
 }
 
 async fn submit(port: u16, from: &str, rcpts: &[&str]) {
-    let mut s = BufReader::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
-    let expect = async |s: &mut BufReader<TcpStream>, code: &str| loop {
-        let mut line = String::new();
-        s.read_line(&mut line).await.unwrap();
-        assert!(line.starts_with(code), "expected {code}, got {line:?}");
-        if line.as_bytes().get(3) == Some(&b' ') {
-            break;
-        }
+    let mut s = Transcript::connect(("127.0.0.1", port)).await;
+    let expect = |reply: String, code: &str| {
+        let ok = reply.lines().all(|l| l.starts_with(code));
+        assert!(ok, "expected {code}, got {reply:?}");
     };
-    expect(&mut s, "220").await;
     let mut cmds = vec![
         "EHLO client.test".to_string(),
         format!("MAIL FROM:<{from}>"),
     ];
     cmds.extend(rcpts.iter().map(|r| format!("RCPT TO:<{r}>")));
     for cmd in cmds {
-        s.get_mut()
-            .write_all(format!("{cmd}\r\n").as_bytes())
-            .await
-            .unwrap();
-        expect(&mut s, "250").await;
+        expect(s.cmd(&cmd).await, "250");
     }
-    s.get_mut().write_all(b"DATA\r\n").await.unwrap();
-    expect(&mut s, "354").await;
+    expect(s.cmd("DATA").await, "354");
     let msg = format!(
         "From: {from}\r\nTo: {}\r\nSubject: through postfix\r\n\r\n..dotted\r\n.\r\n",
         rcpts.join(", ")
     );
-    s.get_mut().write_all(msg.as_bytes()).await.unwrap();
-    expect(&mut s, "250").await;
-    s.get_mut().write_all(b"QUIT\r\n").await.unwrap();
+    s.send(msg.as_bytes()).await;
+    expect(s.reply().await, "250");
+    s.send(b"QUIT\r\n").await;
 }
 
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool, log: impl Fn() -> String) {
@@ -232,7 +222,7 @@ async fn postfix_delivers_bounces_and_defers() {
     let got = mailbox.lock().unwrap().clone();
     let msg = got.iter().find(|r| r.rcpts == ["ok@a.test"]).unwrap();
     assert!(
-        String::from_utf8_lossy(&msg.data).contains("\r\n..dotted\r\n"),
+        String::from_utf8_lossy(&msg.wire).contains("\r\n..dotted\r\n"),
         "dot-stuffing survives Postfix and the transport"
     );
 

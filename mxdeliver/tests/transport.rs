@@ -155,7 +155,7 @@ async fn a_web_server_answering_200_to_every_post_is_not_a_delivery() {
         assert_eq!(posted.len(), 1, "{what}");
         assert_eq!(smtp.len(), 1, "delivered exactly once, over SMTP: {what}");
         assert_eq!(smtp[0].rcpts, ["b@a.test"], "{what}");
-        assert_eq!(smtp[0].data, MESSAGE, "{what}");
+        assert_eq!(smtp[0].wire, MESSAGE, "{what}");
     }
 }
 
@@ -187,7 +187,7 @@ async fn https_down_falls_back_to_smtp_with_starttls() {
     assert_eq!(got[0].helo, ["EHLO relay.test", "EHLO relay.test"]);
     assert_eq!(got[0].from, "");
     assert_eq!(got[0].rcpts, ["b@a.test"]);
-    assert_eq!(got[0].data, MESSAGE, "dot-stuffing kept on the wire");
+    assert_eq!(got[0].wire, MESSAGE, "dot-stuffing kept on the wire");
     assert_eq!(got[1].from, "a@relay.test");
     assert_eq!(got[1].mail_params, format!("SIZE={}", MESSAGE.len() + 3));
     assert_eq!(got[1].helo.len(), 2, "second message on the reused session");

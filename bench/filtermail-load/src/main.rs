@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use chatmail_smtp::testing::{FakeServer, Script, Transcript};
+use tokio::net::TcpListener;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -39,53 +39,12 @@ async fn main() -> Res<()> {
     }
 }
 
+/// The scripted fake server of `chatmail-smtp` as a sink that keeps nothing.
 async fn sink(port: u16) -> Res<()> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-    loop {
-        let (stream, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let _ = sink_session(stream).await;
-        });
-    }
-}
-
-async fn sink_session(stream: TcpStream) -> Res<()> {
-    stream.set_nodelay(true)?;
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::with_capacity(64 * 1024, r);
-    w.write_all(b"220 sink ESMTP\r\n").await?;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        if r.read_until(b'\n', &mut line).await? == 0 {
-            return Ok(());
-        }
-        let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
-        match verb.as_slice() {
-            b"EHLO" => {
-                w.write_all(b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
-                    .await?
-            }
-            b"DATA" => {
-                w.write_all(b"354 go ahead\r\n").await?;
-                loop {
-                    line.clear();
-                    if r.read_until(b'\n', &mut line).await? == 0 {
-                        return Ok(());
-                    }
-                    if line == b".\r\n" {
-                        break;
-                    }
-                }
-                w.write_all(b"250 2.0.0 Ok: queued\r\n").await?;
-            }
-            b"QUIT" => {
-                w.write_all(b"221 bye\r\n").await?;
-                return Ok(());
-            }
-            _ => w.write_all(b"250 Ok\r\n").await?,
-        }
-    }
+    let _server = FakeServer::serve(listener, Script::load_sink());
+    std::future::pending::<()>().await;
+    Ok(())
 }
 
 async fn send(port: u16, eml: &str, senders: usize, messages: usize) -> Res<()> {
@@ -100,7 +59,7 @@ async fn send(port: u16, eml: &str, senders: usize, messages: usize) -> Res<()> 
             .replace("{to_addr}", "sink@chat.example.org")
             .replace("{subject}", "load")
             .replace('\n', "\r\n");
-        let wire = stuff(msg.as_bytes());
+        let wire = wire(msg.as_bytes());
         let left = Arc::clone(&left);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -145,52 +104,29 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 8);
-    let mut start = true;
-    for &b in message {
-        if start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        start = b == b'\n';
-    }
+/// `message` dot-stuffed, with the end-of-data line.
+fn wire(message: &[u8]) -> Vec<u8> {
+    let mut out = chatmail_smtp::stuff(message);
     out.extend_from_slice(b".\r\n");
     out
 }
 
+/// One SMTP session per message, as Postfix's before-queue proxy has it.
 async fn session(port: u16, from: &str, wire: &[u8]) -> Res<String> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-    stream.set_nodelay(true)?;
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    reply(&mut r).await?;
+    let mut t = Transcript::connect(("127.0.0.1", port)).await;
     for cmd in [
-        "EHLO load\r\n".to_string(),
-        format!("MAIL FROM:<{from}>\r\n"),
-        "RCPT TO:<sink@chat.example.org>\r\n".to_string(),
-        "DATA\r\n".to_string(),
+        "EHLO load".to_string(),
+        format!("MAIL FROM:<{from}>"),
+        "RCPT TO:<sink@chat.example.org>".to_string(),
+        "DATA".to_string(),
     ] {
-        w.write_all(cmd.as_bytes()).await?;
-        let rep = reply(&mut r).await?;
+        let rep = t.cmd(&cmd).await;
         if !(rep.starts_with('2') || rep.starts_with('3')) {
             return Ok(rep);
         }
     }
-    w.write_all(wire).await?;
-    let rep = reply(&mut r).await?;
-    w.write_all(b"QUIT\r\n").await?;
+    t.send(wire).await;
+    let rep = t.last_reply().await;
+    t.send(b"QUIT\r\n").await;
     Ok(rep)
-}
-
-async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Res<String> {
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).await? == 0 {
-            return Err("connection closed".into());
-        }
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok(line.trim_end().to_string());
-        }
-    }
 }

@@ -55,9 +55,6 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-
 /// A free TCP port on 127.0.0.1 (bound and released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -196,99 +193,9 @@ impl Daemon {
 
 /// An SMTP client connected to 127.0.0.1:`port`, greeting read.
 pub async fn connect_port(port: u16) -> Client {
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let (r, w) = stream.into_split();
-    let mut c = Client {
-        r: BufReader::new(r),
-        w,
-    };
-    let greeting = c.reply().await;
-    assert!(greeting.starts_with("220 "), "{greeting}");
-    c
+    Client::connect(("127.0.0.1", port)).await
 }
 
-/// A raw SMTP client for transcripts.
-pub struct Client {
-    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    w: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl Client {
-    /// Sends raw bytes.
-    pub async fn send(&mut self, bytes: &[u8]) {
-        self.w.write_all(bytes).await.unwrap();
-    }
-
-    /// Reads one complete (possibly multi-line) reply, lines joined with `\n`, no CRLF.
-    pub async fn reply(&mut self) -> String {
-        let mut out = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(
-                std::time::Duration::from_secs(30),
-                self.r.read_line(&mut line),
-            )
-            .await
-            .expect("reply timeout")
-            .unwrap();
-            assert!(n > 0, "connection closed; got so far {out:?}");
-            assert!(line.ends_with("\r\n"), "reply line without CRLF: {line:?}");
-            let line = line.trim_end().to_string();
-            let more = line.as_bytes().get(3) == Some(&b'-');
-            out.push(line);
-            if !more {
-                return out.join("\n");
-            }
-        }
-    }
-
-    /// Sends a command line and returns the reply.
-    pub async fn cmd(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes()).await;
-        self.reply().await
-    }
-
-    /// Whether the server closed the connection (EOF within a bounded wait).
-    pub async fn closed(&mut self) -> bool {
-        let mut line = String::new();
-        matches!(
-            tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                self.r.read_line(&mut line)
-            )
-            .await,
-            Ok(Ok(0))
-        )
-    }
-
-    /// A whole transaction; returns the final reply. `message` is sent dot-stuffed.
-    pub async fn transaction(&mut self, from: &str, to: &[&str], message: &[u8]) -> String {
-        let r = self.cmd(&format!("MAIL FROM:<{from}>")).await;
-        if !r.starts_with("250") {
-            return r;
-        }
-        for t in to {
-            let r = self.cmd(&format!("RCPT TO:<{t}>")).await;
-            assert!(r.starts_with("250"), "{r}");
-        }
-        let r = self.cmd("DATA").await;
-        assert!(r.starts_with("354"), "{r}");
-        self.send(&stuff(message)).await;
-        self.send(b".\r\n").await;
-        self.reply().await
-    }
-}
-
-/// Dot-stuffs `message` (CRLF lines) for DATA.
-pub fn stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 16);
-    let mut start = true;
-    for &b in message {
-        if start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        start = b == b'\n';
-    }
-    out
-}
+/// A raw SMTP client for transcripts, and dot-stuffing for DATA (not every test uses both).
+#[allow(unused_imports)]
+pub use chatmail_smtp::{stuff, testing::Transcript as Client};

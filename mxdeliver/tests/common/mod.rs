@@ -18,7 +18,7 @@ use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, AAAA, MX};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -186,15 +186,9 @@ pub async fn dns_server(zone: Zone) -> SocketAddr {
 
 // ---------- SMTP ----------
 
-#[derive(Debug, Clone, Default)]
-pub struct Received {
-    pub helo: Vec<String>,
-    pub tls: bool,
-    pub from: String,
-    pub mail_params: String,
-    pub rcpts: Vec<String>,
-    pub data: Vec<u8>,
-}
+/// What the remote SMTP server received (`wire`: the message as sent, dot-stuffed).
+pub use chatmail_smtp::testing::Received;
+use chatmail_smtp::testing::{FakeServer, Script, Transcript};
 
 #[derive(Clone)]
 pub struct SmtpBehaviour {
@@ -206,113 +200,12 @@ pub struct SmtpBehaviour {
 
 pub type Mailbox = Arc<Mutex<Vec<Received>>>;
 
+/// The scripted fake MX on `listener`.
 pub async fn smtp_server(listener: TcpListener, behaviour: SmtpBehaviour) -> Mailbox {
-    let mailbox = Mailbox::default();
-    let mb = mailbox.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (b, mb) = (behaviour.clone(), mb.clone());
-            tokio::spawn(async move {
-                let mut state = Received::default();
-                let Some(stream) = smtp_dialogue(stream, &b, true, &mut state, &mb).await else {
-                    return;
-                };
-                let Some(tls) = b.tls.clone() else { return };
-                let Ok(tls) = TlsAcceptor::from(tls).accept(stream).await else {
-                    return;
-                };
-                state.tls = true;
-                smtp_dialogue(tls, &b, false, &mut state, &mb).await;
-            });
-        }
-    });
-    mailbox
-}
-
-/// The address between `<` and `>`.
-fn path(s: &str) -> String {
-    let s = s.trim_start().trim_start_matches('<');
-    s.split_once('>').map_or(s, |(a, _)| a).to_string()
-}
-
-/// Runs the dialogue; returns the stream when the client asked for STARTTLS.
-async fn smtp_dialogue<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    b: &SmtpBehaviour,
-    plain: bool,
-    st: &mut Received,
-    mailbox: &Mailbox,
-) -> Option<S> {
-    let mut r = BufReader::new(stream);
-    if plain {
-        r.get_mut()
-            .write_all(b"220 fake.test ESMTP\r\n")
-            .await
-            .ok()?;
-    }
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).await.ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end().to_string();
-        let upper = line.to_ascii_uppercase();
-        let reply: String = if upper.starts_with("EHLO") {
-            st.helo.push(line.clone());
-            let tls = if plain && b.tls.is_some() {
-                "250-STARTTLS\r\n"
-            } else {
-                ""
-            };
-            format!("250-fake.test\r\n250-8BITMIME\r\n{tls}250 SIZE 1000000\r\n")
-        } else if upper == "STARTTLS" && plain && b.tls.is_some() {
-            r.get_mut().write_all(b"220 go ahead\r\n").await.ok()?;
-            return Some(r.into_inner());
-        } else if upper.starts_with("MAIL FROM:") {
-            st.from = path(&line[10..]);
-            st.mail_params = line[10..]
-                .split_once('>')
-                .map(|(_, p)| p.trim().to_string())
-                .unwrap_or_default();
-            st.rcpts.clear();
-            "250 OK\r\n".into()
-        } else if upper.starts_with("RCPT TO:") {
-            let addr = path(&line[8..]);
-            if addr.starts_with(b.reject_prefix) {
-                "550 5.1.1 No such user\r\n".into()
-            } else {
-                st.rcpts.push(addr);
-                "250 OK\r\n".into()
-            }
-        } else if upper == "DATA" {
-            r.get_mut().write_all(b"354 go\r\n").await.ok()?;
-            let mut data = Vec::new();
-            loop {
-                let mut l = Vec::new();
-                if r.read_until(b'\n', &mut l).await.ok()? == 0 {
-                    return None;
-                }
-                if l == b".\r\n" {
-                    break;
-                }
-                data.extend_from_slice(&l);
-            }
-            st.data = data;
-            mailbox.lock().unwrap().push(st.clone());
-            "250 2.0.0 queued\r\n".into()
-        } else if upper == "RSET" {
-            "250 OK\r\n".into()
-        } else if upper == "QUIT" {
-            let _ = r.get_mut().write_all(b"221 bye\r\n").await;
-            return None;
-        } else {
-            "500 what\r\n".into()
-        };
-        r.get_mut().write_all(reply.as_bytes()).await.ok()?;
-    }
+    let mut script = Script::mx();
+    script.tls = behaviour.tls;
+    script.refuse_rcpt = Some((behaviour.reject_prefix, "550 5.1.1 No such user"));
+    FakeServer::serve(listener, script).received
 }
 
 // ---------- HTTPS /mxdeliv ----------
@@ -473,45 +366,29 @@ pub fn options(
     }
 }
 
+/// An LMTP client playing Postfix; replies are their last lines.
 pub struct Lmtp {
-    r: BufReader<TcpStream>,
+    t: Transcript,
 }
 
 impl Lmtp {
     pub async fn connect(addr: SocketAddr) -> Lmtp {
-        let mut l = Lmtp {
-            r: BufReader::new(TcpStream::connect(addr).await.unwrap()),
-        };
-        assert!(l.reply().await.starts_with("220 "));
-        l
+        Lmtp {
+            t: Transcript::connect(addr).await,
+        }
     }
 
     /// Reads one (possibly multi-line) reply and returns its last line.
     pub async fn reply(&mut self) -> String {
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(60), self.r.read_line(&mut line))
-                .await
-                .expect("reply in time")
-                .unwrap();
-            assert!(n > 0, "connection closed");
-            assert!(line.ends_with("\r\n"));
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return line.trim_end().to_string();
-            }
-        }
+        self.t.last_reply().await
     }
 
     pub fn stream(&mut self) -> &mut TcpStream {
-        self.r.get_mut()
+        self.t.stream()
     }
 
     pub async fn cmd(&mut self, line: &str) -> String {
-        self.r
-            .get_mut()
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .unwrap();
+        self.t.send(format!("{line}\r\n").as_bytes()).await;
         self.reply().await
     }
 
@@ -532,7 +409,7 @@ impl Lmtp {
         // One write, as Postfix does; two small writes would meet Nagle and delayed ACKs.
         let mut data = body.to_vec();
         data.extend_from_slice(b".\r\n");
-        self.r.get_mut().write_all(&data).await.unwrap();
+        self.t.send(&data).await;
         let mut out = Vec::new();
         for _ in 0..accepted {
             out.push(self.reply().await);

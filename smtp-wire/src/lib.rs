@@ -1,0 +1,39 @@
+//! The SMTP and LMTP wire protocol, shared by filtermail's filter and its delivery transport.
+//!
+//! The parsers are pure byte-fed code without I/O, so the connection loops that drive them
+//! stay thin and every rule is written once:
+//!
+//! - [`line`](mod@line): command-line framing (CRLF required, length capped at [`MAX_LINE`]);
+//! - [`command`]: SMTP/LMTP verbs, paths and ESMTP parameters;
+//! - [`data`]: the DATA receiver (dot-stuffing undone, end marker, size limit counted on the
+//!   unstuffed message as Postfix counts it, bare CR or LF refused) and [`data::stuff`];
+//! - [`reply`]: the reply type with its named values, and the capped multi-line reply reader.
+//!
+//! [`client`] is the async client (greeting, EHLO capabilities, STARTTLS, pipelining, RSET,
+//! QUIT) with its idle [`pool`]. The `testing` feature adds the scripted fake server and the
+//! transcript client tests and benches use.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod command;
+pub mod data;
+pub mod error;
+pub mod line;
+pub mod pool;
+pub mod reply;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use client::{Capabilities, Client, Sent, Step};
+pub use command::{Command, Verb};
+pub use data::{Allowance, DataEnd, DataReceiver, stuff, stuffed_slices};
+pub use error::Error;
+pub use line::{Line, next_line};
+pub use pool::Pool;
+pub use reply::{Reply, ReplyLines};
+
+/// Longest command line accepted, CRLF included. RFC 5321 asks for 512; Postfix's proxy
+/// passes client parameters through, so leave generous room.
+pub const MAX_LINE: usize = 4096;
+/// Most recipients in one transaction (Postfix's `smtpd_recipient_limit` default is 1000).
+pub const MAX_RECIPIENTS: usize = 1000;
