@@ -26,6 +26,15 @@ pub enum Error {
     /// The report file could not be written.
     #[error("{0}")]
     Write(#[source] chatmaild::Error),
+    /// The mailboxes directory could not be listed.
+    #[error("{0}")]
+    Scan(#[source] chatmaild::Error),
+}
+
+impl From<chatmaild::cli::UsageError> for Error {
+    fn from(e: chatmaild::cli::UsageError) -> Self {
+        Error::Usage(e.0)
+    }
 }
 
 impl Error {
@@ -42,7 +51,7 @@ impl Error {
         match self {
             Error::Usage(_) => chatmaild::service::EXIT_USAGE,
             Error::Config(_) => chatmaild::service::EXIT_CONFIG,
-            Error::Io { .. } | Error::Write(_) => 1,
+            Error::Io { .. } | Error::Write(_) | Error::Scan(_) => 1,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `chatmail-expire`: the per-mailbox rules of SPEC §7.3 and the run over all mailboxes.
 //!
 //! Each mailbox is scanned once and decided on its own (so mailboxes run in parallel,
-//! see [`crate::parallel`]); what it prints is collected in its [`Outcome`] and written in
+//! see [`chatmaild::maildir::parallel`]); what it prints is collected in its [`Outcome`] and written in
 //! listing order. A dry run (no `--remove`) decides and reports exactly what a real run
 //! would remove, including the quota pass, but removes nothing.
 
@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chatmaild::Config;
-
-use crate::clock::month_day;
-use crate::parallel::run_ordered;
-use crate::quota::{QuotaEntry, expire_to_target, unlink};
-use crate::scan::{
+use chatmaild::clock::month_day;
+use chatmaild::maildir::parallel::run_ordered;
+use chatmaild::maildir::scan::{
     Listing, MailboxStat, MaildirSub, Message, Scan, ScanOptions, list_mailboxes, scan_mailbox,
 };
+
+use crate::Error;
+use crate::quota::{QuotaEntry, expire_to_target, unlink};
 
 /// Messages larger than this (bytes, on disk) expire after `delete_large_after` days.
 pub const LARGE_MESSAGE_BYTES: u64 = 200_000;
@@ -122,7 +123,7 @@ impl Outcome {
         if !policy.dry_run {
             match fs::remove_file(path) {
                 Ok(()) => {}
-                Err(e) if crate::scan::vanished(&e) => {
+                Err(e) if chatmaild::maildir::scan::vanished(&e) => {
                     self.line(format_args!("file not found/vanished {}", path.display()));
                 }
                 Err(e) => return self.failure(path, &e),
@@ -203,7 +204,7 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
                 Some(trash) => fs::remove_dir_all(trash),
                 None => remove_mailbox(dir),
             }
-            && !crate::scan::vanished(&e)
+            && !chatmaild::maildir::scan::vanished(&e)
         {
             out.failure(dir, &e);
             return out;
@@ -432,7 +433,7 @@ pub fn run(
     log: &mut (dyn std::io::Write + Send),
 ) -> Result<Summary, crate::Error> {
     let mut summary = Summary::default();
-    let (listing, skipped) = list_mailboxes(mailboxes_dir, maxnum)?;
+    let (listing, skipped) = list_mailboxes(mailboxes_dir, maxnum).map_err(Error::Scan)?;
     let mailboxes: Vec<PathBuf> = match listing {
         Listing::Missing => {
             let _ = writeln!(log, "no mailboxes found at: {}", mailboxes_dir.display());

@@ -8,11 +8,14 @@
 
 pub mod accept;
 pub mod address;
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dict;
 pub mod error;
 pub mod fs;
 pub mod hash;
+pub mod maildir;
 pub mod metrics;
 pub mod registry;
 pub mod service;
