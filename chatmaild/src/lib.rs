@@ -17,6 +17,7 @@ pub mod fs;
 pub mod hash;
 pub mod maildir;
 pub mod metrics;
+pub mod pyjson;
 pub mod registry;
 pub mod service;
 pub mod user;
