@@ -3,7 +3,6 @@
 //! §4, §10.2), in a private directory with its own base_dir.
 
 use crate::service::{Service, binary};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,14 +45,7 @@ pub fn host_dovecot_is_23() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"2.3."))
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::support::free_port;
 
 /// A relay-like test environment: config, mailboxes, dict services and Dovecot.
 pub struct Dovecot {

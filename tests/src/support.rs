@@ -1,0 +1,61 @@
+//! What every test that runs a workspace binary needs: a free port, a `chatmail.ini`, a
+//! child process that is killed when the test ends, and waiting until it listens.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// How long a started service may take to listen.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `<dir>/chatmail.ini` with `[params]`, `mail_domain = <domain>` and the `extra`
+/// lines, and returns its path.
+pub fn write_ini(dir: &Path, domain: &str, extra: &str) -> PathBuf {
+    let ini = dir.join("chatmail.ini");
+    std::fs::write(&ini, format!("[params]\nmail_domain = {domain}\n{extra}")).unwrap();
+    ini
+}
+
+/// Waits until `ready` holds, polling every 20 ms; panics after [`START_TIMEOUT`].
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the unix socket at `path` accepts connections.
+pub fn wait_for_socket(path: &Path) {
+    wait_until(&path.display().to_string(), || {
+        std::os::unix::net::UnixStream::connect(path).is_ok()
+    });
+}
+
+/// Waits until 127.0.0.1:`port` accepts connections.
+pub fn wait_for_port(port: u16) {
+    wait_until(&format!("127.0.0.1:{port}"), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
