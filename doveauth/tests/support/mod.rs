@@ -129,5 +129,13 @@ impl Client {
 }
 
 pub fn passdb(password: &str, user: &str) -> String {
-    format!("Lshared/passdb/{password}\"{user}\t{user}")
+    // Dovecot's `%Ew` backslash-escapes these, so a generated password may contain them.
+    let mut escaped = String::new();
+    for c in password.chars() {
+        if matches!(c, '"' | '\'' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    format!("Lshared/passdb/{escaped}\"{user}\t{user}")
 }
