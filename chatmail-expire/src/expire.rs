@@ -156,7 +156,6 @@ pub fn process_mailbox(policy: &Policy, dir: &Path) -> Outcome {
 
 /// Applies SPEC §7.3 steps 1–7 to a scanned mailbox.
 pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
-    let dir = stat.dir.as_path();
     let mut out = Outcome {
         mailboxes: 1,
         ..Outcome::default()
@@ -165,65 +164,102 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
         out.failures += 1;
         out.line(format_args!("skipping unreadable entry {problem}"));
     }
-
-    let Some(last_login) = stat.last_login_f64() else {
-        // No password: only an empty directory goes (a half-created account).
-        if !policy.dry_run {
-            match fs::remove_dir(dir) {
-                Ok(()) => out.removed_mailboxes += 1,
-                Err(_) => out.line(format_args!(
-                    "Skipped deleting {}, doesn't have last_login but isn't empty",
-                    dir.display()
-                )),
-            }
+    match stat.last_login_f64() {
+        None => remove_if_empty(policy, &stat.dir, &mut out),
+        Some(last_login) if last_login < policy.cutoff_inactive => {
+            remove_inactive(policy, stat, &mut out);
         }
-        return out;
-    };
-    if last_login < policy.cutoff_inactive {
-        if policy.verbose {
-            out.line(format_args!("removing {}", dir.display()));
-        }
-        if let Some(registry) = &policy.tombstones
-            && let Err(e) =
-                registry.write_tombstone(&stat.name().to_string_lossy(), now_secs(policy))
-        {
-            // Never free an address without its tombstone: keep the mailbox for the next run.
-            out.failures += 1;
-            out.line(format_args!("not removing {}: {e}", dir.display()));
-            return out;
-        }
-        // One rename takes the account away at once (a crash while the tree is removed
-        // leaves no half account); where that cannot be done, the tree goes in place.
-        let gone = policy
-            .tombstones
-            .as_ref()
-            .and_then(|r| r.trash_path().ok())
-            .filter(|trash| fs::rename(dir, trash).is_ok());
-        if !policy.dry_run
-            && let Err(e) = match &gone {
-                Some(trash) => fs::remove_dir_all(trash),
-                None => remove_mailbox(dir),
-            }
-            && !chatmaild::maildir::scan::vanished(&e)
-        {
-            out.failure(dir, &e);
-            return out;
-        }
-        out.removed_mailboxes += 1;
-        out.removed_bytes += stat.messages.iter().map(|m| m.size).sum::<u64>();
-        return out;
+        Some(_) => expire_messages(policy, stat, &mut out),
     }
+    out
+}
 
+/// No password: only an empty directory goes (a half-created account).
+fn remove_if_empty(policy: &Policy, dir: &Path, out: &mut Outcome) {
+    if !policy.dry_run {
+        match fs::remove_dir(dir) {
+            Ok(()) => out.removed_mailboxes += 1,
+            Err(_) => out.line(format_args!(
+                "Skipped deleting {}, doesn't have last_login but isn't empty",
+                dir.display()
+            )),
+        }
+    }
+}
+
+/// An inactive account: tombstoned, then removed as a whole.
+fn remove_inactive(policy: &Policy, stat: &MailboxStat, out: &mut Outcome) {
+    let dir = stat.dir.as_path();
+    if policy.verbose {
+        out.line(format_args!("removing {}", dir.display()));
+    }
+    if let Some(registry) = &policy.tombstones
+        && let Err(e) = registry.write_tombstone(&stat.name().to_string_lossy(), now_secs(policy))
+    {
+        // Never free an address without its tombstone: keep the mailbox for the next run.
+        out.failures += 1;
+        out.line(format_args!("not removing {}: {e}", dir.display()));
+        return;
+    }
+    // One rename takes the account away at once (a crash while the tree is removed
+    // leaves no half account); where that cannot be done, the tree goes in place.
+    let gone = policy
+        .tombstones
+        .as_ref()
+        .and_then(|r| r.trash_path().ok())
+        .filter(|trash| fs::rename(dir, trash).is_ok());
+    if !policy.dry_run
+        && let Err(e) = match &gone {
+            Some(trash) => fs::remove_dir_all(trash),
+            None => remove_mailbox(dir),
+        }
+        && !chatmaild::maildir::scan::vanished(&e)
+    {
+        out.failure(dir, &e);
+        return;
+    }
+    out.removed_mailboxes += 1;
+    out.removed_bytes += stat.messages.iter().map(|m| m.size).sum::<u64>();
+}
+
+/// An active account: old and large messages go, then the quota pass.
+fn expire_messages(policy: &Policy, stat: &MailboxStat, out: &mut Outcome) {
     let name = stat.name().to_string_lossy();
     if policy.verbose {
         let secs = stat.last_login.map_or(0, |(s, _)| s);
         out.line(format_args!("checking mailbox {} {name}", month_day(secs)));
     }
     out.files += stat.messages.len() as u64;
+    let (doomed, quota_candidates, changed) = sort_messages(policy, &stat.messages);
+
+    // `maildirsize` goes before the first message does: a crash in between leaves Dovecot
+    // a quota file to recompute, never a stale one that no later run would remove (the
+    // rerun finds nothing left to expire).
+    let maildirsize = stat.dir.join("maildirsize");
+    if changed {
+        out.remove_file(policy, &maildirsize, None, 0);
+    }
+    for message in doomed {
+        out.remove_file(
+            policy,
+            &message.path,
+            Some(message.mtime_secs),
+            message.size,
+        );
+    }
+    quota_pass(policy, quota_candidates, &maildirsize, changed, &name, out);
+}
+
+/// The messages that expire now, those the quota pass may take, and whether anything
+/// changed (which makes `maildirsize` stale).
+fn sort_messages<'a>(
+    policy: &Policy,
+    messages: &'a [Message],
+) -> (Vec<&'a Message>, Vec<QuotaEntry>, bool) {
     let mut changed = false;
     let mut doomed = Vec::new();
     let mut quota_candidates = Vec::new();
-    for message in &stat.messages {
+    for message in messages {
         let mtime = message.mtime();
         if mtime < policy.cutoff_mails {
             doomed.push(message);
@@ -242,51 +278,40 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
             quota_candidates.extend(quota_entry(message));
         }
     }
+    (doomed, quota_candidates, changed)
+}
 
-    // `maildirsize` goes before the first message does: a crash in between leaves Dovecot
-    // a quota file to recompute, never a stale one that no later run would remove (the
-    // rerun finds nothing left to expire).
-    let maildirsize = dir.join("maildirsize");
-    let mut maildirsize_gone = false;
-    if changed {
-        out.remove_file(policy, &maildirsize, None, 0);
-        maildirsize_gone = true;
-    }
-    for message in doomed {
-        out.remove_file(
-            policy,
-            &message.path,
-            Some(message.mtime_secs),
-            message.size,
-        );
-    }
-
+/// Shrinks the mailbox to the quota target, oldest first; `maildirsize` goes before the
+/// first removal unless it is gone already.
+fn quota_pass(
+    policy: &Policy,
+    candidates: Vec<QuotaEntry>,
+    maildirsize: &Path,
+    mut maildirsize_gone: bool,
+    name: &str,
+    out: &mut Outcome,
+) {
     let mut quota_bytes = 0;
-    let removed = expire_to_target(
-        quota_candidates,
-        policy.quota_target,
-        policy.real_now,
-        |e| {
-            if !maildirsize_gone {
-                out.remove_file(policy, &maildirsize, None, 0);
-                maildirsize_gone = true;
-            }
-            if policy.dry_run {
+    let removed = expire_to_target(candidates, policy.quota_target, policy.real_now, |e| {
+        if !maildirsize_gone {
+            out.remove_file(policy, maildirsize, None, 0);
+            maildirsize_gone = true;
+        }
+        if policy.dry_run {
+            quota_bytes += e.parsed.size;
+            return true;
+        }
+        match unlink(&e.path) {
+            Ok(()) => {
                 quota_bytes += e.parsed.size;
-                return true;
+                true
             }
-            match unlink(&e.path) {
-                Ok(()) => {
-                    quota_bytes += e.parsed.size;
-                    true
-                }
-                Err(err) => {
-                    out.failure(&e.path, &err);
-                    false
-                }
+            Err(err) => {
+                out.failure(&e.path, &err);
+                false
             }
-        },
-    );
+        }
+    });
     if removed > 0 {
         out.removed_files += removed;
         out.removed_bytes += quota_bytes;
@@ -297,7 +322,6 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
             ));
         }
     }
-    out
 }
 
 /// Name prefix of a mailbox directory on its way out (`.expiring.<random>.tmp` in
