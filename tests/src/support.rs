@@ -1,6 +1,7 @@
 //! What every test that runs a workspace binary needs: a free port, a `chatmail.ini`, a
 //! child process that is killed when the test ends, and waiting until it listens.
 
+use std::io::BufRead;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -47,6 +48,51 @@ pub fn wait_for_port(port: u16) {
     wait_until(&format!("127.0.0.1:{port}"), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
+}
+
+/// Reads one HTTP/1.1 request from a fake server's connection and returns its body
+/// (`Content-Length` bytes); `None` when the peer closed the connection.
+pub fn read_http_request(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+/// Stops `child` as systemd does: SIGTERM, up to `grace` to exit, then SIGKILL; reaps it.
+pub fn terminate(mut child: Child, grace: Duration) {
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
