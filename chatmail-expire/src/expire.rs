@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use chatmaild::Config;
 use chatmaild::clock::month_day;
@@ -19,6 +18,8 @@ use chatmaild::maildir::scan::{
 
 use crate::Error;
 use crate::quota::{QuotaEntry, expire_to_target, unlink};
+use crate::removal::{finish_interrupted_removals, remove_mailbox};
+pub use crate::summary::{Stopwatch, Summary};
 
 /// Messages larger than this (bytes, on disk) expire after `delete_large_after` days.
 pub const LARGE_MESSAGE_BYTES: u64 = 200_000;
@@ -324,44 +325,6 @@ fn quota_pass(
     }
 }
 
-/// Name prefix of a mailbox directory on its way out (`.expiring.<random>.tmp` in
-/// `mailboxes_dir`). It has no `@`, so no service takes it for an account.
-pub const REMOVING_PREFIX: &str = ".expiring.";
-
-/// Removes a mailbox so that a crash at any point leaves it either whole under its name or
-/// gone from every service's view: it is renamed away first (atomic within
-/// `mailboxes_dir`) and deleted afterwards. Deleting it in place would let a crash leave
-/// messages without a password, which the next login would take for a new account and
-/// hand to whoever logs in, and which later runs keep as "not empty".
-fn remove_mailbox(dir: &Path) -> std::io::Result<()> {
-    let trash =
-        chatmaild::fs::temp_path(&dir.with_file_name(REMOVING_PREFIX.trim_end_matches('.')));
-    fs::rename(dir, &trash)?;
-    fs::remove_dir_all(&trash)
-}
-
-/// Deletes what an interrupted run left of removed mailboxes ([`REMOVING_PREFIX`]
-/// directories); returns their paths, for the log. Symbolic links are not followed.
-pub fn finish_interrupted_removals(mailboxes_dir: &Path) -> Vec<(PathBuf, Option<std::io::Error>)> {
-    let Ok(entries) = fs::read_dir(mailboxes_dir) else {
-        return Vec::new();
-    };
-    let mut done = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(REMOVING_PREFIX)
-            && name.ends_with(".tmp")
-            && entry.file_type().is_ok_and(|t| t.is_dir())
-        {
-            let path = entry.path();
-            let result = fs::remove_dir_all(&path).err();
-            done.push((path, result));
-        }
-    }
-    done
-}
-
 /// The message as a quota pass candidate, if it is directly in `<mailbox>/cur` or
 /// `<mailbox>/new` and has a Dovecot name.
 fn quota_entry(message: &Message) -> Option<QuotaEntry> {
@@ -369,81 +332,6 @@ fn quota_entry(message: &Message) -> Option<QuotaEntry> {
         QuotaEntry::new(message.path.clone(), message.sub)
     } else {
         None
-    }
-}
-
-/// Totals of a whole run.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Summary {
-    /// Mailboxes removed.
-    pub removed_mailboxes: u64,
-    /// Mailboxes seen.
-    pub mailboxes: u64,
-    /// Files removed.
-    pub removed_files: u64,
-    /// Bytes of the messages removed.
-    pub removed_bytes: u64,
-    /// Messages in kept mailboxes.
-    pub files: u64,
-    /// Entries that could not be read or removed.
-    pub failures: u64,
-}
-
-impl Summary {
-    /// The run as a Prometheus textfile (gauges: the figures of the last run).
-    pub fn textfile(&self, finished_unix: f64, secs: f64, dry_run: bool) -> String {
-        use chatmaild::metrics::Encoder;
-        use chatmaild::metrics::names::expire as names;
-        let mut e = Encoder::new();
-        e.gauge(
-            names::LAST_RUN,
-            "When the last chatmail-expire run finished.",
-            finished_unix,
-        );
-        e.gauge(
-            names::DURATION,
-            "How long the last chatmail-expire run took.",
-            secs,
-        );
-        e.gauge(
-            names::DRY_RUN,
-            "1 if the last run only reported what it would remove.",
-            if dry_run { 1.0 } else { 0.0 },
-        );
-        for (name, help, v) in [
-            (
-                names::REMOVED_ACCOUNTS,
-                "Accounts (mailboxes) the last run removed.",
-                self.removed_mailboxes,
-            ),
-            (
-                names::REMOVED_FILES,
-                "Files the last run removed from kept mailboxes.",
-                self.removed_files,
-            ),
-            (
-                names::REMOVED_BYTES,
-                "Bytes of the messages the last run removed.",
-                self.removed_bytes,
-            ),
-            (
-                names::FAILURES,
-                "Entries the last run could not read or remove.",
-                self.failures,
-            ),
-        ] {
-            #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
-            e.gauge(name, help, v as f64);
-        }
-        e.finish()
-    }
-
-    /// The reference's summary line (without newline).
-    pub fn line(&self, secs: f64) -> String {
-        format!(
-            "Removed {} out of {} mailboxes and {} out of {} files in existing mailboxes in {secs:.2} seconds",
-            self.removed_mailboxes, self.mailboxes, self.removed_files, self.files
-        )
     }
 }
 
@@ -500,64 +388,4 @@ pub fn run(
         },
     );
     Ok(summary)
-}
-
-/// Measures a run's duration for the summary line.
-#[derive(Debug)]
-pub struct Stopwatch(Instant);
-
-impl Stopwatch {
-    /// Starts now.
-    pub fn start() -> Stopwatch {
-        Stopwatch(Instant::now())
-    }
-
-    /// Seconds since the start.
-    pub fn secs(&self) -> f64 {
-        self.0.elapsed().as_secs_f64()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_mailbox_is_renamed_away_before_it_is_deleted() {
-        let root = tempfile::tempdir().unwrap();
-        let vmail = root.path().join("vmail");
-        let mbox = vmail.join("user@example.org");
-        fs::create_dir_all(mbox.join("cur")).unwrap();
-        fs::write(mbox.join("password"), "x").unwrap();
-        fs::write(mbox.join("cur/1.m,S=1"), "m").unwrap();
-        remove_mailbox(&mbox).unwrap();
-        assert_eq!(fs::read_dir(&vmail).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn leftovers_of_an_interrupted_run_are_finished_and_nothing_else() {
-        let root = tempfile::tempdir().unwrap();
-        let vmail = root.path().join("vmail");
-        let outside = root.path().join("outside");
-        fs::create_dir_all(&outside).unwrap();
-        fs::write(outside.join("keep"), "k").unwrap();
-        let leftover = vmail.join(".expiring.0123456789abcdef.tmp");
-        fs::create_dir_all(leftover.join("cur")).unwrap();
-        fs::write(leftover.join("cur/1.m,S=1"), "m").unwrap();
-        std::os::unix::fs::symlink(&outside, leftover.join("cur/link")).unwrap();
-        std::os::unix::fs::symlink(&outside, vmail.join(".expiring.1.tmp")).unwrap();
-        fs::create_dir_all(vmail.join("user@example.org")).unwrap();
-        fs::create_dir_all(vmail.join(".expiring.notmp")).unwrap();
-        let done = finish_interrupted_removals(&vmail);
-        assert_eq!(done.len(), 1);
-        assert!(done[0].1.is_none());
-        assert!(!leftover.exists());
-        assert!(outside.join("keep").exists(), "links are not followed");
-        assert!(
-            vmail.join(".expiring.1.tmp").exists(),
-            "a symlink is not ours"
-        );
-        assert!(vmail.join("user@example.org").exists());
-        assert!(vmail.join(".expiring.notmp").exists());
-    }
 }

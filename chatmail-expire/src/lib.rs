@@ -15,6 +15,8 @@ pub mod dovecot;
 pub mod error;
 pub mod expire;
 pub mod quota;
+pub mod removal;
+pub mod summary;
 
 pub use error::Error;
 
