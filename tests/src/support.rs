@@ -1,7 +1,7 @@
 //! What every test that runs a workspace binary needs: a free port, a `chatmail.ini`, a
 //! child process that is killed when the test ends, and waiting until it listens.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -93,6 +93,20 @@ pub fn terminate(mut child: Child, grace: Duration) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Sends SIGTERM to `child`, waits for it and returns (clean exit, its piped stderr).
+pub fn stop_with_stderr(child: &mut Child) -> (bool, String) {
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    if let Some(mut s) = child.stderr.take() {
+        s.read_to_string(&mut err).unwrap();
+    }
+    (status.success(), err)
 }
 
 /// A child process killed (and reaped) when dropped, so a failing test leaves none behind.

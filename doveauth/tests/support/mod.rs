@@ -70,16 +70,7 @@ impl Daemon {
 
     /// Stops with SIGTERM and returns (exit success, stderr).
     pub fn stop(mut self) -> (bool, String) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        if let Some(mut s) = self.child.stderr.take() {
-            s.read_to_string(&mut err).unwrap();
-        }
-        (status.success(), err)
+        chatmail_tests::support::stop_with_stderr(&mut self.child)
     }
 }
 
