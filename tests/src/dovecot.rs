@@ -1,7 +1,9 @@
 //! A real Dovecot on loopback whose passdb/userdb and last_login plugin point at the
 //! workspace's dict services, configured as a chatmail relay configures them (SPEC §3.1,
-//! §4, §10.2), in a private directory with its own base_dir.
+//! §4, §10.2), in a private directory with its own base_dir. passdb and userdb are the
+//! relay's dict templates (`relay/dovecot/auth.conf.in`, `auth-dict.conf.in`), rendered.
 
+use crate::relay_dovecot::{render, repo};
 use crate::service::{Service, binary};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -103,15 +105,18 @@ impl Dovecot {
                 ids,
             ),
         ];
-        let auth_conf = root.join("auth.conf");
+        // The relay's own dict auth templates (relay/dovecot/auth*.conf.in), as deployed.
+        let values = std::collections::HashMap::from([
+            ("DOVEAUTH_SOCKET", auth_socket.display().to_string()),
+            ("DOVECOT_CONF_DIR", root.display().to_string()),
+        ]);
+        let template = |p: &str| std::fs::read_to_string(repo().join(p)).unwrap();
         std::fs::write(
-            &auth_conf,
-            format!(
-                "uri = proxy:{}:auth\niterate_disable = no\niterate_prefix = userdb/\ndefault_pass_scheme = plain\npassword_key = passdb/%Ew\"%Eu\nuser_key = userdb/%Eu\n",
-                auth_socket.display()
-            ),
+            root.join("auth.conf"),
+            render(&template("relay/dovecot/auth.conf.in"), &values),
         )
         .unwrap();
+        let auth_blocks = render(&template("relay/dovecot/auth-dict.conf.in"), &values);
         let imap_port = free_port();
         let conf = root.join("dovecot.conf");
         std::fs::write(
@@ -136,14 +141,7 @@ mail_uid = vmail
 mail_gid = vmail
 default_login_user = dovenull
 default_internal_user = dovecot
-passdb {{
-  driver = dict
-  args = {auth_conf}
-}}
-userdb {{
-  driver = dict
-  args = {auth_conf}
-}}
+{auth_blocks}
 protocol imap {{
   mail_plugins = $mail_plugins last_login
 }}
@@ -163,7 +161,6 @@ service imap-login {{
 "#,
                 root = root.display(),
                 mailboxes = mailboxes.display(),
-                auth_conf = auth_conf.display(),
                 lastlogin = lastlogin_socket.display(),
             ),
         )
