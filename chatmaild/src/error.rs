@@ -37,7 +37,7 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        reason: &'static str,
     },
     /// A socket could not be set up.
     #[error("socket {path}: {source}")]
