@@ -8,8 +8,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chatmail_expire::scan::{Scan, ScanOptions, scan_mailbox};
 use chatmaild::fs::{Durability, FileLock, match_owner, write_atomic};
+use chatmaild::maildir::scan::{Scan, ScanOptions, scan_mailbox};
 use chatmaild::registry::Registry;
 use chatmaild::user::validate_address;
 use chatmaild::{Config, User};

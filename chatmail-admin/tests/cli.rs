@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use chatmail_tests::support::write_ini;
 use chatmaild::registry::Registry;
 use chatmaild::{Config, User};
 
@@ -34,16 +35,15 @@ impl Relay {
         let dir = tempfile::tempdir().unwrap();
         let mail = dir.path().join("mail");
         fs::create_dir(&mail).unwrap();
-        let ini = dir.path().join("chatmail.ini");
-        fs::write(
-            &ini,
-            format!(
-                "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\nnocreate_file = {}\n",
+        let ini = write_ini(
+            dir.path(),
+            DOMAIN,
+            &format!(
+                "mailboxes_dir = {}\nnocreate_file = {}\n",
                 mail.display(),
                 dir.path().join("nocreate").display()
             ),
-        )
-        .unwrap();
+        );
         Relay { dir, ini, mail }
     }
 

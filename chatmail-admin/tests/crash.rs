@@ -52,16 +52,15 @@ fn killed_delete_leaves_the_account_whole_or_gone() {
     let dir = tempfile::tempdir().unwrap();
     let mail = dir.path().join("mail");
     fs::create_dir(&mail).unwrap();
-    let ini = dir.path().join("chatmail.ini");
-    fs::write(
-        &ini,
-        format!(
-            "[params]\nmail_domain = example.org\nmailboxes_dir = {}\nnocreate_file = {}\n",
+    let ini = chatmail_tests::support::write_ini(
+        dir.path(),
+        "example.org",
+        &format!(
+            "mailboxes_dir = {}\nnocreate_file = {}\n",
             mail.display(),
             dir.path().join("nocreate").display()
         ),
-    )
-    .unwrap();
+    );
     let config = Config::load(&ini).unwrap();
     let registry = Registry::new(&config);
     let (mut whole, mut gone) = (0, 0);

@@ -13,10 +13,12 @@ use std::process::ExitCode;
 
 use chatmaild::Config;
 
+use chatmaild::cli::{Command, parse_int, resolve_long};
+use chatmaild::clock;
+use chatmaild::maildir::parallel::{default_threads, progress_wanted};
+
 use crate::Error;
-use crate::clock;
 use crate::expire::{Policy, Stopwatch};
-use crate::parallel::{default_threads, progress_wanted};
 use crate::quota::{expire_to_target, list_entries, unlink};
 
 /// Usage text of `chatmail-expire`.
@@ -47,44 +49,6 @@ pub struct ExpireArgs {
     /// Write the run's figures as a Prometheus textfile here (a directory gets
     /// [`TEXTFILE_NAME`]).
     pub textfile: Option<PathBuf>,
-}
-
-/// What a command line asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command<T> {
-    /// Run with these arguments.
-    Run(T),
-    /// Print the help text and exit 0.
-    Help,
-}
-
-/// Resolves a long option given on the command line to one of `known`, accepting a
-/// unique prefix as argparse does.
-pub fn resolve_long<'a>(given: &str, known: &[&'a str]) -> Result<&'a str, Error> {
-    if let Some(exact) = known.iter().find(|k| **k == given) {
-        return Ok(exact);
-    }
-    let matches: Vec<&&str> = known.iter().filter(|k| k.starts_with(given)).collect();
-    match matches.as_slice() {
-        [one] => Ok(one),
-        [] => Err(Error::Usage(format!("unrecognized arguments: --{given}"))),
-        _ => Err(Error::Usage(format!("ambiguous option: --{given}"))),
-    }
-}
-
-/// Parses an integer option value like Python's `int()` (surrounding whitespace allowed);
-/// an empty value means "not given", as the reference tests `if args.days:`.
-pub fn parse_int(option: &str, value: &OsString) -> Result<Option<i64>, Error> {
-    let text = value.to_string_lossy();
-    let trimmed = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    trimmed
-        .replace('_', "")
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| Error::Usage(format!("argument {option}: invalid int value: '{text}'")))
 }
 
 fn usage_err(e: lexopt::Error) -> Error {
@@ -425,14 +389,5 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn long_prefixes() {
-        let known = ["days", "maxnum", "min-login-age", "mdir"];
-        assert_eq!(resolve_long("da", &known).unwrap(), "days");
-        assert_eq!(resolve_long("mdir", &known).unwrap(), "mdir");
-        assert!(resolve_long("m", &known).is_err());
-        assert!(resolve_long("zzz", &known).is_err());
     }
 }

@@ -1,7 +1,5 @@
 //! The error type of the expire tools.
 
-use std::path::PathBuf;
-
 /// What stopped a run of `chatmail-expire` or `chatmail-quota-expire` as a whole.
 ///
 /// Problems with single entries (an unreadable folder, a file that could not be removed)
@@ -15,34 +13,27 @@ pub enum Error {
     /// `chatmail.ini` could not be read or has a bad value.
     #[error("{0}")]
     Config(#[source] chatmaild::Error),
-    /// A file system operation on `path` failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or directory the operation was about.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
     /// The report file could not be written.
     #[error("{0}")]
     Write(#[source] chatmaild::Error),
+    /// The mailboxes directory could not be listed.
+    #[error("{0}")]
+    Scan(#[source] chatmaild::Error),
+}
+
+impl From<chatmaild::cli::UsageError> for Error {
+    fn from(e: chatmaild::cli::UsageError) -> Self {
+        Error::Usage(e.0)
+    }
 }
 
 impl Error {
-    /// Wraps an I/O error with the path it happened on.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
-    }
-
     /// The exit status `main` uses: 64 for usage, 78 for config, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => chatmaild::service::EXIT_USAGE,
             Error::Config(_) => chatmaild::service::EXIT_CONFIG,
-            Error::Io { .. } | Error::Write(_) => 1,
+            Error::Write(_) | Error::Scan(_) => 1,
         }
     }
 }

@@ -1,23 +1,25 @@
 //! `chatmail-expire`: the per-mailbox rules of SPEC §7.3 and the run over all mailboxes.
 //!
 //! Each mailbox is scanned once and decided on its own (so mailboxes run in parallel,
-//! see [`crate::parallel`]); what it prints is collected in its [`Outcome`] and written in
+//! see [`chatmaild::maildir::parallel`]); what it prints is collected in its [`Outcome`] and written in
 //! listing order. A dry run (no `--remove`) decides and reports exactly what a real run
 //! would remove, including the quota pass, but removes nothing.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use chatmaild::Config;
-
-use crate::clock::month_day;
-use crate::parallel::run_ordered;
-use crate::quota::{QuotaEntry, expire_to_target, unlink};
-use crate::scan::{
+use chatmaild::clock::month_day;
+use chatmaild::maildir::parallel::run_ordered;
+use chatmaild::maildir::scan::{
     Listing, MailboxStat, MaildirSub, Message, Scan, ScanOptions, list_mailboxes, scan_mailbox,
 };
+
+use crate::Error;
+use crate::quota::{QuotaEntry, expire_to_target, unlink};
+use crate::removal::{finish_interrupted_removals, remove_mailbox};
+pub use crate::summary::{Stopwatch, Summary};
 
 /// Messages larger than this (bytes, on disk) expire after `delete_large_after` days.
 pub const LARGE_MESSAGE_BYTES: u64 = 200_000;
@@ -122,7 +124,7 @@ impl Outcome {
         if !policy.dry_run {
             match fs::remove_file(path) {
                 Ok(()) => {}
-                Err(e) if crate::scan::vanished(&e) => {
+                Err(e) if chatmaild::maildir::scan::vanished(&e) => {
                     self.line(format_args!("file not found/vanished {}", path.display()));
                 }
                 Err(e) => return self.failure(path, &e),
@@ -155,7 +157,6 @@ pub fn process_mailbox(policy: &Policy, dir: &Path) -> Outcome {
 
 /// Applies SPEC §7.3 steps 1–7 to a scanned mailbox.
 pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
-    let dir = stat.dir.as_path();
     let mut out = Outcome {
         mailboxes: 1,
         ..Outcome::default()
@@ -164,65 +165,102 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
         out.failures += 1;
         out.line(format_args!("skipping unreadable entry {problem}"));
     }
-
-    let Some(last_login) = stat.last_login_f64() else {
-        // No password: only an empty directory goes (a half-created account).
-        if !policy.dry_run {
-            match fs::remove_dir(dir) {
-                Ok(()) => out.removed_mailboxes += 1,
-                Err(_) => out.line(format_args!(
-                    "Skipped deleting {}, doesn't have last_login but isn't empty",
-                    dir.display()
-                )),
-            }
+    match stat.last_login_f64() {
+        None => remove_if_empty(policy, &stat.dir, &mut out),
+        Some(last_login) if last_login < policy.cutoff_inactive => {
+            remove_inactive(policy, stat, &mut out);
         }
-        return out;
-    };
-    if last_login < policy.cutoff_inactive {
-        if policy.verbose {
-            out.line(format_args!("removing {}", dir.display()));
-        }
-        if let Some(registry) = &policy.tombstones
-            && let Err(e) =
-                registry.write_tombstone(&stat.name().to_string_lossy(), now_secs(policy))
-        {
-            // Never free an address without its tombstone: keep the mailbox for the next run.
-            out.failures += 1;
-            out.line(format_args!("not removing {}: {e}", dir.display()));
-            return out;
-        }
-        // One rename takes the account away at once (a crash while the tree is removed
-        // leaves no half account); where that cannot be done, the tree goes in place.
-        let gone = policy
-            .tombstones
-            .as_ref()
-            .and_then(|r| r.trash_path().ok())
-            .filter(|trash| fs::rename(dir, trash).is_ok());
-        if !policy.dry_run
-            && let Err(e) = match &gone {
-                Some(trash) => fs::remove_dir_all(trash),
-                None => remove_mailbox(dir),
-            }
-            && !crate::scan::vanished(&e)
-        {
-            out.failure(dir, &e);
-            return out;
-        }
-        out.removed_mailboxes += 1;
-        out.removed_bytes += stat.messages.iter().map(|m| m.size).sum::<u64>();
-        return out;
+        Some(_) => expire_messages(policy, stat, &mut out),
     }
+    out
+}
 
+/// No password: only an empty directory goes (a half-created account).
+fn remove_if_empty(policy: &Policy, dir: &Path, out: &mut Outcome) {
+    if !policy.dry_run {
+        match fs::remove_dir(dir) {
+            Ok(()) => out.removed_mailboxes += 1,
+            Err(_) => out.line(format_args!(
+                "Skipped deleting {}, doesn't have last_login but isn't empty",
+                dir.display()
+            )),
+        }
+    }
+}
+
+/// An inactive account: tombstoned, then removed as a whole.
+fn remove_inactive(policy: &Policy, stat: &MailboxStat, out: &mut Outcome) {
+    let dir = stat.dir.as_path();
+    if policy.verbose {
+        out.line(format_args!("removing {}", dir.display()));
+    }
+    if let Some(registry) = &policy.tombstones
+        && let Err(e) = registry.write_tombstone(&stat.name().to_string_lossy(), now_secs(policy))
+    {
+        // Never free an address without its tombstone: keep the mailbox for the next run.
+        out.failures += 1;
+        out.line(format_args!("not removing {}: {e}", dir.display()));
+        return;
+    }
+    // One rename takes the account away at once (a crash while the tree is removed
+    // leaves no half account); where that cannot be done, the tree goes in place.
+    let gone = policy
+        .tombstones
+        .as_ref()
+        .and_then(|r| r.trash_path().ok())
+        .filter(|trash| fs::rename(dir, trash).is_ok());
+    if !policy.dry_run
+        && let Err(e) = match &gone {
+            Some(trash) => fs::remove_dir_all(trash),
+            None => remove_mailbox(dir),
+        }
+        && !chatmaild::maildir::scan::vanished(&e)
+    {
+        out.failure(dir, &e);
+        return;
+    }
+    out.removed_mailboxes += 1;
+    out.removed_bytes += stat.messages.iter().map(|m| m.size).sum::<u64>();
+}
+
+/// An active account: old and large messages go, then the quota pass.
+fn expire_messages(policy: &Policy, stat: &MailboxStat, out: &mut Outcome) {
     let name = stat.name().to_string_lossy();
     if policy.verbose {
         let secs = stat.last_login.map_or(0, |(s, _)| s);
         out.line(format_args!("checking mailbox {} {name}", month_day(secs)));
     }
     out.files += stat.messages.len() as u64;
+    let (doomed, quota_candidates, changed) = sort_messages(policy, &stat.messages);
+
+    // `maildirsize` goes before the first message does: a crash in between leaves Dovecot
+    // a quota file to recompute, never a stale one that no later run would remove (the
+    // rerun finds nothing left to expire).
+    let maildirsize = stat.dir.join("maildirsize");
+    if changed {
+        out.remove_file(policy, &maildirsize, None, 0);
+    }
+    for message in doomed {
+        out.remove_file(
+            policy,
+            &message.path,
+            Some(message.mtime_secs),
+            message.size,
+        );
+    }
+    quota_pass(policy, quota_candidates, &maildirsize, changed, &name, out);
+}
+
+/// The messages that expire now, those the quota pass may take, and whether anything
+/// changed (which makes `maildirsize` stale).
+fn sort_messages<'a>(
+    policy: &Policy,
+    messages: &'a [Message],
+) -> (Vec<&'a Message>, Vec<QuotaEntry>, bool) {
     let mut changed = false;
     let mut doomed = Vec::new();
     let mut quota_candidates = Vec::new();
-    for message in &stat.messages {
+    for message in messages {
         let mtime = message.mtime();
         if mtime < policy.cutoff_mails {
             doomed.push(message);
@@ -241,51 +279,40 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
             quota_candidates.extend(quota_entry(message));
         }
     }
+    (doomed, quota_candidates, changed)
+}
 
-    // `maildirsize` goes before the first message does: a crash in between leaves Dovecot
-    // a quota file to recompute, never a stale one that no later run would remove (the
-    // rerun finds nothing left to expire).
-    let maildirsize = dir.join("maildirsize");
-    let mut maildirsize_gone = false;
-    if changed {
-        out.remove_file(policy, &maildirsize, None, 0);
-        maildirsize_gone = true;
-    }
-    for message in doomed {
-        out.remove_file(
-            policy,
-            &message.path,
-            Some(message.mtime_secs),
-            message.size,
-        );
-    }
-
+/// Shrinks the mailbox to the quota target, oldest first; `maildirsize` goes before the
+/// first removal unless it is gone already.
+fn quota_pass(
+    policy: &Policy,
+    candidates: Vec<QuotaEntry>,
+    maildirsize: &Path,
+    mut maildirsize_gone: bool,
+    name: &str,
+    out: &mut Outcome,
+) {
     let mut quota_bytes = 0;
-    let removed = expire_to_target(
-        quota_candidates,
-        policy.quota_target,
-        policy.real_now,
-        |e| {
-            if !maildirsize_gone {
-                out.remove_file(policy, &maildirsize, None, 0);
-                maildirsize_gone = true;
-            }
-            if policy.dry_run {
+    let removed = expire_to_target(candidates, policy.quota_target, policy.real_now, |e| {
+        if !maildirsize_gone {
+            out.remove_file(policy, maildirsize, None, 0);
+            maildirsize_gone = true;
+        }
+        if policy.dry_run {
+            quota_bytes += e.parsed.size;
+            return true;
+        }
+        match unlink(&e.path) {
+            Ok(()) => {
                 quota_bytes += e.parsed.size;
-                return true;
+                true
             }
-            match unlink(&e.path) {
-                Ok(()) => {
-                    quota_bytes += e.parsed.size;
-                    true
-                }
-                Err(err) => {
-                    out.failure(&e.path, &err);
-                    false
-                }
+            Err(err) => {
+                out.failure(&e.path, &err);
+                false
             }
-        },
-    );
+        }
+    });
     if removed > 0 {
         out.removed_files += removed;
         out.removed_bytes += quota_bytes;
@@ -296,45 +323,6 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
             ));
         }
     }
-    out
-}
-
-/// Name prefix of a mailbox directory on its way out (`.expiring.<random>.tmp` in
-/// `mailboxes_dir`). It has no `@`, so no service takes it for an account.
-pub const REMOVING_PREFIX: &str = ".expiring.";
-
-/// Removes a mailbox so that a crash at any point leaves it either whole under its name or
-/// gone from every service's view: it is renamed away first (atomic within
-/// `mailboxes_dir`) and deleted afterwards. Deleting it in place would let a crash leave
-/// messages without a password, which the next login would take for a new account and
-/// hand to whoever logs in, and which later runs keep as "not empty".
-fn remove_mailbox(dir: &Path) -> std::io::Result<()> {
-    let trash =
-        chatmaild::fs::temp_path(&dir.with_file_name(REMOVING_PREFIX.trim_end_matches('.')));
-    fs::rename(dir, &trash)?;
-    fs::remove_dir_all(&trash)
-}
-
-/// Deletes what an interrupted run left of removed mailboxes ([`REMOVING_PREFIX`]
-/// directories); returns their paths, for the log. Symbolic links are not followed.
-pub fn finish_interrupted_removals(mailboxes_dir: &Path) -> Vec<(PathBuf, Option<std::io::Error>)> {
-    let Ok(entries) = fs::read_dir(mailboxes_dir) else {
-        return Vec::new();
-    };
-    let mut done = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(REMOVING_PREFIX)
-            && name.ends_with(".tmp")
-            && entry.file_type().is_ok_and(|t| t.is_dir())
-        {
-            let path = entry.path();
-            let result = fs::remove_dir_all(&path).err();
-            done.push((path, result));
-        }
-    }
-    done
 }
 
 /// The message as a quota pass candidate, if it is directly in `<mailbox>/cur` or
@@ -344,81 +332,6 @@ fn quota_entry(message: &Message) -> Option<QuotaEntry> {
         QuotaEntry::new(message.path.clone(), message.sub)
     } else {
         None
-    }
-}
-
-/// Totals of a whole run.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Summary {
-    /// Mailboxes removed.
-    pub removed_mailboxes: u64,
-    /// Mailboxes seen.
-    pub mailboxes: u64,
-    /// Files removed.
-    pub removed_files: u64,
-    /// Bytes of the messages removed.
-    pub removed_bytes: u64,
-    /// Messages in kept mailboxes.
-    pub files: u64,
-    /// Entries that could not be read or removed.
-    pub failures: u64,
-}
-
-impl Summary {
-    /// The run as a Prometheus textfile (gauges: the figures of the last run).
-    pub fn textfile(&self, finished_unix: f64, secs: f64, dry_run: bool) -> String {
-        use chatmaild::metrics::Encoder;
-        use chatmaild::metrics::names::expire as names;
-        let mut e = Encoder::new();
-        e.gauge(
-            names::LAST_RUN,
-            "When the last chatmail-expire run finished.",
-            finished_unix,
-        );
-        e.gauge(
-            names::DURATION,
-            "How long the last chatmail-expire run took.",
-            secs,
-        );
-        e.gauge(
-            names::DRY_RUN,
-            "1 if the last run only reported what it would remove.",
-            if dry_run { 1.0 } else { 0.0 },
-        );
-        for (name, help, v) in [
-            (
-                names::REMOVED_ACCOUNTS,
-                "Accounts (mailboxes) the last run removed.",
-                self.removed_mailboxes,
-            ),
-            (
-                names::REMOVED_FILES,
-                "Files the last run removed from kept mailboxes.",
-                self.removed_files,
-            ),
-            (
-                names::REMOVED_BYTES,
-                "Bytes of the messages the last run removed.",
-                self.removed_bytes,
-            ),
-            (
-                names::FAILURES,
-                "Entries the last run could not read or remove.",
-                self.failures,
-            ),
-        ] {
-            #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
-            e.gauge(name, help, v as f64);
-        }
-        e.finish()
-    }
-
-    /// The reference's summary line (without newline).
-    pub fn line(&self, secs: f64) -> String {
-        format!(
-            "Removed {} out of {} mailboxes and {} out of {} files in existing mailboxes in {secs:.2} seconds",
-            self.removed_mailboxes, self.mailboxes, self.removed_files, self.files
-        )
     }
 }
 
@@ -432,7 +345,7 @@ pub fn run(
     log: &mut (dyn std::io::Write + Send),
 ) -> Result<Summary, crate::Error> {
     let mut summary = Summary::default();
-    let (listing, skipped) = list_mailboxes(mailboxes_dir, maxnum)?;
+    let (listing, skipped) = list_mailboxes(mailboxes_dir, maxnum).map_err(Error::Scan)?;
     let mailboxes: Vec<PathBuf> = match listing {
         Listing::Missing => {
             let _ = writeln!(log, "no mailboxes found at: {}", mailboxes_dir.display());
@@ -475,64 +388,4 @@ pub fn run(
         },
     );
     Ok(summary)
-}
-
-/// Measures a run's duration for the summary line.
-#[derive(Debug)]
-pub struct Stopwatch(Instant);
-
-impl Stopwatch {
-    /// Starts now.
-    pub fn start() -> Stopwatch {
-        Stopwatch(Instant::now())
-    }
-
-    /// Seconds since the start.
-    pub fn secs(&self) -> f64 {
-        self.0.elapsed().as_secs_f64()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_mailbox_is_renamed_away_before_it_is_deleted() {
-        let root = tempfile::tempdir().unwrap();
-        let vmail = root.path().join("vmail");
-        let mbox = vmail.join("user@example.org");
-        fs::create_dir_all(mbox.join("cur")).unwrap();
-        fs::write(mbox.join("password"), "x").unwrap();
-        fs::write(mbox.join("cur/1.m,S=1"), "m").unwrap();
-        remove_mailbox(&mbox).unwrap();
-        assert_eq!(fs::read_dir(&vmail).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn leftovers_of_an_interrupted_run_are_finished_and_nothing_else() {
-        let root = tempfile::tempdir().unwrap();
-        let vmail = root.path().join("vmail");
-        let outside = root.path().join("outside");
-        fs::create_dir_all(&outside).unwrap();
-        fs::write(outside.join("keep"), "k").unwrap();
-        let leftover = vmail.join(".expiring.0123456789abcdef.tmp");
-        fs::create_dir_all(leftover.join("cur")).unwrap();
-        fs::write(leftover.join("cur/1.m,S=1"), "m").unwrap();
-        std::os::unix::fs::symlink(&outside, leftover.join("cur/link")).unwrap();
-        std::os::unix::fs::symlink(&outside, vmail.join(".expiring.1.tmp")).unwrap();
-        fs::create_dir_all(vmail.join("user@example.org")).unwrap();
-        fs::create_dir_all(vmail.join(".expiring.notmp")).unwrap();
-        let done = finish_interrupted_removals(&vmail);
-        assert_eq!(done.len(), 1);
-        assert!(done[0].1.is_none());
-        assert!(!leftover.exists());
-        assert!(outside.join("keep").exists(), "links are not followed");
-        assert!(
-            vmail.join(".expiring.1.tmp").exists(),
-            "a symlink is not ours"
-        );
-        assert!(vmail.join("user@example.org").exists());
-        assert!(vmail.join(".expiring.notmp").exists());
-    }
 }

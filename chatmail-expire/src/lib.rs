@@ -2,22 +2,21 @@
 //! messages, inactive accounts and over-quota mailboxes, SPEC §7) and
 //! `chatmail-quota-expire` (called by Dovecot's `quota_warning`).
 //!
-//! The mailbox scan ([`scan`]), the Dovecot file-name parser ([`dovecot`]) and the quota
-//! pass ([`quota`]) are public so that `chatmail-fsreport` reads mailboxes exactly the same
-//! way; it depends on this library rather than duplicating the walk.
+//! The mailbox scan and the worker pool are `chatmaild::maildir`'s, shared with
+//! `chatmail-fsreport` and `chatmail-admin`; the Dovecot file-name parser ([`dovecot`]) and
+//! the quota pass ([`quota`]) are this tool's own.
 //!
 //! Everything is synchronous: a run is one pass over the tree, mailboxes spread over
-//! all cores by [`parallel`], with no async runtime.
+//! all cores by `chatmaild::maildir::parallel`, with no async runtime.
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod clock;
 pub mod dovecot;
 pub mod error;
 pub mod expire;
-pub mod parallel;
 pub mod quota;
-pub mod scan;
+pub mod removal;
+pub mod summary;
 
 pub use error::Error;
 

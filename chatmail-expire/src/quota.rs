@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::dovecot::{DovecotName, parse_name};
-use crate::scan::{MaildirSub, vanished};
+use chatmaild::maildir::scan::{MaildirSub, vanished};
 
 /// Messages younger than this (by their delivery time) are never removed.
 pub const PROTECTED_SECS: f64 = 86_400.0;

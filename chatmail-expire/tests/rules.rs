@@ -14,8 +14,8 @@ use std::fs;
 use std::path::Path;
 
 use chatmail_expire::expire::{Outcome, Policy, apply, process_mailbox};
-use chatmail_expire::scan::{Scan, ScanOptions, scan_mailbox};
 use chatmaild::Config;
+use chatmaild::maildir::scan::{Scan, ScanOptions, scan_mailbox};
 use common::*;
 
 const NOW: f64 = 1_800_000_000.0;
@@ -25,7 +25,7 @@ fn policy(relay: &Relay, dry_run: bool) -> Policy {
     Policy::new(&config, NOW, NOW, dry_run, true)
 }
 
-fn scan(dir: &Path) -> chatmail_expire::scan::MailboxStat {
+fn scan(dir: &Path) -> chatmaild::maildir::scan::MailboxStat {
     match scan_mailbox(dir, ScanOptions::default()) {
         Scan::Done(s) => s,
         other => panic!("{other:?}"),

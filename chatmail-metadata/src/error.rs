@@ -9,14 +9,6 @@ pub enum Error {
     /// A shared-library operation (files, locks, config, address validation) failed.
     #[error(transparent)]
     Chatmaild(#[from] chatmaild::Error),
-    /// A file system operation failed on `path`.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or directory the operation was about.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
     /// The mailboxes directory is missing (SPEC §5.1: the service refuses to start).
     #[error("vmail dir does not exist: {0}")]
     NoMailboxesDir(PathBuf),
@@ -43,12 +35,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps an I/O error with the path it happened on.
+    /// Wraps an I/O error with the path it happened on (the shared library's `Io`).
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Chatmaild(chatmaild::Error::io(path, source))
     }
 
     /// The process exit code for a start-up failure (sysexits: 78 = config).
@@ -58,5 +47,11 @@ impl Error {
             Error::TimeScale(_) => chatmaild::service::EXIT_CONFIG,
             _ => 1,
         }
+    }
+}
+
+impl chatmaild::service::StartError for Error {
+    fn exit_code(&self) -> u8 {
+        Error::exit_code(self)
     }
 }

@@ -32,10 +32,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chatmaild::Config;
-use chatmaild::dict::server::{Limits, serve};
 use chatmaild::service;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::info;
 
 pub use clock::Clock;
 pub use error::Error;
@@ -92,87 +91,14 @@ pub async fn run(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let service = Arc::new(service);
-    let s = service.clone();
-    chatmaild::metrics::spawn_publisher(
-        metrics_socket,
-        Arc::new(move |enc: &mut chatmaild::metrics::Encoder| {
-            chatmaild::dict::DictHandler::render_metrics(s.as_ref(), enc)
-        }),
-        stop.clone(),
-    );
-    let result = serve(listener, service, stop.clone(), Limits::default()).await;
-    stop.cancel();
-    result
+    service::spawn_dict_metrics(metrics_socket, &service, &stop);
+    service::serve_dict(listener, service, stop).await
 }
 
 /// The whole program: `chatmail-metadata SOCKET_PATH INI_PATH`.
 pub fn main_entry() -> ExitCode {
-    let (socket, ini) = match service::parse_socket_and_ini(NAME, std::env::args_os().skip(1)) {
-        Ok(v) => v,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::from(service::EXIT_USAGE);
-        }
-    };
-    service::init_tracing();
-    let config = match Config::load(&ini) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            error!("{e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
-    let clock = match Clock::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            error!("{e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
-    service::raise_nofile_limit();
-    let runtime = match chatmaild::service::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    runtime.block_on(daemon(&socket, config, clock))
-}
-
-async fn daemon(socket: &Path, config: Arc<Config>, clock: Clock) -> ExitCode {
-    let stop = match service::shutdown_token() {
-        Ok(t) => t,
-        Err(e) => {
-            error!("cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let service = match start(config, clock, &stop) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("{e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
-    let listener = match service::bind_unix(socket) {
-        Ok(l) => l,
-        Err(e) => {
-            error!("{e}");
-            stop.cancel();
-            return ExitCode::FAILURE;
-        }
-    };
-    info!(socket = %socket.display(), "{NAME} entering serving loop");
-    service::notify_ready();
-    let metrics_socket = chatmaild::metrics::socket_path(socket);
-    let result = run(listener, &metrics_socket, service, stop).await;
-    service::notify_stopping();
-    match result {
-        Ok(()) => {
-            info!("{NAME} stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            warn!("{NAME} stopped on accept error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    service::run_dict_daemon(NAME, |config, stop| {
+        let clock = Clock::from_env()?;
+        start(config, clock, stop)
+    })
 }

@@ -1,16 +1,29 @@
 //! `chatmail.ini`: the file syntax of Python's `iniconfig`, the keys and defaults of
 //! chatmaild's `config.py` and the values derived from them (SPEC §1).
 //!
-//! [`Config::parse`] is pure; [`Config::load`] only adds the read. Every bad value is an
+//! [`Config::parse`] is pure; [`Config::load`] only adds the read. The parts follow the
+//! spec's sections: the file syntax (`ini`, §1.1), typed values (`value`, §1.2), derived
+//! values (`derived`, §1.3) and unknown keys (§1.4, here). Every bad value is an
 //! [`Error::Config`] naming the line, key and value: a relay must never start on a
 //! silently substituted default. Unknown keys are kept in [`Config::unused_keys`] and are
 //! not errors, because the deployment tool and other services share the file.
 
-use std::collections::BTreeMap;
+mod derived;
+mod ini;
+mod value;
+
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+use crate::error::{ConfigProblem as Problem, Error};
+
+pub use ini::{Params, parse_ini};
+pub use value::parse_size_mb;
+
+use derived::{Domain, Tls};
+#[cfg(test)]
+use value::parse_strict_ipv4;
+use value::{Reader, cfg_err};
 
 /// Where the units and the CLIs look for the config when none is given.
 pub const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
@@ -170,11 +183,7 @@ pub struct Config {
     pub nocreate_file: PathBuf,
     /// Keys of `[params]` that no service reads, in file order.
     pub unused_keys: Vec<String>,
-    raw: BTreeMap<String, (usize, String)>,
 }
-
-/// One parsed `key = value` with its line number.
-type Params = BTreeMap<String, (usize, String)>;
 
 impl Config {
     /// Reads and parses `path`.
@@ -185,9 +194,9 @@ impl Config {
             path: path.into(),
             line: 0,
             key: "file".into(),
-            reason: format!("not UTF-8: {e}"),
+            reason: Problem::NotUtf8(e.utf8_error()),
         })?;
-        let mut config = Config::parse_params(&text).map_err(|e| match e {
+        let mut config = Config::parse(&text).map_err(|e| match e {
             Error::Config {
                 line, key, reason, ..
             } => Error::Config {
@@ -204,105 +213,29 @@ impl Config {
 
     /// Parses the text of a `chatmail.ini`.
     pub fn parse(text: &str) -> Result<Config, Error> {
-        Config::parse_params(text)
-    }
-
-    /// The raw, stripped value of any `[params]` key, including keys no service reads.
-    pub fn raw(&self, key: &str) -> Option<&str> {
-        self.raw.get(key).map(|(_, v)| v.as_str())
-    }
-
-    fn parse_params(text: &str) -> Result<Config, Error> {
         let sections = parse_ini(text)?;
         let params = sections
             .get("params")
-            .ok_or_else(|| cfg_err(0, "[params]", "section missing"))?;
-        let mut p = Reader {
-            params,
-            used: Vec::new(),
-        };
+            .ok_or_else(|| cfg_err(0, "[params]", Problem::MissingSection))?;
+        let mut p = Reader::new(params);
+        let domain = Domain::read(&mut p)?;
+        let mut config = Config::read_keys(&mut p, domain)?;
+        check_deploy_keys(&mut p)?;
+        config.unused_keys = unused_keys(params, &p.used);
+        Ok(config)
+    }
 
-        let (mail_domain_line, raw_domain) = p
-            .get("mail_domain")
-            .ok_or_else(|| cfg_err(0, "mail_domain", "required key missing"))?;
-        let raw_domain = raw_domain.to_owned();
-        if raw_domain.is_empty() {
-            return Err(cfg_err(
-                mail_domain_line,
-                "mail_domain",
-                "must not be empty",
-            ));
-        }
-        let ipv4_relay = parse_strict_ipv4(&raw_domain);
-        let (mail_domain, postfix_myhostname) = match ipv4_relay {
-            Some(ip) => {
-                let o = ip.octets();
-                (
-                    format!("[{raw_domain}]"),
-                    format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0]),
-                )
-            }
-            None => (raw_domain.clone(), raw_domain.clone()),
-        };
-
+    /// Every key of SPEC §1.2 with its default, in one literal: a table, not logic, which
+    /// is why this function is longer than the others.
+    /// The derived values are read first, in the order the checks have always run.
+    fn read_keys(p: &mut Reader<'_>, domain: Domain) -> Result<Config, Error> {
         let max_mailbox_size = p.string("max_mailbox_size", "500M");
         let max_mailbox_size_mb = p.size_mb("max_mailbox_size", "500M")?;
-        let (iroh_relay, enable_iroh_relay) = match p.get("iroh_relay") {
-            None => (format!("https://{raw_domain}"), true),
-            Some((_, v)) => (v.to_owned(), false),
-        };
-
-        let external = p.string("tls_external_cert_and_key", "");
-        let (tls_cert_mode, tls_cert_path, tls_key_path) = if !external.is_empty() {
-            let parts: Vec<&str> = external.split_whitespace().collect();
-            let [cert, key] = parts.as_slice() else {
-                return Err(cfg_err(
-                    p.line("tls_external_cert_and_key"),
-                    "tls_external_cert_and_key",
-                    "tls_external_cert_and_key must have two space-separated paths: CERT_PATH KEY_PATH",
-                ));
-            };
-            let (cert, key) = (PathBuf::from(cert), PathBuf::from(key));
-            (
-                TlsCertMode::External {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                },
-                cert,
-                key,
-            )
-        } else if raw_domain.starts_with('_') || ipv4_relay.is_some() {
-            (
-                TlsCertMode::SelfSigned,
-                "/etc/ssl/certs/mailserver.pem".into(),
-                "/etc/ssl/private/mailserver.key".into(),
-            )
-        } else {
-            (
-                TlsCertMode::Acme,
-                format!("/var/lib/acme/live/{raw_domain}/fullchain").into(),
-                format!("/var/lib/acme/live/{raw_domain}/privkey").into(),
-            )
-        };
-
-        let password_scheme = match p
-            .string("password_scheme", "sha512-crypt")
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "sha512-crypt" => PasswordScheme::Sha512Crypt,
-            "argon2id" => PasswordScheme::Argon2id,
-            other => {
-                return Err(cfg_err(
-                    p.line("password_scheme"),
-                    "password_scheme",
-                    &format!("{other:?} is not one of sha512-crypt, argon2id"),
-                ));
-            }
-        };
-
+        let (iroh_relay, enable_iroh_relay) = derived::iroh_relay(p, &domain);
+        let tls = Tls::read(p, &domain)?;
+        let password_scheme = derived::password_scheme(p)?;
         let delete_inactive_users_after = p.int("delete_inactive_users_after", 90)?;
-        let config = Config {
+        Ok(Config {
             path: PathBuf::new(),
             max_user_send_per_minute: p.int("max_user_send_per_minute", 60)?,
             max_user_send_burst_size: p.int("max_user_send_burst_size", 10)?,
@@ -342,253 +275,60 @@ impl Config {
             max_load_1m: p.float("max_load_1m", 5.0)?,
             min_available_memory_mb: p.size_mb("min_available_memory", "200M")?,
             min_free_disk_space_mb: p.size_mb("min_free_disk_space", "1G")?,
-            tls_cert_mode,
-            tls_cert_path,
-            tls_key_path,
+            tls_cert_mode: tls.mode,
+            tls_cert_path: tls.cert,
+            tls_key_path: tls.key,
             mailboxes_dir: p
-                .string("mailboxes_dir", &format!("/home/vmail/mail/{raw_domain}"))
+                .string(
+                    "mailboxes_dir",
+                    &format!("/home/vmail/mail/{}", domain.bare),
+                )
                 .into(),
             passdb_path: p.string("passdb_path", "/home/vmail/passdb.sqlite").into(),
             notification_url: p.string("notification_url", DEFAULT_NOTIFICATION_URL),
             appversions_path: p.get("appversions_path").map(|(_, v)| PathBuf::from(v)),
             password_scheme,
-            mail_domain,
-            mail_domain_bare: raw_domain,
-            ipv4_relay,
-            postfix_myhostname,
+            mail_domain: domain.mail_domain,
+            mail_domain_bare: domain.bare,
+            ipv4_relay: domain.ipv4_relay,
+            postfix_myhostname: domain.postfix_myhostname,
             unused_keys: Vec::new(),
-            raw: params.clone(),
-        };
-        // Deploy-only keys the reference still validates: keep refusing what it refuses.
-        for key in ["max_imap_connections", "max_smtp_connections"] {
-            p.int::<u64>(key, 0)?;
-        }
-        for key in [
-            "www_folder",
-            "mtail_address",
-            "disable_ipv6",
-            "imap_rawlog",
-            "imap_compress",
-            "acme_email",
-            "privacy_postal",
-            "privacy_mail",
-            "privacy_pdo",
-            "privacy_supervisor",
-        ] {
-            p.get(key);
-        }
-        let mut unused: Vec<(usize, String)> = params
-            .iter()
-            .filter(|(k, _)| !p.used.contains(&k.as_str()))
-            .map(|(k, (line, _))| (*line, k.clone()))
-            .collect();
-        unused.sort();
-        Ok(Config {
-            unused_keys: unused.into_iter().map(|(_, k)| k).collect(),
-            ..config
         })
     }
 }
 
-/// Reads typed values out of the `[params]` map and remembers which keys were read.
-struct Reader<'a> {
-    params: &'a Params,
-    used: Vec<&'a str>,
+/// Deploy-only keys (SPEC §1.2): read so they are not "unused", and the two the reference
+/// still validates refused as it refuses them.
+fn check_deploy_keys(p: &mut Reader<'_>) -> Result<(), Error> {
+    for key in ["max_imap_connections", "max_smtp_connections"] {
+        p.int::<u64>(key, 0)?;
+    }
+    for key in [
+        "www_folder",
+        "mtail_address",
+        "disable_ipv6",
+        "imap_rawlog",
+        "imap_compress",
+        "acme_email",
+        "privacy_postal",
+        "privacy_mail",
+        "privacy_pdo",
+        "privacy_supervisor",
+    ] {
+        p.get(key);
+    }
+    Ok(())
 }
 
-impl<'a> Reader<'a> {
-    fn get(&mut self, key: &str) -> Option<(usize, &'a str)> {
-        let (k, (line, value)) = self.params.get_key_value(key)?;
-        self.used.push(k.as_str());
-        Some((*line, value.as_str()))
-    }
-
-    fn line(&self, key: &str) -> usize {
-        self.params.get(key).map_or(0, |(line, _)| *line)
-    }
-
-    fn string(&mut self, key: &str, default: &str) -> String {
-        self.get(key).map_or(default, |(_, v)| v).to_owned()
-    }
-
-    fn int<T: TryFrom<u64>>(&mut self, key: &str, default: T) -> Result<T, Error> {
-        match self.get(key) {
-            None => Ok(default),
-            Some((line, v)) => parse_python_int(v)
-                .and_then(|n| T::try_from(n).ok())
-                .ok_or_else(|| {
-                    cfg_err(line, key, &format!("{v:?} is not a valid integer in range"))
-                }),
-        }
-    }
-
-    fn float(&mut self, key: &str, default: f64) -> Result<f64, Error> {
-        match self.get(key) {
-            None => Ok(default),
-            Some((line, v)) => match v.trim().parse::<f64>() {
-                Ok(f) if f.is_finite() => Ok(f),
-                _ => Err(cfg_err(line, key, &format!("{v:?} is not a number"))),
-            },
-        }
-    }
-
-    fn size_mb(&mut self, key: &str, default: &str) -> Result<u64, Error> {
-        let (line, v) = self.get(key).unwrap_or((0, default));
-        parse_size_mb(v).ok_or_else(|| {
-            cfg_err(
-                line,
-                key,
-                &format!("{v:?} is not a size such as 500M, 2G or 256"),
-            )
-        })
-    }
-}
-
-fn cfg_err(line: usize, key: &str, reason: &str) -> Error {
-    Error::Config {
-        path: PathBuf::new(),
-        line,
-        key: key.to_owned(),
-        reason: reason.to_owned(),
-    }
-}
-
-/// `parse_size` of chatmaild: megabytes from `500M`, `2G`, `100MB` or a plain number.
-pub fn parse_size_mb(s: &str) -> Option<u64> {
-    let upper = s.trim().to_ascii_uppercase();
-    let value = upper.strip_suffix('B').unwrap_or(&upper);
-    let (digits, factor) = if let Some(rest) = value.strip_suffix('G') {
-        (rest, 1024)
-    } else if let Some(rest) = value.strip_suffix('M') {
-        (rest, 1)
-    } else {
-        (value, 1)
-    };
-    parse_python_int(digits)?.checked_mul(factor)
-}
-
-/// Python `int(str)` for non-negative values: surrounding whitespace, an optional `+`,
-/// digits with single underscores between them.
-fn parse_python_int(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let s = s.strip_prefix('+').unwrap_or(s);
-    if s.is_empty() || s.starts_with('_') || s.ends_with('_') || s.contains("__") {
-        return None;
-    }
-    let digits: String = s.chars().filter(|c| *c != '_').collect();
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// Python `ipaddress.IPv4Address` acceptance: four decimal octets, no leading zeros.
-fn parse_strict_ipv4(s: &str) -> Option<Ipv4Addr> {
-    let parts: Vec<&str> = s.split('.').collect();
-    if parts.len() != 4 {
-        return None;
-    }
-    let mut octets = [0u8; 4];
-    for (octet, part) in octets.iter_mut().zip(&parts) {
-        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        if part.len() > 1 && part.starts_with('0') {
-            return None;
-        }
-        *octet = part.parse().ok()?;
-    }
-    Some(Ipv4Addr::from(octets))
-}
-
-/// Parses the `iniconfig` syntax into section → key → (line, value).
-pub fn parse_ini(text: &str) -> Result<BTreeMap<String, Params>, Error> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut sections: BTreeMap<String, Params> = BTreeMap::new();
-    let mut current: Option<String> = None;
-    let mut last_key: Option<String> = None;
-    for (idx, line) in split_lines(text).enumerate() {
-        let lineno = idx + 1;
-        let stripped = line.trim();
-        if stripped.is_empty() || stripped.starts_with('#') || stripped.starts_with(';') {
-            continue;
-        }
-        let continuation = line.starts_with(|c: char| c.is_whitespace());
-        if continuation {
-            let (Some(section), Some(key)) = (&current, &last_key) else {
-                return Err(cfg_err(lineno, "line", "unexpected value continuation"));
-            };
-            if let Some((_, value)) = sections.get_mut(section).and_then(|s| s.get_mut(key)) {
-                value.push('\n');
-                value.push_str(stripped);
-            }
-            continue;
-        }
-        if let Some(rest) = stripped.strip_prefix('[') {
-            let rest = rest.split(['#', ';']).next().unwrap_or("").trim_end();
-            let Some(name) = rest.strip_suffix(']') else {
-                return Err(cfg_err(
-                    lineno,
-                    "section",
-                    &format!("invalid section header {stripped:?}"),
-                ));
-            };
-            if sections.contains_key(name) {
-                return Err(cfg_err(lineno, name, "duplicate section"));
-            }
-            sections.insert(name.to_owned(), Params::new());
-            current = Some(name.to_owned());
-            last_key = None;
-            continue;
-        }
-        let (key, value) = split_key_value(stripped)
-            .ok_or_else(|| cfg_err(lineno, stripped, "expected `key = value`"))?;
-        let Some(section) = &current else {
-            return Err(cfg_err(lineno, key, "key outside of any section"));
-        };
-        let params = sections.entry(section.clone()).or_default();
-        if params.contains_key(key) {
-            return Err(cfg_err(lineno, key, "duplicate key"));
-        }
-        params.insert(key.to_owned(), (lineno, value.to_owned()));
-        last_key = Some(key.to_owned());
-    }
-    Ok(sections)
-}
-
-/// `key = value` or `key: value`: the first `=` wins unless the part before it has a `:`.
-fn split_key_value(line: &str) -> Option<(&str, &str)> {
-    let sep = match (line.find('='), line.find(':')) {
-        (Some(eq), Some(colon)) if colon < eq => colon,
-        (Some(eq), _) => eq,
-        (None, Some(colon)) => colon,
-        (None, None) => return None,
-    };
-    let (key, value) = (line.get(..sep)?.trim(), line.get(sep + 1..)?.trim());
-    (!key.is_empty()).then_some((key, value))
-}
-
-/// Python's `str.splitlines` for the line endings a text file can have.
-fn split_lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = text;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        match rest.find(['\n', '\r']) {
-            None => Some(std::mem::take(&mut rest)),
-            Some(i) => {
-                let line = rest.get(..i).unwrap_or("");
-                let skip = if rest.get(i..i + 2) == Some("\r\n") {
-                    2
-                } else {
-                    1
-                };
-                rest = rest.get(i + skip..).unwrap_or("");
-                Some(line)
-            }
-        }
-    })
+/// The keys of `params` no service read (SPEC §1.4), in file order.
+fn unused_keys(params: &Params, used: &[&str]) -> Vec<String> {
+    let mut unused: Vec<(usize, String)> = params
+        .iter()
+        .filter(|(k, _)| !used.contains(&k.as_str()))
+        .map(|(k, (line, _))| (*line, k.clone()))
+        .collect();
+    unused.sort();
+    unused.into_iter().map(|(_, k)| k).collect()
 }
 
 #[cfg(test)]
@@ -792,8 +532,9 @@ mod tests {
         let text = "\u{feff}# comment\n; other\n[other]\nmail_domain = ignored\n[params] # note\r\nmail_domain: x.org\r\nwww_folder = a\n  b\nfoo = bar\nbaz:qux=1\n";
         let c = Config::parse(text).unwrap();
         assert_eq!(c.mail_domain, "x.org");
-        assert_eq!(c.raw("www_folder"), Some("a\nb"));
-        assert_eq!(c.raw("baz"), Some("qux=1"));
+        let raw = |key: &str| parse_ini(text).unwrap()["params"][key].1.clone();
+        assert_eq!(raw("www_folder"), "a\nb");
+        assert_eq!(raw("baz"), "qux=1");
         assert_eq!(c.unused_keys, vec!["foo".to_owned(), "baz".to_owned()]);
     }
 

@@ -23,7 +23,7 @@ pub enum Error {
         /// The offending key (or a description of the line).
         key: String,
         /// What is wrong with it, including the value.
-        reason: String,
+        reason: ConfigProblem,
     },
     /// An address that must never become a path (SPEC §1.5).
     #[error("invalid address {0:?}")]
@@ -37,7 +37,7 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        reason: &'static str,
     },
     /// A socket could not be set up.
     #[error("socket {path}: {source}")]
@@ -65,4 +65,59 @@ impl Error {
             _ => 1,
         }
     }
+}
+
+/// What is wrong in `chatmail.ini`; the text is what the error message says after the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigProblem {
+    /// The file is not UTF-8.
+    #[error("not UTF-8: {0}")]
+    NotUtf8(std::str::Utf8Error),
+    /// No `[params]` section.
+    #[error("section missing")]
+    MissingSection,
+    /// A required key (`mail_domain`) is absent.
+    #[error("required key missing")]
+    MissingKey,
+    /// A required value is empty.
+    #[error("must not be empty")]
+    Empty,
+    /// `tls_external_cert_and_key` is not two paths (the reference's message).
+    #[error("tls_external_cert_and_key must have two space-separated paths: CERT_PATH KEY_PATH")]
+    TlsPaths,
+    /// A value outside a fixed list.
+    #[error("{value:?} is not one of {allowed}")]
+    NotOneOf {
+        /// The value given.
+        value: String,
+        /// The values allowed, comma-separated.
+        allowed: &'static str,
+    },
+    /// Not a Python integer, or out of the key's range.
+    #[error("{0:?} is not a valid integer in range")]
+    NotInteger(String),
+    /// Not a finite number.
+    #[error("{0:?} is not a number")]
+    NotNumber(String),
+    /// Not a `parse_size` value.
+    #[error("{0:?} is not a size such as 500M, 2G or 256")]
+    NotSize(String),
+    /// An indented line with no value before it.
+    #[error("unexpected value continuation")]
+    Continuation,
+    /// A `[` line without its `]`.
+    #[error("invalid section header {0:?}")]
+    SectionHeader(String),
+    /// A section given twice.
+    #[error("duplicate section")]
+    DuplicateSection,
+    /// A line that is neither a section, a comment nor `key = value`.
+    #[error("expected `key = value`")]
+    NoSeparator,
+    /// A key before the first section.
+    #[error("key outside of any section")]
+    OutsideSection,
+    /// A key given twice in a section.
+    #[error("duplicate key")]
+    DuplicateKey,
 }

@@ -8,12 +8,16 @@
 
 pub mod accept;
 pub mod address;
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dict;
 pub mod error;
 pub mod fs;
 pub mod hash;
+pub mod maildir;
 pub mod metrics;
+pub mod pyjson;
 pub mod registry;
 pub mod service;
 pub mod user;

@@ -175,12 +175,113 @@ pub fn parse_socket_and_ini(
     }
 }
 
-/// The whole `main` of a dict daemon: arguments, tracing, config, the service's own
-/// start-up (`make`), bind, readiness, serve until stopped.
-pub fn run_dict_daemon<H, F>(name: &str, make: F) -> ExitCode
+/// An error that can stop a daemon before it serves: logged, then the process exits with
+/// its status (78 for a bad config, 1 otherwise).
+pub trait StartError: std::fmt::Display {
+    /// The exit status for this error.
+    fn exit_code(&self) -> u8;
+}
+
+impl StartError for Error {
+    fn exit_code(&self) -> u8 {
+        Error::exit_code(self)
+    }
+}
+
+/// Logs `e` and turns it into the exit status of a failed start.
+pub fn start_failed(e: &impl StartError) -> ExitCode {
+    error!("{e}");
+    ExitCode::from(e.exit_code())
+}
+
+/// Loads `ini` for a daemon: a bad or missing file is logged and becomes the exit status.
+pub fn load_config(ini: &Path) -> Result<Config, ExitCode> {
+    Config::load(ini).map_err(|e| start_failed(&e))
+}
+
+/// The start-up and stop every daemon shares, written once: the runtime, SIGTERM/SIGINT,
+/// the service's own start (`start`: state, listeners, its "serving" log line), readiness,
+/// serving until stopped, the stopping notice. `start` gets the stop token; the future it
+/// returns serves and gives the exit status. The caller has set up tracing and its config.
+pub fn run_daemon<S, Fut, Srv>(start: S) -> ExitCode
+where
+    S: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = Result<Srv, ExitCode>>,
+    Srv: Future<Output = ExitCode>,
+{
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let stop = match shutdown_token() {
+            Ok(t) => t,
+            Err(e) => {
+                error!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let serving = match start(stop).await {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        notify_ready();
+        let code = serving.await;
+        notify_stopping();
+        code
+    })
+}
+
+/// The exit status of a daemon whose serving loop ended with `result`, logged as
+/// `<name> stopped` or `<name> stopped on accept error: ...`.
+pub fn stopped(name: &str, result: Result<(), impl std::fmt::Display>) -> ExitCode {
+    match result {
+        Ok(()) => {
+            info!("{name} stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            warn!("{name} stopped on accept error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Publishes a dict handler's metrics on `metrics_socket` until `stop` (bound at once, so
+/// a reader that saw the service's serving line finds the socket).
+pub fn spawn_dict_metrics<H: DictHandler>(
+    metrics_socket: &Path,
+    handler: &Arc<H>,
+    stop: &CancellationToken,
+) {
+    let h = handler.clone();
+    crate::metrics::spawn_publisher(
+        metrics_socket,
+        Arc::new(move |enc: &mut crate::metrics::Encoder| h.render_metrics(enc)),
+        stop.clone(),
+    );
+}
+
+/// Serves a dict `handler` on `listener` until `stop`; `stop` is cancelled when serving
+/// ends, so the service's own tasks (metrics, workers) end with it.
+pub async fn serve_dict<H: DictHandler>(
+    listener: UnixListener,
+    handler: Arc<H>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let result = serve(listener, handler, stop.clone(), Limits::default()).await;
+    stop.cancel();
+    result
+}
+
+/// The whole `main` of a dict daemon `NAME SOCKET_PATH INI_PATH`: arguments, tracing,
+/// config, the service's own start-up (`make`, given the stop token for its tasks), bind,
+/// readiness, serve until stopped.
+pub fn run_dict_daemon<H, E, F>(name: &str, make: F) -> ExitCode
 where
     H: DictHandler,
-    F: FnOnce(Arc<Config>) -> Result<H, Error>,
+    E: StartError,
+    F: FnOnce(Arc<Config>, &CancellationToken) -> Result<H, E>,
 {
     let (socket, ini) = match parse_socket_and_ini(name, std::env::args_os().skip(1)) {
         Ok(v) => v,
@@ -190,63 +291,24 @@ where
         }
     };
     init_tracing();
-    let config = match Config::load(&ini) {
+    let config = match load_config(&ini) {
         Ok(c) => Arc::new(c),
-        Err(e) => {
-            error!("{e}");
-            return ExitCode::from(e.exit_code());
-        }
+        Err(code) => return code,
     };
     for key in &config.unused_keys {
         tracing::debug!(key, "chatmail.ini key has no effect on this service");
     }
     raise_nofile_limit();
-    let runtime = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    runtime.block_on(async move {
-        let handler = match make(config) {
-            Ok(h) => Arc::new(h),
-            Err(e) => {
-                error!("{e}");
-                return ExitCode::from(e.exit_code());
-            }
-        };
-        let listener = match bind_unix(&socket) {
-            Ok(l) => l,
-            Err(e) => {
-                error!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let stop = match shutdown_token() {
-            Ok(t) => t,
-            Err(e) => {
-                error!("cannot install signal handlers: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let h = handler.clone();
-        crate::metrics::spawn_publisher(
-            &crate::metrics::socket_path(&socket),
-            Arc::new(move |enc: &mut crate::metrics::Encoder| h.render_metrics(enc)),
-            stop.clone(),
-        );
+    run_daemon(|stop| async move {
+        let handler = Arc::new(make(config, &stop).map_err(|e| start_failed(&e))?);
+        let listener = bind_unix(&socket).map_err(|e| {
+            error!("{e}");
+            stop.cancel();
+            ExitCode::FAILURE
+        })?;
+        spawn_dict_metrics(&crate::metrics::socket_path(&socket), &handler, &stop);
         info!(socket = %socket.display(), "{name} entering serving loop");
-        notify_ready();
-        let result = serve(listener, handler, stop, Limits::default()).await;
-        notify_stopping();
-        match result {
-            Ok(()) => {
-                info!("{name} stopped");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                warn!("{name} stopped on accept error: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        Ok(async move { stopped(name, serve_dict(listener, handler, stop).await) })
     })
 }
 

@@ -134,18 +134,6 @@ impl User {
         })
     }
 
-    /// Dovecot's userdb/passdb reply object for this user with `password`: keys in the
-    /// reference's order, serialised like Python's `json.dumps` defaults.
-    pub fn userdb_json(&self, password: &str) -> String {
-        let home = self.maildir.to_string_lossy();
-        format!(
-            "{{\"addr\": {}, \"home\": {}, \"uid\": \"vmail\", \"gid\": \"vmail\", \"password\": {}}}",
-            python_json_str(&self.addr),
-            python_json_str(&home),
-            python_json_str(password)
-        )
-    }
-
     /// Creates the mailbox directory (with parents) if needed.
     pub fn create_maildir(&self) -> Result<(), Error> {
         fs::create_dir_all(&self.maildir).map_err(|e| Error::io(&self.maildir, e))
@@ -292,32 +280,6 @@ fn system_time(secs: i64) -> SystemTime {
     }
 }
 
-/// A JSON string literal as Python's `json.dumps` writes it (`ensure_ascii=True`).
-pub fn python_json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,19 +319,6 @@ mod tests {
         assert_eq!(
             u.metadata_lock_path(),
             Path::new("/m/..@x/metadata.json.lock")
-        );
-    }
-
-    #[test]
-    fn json_like_python() {
-        let u = User::in_dir(Path::new("/m"), "a@c.org").unwrap();
-        assert_eq!(
-            u.userdb_json("{SHA512-CRYPT}$6$x"),
-            r#"{"addr": "a@c.org", "home": "/m/a@c.org", "uid": "vmail", "gid": "vmail", "password": "{SHA512-CRYPT}$6$x"}"#
-        );
-        assert_eq!(
-            python_json_str("ä\"\\\u{1}😀"),
-            r#""\u00e4\"\\\u0001\ud83d\ude00""#
         );
     }
 

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use chatmaild::User;
 
+use crate::userdb::userdb_json;
+
 /// How long a "not blocked" answer is trusted without looking again.
 pub const BLOCK_RECHECK: Duration = Duration::from_secs(1);
 
@@ -88,7 +90,7 @@ impl HashCache {
             return Ok(None);
         };
         // Remember it only if the file did not change while it was read.
-        let json: Arc<str> = user.userdb_json(&hash).into();
+        let json: Arc<str> = userdb_json(user, &hash).into();
         if std::fs::metadata(&path).is_ok_and(|m| FileId::of(&m) == id) {
             let mut entries = self.lock();
             if entries.len() >= MAX_ENTRIES {
@@ -149,7 +151,10 @@ mod tests {
     impl Hashes<'_> {
         fn get(&self) -> Result<Option<String>, chatmaild::Error> {
             Ok(self.0.userdb_json(self.1)?.map(|json| {
-                assert_eq!(*json, self.1.userdb_json(json.rsplit('"').nth(1).unwrap()));
+                assert_eq!(
+                    *json,
+                    crate::userdb::userdb_json(self.1, json.rsplit('"').nth(1).unwrap())
+                );
                 json.rsplit('"').nth(1).unwrap().to_owned()
             }))
         }

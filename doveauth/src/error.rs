@@ -36,3 +36,9 @@ impl Error {
         }
     }
 }
+
+impl chatmaild::service::StartError for Error {
+    fn exit_code(&self) -> u8 {
+        Error::exit_code(self)
+    }
+}

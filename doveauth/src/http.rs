@@ -15,7 +15,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatmaild::Config;
 use chatmaild::accept::accept_loop;
 use chatmaild::service;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -25,7 +24,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 use crate::metrics::{LookupKind, LookupResult};
 use crate::{AuthHandler, Refused, Verdict};
@@ -191,38 +190,17 @@ pub async fn serve(
 /// passed), readiness, serve until SIGTERM/SIGINT.
 pub fn run(ini: &std::path::Path) -> ExitCode {
     service::init_tracing();
-    let config = match Config::load(ini) {
+    let config = match service::load_config(ini) {
         Ok(c) => Arc::new(c),
-        Err(e) => {
-            error!("{e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
-    if let Err(e) = crate::migrate::migrate_if_present(&config) {
-        error!("{e}");
-        return ExitCode::from(e.exit_code());
-    }
-    service::raise_nofile_limit();
-    let runtime = match service::runtime() {
-        Ok(rt) => rt,
         Err(code) => return code,
     };
-    runtime.block_on(async move {
+    if let Err(e) = crate::migrate::migrate_if_present(&config) {
+        return service::start_failed(&e);
+    }
+    service::raise_nofile_limit();
+    service::run_daemon(|stop| async move {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.doveauth_http_port));
-        let listener = match service::bind_tcp(addr) {
-            Ok(l) => l,
-            Err(e) => {
-                error!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let stop = match service::shutdown_token() {
-            Ok(t) => t,
-            Err(e) => {
-                error!("cannot install signal handlers: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let listener = service::bind_tcp(addr).map_err(|e| service::start_failed(&e))?;
         let auth = Arc::new(AuthHandler::new(config));
         let a = Arc::clone(&auth);
         chatmaild::metrics::spawn_publisher(
@@ -231,19 +209,7 @@ pub fn run(ini: &std::path::Path) -> ExitCode {
             stop.clone(),
         );
         info!(%addr, "doveauth serving HTTP /create");
-        service::notify_ready();
-        let result = serve(listener, auth, stop).await;
-        service::notify_stopping();
-        match result {
-            Ok(()) => {
-                info!("doveauth stopped");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                warn!("doveauth stopped on accept error: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        Ok(async move { service::stopped("doveauth", serve(listener, auth, stop).await) })
     })
 }
 

@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod newemail;
 pub mod policy;
 pub mod syslimits;
+pub mod userdb;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -140,7 +141,7 @@ impl AuthHandler {
         }
         match self.create_checked(user.clone(), password).await {
             Ok(Creation::Created(hash) | Creation::Exists(hash)) => {
-                Lookup::Found(user.userdb_json(&hash))
+                Lookup::Found(userdb::userdb_json(&user, &hash))
             }
             Ok(Creation::Refused(_)) => Lookup::NotFound,
             Err(e) => {

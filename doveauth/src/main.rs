@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     }
     match args.as_slice() {
         [ini] => doveauth::http::run(&PathBuf::from(ini)),
-        [_, _] => chatmaild::service::run_dict_daemon("doveauth", |config| {
+        [_, _] => chatmaild::service::run_dict_daemon("doveauth", |config, _| {
             migrate::migrate_if_present(&config).map_err(|e| match e {
                 doveauth::Error::Chatmaild(inner) => inner,
                 other => chatmaild::Error::io(
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
                     std::io::Error::other(other.to_string()),
                 ),
             })?;
-            Ok(AuthHandler::new(config))
+            Ok::<_, chatmaild::Error>(AuthHandler::new(config))
         }),
         _ => {
             eprintln!("{USAGE}");

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chatmaild::Config;
 use chatmaild::config::TlsCertMode;
-use chatmaild::user::python_json_str;
+use chatmaild::pyjson::python_json_str;
 use rand::Rng;
 
 const LOCAL_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";

@@ -10,18 +10,12 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_doveauth");
 const DOMAIN: &str = "chat.example.org";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use chatmail_tests::support::{free_port, wait_for_port as wait_connect};
 
 struct Http {
     child: Child,
@@ -44,17 +38,6 @@ fn write_ini(dir: &Path, port: u16, extra: &str) -> (PathBuf, PathBuf) {
     )
     .unwrap();
     (ini, mailboxes)
-}
-
-fn wait_connect(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "doveauth did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 impl Http {
@@ -85,16 +68,7 @@ impl Http {
 
     /// SIGTERM; returns (clean exit, stderr).
     fn stop(mut self) -> (bool, String) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        if let Some(mut s) = self.child.stderr.take() {
-            s.read_to_string(&mut err).unwrap();
-        }
-        (status.success(), err)
+        chatmail_tests::support::stop_with_stderr(&mut self.child)
     }
 }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use chatmaild::metrics::{Encoder, Kind};
-use chatmaild::{Config, service};
+use chatmaild::service;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -367,47 +367,29 @@ pub fn main_entry() -> ExitCode {
         }
     };
     service::init_tracing();
-    let config = match Config::load(&args.ini) {
+    let config = match service::load_config(&args.ini) {
         Ok(c) => c,
-        Err(e) => {
-            error!("{e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
-    let runtime = match service::runtime() {
-        Ok(rt) => rt,
         Err(code) => return code,
     };
-    runtime.block_on(async move {
+    service::run_daemon(|stop| async move {
         let addr = SocketAddr::from(([127, 0, 0, 1], config.metrics_port));
-        let listener = match TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(source) => {
-                error!("{}", Error::Listen { addr, source });
-                return ExitCode::FAILURE;
-            }
-        };
-        let stop = match service::shutdown_token() {
-            Ok(t) => t,
-            Err(e) => {
-                error!("cannot install signal handlers: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let listener = TcpListener::bind(addr).await.map_err(|source| {
+            error!("{}", Error::Listen { addr, source });
+            ExitCode::FAILURE
+        })?;
         info!(%addr, "{NAME} serving /metrics");
-        service::notify_ready();
-        let result = serve(listener, Arc::new(args.sources), stop).await;
-        service::notify_stopping();
-        match result {
-            Ok(()) => {
-                info!("{NAME} stopped");
-                ExitCode::SUCCESS
+        Ok(async move {
+            match serve(listener, Arc::new(args.sources), stop).await {
+                Ok(()) => {
+                    info!("{NAME} stopped");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    warn!("{NAME} stopped: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                warn!("{NAME} stopped: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        })
     })
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,22 +25,7 @@ use tokio_util::sync::CancellationToken;
 const USER: &str = "user@example.org";
 const WAIT: Duration = Duration::from_secs(20);
 
-struct Exporter(Child);
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use chatmail_tests::support::{KillOnDrop as Exporter, free_port};
 
 /// A notification service answering 200 to every POST; counts the requests.
 async fn push_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {

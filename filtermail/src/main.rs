@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use filtermail::Mode;
-use tracing::error;
 
 const USAGE: &str = "usage: filtermail INI_PATH outgoing|incoming|transport";
 
@@ -22,25 +21,9 @@ fn main() -> ExitCode {
         }
     };
     chatmaild::service::init_tracing();
-    // Multi-threaded: a relay's filter serves many sessions on many cores. Measured against
-    // a current-thread runtime on 2 busy cores: about 10 % more CPU per message (thread
-    // wake-ups), within the noise in throughput (bench/BENCHMARKS.md).
-    let runtime = match chatmaild::service::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let ini = std::path::Path::new(ini);
-    let result = runtime.block_on(async {
-        match mode {
-            Some(mode) => filtermail::serve(ini, mode).await,
-            None => filtermail::serve_transport(ini).await,
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    // Multi-threaded (`chatmaild::service::runtime`): a relay's filter serves many sessions
+    // on many cores. Measured against a current-thread runtime on 2 busy cores: about 10 %
+    // more CPU per message (thread wake-ups), within the noise in throughput
+    // (bench/BENCHMARKS.md).
+    filtermail::daemon::main(std::path::Path::new(ini), mode)
 }

@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
     match Config::parse(text) {
         Ok(config) => {
             assert!(!config.mail_domain.is_empty());
-            let _ = config.raw("mail_domain");
+            // The typed value is the raw one the file syntax gives.
+            let sections = chatmaild::config::parse_ini(text).expect("parsed once already");
+            assert_eq!(sections["params"]["mail_domain"].1, config.mail_domain_bare);
         }
         Err(Error::Config { line, key, .. }) => {
             // Python's splitlines: LF, CR and CRLF end a line.

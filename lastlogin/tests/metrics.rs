@@ -20,17 +20,13 @@ fn logins_are_counted_on_the_metrics_socket() {
     let vmail = dir.path().join("vmail");
     std::fs::create_dir_all(vmail.join("user@example.org")).unwrap();
     std::fs::write(vmail.join("user@example.org/password"), "x").unwrap();
-    let ini = dir.path().join("chatmail.ini");
-    std::fs::write(
-        &ini,
-        format!(
-            "[params]\nmail_domain = example.org\nmailboxes_dir = {}\n",
-            vmail.display()
-        ),
-    )
-    .unwrap();
+    let ini = chatmail_tests::support::write_ini(
+        dir.path(),
+        "example.org",
+        &format!("mailboxes_dir = {}\n", vmail.display()),
+    );
     let socket = dir.path().join("lastlogin.socket");
-    let _child = Child(
+    let _child = chatmail_tests::support::KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_lastlogin"))
             .arg(&socket)
             .arg(&ini)
@@ -68,15 +64,5 @@ fn logins_are_counted_on_the_metrics_socket() {
         "chatmail_lastlogin_updates_total{result=\"error\"} 0",
     ] {
         assert!(after.lines().any(|l| l == line), "{line} in {after}");
-    }
-}
-
-/// Killed when the test ends, passed or failed.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

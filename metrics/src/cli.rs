@@ -10,13 +10,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chatmail_expire::Error;
-use chatmail_expire::cli::{Command, load_config, parse_int, resolve_long};
-use chatmail_expire::clock;
-use chatmail_expire::parallel::{default_threads, progress_wanted, run_ordered};
-use chatmail_expire::scan::{Listing, Scan, ScanOptions, list_mailboxes, scan_mailbox};
+use chatmaild::Config;
+use chatmaild::cli::{Command, UsageError, parse_int, resolve_long};
+use chatmaild::clock;
 use chatmaild::fs::{Durability, write_atomic_mode};
+use chatmaild::maildir::parallel::{default_threads, progress_wanted, run_ordered};
+use chatmaild::maildir::scan::{Listing, Scan, ScanOptions, list_mailboxes, scan_mailbox};
 
+use crate::Error;
 use crate::report::{Params, Report};
 
 /// Usage text.
@@ -61,7 +62,7 @@ const LONGS: &[&str] = &[
 /// Parses the arguments (without the program name).
 pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command<ReportArgs>, Error> {
     use lexopt::Arg;
-    let usage = |e: lexopt::Error| Error::Usage(e.to_string());
+    let usage = |e: lexopt::Error| Error::Usage(UsageError::from(e));
     let mut parser = lexopt::Parser::from_args(args);
     let mut out = ReportArgs {
         ini: PathBuf::from(chatmaild::config::DEFAULT_INI),
@@ -160,7 +161,7 @@ pub fn collect(
     log: &mut (dyn Write + Send),
 ) -> Result<Collected, Error> {
     let mut collected = Collected::default();
-    let (listing, _skipped) = list_mailboxes(mailboxes_dir, maxnum)?;
+    let (listing, _skipped) = list_mailboxes(mailboxes_dir, maxnum).map_err(Error::Scan)?;
     let mailboxes = match listing {
         Listing::Missing => {
             let _ = writeln!(log, "no mailboxes found at: {}", mailboxes_dir.display());
@@ -194,7 +195,7 @@ pub fn collect(
 }
 
 fn run(args: &ReportArgs) -> Result<ExitCode, Error> {
-    let config = load_config(&args.ini)?;
+    let config = Config::load(&args.ini).map_err(Error::Config)?;
     #[expect(clippy::cast_precision_loss, reason = "day counts are far below 2^53")]
     let now = clock::now() - 86_400.0 * args.days as f64;
     let params = Params {

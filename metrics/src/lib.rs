@@ -1,9 +1,13 @@
 //! `chatmail-fsreport`: storage and account report of a chatmail relay (SPEC §8), as text
 //! for an operator or as a Prometheus textfile for node-exporter.
 //!
-//! The mailbox scan comes from the `chatmail-expire` library, so both tools read mailboxes
-//! identically (one walk, symlinks never followed, only the top-level password counts).
+//! The mailbox scan is `chatmaild::maildir`'s, the one `chatmail-expire` uses, so both tools
+//! read mailboxes identically (one walk, symlinks never followed, only the top-level password
+//! counts).
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod error;
 pub mod report;
+
+pub use error::Error;

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use chatmail_expire::scan::MailboxStat;
+use chatmaild::maildir::scan::MailboxStat;
 
 /// Message size thresholds of the size buckets, in bytes.
 pub const THRESHOLDS: [u64; 7] = [

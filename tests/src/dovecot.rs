@@ -1,9 +1,10 @@
 //! A real Dovecot on loopback whose passdb/userdb and last_login plugin point at the
 //! workspace's dict services, configured as a chatmail relay configures them (SPEC §3.1,
-//! §4, §10.2), in a private directory with its own base_dir.
+//! §4, §10.2), in a private directory with its own base_dir. passdb and userdb are the
+//! relay's dict templates (`relay/dovecot/auth.conf.in`, `auth-dict.conf.in`), rendered.
 
+use crate::relay_dovecot::{render, repo};
 use crate::service::{Service, binary};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,14 +47,7 @@ pub fn host_dovecot_is_23() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"2.3."))
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::support::free_port;
 
 /// A relay-like test environment: config, mailboxes, dict services and Dovecot.
 pub struct Dovecot {
@@ -111,15 +105,18 @@ impl Dovecot {
                 ids,
             ),
         ];
-        let auth_conf = root.join("auth.conf");
+        // The relay's own dict auth templates (relay/dovecot/auth*.conf.in), as deployed.
+        let values = std::collections::HashMap::from([
+            ("DOVEAUTH_SOCKET", auth_socket.display().to_string()),
+            ("DOVECOT_CONF_DIR", root.display().to_string()),
+        ]);
+        let template = |p: &str| std::fs::read_to_string(repo().join(p)).unwrap();
         std::fs::write(
-            &auth_conf,
-            format!(
-                "uri = proxy:{}:auth\niterate_disable = no\niterate_prefix = userdb/\ndefault_pass_scheme = plain\npassword_key = passdb/%Ew\"%Eu\nuser_key = userdb/%Eu\n",
-                auth_socket.display()
-            ),
+            root.join("auth.conf"),
+            render(&template("relay/dovecot/auth.conf.in"), &values),
         )
         .unwrap();
+        let auth_blocks = render(&template("relay/dovecot/auth-dict.conf.in"), &values);
         let imap_port = free_port();
         let conf = root.join("dovecot.conf");
         std::fs::write(
@@ -144,14 +141,7 @@ mail_uid = vmail
 mail_gid = vmail
 default_login_user = dovenull
 default_internal_user = dovecot
-passdb {{
-  driver = dict
-  args = {auth_conf}
-}}
-userdb {{
-  driver = dict
-  args = {auth_conf}
-}}
+{auth_blocks}
 protocol imap {{
   mail_plugins = $mail_plugins last_login
 }}
@@ -171,7 +161,6 @@ service imap-login {{
 "#,
                 root = root.display(),
                 mailboxes = mailboxes.display(),
-                auth_conf = auth_conf.display(),
                 lastlogin = lastlogin_socket.display(),
             ),
         )
@@ -229,20 +218,8 @@ fn read_log(root: &Path) -> String {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            crate::support::terminate(child, Duration::from_secs(10));
         }
         self.services.clear();
     }

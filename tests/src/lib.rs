@@ -1,5 +1,6 @@
-//! Test harness for cross-service scenarios: the workspace's binaries started on
-//! temporary sockets, and a real Dovecot on loopback wired to them as a relay wires it.
+//! Test harness of the workspace: the workspace's binaries started on temporary sockets and
+//! ports ([`support`]: free ports, configs, waiting, kill on drop), and a real Dovecot on
+//! loopback wired to them as a relay wires it. Every package's tests use it.
 #![forbid(unsafe_code)]
 #![expect(
     clippy::unwrap_used,
@@ -12,6 +13,7 @@ pub mod imap;
 pub mod process;
 pub mod relay_dovecot;
 pub mod service;
+pub mod support;
 
 pub use dovecot::Dovecot;
 pub use service::Service;

@@ -7,7 +7,7 @@
 //! same path inside.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::dovecot::{free_port, vmail_ids};
 use crate::service::binary;
+// A started service process, killed on drop.
+use crate::support::KillOnDrop as Daemon;
 
 /// Which Dovecot runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,31 +111,7 @@ impl NotifyMock {
 fn serve_notify(stream: TcpStream, bodies: &(Mutex<Vec<String>>, Condvar)) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some(body) = crate::support::read_http_request(&mut reader) {
         let (lock, cond) = bodies;
         lock.lock()
             .unwrap()
@@ -145,16 +123,6 @@ fn serve_notify(stream: TcpStream, bodies: &(Mutex<Vec<String>>, Condvar)) {
         {
             return;
         }
-    }
-}
-
-/// A started service process; killed on drop.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -546,20 +514,8 @@ fn spawn_as(bin: &Path, args: &[&std::ffi::OsStr], log: &Path, (uid, gid): (u32,
 
 impl Drop for RelayDovecot {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            crate::support::terminate(child, Duration::from_secs(10));
         }
         self.services.clear();
     }

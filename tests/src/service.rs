@@ -1,8 +1,9 @@
 //! A workspace binary started as a daemon on a temporary socket.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+
+use crate::support::KillOnDrop;
 
 /// The directory cargo put this workspace's binaries in (next to the test executable).
 pub fn bin_dir() -> PathBuf {
@@ -30,7 +31,7 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
 
 /// A running dict daemon; killed on drop.
 pub struct Service {
-    child: Child,
+    _child: KillOnDrop,
     /// Its socket.
     pub socket: PathBuf,
 }
@@ -46,24 +47,13 @@ impl Service {
         if let Some((uid, gid)) = ids {
             command.uid(uid).gid(gid);
         }
-        let child = command.spawn().expect("spawn daemon");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(socket).is_err() {
-            assert!(Instant::now() < deadline, "{} did not start", bin.display());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = KillOnDrop(command.spawn().expect("spawn daemon"));
+        crate::support::wait_for_socket(socket);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).unwrap();
         Service {
-            child,
+            _child: child,
             socket: socket.to_path_buf(),
         }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -64,31 +64,7 @@ impl PushServer {
 fn serve(stream: std::net::TcpStream, mode: &AtomicU8, delivered: &Mutex<BTreeMap<String, usize>>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some(body) = chatmail_tests::support::read_http_request(&mut reader) {
         match mode.load(Ordering::SeqCst) {
             DOWN => {
                 let _ = writer.shutdown(Shutdown::Both);

@@ -44,16 +44,15 @@ impl Service {
         let dir = tempfile::tempdir().unwrap();
         let vmail = dir.path().join("vmail");
         fs::create_dir(&vmail).unwrap();
-        let ini = dir.path().join("chatmail.ini");
-        fs::write(
-            &ini,
-            format!(
-                "[params]\nmail_domain = example.org\nmailboxes_dir = {}\nnotification_url = {url}\nturn_socket_path = {}\n{extra}\n",
+        let ini = chatmail_tests::support::write_ini(
+            dir.path(),
+            "example.org",
+            &format!(
+                "mailboxes_dir = {}\nnotification_url = {url}\nturn_socket_path = {}\n{extra}\n",
                 vmail.display(),
                 dir.path().join("turn.socket").display()
             ),
-        )
-        .unwrap();
+        );
         Service {
             socket: dir.path().join("metadata.socket"),
             stderr: dir.path().join("stderr-0.log"),
@@ -332,8 +331,7 @@ pub async fn next(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {
 
 /// A free loopback port with nothing listening.
 pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    chatmail_tests::support::free_port()
 }
 
 /// Writes a queue item exactly as the reference does.

@@ -136,9 +136,9 @@ impl Registry {
             .ok()
             .and_then(|v| Invitation::from_json(token, &v))
             .map(Some)
-            .ok_or_else(|| Error::State {
+            .ok_or(Error::State {
                 path,
-                reason: "not an invitation".into(),
+                reason: "not an invitation",
             })
     }
 

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Daemon {
     pub child: Child,
@@ -61,14 +61,7 @@ impl Daemon {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("daemon did not start listening");
+        chatmail_tests::support::wait_for_socket(&self.socket);
     }
 
     pub fn client(&self) -> Client {
@@ -77,16 +70,7 @@ impl Daemon {
 
     /// Stops with SIGTERM and returns (exit success, stderr).
     pub fn stop(mut self) -> (bool, String) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        if let Some(mut s) = self.child.stderr.take() {
-            s.read_to_string(&mut err).unwrap();
-        }
-        (status.success(), err)
+        chatmail_tests::support::stop_with_stderr(&mut self.child)
     }
 }
 
@@ -136,5 +120,13 @@ impl Client {
 }
 
 pub fn passdb(password: &str, user: &str) -> String {
-    format!("Lshared/passdb/{password}\"{user}\t{user}")
+    // Dovecot's `%Ew` backslash-escapes these, so a generated password may contain them.
+    let mut escaped = String::new();
+    for c in password.chars() {
+        if matches!(c, '"' | '\'' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    format!("Lshared/passdb/{escaped}\"{user}\t{user}")
 }

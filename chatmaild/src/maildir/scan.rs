@@ -1,7 +1,5 @@
-//! The mailbox scan shared by `chatmail-expire` and `chatmail-fsreport` (SPEC §7.2).
-//!
-//! `chatmail-fsreport` (the `metrics/` package) depends on this library for the scan, so
-//! both tools see a mailbox tree the same way.
+//! The mailbox scan shared by `chatmail-expire`, `chatmail-fsreport` and `chatmail-admin`
+//! (SPEC §7.2), so every tool sees a mailbox tree the same way.
 //!
 //! One `readdir` per directory; the entry type comes from `readdir` itself (`d_type`), so
 //! directories are never `stat`ed. Only messages (for mtime and size), the top-level
@@ -22,6 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::clock::float_time;
+use crate::error::Error;
 
 /// Folders nested deeper than this are reported and skipped (Dovecot's Maildir++ layout
 /// is flat: `.Folder/cur`, so real mailboxes are two or three levels deep).
@@ -300,15 +299,15 @@ pub enum Listing {
 pub fn list_mailboxes(
     mailboxes_dir: &Path,
     maxnum: Option<i64>,
-) -> Result<(Listing, Vec<PathBuf>), crate::Error> {
+) -> Result<(Listing, Vec<PathBuf>), Error> {
     let entries = match fs::read_dir(mailboxes_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok((Listing::Missing, Vec::new())),
-        Err(e) => return Err(crate::Error::io(mailboxes_dir, e)),
+        Err(e) => return Err(Error::io(mailboxes_dir, e)),
     };
     let mut all: Vec<(OsString, Option<FileType>)> = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| crate::Error::io(mailboxes_dir, e))?;
+        let entry = entry.map_err(|e| Error::io(mailboxes_dir, e))?;
         let file_type = entry.file_type().ok();
         all.push((entry.file_name(), file_type));
     }

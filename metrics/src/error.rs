@@ -1,0 +1,32 @@
+//! The error type of `chatmail-fsreport`.
+
+/// What stopped a report run as a whole.
+///
+/// Unreadable entries inside a mailbox are not errors of this type: they are reported
+/// where they happen, the scan goes on, and only the exit status says that something failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line is wrong; the text says how.
+    #[error("{0}")]
+    Usage(#[from] chatmaild::cli::UsageError),
+    /// `chatmail.ini` could not be read or has a bad value.
+    #[error("{0}")]
+    Config(#[source] chatmaild::Error),
+    /// The mailboxes directory could not be listed.
+    #[error("{0}")]
+    Scan(#[source] chatmaild::Error),
+    /// The report file could not be written.
+    #[error("{0}")]
+    Write(#[source] chatmaild::Error),
+}
+
+impl Error {
+    /// The exit status `main` uses: 64 for usage, 78 for config, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => chatmaild::service::EXIT_USAGE,
+            Error::Config(_) => chatmaild::service::EXIT_CONFIG,
+            Error::Scan(_) | Error::Write(_) => 1,
+        }
+    }
+}
