@@ -1,4 +1,4 @@
-"""chatmail-admin against the running local relay: what users and peers see (issue 13)."""
+"""chatmail-admin against the running local relay: what users and peers see."""
 
 import imaplib
 import json
