@@ -3,9 +3,14 @@
 //! Dovecot's Lua script serves existing users from their password files itself and asks
 //! here only about unknown ones: `POST /create` with body `addr\tpassword`. HTTP/1.1 with
 //! keep-alive on 127.0.0.1, because Dovecot's HTTP client reuses its connections; every
-//! reply has an empty body, and every reply but `200` closes the connection (the body may
-//! not have been read). A `403` for now (the creation rate cap, the system limits) carries
-//! `Retry-After`, which Dovecot ignores and the newemail CGI passes on.
+//! `/create` reply has an empty body, and every reply but `200` closes the connection (the
+//! body may not have been read). A `403` for now (the creation rate cap, the system limits)
+//! carries `Retry-After`, which Dovecot ignores and the newemail CGI passes on.
+//!
+//! `GET /registration` answers the registration mode as one plain-text line, in the words
+//! of `chatmail-admin registration status` (`open`, `invite-only`, `close`): the newemail
+//! CGI runs as the web server's user, cannot read the state directory, and asks here
+//! before it hands out credentials without an invitation.
 //!
 //! Parsing ([`parse_create`]) is separate from the I/O so it can be tested on its own.
 
@@ -16,10 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatmaild::accept::accept_loop;
+use chatmaild::registry::RegistrationMode;
 use chatmaild::service;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, RETRY_AFTER};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -29,8 +35,10 @@ use tracing::{debug, error, info};
 use crate::metrics::{LookupKind, LookupResult};
 use crate::{AuthHandler, Refused, Verdict};
 
-/// The only path served.
+/// Account creation (`POST`).
 pub const CREATE_PATH: &str = "/create";
+/// The registration mode (`GET`), for the newemail CGI.
+pub const REGISTRATION_PATH: &str = "/registration";
 /// `Retry-After` of a refusal for now (rate cap, system limits): the cap's window.
 pub const BUSY_RETRY_AFTER: &str = "60";
 /// Largest accepted body: an address and a password.
@@ -78,11 +86,16 @@ pub fn declared_length(headers: &hyper::HeaderMap) -> Option<usize> {
 }
 
 /// An empty reply; anything but `200` asks the client to close the connection.
-fn reply(status: StatusCode) -> Response<Empty<Bytes>> {
-    let mut r = Response::new(Empty::new());
+fn reply(status: StatusCode) -> Response<Full<Bytes>> {
+    reply_with(status, Bytes::new())
+}
+
+/// A reply with `body`; anything but `200` asks the client to close the connection.
+fn reply_with(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let len = HeaderValue::from(body.len());
+    let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r.headers_mut().insert(CONTENT_LENGTH, len);
     if status != StatusCode::OK {
         r.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -90,11 +103,31 @@ fn reply(status: StatusCode) -> Response<Empty<Bytes>> {
     r
 }
 
+/// The body of a `/registration` answer: the mode's name and a newline.
+pub fn registration_body(mode: RegistrationMode) -> String {
+    format!("{}\n", mode.name())
+}
+
 /// One request.
-pub async fn handle(req: Request<Incoming>, auth: &AuthHandler) -> Response<Empty<Bytes>> {
-    if req.uri().path() != CREATE_PATH {
-        return reply(StatusCode::NOT_FOUND);
+pub async fn handle(req: Request<Incoming>, auth: &AuthHandler) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        CREATE_PATH => create(req, auth).await,
+        REGISTRATION_PATH if req.method() == Method::GET => {
+            let body = registration_body(auth.registration_mode());
+            let mut r = reply_with(StatusCode::OK, Bytes::from(body));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r
+        }
+        REGISTRATION_PATH => reply(StatusCode::NOT_IMPLEMENTED),
+        _ => reply(StatusCode::NOT_FOUND),
     }
+}
+
+/// `/create`.
+async fn create(req: Request<Incoming>, auth: &AuthHandler) -> Response<Full<Bytes>> {
     if req.method() != Method::POST {
         // As the reference's HTTP server answers a method it has no handler for.
         return reply(StatusCode::NOT_IMPLEMENTED);
@@ -141,7 +174,7 @@ pub async fn handle(req: Request<Incoming>, auth: &AuthHandler) -> Response<Empt
     r
 }
 
-/// Serves `/create` on `listener` until `stop` is cancelled.
+/// Serves `/create` and `/registration` on `listener` until `stop` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     auth: Arc<AuthHandler>,
@@ -208,7 +241,7 @@ pub fn run(ini: &std::path::Path) -> ExitCode {
             Arc::new(move |enc: &mut chatmaild::metrics::Encoder| a.metrics().render(enc)),
             stop.clone(),
         );
-        info!(%addr, "doveauth serving HTTP /create");
+        info!(%addr, "doveauth serving HTTP /create and /registration");
         Ok(async move { service::stopped("doveauth", serve(listener, auth, stop).await) })
     })
 }
@@ -226,6 +259,16 @@ mod tests {
         assert_eq!(parse_create(b"a@b\tp\xff"), Err(BadBody::NotUtf8));
         assert_eq!(parse_create(b"a@b\tp\0q"), Err(BadBody::Nul));
         assert_eq!(parse_create(b"a\0@b\tpq"), Err(BadBody::Nul));
+    }
+
+    #[test]
+    fn registration_answers_the_words_of_registration_status() {
+        assert_eq!(registration_body(RegistrationMode::Open), "open\n");
+        assert_eq!(
+            registration_body(RegistrationMode::InviteOnly),
+            "invite-only\n"
+        );
+        assert_eq!(registration_body(RegistrationMode::Closed), "close\n");
     }
 
     #[test]

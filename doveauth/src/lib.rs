@@ -108,6 +108,12 @@ impl AuthHandler {
         &self.metrics
     }
 
+    /// The registration mode now (`chatmail-admin registration`, or a hand-made
+    /// `nocreate_file`).
+    pub fn registration_mode(&self) -> chatmaild::registry::RegistrationMode {
+        self.registry.mode()
+    }
+
     /// The user if `addr` is ours and a valid mailbox name; `None` means "no such user".
     fn our_user(&self, addr: &str) -> Option<User> {
         if !addr.ends_with(&self.suffix) {

@@ -8,8 +8,11 @@
 //! rate, so a token creates exactly its number of accounts and the cap stays relay-wide,
 //! and a spent, revoked or expired token is refused here, where Delta Chat shows the
 //! reason, instead of at a login that follows. The CGI runs as the web server's user and
-//! reads none of the relay's state. Where doveauth serves only the dict protocol (Dovecot
-//! 2.3's dict mode) there is no `/create` to ask; the credentials are then handed out
+//! reads none of the relay's state. Without an invitation it first asks doveauth's
+//! `GET /registration` for the mode, so that a closed or invite-only relay refuses at the
+//! URL with a reason Delta Chat shows, instead of handing out credentials whose first login
+//! fails. Where doveauth serves only the dict protocol (Dovecot 2.3's dict mode) there is
+//! neither `/create` nor `/registration` to ask; the credentials are then handed out
 //! unchecked and the first login decides, which in open registration is as good as any.
 
 use std::io::{Read, Write};
@@ -19,6 +22,7 @@ use std::time::Duration;
 use chatmaild::Config;
 use chatmaild::config::TlsCertMode;
 use chatmaild::pyjson::python_json_str;
+use chatmaild::registry::RegistrationMode;
 use rand::Rng;
 
 const LOCAL_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -85,6 +89,10 @@ pub fn has_invitation(query: &str) -> bool {
 
 /// Time doveauth gets to answer a creation (it may wait for an account's lock).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time doveauth gets to answer `/registration` (a look at two files).
+const MODE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most of an answer read: a head and a one-word body.
+const MAX_ANSWER: u64 = 1024;
 
 /// What doveauth's `/create` said.
 #[derive(Debug, PartialEq, Eq)]
@@ -99,39 +107,98 @@ pub enum Created {
     Unavailable,
 }
 
-/// Asks doveauth (`POST /create` on 127.0.0.1:`port`) to create `creds` now.
-pub fn create_account(port: u16, creds: &Credentials) -> std::io::Result<Created> {
+/// One request to doveauth on 127.0.0.1:`port`, on its own connection: the whole answer
+/// (head and body, at most [`MAX_ANSWER`] bytes), or `None` if nothing listens there.
+fn ask(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> std::io::Result<Option<Vec<u8>>> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = match TcpStream::connect_timeout(&addr, CREATE_TIMEOUT) {
+    let mut stream = match TcpStream::connect_timeout(&addr, timeout) {
         Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Ok(Created::Unavailable);
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(None),
         Err(e) => return Err(e),
     };
-    stream.set_read_timeout(Some(CREATE_TIMEOUT))?;
-    stream.set_write_timeout(Some(CREATE_TIMEOUT))?;
-    let body = format!("{}\t{}", creds.email, creds.password);
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     let request = format!(
-        "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        crate::http::CREATE_PATH,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes())?;
-    let mut head = Vec::new();
-    stream.take(1024).read_to_end(&mut head)?;
+    let mut answer = Vec::new();
+    stream.take(MAX_ANSWER).read_to_end(&mut answer)?;
+    Ok(Some(answer))
+}
+
+fn unexpected(answer: &[u8]) -> std::io::Error {
+    std::io::Error::other(format!(
+        "unexpected answer from doveauth: {:?}",
+        String::from_utf8_lossy(answer.get(..answer.len().min(64)).unwrap_or_default())
+    ))
+}
+
+/// Asks doveauth (`POST /create` on 127.0.0.1:`port`) to create `creds` now.
+pub fn create_account(port: u16, creds: &Credentials) -> std::io::Result<Created> {
+    let body = format!("{}\t{}", creds.email, creds.password);
+    let Some(head) = ask(
+        port,
+        "POST",
+        crate::http::CREATE_PATH,
+        &body,
+        CREATE_TIMEOUT,
+    )?
+    else {
+        return Ok(Created::Unavailable);
+    };
     Ok(match status_code(&head) {
         Some(200) => Created::Yes,
         Some(403) if has_retry_after(&head) => Created::Busy,
         Some(403) => Created::Refused,
         Some(404 | 501) => Created::Unavailable,
-        _ => {
-            return Err(std::io::Error::other(format!(
-                "unexpected answer from doveauth: {:?}",
-                String::from_utf8_lossy(head.get(..head.len().min(64)).unwrap_or_default())
-            )));
-        }
+        _ => return Err(unexpected(&head)),
     })
+}
+
+/// The mode named by a `/registration` body (the words of `registration status`).
+pub fn parse_mode(body: &str) -> Option<RegistrationMode> {
+    let word = body.trim();
+    [
+        RegistrationMode::Open,
+        RegistrationMode::InviteOnly,
+        RegistrationMode::Closed,
+    ]
+    .into_iter()
+    .find(|m| m.name() == word)
+}
+
+/// Asks doveauth (`GET /registration` on 127.0.0.1:`port`) for the registration mode;
+/// `None` where there is no `/registration` (dict mode, or doveauth not running).
+pub fn registration_mode(port: u16) -> std::io::Result<Option<RegistrationMode>> {
+    let Some(answer) = ask(
+        port,
+        "GET",
+        crate::http::REGISTRATION_PATH,
+        "",
+        MODE_TIMEOUT,
+    )?
+    else {
+        return Ok(None);
+    };
+    match status_code(&answer) {
+        Some(200) => {
+            let text = String::from_utf8_lossy(&answer);
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b);
+            body.and_then(parse_mode)
+                .map(Some)
+                .ok_or_else(|| unexpected(&answer))
+        }
+        Some(404 | 501) => Ok(None),
+        _ => Err(unexpected(&answer)),
+    }
 }
 
 /// The status code of an HTTP/1.x response head.
@@ -156,6 +223,12 @@ fn has_retry_after(head: &[u8]) -> bool {
 pub const BUSY_REASON: &str =
     "The relay is creating too many new accounts right now; try again in a minute.";
 
+/// The reason Delta Chat shows when registration is closed.
+pub const CLOSED_REASON: &str = "This relay does not accept new accounts.";
+
+/// The reason Delta Chat shows when an invite-only relay is asked without an invitation.
+pub const INVITE_ONLY_REASON: &str = "This relay accepts new accounts by invitation only.";
+
 /// The reason Delta Chat shows when an invitation is refused.
 pub const REFUSED_REASON: &str = "This invitation is not valid: it was used up, revoked or has expired, or the relay accepts no new accounts right now.";
 
@@ -168,10 +241,21 @@ pub fn cgi_refusal(status: &str, reason: &str) -> String {
 }
 
 /// The whole CGI run for `query`: credentials, created through doveauth when the query
-/// carries an invitation.
+/// carries an invitation; without one, only if doveauth says registration is open.
 pub fn respond(config: &Config, query: &str) -> String {
     if !has_invitation(query) {
-        return cgi_response(config, &generate(config));
+        return match registration_mode(config.doveauth_http_port) {
+            Ok(Some(RegistrationMode::Closed)) => cgi_refusal("403 Forbidden", CLOSED_REASON),
+            Ok(Some(RegistrationMode::InviteOnly)) => {
+                cgi_refusal("403 Forbidden", INVITE_ONLY_REASON)
+            }
+            Ok(Some(RegistrationMode::Open) | None) => cgi_response(config, &generate(config)),
+            Err(e) => {
+                // The first login still decides, as without `/registration`.
+                eprintln!("chatmail-newemail: asking doveauth for the registration mode: {e}");
+                cgi_response(config, &generate(config))
+            }
+        };
     }
     let Some(token) = invitation_from_query(query) else {
         return cgi_refusal("403 Forbidden", REFUSED_REASON);
@@ -179,7 +263,19 @@ pub fn respond(config: &Config, query: &str) -> String {
     let creds = generate_invited(config, Some(token));
     match create_account(config.doveauth_http_port, &creds) {
         Ok(Created::Yes | Created::Unavailable) => cgi_response(config, &creds),
-        Ok(Created::Refused) => cgi_refusal("403 Forbidden", REFUSED_REASON),
+        Ok(Created::Refused) => {
+            // A closed relay refuses every token; say so rather than blame the invitation.
+            let closed = matches!(
+                registration_mode(config.doveauth_http_port),
+                Ok(Some(RegistrationMode::Closed))
+            );
+            let reason = if closed {
+                CLOSED_REASON
+            } else {
+                REFUSED_REASON
+            };
+            cgi_refusal("403 Forbidden", reason)
+        }
         Ok(Created::Busy) => cgi_refusal("503 Service Unavailable", BUSY_REASON),
         Err(e) => {
             eprintln!("chatmail-newemail: account creation through doveauth failed: {e}");
@@ -302,6 +398,75 @@ mod tests {
             r,
             "Status: 403 Forbidden\nContent-Type: application/json\n\n{\"reason\": \"no \\\"way\\\"\"}\n"
         );
+    }
+
+    /// A stand-in for doveauth on a free loopback port: answers each of `answers`, one per
+    /// connection, after reading the request head; returns the port and the requests.
+    fn fake_doveauth(answers: &[&'static str]) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answers = answers.to_vec();
+        let served = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            for answer in answers {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                requests.push(String::from_utf8(head).unwrap());
+                s.write_all(answer.as_bytes()).unwrap();
+            }
+            requests
+        });
+        (port, served)
+    }
+
+    #[test]
+    fn without_an_invitation_the_mode_decides() {
+        let (port, served) = fake_doveauth(&[
+            "HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\ninvite-only\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nclose\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nopen\n",
+            // An older doveauth without /registration, and one saying nonsense: the first
+            // login decides, as before.
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nmaybe\n",
+        ]);
+        let c = Config::parse(&format!(
+            "[params]\nmail_domain = c.org\ndoveauth_http_port = {port}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            respond(&c, ""),
+            cgi_refusal("403 Forbidden", INVITE_ONLY_REASON)
+        );
+        assert_eq!(
+            respond(&c, "x=1"),
+            cgi_refusal("403 Forbidden", CLOSED_REASON)
+        );
+        for _ in 0..3 {
+            assert!(respond(&c, "").starts_with("Content-Type: application/json\n\n{\"email\": "));
+        }
+        for request in served.join().unwrap() {
+            assert!(
+                request.starts_with("GET /registration HTTP/1.1\r\n"),
+                "{request:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn mode_words() {
+        assert_eq!(parse_mode("open\n"), Some(RegistrationMode::Open));
+        assert_eq!(
+            parse_mode("invite-only"),
+            Some(RegistrationMode::InviteOnly)
+        );
+        assert_eq!(parse_mode("close\n"), Some(RegistrationMode::Closed));
+        assert_eq!(parse_mode("closed"), None);
+        assert_eq!(parse_mode(""), None);
     }
 
     #[test]

@@ -89,6 +89,7 @@ struct Conn {
 struct Resp {
     status: u16,
     headers: Vec<(String, String)>,
+    body: String,
 }
 
 impl Resp {
@@ -110,8 +111,20 @@ impl Conn {
         }
     }
 
+    /// Sends `bytes`; the answer must have an empty body (as every `/create` answer has).
     fn raw(&mut self, bytes: &[u8]) -> Resp {
         self.writer.write_all(bytes).unwrap();
+        let r = self.response();
+        assert_eq!(r.body, "", "{r:?}");
+        r
+    }
+
+    fn get(&mut self, path: &str) -> Resp {
+        write!(
+            self.writer,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        .unwrap();
         self.response()
     }
 
@@ -149,8 +162,15 @@ impl Conn {
             let (k, v) = h.split_once(':').unwrap();
             headers.push((k.to_owned(), v.trim().to_owned()));
         }
-        let r = Resp { status, headers };
-        assert_eq!(r.header("content-length"), Some("0"), "{r:?}");
+        let mut r = Resp {
+            status,
+            headers,
+            body: String::new(),
+        };
+        let len: usize = r.header("content-length").unwrap().parse().unwrap();
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body).unwrap();
+        r.body = String::from_utf8(body).unwrap();
         if status == 200 {
             assert_eq!(r.header("connection"), None, "{r:?}");
         } else {
@@ -527,4 +547,82 @@ fn newemail_creates_invited_accounts_through_doveauth_and_shares_the_rate_cap() 
         1,
         "{log}"
     );
+}
+
+#[test]
+fn registration_mode_is_answered_and_the_cgi_refuses_without_an_invitation() {
+    use chatmaild::registry::RegistrationMode;
+    // A private nocreate flag: the default one (/etc/chatmail-nocreate) would close every
+    // other test's relay on this machine.
+    let flag = tempfile::tempdir().unwrap();
+    let d = Http::start(&format!(
+        "nocreate_file = {}\n",
+        flag.path().join("nocreate").display()
+    ));
+    let ini = d.dir.path().join("chatmail.ini");
+    let config = chatmaild::Config::load(&ini).unwrap();
+    let registry = chatmaild::registry::Registry::new(&config);
+    let mut c = d.conn();
+    let r = c.get("/registration");
+    assert_eq!((r.status, r.body.as_str()), (200, "open\n"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    let (head, json) = newemail(&ini, "");
+    assert_eq!(head, "Content-Type: application/json");
+    assert!(json["email"].as_str().unwrap().ends_with(DOMAIN));
+
+    let now = doveauth::policy::now();
+    let inv = registry.create_invitation(1, None, "", now).unwrap();
+    for (mode, word, reason) in [
+        (
+            RegistrationMode::InviteOnly,
+            "invite-only\n",
+            "This relay accepts new accounts by invitation only.",
+        ),
+        (
+            RegistrationMode::Closed,
+            "close\n",
+            "This relay does not accept new accounts.",
+        ),
+    ] {
+        registry.set_mode(mode).unwrap();
+        // On the same kept-alive connection: the answer follows the mode at once.
+        assert_eq!(c.get("/registration").body, word);
+        let (head, json) = newemail(&ini, "");
+        assert_eq!(
+            head, "Status: 403 Forbidden\nContent-Type: application/json",
+            "{mode:?}"
+        );
+        assert_eq!(json["reason"], reason);
+    }
+    // Closed, a valid invitation is refused too, with the closed reason, and stays unused.
+    let (head, json) = newemail(&ini, &format!("invite={}", inv.token));
+    assert!(head.starts_with("Status: 403 Forbidden\n"), "{head}");
+    assert_eq!(json["reason"], "This relay does not accept new accounts.");
+    assert_eq!(
+        registry.invitation(&inv.token).unwrap().unwrap().uses_left,
+        1
+    );
+
+    registry.set_mode(RegistrationMode::Open).unwrap();
+    assert_eq!(c.get("/registration").body, "open\n");
+    let (head, json) = newemail(&ini, "");
+    assert_eq!(head, "Content-Type: application/json");
+    let (email, password) = (
+        json["email"].as_str().unwrap(),
+        json["password"].as_str().unwrap(),
+    );
+    assert_eq!(d.conn().create(email, password), 200, "and they log in");
+
+    assert_eq!(
+        d.conn()
+            .raw(b"POST /registration HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            .status,
+        501
+    );
+    assert_eq!(d.conn().get("/registration/x").status, 404);
+    let accounts = std::fs::read_dir(&d.mailboxes)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().join("password").is_file())
+        .count();
+    assert_eq!(accounts, 1, "only the open relay's login created one");
 }

@@ -145,10 +145,41 @@ def test_revoked_and_expired_invitations_stop_at_once(relay, make_account, invit
         acc.password = f"{token}:{acc.password}"
         with pytest.raises(imaplib.IMAP4.error):
             acc.imap()
-    # A malformed token is refused without asking anyone; no token in invite-only mode gets
-    # credentials that cannot log in.
+    # A malformed token is refused without asking anyone.
     assert refused(*newemail(relay, f"https://{relay.ini['mail_domain']}/new?invite=NOT-A-TOKEN"))
-    status, body = newemail(relay, f"https://{relay.ini['mail_domain']}/new")
-    assert status == 200, body
-    with pytest.raises(imaplib.IMAP4.error):
-        Account(relay, body["email"], body["password"]).imap()
+
+
+# The reasons Delta Chat shows for the plain `dcaccount:` URL (no token), by mode.
+PLAIN_REFUSALS = {
+    "invite-only": "This relay accepts new accounts by invitation only.",
+    "close": "This relay does not accept new accounts.",
+}
+
+
+def test_plain_dcaccount_url_follows_the_registration_mode(relay):
+    """The relay's plain `dcaccount:` QR code (`/new`, no token) through nginx and the CGI:
+    a closed or invite-only relay refuses with a reason Delta Chat shows, an open one hands
+    out credentials that log in. In dict mode the CGI cannot ask, so the credentials come and
+    the first login refuses."""
+    relay.require("chatmail-newemail")
+    url = f"https://{relay.ini['mail_domain']}/new"
+    before = admin_ok(relay, "registration", "status").split()[-1]
+    try:
+        for mode, reason in PLAIN_REFUSALS.items():
+            ok(relay, "registration", mode)
+            status, body = newemail(relay, url)
+            if auth_mode() == "lua":
+                assert (status, body) == (403, {"reason": reason}), mode
+            else:
+                assert status == 200, (mode, body)
+                with pytest.raises(imaplib.IMAP4.error):
+                    Account(relay, body["email"], body["password"]).imap()
+                assert not relay.maildir(body["email"]).joinpath("password").exists()
+        ok(relay, "registration", "open")
+        status, body = newemail(relay, url)
+        assert status == 200, body
+        assert body["email"].endswith("@" + relay.domain)
+        Account(relay, body["email"], body["password"]).create()
+        assert relay.maildir(body["email"]).joinpath("password").exists()
+    finally:
+        ok(relay, "registration", before)
