@@ -57,6 +57,69 @@ pub fn socket_from_env(default: &str) -> PathBuf {
         .map_or_else(|| PathBuf::from(default), PathBuf::from)
 }
 
+/// Declares the values of a metric label as a fieldless enum: each variant with its label
+/// value, in the order the counters are indexed by. The enum gets `VALUES` (the label
+/// values, in variant order, for [`CounterVec::new`]), `label()` and `index()`, so a value
+/// list can never drift from its enum. Doc comments and other attributes are kept; the
+/// enum derives `Debug, Clone, Copy, PartialEq, Eq`.
+///
+/// ```
+/// chatmaild::metrics::labels! {
+///     /// How a request ended.
+///     pub enum Outcome {
+///         /// Answered.
+///         Ok => "ok",
+///         /// Not answered.
+///         Failed => "failed",
+///     }
+/// }
+/// assert_eq!(Outcome::VALUES, ["ok", "failed"]);
+/// assert_eq!(Outcome::Failed.label(), "failed");
+/// assert_eq!(Outcome::Failed.index(), 1);
+/// ```
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __metrics_labels {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $(
+                $(#[$vmeta:meta])*
+                $variant:ident => $label:literal
+            ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $(
+                $(#[$vmeta])*
+                $variant,
+            )+
+        }
+
+        impl $name {
+            /// The label values, in variant order (`VALUES[v.index()] == v.label()`).
+            pub const VALUES: &'static [&'static str] = &[$($label),+];
+
+            /// The label value of `self`.
+            pub const fn label(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $label,)+
+                }
+            }
+
+            /// The position of `self` in [`Self::VALUES`], and of its counter.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+#[doc(inline)]
+pub use crate::__metrics_labels as labels;
+
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -447,6 +510,37 @@ pub async fn publish<C: Collect>(listener: UnixListener, source: Arc<C>, stop: C
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    labels! {
+        /// A label for the test.
+        enum Sample {
+            /// First.
+            First => "first",
+            /// Second.
+            Second => "second_one",
+            Third => "third",
+        }
+    }
+
+    #[test]
+    fn labels_keep_values_in_variant_order() {
+        assert_eq!(Sample::VALUES, ["first", "second_one", "third"]);
+        for (i, v) in [Sample::First, Sample::Second, Sample::Third]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(v.index(), i);
+            assert_eq!(Sample::VALUES[v.index()], v.label());
+        }
+        let c = CounterVec::new("sample", Sample::VALUES);
+        c.inc(Sample::Second.index());
+        let mut e = Encoder::new();
+        e.counter_vec("chatmail_s_total", "s", &c);
+        assert!(
+            e.finish()
+                .contains("chatmail_s_total{sample=\"second_one\"} 1\n")
+        );
+    }
 
     #[test]
     fn labels_and_help_are_escaped() {
