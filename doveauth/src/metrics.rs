@@ -4,7 +4,9 @@
 //! `/create`) count into the same figures, since both run the one creation policy.
 
 use chatmaild::metrics::names::doveauth as names;
-use chatmaild::metrics::{Counter, CounterVec, Encoder, Histogram, Kind, LATENCY_BUCKETS, labels};
+use chatmaild::metrics::{
+    Counter, CounterGrid, CounterVec, Encoder, Histogram, LATENCY_BUCKETS, labels,
+};
 
 pub use names::{ACCOUNTS_CREATED, CREATIONS_REFUSED, HASH_SECONDS, LOOKUPS};
 
@@ -74,8 +76,8 @@ impl Refusal {
 /// The counters of one doveauth.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Indexed `kind * LookupResult::VALUES.len() + result`.
-    lookups: Box<[Counter]>,
+    /// See [`LOOKUPS`]: rows [`LookupKind`], columns [`LookupResult`].
+    lookups: CounterGrid,
     /// See [`ACCOUNTS_CREATED`].
     pub created: Counter,
     refused: CounterVec,
@@ -86,9 +88,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            lookups: (0..LookupKind::VALUES.len() * LookupResult::VALUES.len())
-                .map(|_| Counter::new())
-                .collect(),
+            lookups: CounterGrid::new("kind", LookupKind::VALUES, "result", LookupResult::VALUES),
             created: Counter::new(),
             refused: CounterVec::new("reason", Refusal::VALUES),
             hash_seconds: Histogram::new(LATENCY_BUCKETS),
@@ -99,19 +99,12 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts one lookup.
     pub fn lookup(&self, kind: LookupKind, result: LookupResult) {
-        if let Some(c) = self
-            .lookups
-            .get(kind.index() * LookupResult::VALUES.len() + result.index())
-        {
-            c.inc();
-        }
+        self.lookups.inc(kind.index(), result.index());
     }
 
     /// How many lookups of `kind` ended as `result`.
     pub fn lookups(&self, kind: LookupKind, result: LookupResult) -> u64 {
-        self.lookups
-            .get(kind.index() * LookupResult::VALUES.len() + result.index())
-            .map_or(0, Counter::get)
+        self.lookups.get(kind.index(), result.index())
     }
 
     /// Counts a refused creation.
@@ -126,20 +119,11 @@ impl Metrics {
 
     /// Writes every family.
     pub fn render(&self, enc: &mut Encoder) {
-        enc.family(
+        enc.counter_grid(
             LOOKUPS,
             "Lookups by kind (dict passdb, userdb, iterate; HTTP create) and result.",
-            Kind::Counter,
+            &self.lookups,
         );
-        for (k, kind) in LookupKind::VALUES.iter().enumerate() {
-            for (r, result) in LookupResult::VALUES.iter().enumerate() {
-                let n = self
-                    .lookups
-                    .get(k * LookupResult::VALUES.len() + r)
-                    .map_or(0, Counter::get);
-                enc.sample(LOOKUPS, &[("kind", kind), ("result", result)], n as f64);
-            }
-        }
         enc.counter(
             ACCOUNTS_CREATED,
             "Accounts created by a first login.",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chatmaild::metrics::names::filtermail as names;
 use chatmaild::metrics::{
-    Counter, CounterVec, Encoder, Gauge, Histogram, Kind, LATENCY_BUCKETS, labels,
+    Counter, CounterGrid, CounterVec, Encoder, Gauge, Histogram, Kind, LATENCY_BUCKETS, labels,
 };
 
 use crate::reply::{FilterReply, Reply};
@@ -197,8 +197,8 @@ labels! {
 pub struct Metrics {
     mode: Mode,
     direction: &'static str,
-    /// Indexed `verdict * Reason::VALUES.len() + reason`.
-    messages: Box<[Counter]>,
+    /// See [`MESSAGES`]: rows [`Verdict`], columns [`Reason`].
+    messages: CounterGrid,
     dkim: CounterVec,
     rate_limited: Counter,
     bytes: Counter,
@@ -212,9 +212,7 @@ impl Metrics {
         Metrics {
             mode,
             direction: Direction::of(mode).label(),
-            messages: (0..Verdict::VALUES.len() * Reason::VALUES.len())
-                .map(|_| Counter::new())
-                .collect(),
+            messages: CounterGrid::new("verdict", Verdict::VALUES, "reason", Reason::VALUES),
             dkim: CounterVec::new("result", DkimResult::VALUES),
             rate_limited: Counter::new(),
             bytes: Counter::new(),
@@ -233,12 +231,7 @@ impl Metrics {
         if reason == Reason::RateLimited {
             self.rate_limited.inc();
         }
-        if let Some(c) = self
-            .messages
-            .get(verdict.index() * Reason::VALUES.len() + reason.index())
-        {
-            c.inc();
-        }
+        self.messages.inc(verdict.index(), reason.index());
     }
 
     /// Counts a reply to MAIL or RCPT that refuses the message or a recipient (the sender
@@ -301,9 +294,7 @@ impl Metrics {
 
     /// How many messages ended as `verdict` for `reason`.
     pub fn messages(&self, verdict: Verdict, reason: Reason) -> u64 {
-        self.messages
-            .get(verdict.index() * Reason::VALUES.len() + reason.index())
-            .map_or(0, Counter::get)
+        self.messages.get(verdict.index(), reason.index())
     }
 
     /// How many DKIM verifications ended as `r`.
@@ -330,21 +321,9 @@ impl Metrics {
              a recipient refused at RCPT counts as one.",
             Kind::Counter,
         );
-        for (v, verdict) in Verdict::VALUES.iter().enumerate() {
-            for (r, reason) in Reason::VALUES.iter().enumerate() {
-                let n = self
-                    .messages
-                    .get(v * Reason::VALUES.len() + r)
-                    .map_or(0, Counter::get);
-                if n > 0 || usual_verdict(r).index() == v {
-                    enc.sample(
-                        MESSAGES,
-                        &[dir, ("verdict", verdict), ("reason", reason)],
-                        n as f64,
-                    );
-                }
-            }
-        }
+        enc.counter_grid_samples(MESSAGES, &[dir], &self.messages, |v, r, n| {
+            n > 0 || usual_verdict(r).index() == v
+        });
         if self.mode == Mode::Incoming {
             enc.counter_vec(
                 DKIM,
@@ -495,7 +474,10 @@ mod tests {
         m.command(&Reply::OK);
         m.command(&Reply::UNKNOWN_COMMAND);
         m.command(&Reply::NEED_MAIL);
-        assert_eq!(m.messages.iter().map(Counter::get).sum::<u64>(), 0);
+        let all = (0..Verdict::VALUES.len())
+            .flat_map(|v| (0..Reason::VALUES.len()).map(move |r| (v, r)))
+            .map(|(v, r)| m.messages.get(v, r));
+        assert_eq!(all.sum::<u64>(), 0);
         m.command(&Reply::rate_limited("a@b", 1));
         assert_eq!(m.messages(Verdict::Deferred, Reason::RateLimited), 1);
         assert_eq!(m.rate_limited.get(), 1);
