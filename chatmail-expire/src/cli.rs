@@ -7,13 +7,15 @@
 //! `chatmail-quota-expire` (Dovecot's `quota_warning` script service only logs it).
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use chatmaild::Config;
 
-use chatmaild::cli::{Command, parse_int, resolve_long};
+use chatmaild::cli::{
+    Command, UsageError, parse_int, print_stdout, resolve_long, textfile_path, tool_main, usage,
+    write_report,
+};
 use chatmaild::clock;
 use chatmaild::maildir::parallel::{default_threads, progress_wanted};
 
@@ -51,10 +53,6 @@ pub struct ExpireArgs {
     pub textfile: Option<PathBuf>,
 }
 
-fn usage_err(e: lexopt::Error) -> Error {
-    Error::Usage(e.to_string())
-}
-
 /// Parses the arguments of `chatmail-expire` (without the program name).
 pub fn parse_expire_args(
     args: impl IntoIterator<Item = OsString>,
@@ -70,7 +68,7 @@ pub fn parse_expire_args(
         textfile: None,
     };
     let mut ini = None;
-    while let Some(arg) = parser.next().map_err(usage_err)? {
+    while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
             Arg::Short('v') => out.verbose = true,
             Arg::Short('h') => return Ok(Command::Help),
@@ -78,23 +76,23 @@ pub fn parse_expire_args(
                 let name = resolve_long(name, &["days", "maxnum", "remove", "textfile", "help"])?;
                 match name {
                     "days" => {
-                        let v = parser.value().map_err(usage_err)?;
+                        let v = parser.value().map_err(usage)?;
                         out.days = parse_int("--days", &v)?.unwrap_or(0);
                     }
                     "maxnum" => {
-                        let v = parser.value().map_err(usage_err)?;
+                        let v = parser.value().map_err(usage)?;
                         out.maxnum = parse_int("--maxnum", &v)?;
                     }
                     "remove" => out.remove = true,
                     "textfile" => {
-                        let v = parser.value().map_err(usage_err)?;
+                        let v = parser.value().map_err(usage)?;
                         out.textfile = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty());
                     }
                     _ => return Ok(Command::Help),
                 }
             }
             Arg::Value(v) if ini.is_none() => ini = Some(PathBuf::from(v)),
-            other => return Err(usage_err(other.unexpected())),
+            other => return Err(usage(other.unexpected())),
         }
     }
     if let Some(ini) = ini {
@@ -130,7 +128,9 @@ pub fn parse_quota_args(
             && text.len() > 1
             && text.trim().parse::<i64>().is_err()
         {
-            return Err(Error::Usage(format!("unrecognized arguments: {text}")));
+            return Err(Error::Usage(UsageError(format!(
+                "unrecognized arguments: {text}"
+            ))));
         } else {
             positional.push(arg);
         }
@@ -138,29 +138,24 @@ pub fn parse_quota_args(
     match positional.as_slice() {
         [target, mailbox] => {
             let target_mb = parse_int("target_mb", target)?
-                .ok_or_else(|| Error::Usage("argument target_mb: invalid int value: ''".into()))?;
+                .ok_or_else(|| UsageError("argument target_mb: invalid int value: ''".into()))?;
             Ok(Command::Run(QuotaArgs {
                 target_mb,
                 mailbox: PathBuf::from(mailbox),
             }))
         }
-        [] | [_] => Err(Error::Usage(
+        [] | [_] => Err(Error::Usage(UsageError(
             "the following arguments are required: target_mb, mailbox_path".into(),
-        )),
-        [_, _, extra @ ..] => Err(Error::Usage(format!(
+        ))),
+        [_, _, extra @ ..] => Err(Error::Usage(UsageError(format!(
             "unrecognized arguments: {}",
             extra
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
                 .join(" ")
-        ))),
+        )))),
     }
-}
-
-fn print_stdout(text: &str) -> bool {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
 }
 
 /// Loads the config, mapping every failure (missing file included) to a config error.
@@ -170,24 +165,12 @@ pub fn load_config(ini: &Path) -> Result<Config, Error> {
 
 /// The whole `chatmail-expire` program after argv.
 pub fn expire_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let args = match parse_expire_args(args) {
-        Ok(Command::Run(args)) => args,
-        Ok(Command::Help) => {
-            print_stdout(EXPIRE_USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{EXPIRE_USAGE}\nchatmail-expire: error: {e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
-    match expire(&args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("chatmail-expire: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+    tool_main(
+        "chatmail-expire",
+        EXPIRE_USAGE,
+        parse_expire_args(args),
+        expire,
+    )
 }
 
 fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
@@ -217,19 +200,8 @@ fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
         registry.clean_leftovers();
     }
     if let Some(path) = &args.textfile {
-        let path = if path.is_dir() {
-            path.join(TEXTFILE_NAME)
-        } else {
-            path.clone()
-        };
         let text = summary.textfile(clock::now(), stopwatch.secs(), !args.remove);
-        chatmaild::fs::write_atomic_mode(
-            &path,
-            text.as_bytes(),
-            chatmaild::fs::Durability::Rename,
-            Some(0o644),
-        )
-        .map_err(Error::Write)?;
+        write_report(&textfile_path(path, TEXTFILE_NAME), &text)?;
     }
     if !print_stdout(&summary.line(stopwatch.secs())) {
         return Ok(ExitCode::FAILURE);

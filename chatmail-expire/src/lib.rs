@@ -12,13 +12,13 @@
 
 pub mod cli;
 pub mod dovecot;
-pub mod error;
 pub mod expire;
 pub mod quota;
 pub mod removal;
 pub mod summary;
 
-pub use error::Error;
+/// What stops a run as a whole; the error type of every report tool's command line.
+pub use chatmaild::cli::RunError as Error;
 
 /// Start of the line printed when the quota pass removed messages; mtail counts
 /// `quota-expire: removed <n> message(s)` (SPEC §10.4).

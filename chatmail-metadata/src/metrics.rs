@@ -2,7 +2,7 @@
 //! [`chatmaild::metrics`]).
 
 use chatmaild::metrics::names::metadata as names;
-use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, REQUEST_BUCKETS};
+use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, REQUEST_BUCKETS, labels};
 
 /// Device tokens stored by `SETMETADATA`.
 pub const TOKENS_SET: &str = names::TOKENS_SET;
@@ -19,35 +19,31 @@ pub const QUEUE_OLDEST: &str = names::QUEUE_OLDEST;
 /// Failed lookups of shared keys by `key` (`turn`, `appversions`).
 pub const LOOKUP_ERRORS: &str = names::LOOKUP_ERRORS;
 
-/// A notification event (the `event` label of [`NOTIFICATIONS`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
-    /// Persisted in the queue, one per device token of a new message.
-    Queued = 0,
-    /// Accepted by the notification service (200).
-    Sent = 1,
-    /// An attempt failed and another is scheduled.
-    Retried = 2,
-    /// Past the last retry or the deadline: dropped.
-    GivenUp = 3,
-    /// The service does not know the token (410): dropped, token removed.
-    Gone = 4,
+labels! {
+    /// A notification event (the `event` label of [`NOTIFICATIONS`]).
+    pub enum Event {
+        /// Persisted in the queue, one per device token of a new message.
+        Queued => "queued",
+        /// Accepted by the notification service (200).
+        Sent => "sent",
+        /// An attempt failed and another is scheduled.
+        Retried => "retried",
+        /// Past the last retry or the deadline: dropped.
+        GivenUp => "given_up",
+        /// The service does not know the token (410): dropped, token removed.
+        Gone => "gone",
+    }
 }
 
-/// `event` label values in [`Event`] order.
-pub const EVENTS: &[&str] = &["queued", "sent", "retried", "given_up", "gone"];
-
-/// A shared key whose lookup can fail (the `key` label of [`LOOKUP_ERRORS`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LookupError {
-    /// The TURN server's socket did not answer.
-    Turn = 0,
-    /// The operator's `appversions_path` could not be read or parsed.
-    AppVersions = 1,
+labels! {
+    /// A shared key whose lookup can fail (the `key` label of [`LOOKUP_ERRORS`]).
+    pub enum LookupError {
+        /// The TURN server's socket did not answer.
+        Turn => "turn",
+        /// The operator's `appversions_path` could not be read or parsed.
+        AppVersions => "appversions",
+    }
 }
-
-/// `key` label values in [`LookupError`] order.
-pub const LOOKUP_KEYS: &[&str] = &["turn", "appversions"];
 
 /// The counters of one chatmail-metadata.
 #[derive(Debug)]
@@ -69,10 +65,10 @@ impl Default for Metrics {
         Metrics {
             tokens_set: Counter::new(),
             tokens_removed: Counter::new(),
-            notifications: CounterVec::new("event", EVENTS),
+            notifications: CounterVec::new("event", Event::VALUES),
             request_seconds: Histogram::new(REQUEST_BUCKETS),
             in_flight: Gauge::new(),
-            lookup_errors: CounterVec::new("key", LOOKUP_KEYS),
+            lookup_errors: CounterVec::new("key", LookupError::VALUES),
         }
     }
 }
@@ -80,17 +76,17 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts a notification event.
     pub fn event(&self, e: Event) {
-        self.notifications.inc(e as usize);
+        self.notifications.inc(e.index());
     }
 
     /// How many `e` events happened.
     pub fn events(&self, e: Event) -> u64 {
-        self.notifications.get(e as usize)
+        self.notifications.get(e.index())
     }
 
     /// Counts a failed lookup.
     pub fn lookup_error(&self, k: LookupError) {
-        self.lookup_errors.inc(k as usize);
+        self.lookup_errors.inc(k.index());
     }
 
     /// Writes everything; `waiting` and `oldest_age` describe the queue now.

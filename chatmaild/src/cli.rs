@@ -1,8 +1,14 @@
 //! Command-line helpers for the tools that mimic the reference's `argparse` parsers
 //! (`chatmail-expire`, `chatmail-fsreport`): unique long-option prefixes and Python `int()`
-//! values, with argparse's wording in the errors.
+//! values, with argparse's wording in the errors; their error type, `main` flow and
+//! report files.
 
 use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::fs::{Durability, write_atomic_mode};
 
 /// A wrong command line; the text says how, in argparse's words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +19,96 @@ impl From<lexopt::Error> for UsageError {
     fn from(e: lexopt::Error) -> Self {
         UsageError(e.to_string())
     }
+}
+
+/// What stopped a run of a report tool (`chatmail-expire`, `chatmail-quota-expire`,
+/// `chatmail-fsreport`) as a whole.
+///
+/// Problems with single entries (an unreadable folder, a file that could not be removed)
+/// are not errors of this type: they are reported where they happen, the run goes on, and
+/// only the exit status says that something failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The command line is wrong; the text says how.
+    #[error("{0}")]
+    Usage(#[from] UsageError),
+    /// `chatmail.ini` could not be read or has a bad value.
+    #[error("{0}")]
+    Config(#[source] crate::Error),
+    /// The mailboxes directory could not be listed.
+    #[error("{0}")]
+    Scan(#[source] crate::Error),
+    /// A report file could not be written.
+    #[error("{0}")]
+    Write(#[source] crate::Error),
+}
+
+impl RunError {
+    /// The exit status `main` uses: 64 for usage, 78 for config, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Usage(_) => crate::service::EXIT_USAGE,
+            RunError::Config(_) => crate::service::EXIT_CONFIG,
+            RunError::Scan(_) | RunError::Write(_) => 1,
+        }
+    }
+}
+
+/// A usage error from `lexopt`.
+pub fn usage(e: lexopt::Error) -> RunError {
+    RunError::Usage(UsageError::from(e))
+}
+
+/// The `main` flow of a report tool named `prog`: `-h`/`--help` prints `usage` on stdout;
+/// a wrong command line prints `usage` and the error on stderr; otherwise `run` decides,
+/// and an error of its own is printed on stderr. Each error exits with its
+/// [`RunError::exit_code`].
+pub fn tool_main<T>(
+    prog: &str,
+    usage: &str,
+    parsed: Result<Command<T>, RunError>,
+    run: impl FnOnce(&T) -> Result<ExitCode, RunError>,
+) -> ExitCode {
+    let args = match parsed {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            print_stdout(usage);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{usage}\n{prog}: error: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Prints `text` and a newline on stdout; false if stdout is gone.
+pub fn print_stdout(text: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+}
+
+/// Where `--textfile PATH` writes: `PATH`, or `PATH/name` when it is a directory.
+pub fn textfile_path(path: &Path, name: &str) -> PathBuf {
+    if path.is_dir() {
+        path.join(name)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Writes a report file atomically with mode 0644: node-exporter reads it as another user
+/// and must never see half a file.
+pub fn write_report(path: &Path, text: &str) -> Result<(), RunError> {
+    write_atomic_mode(path, text.as_bytes(), Durability::Rename, Some(0o644))
+        .map_err(RunError::Write)
 }
 
 /// What a command line asks for.

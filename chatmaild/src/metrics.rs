@@ -57,6 +57,69 @@ pub fn socket_from_env(default: &str) -> PathBuf {
         .map_or_else(|| PathBuf::from(default), PathBuf::from)
 }
 
+/// Declares the values of a metric label as a fieldless enum: each variant with its label
+/// value, in the order the counters are indexed by. The enum gets `VALUES` (the label
+/// values, in variant order, for [`CounterVec::new`]), `label()` and `index()`, so a value
+/// list can never drift from its enum. Doc comments and other attributes are kept; the
+/// enum derives `Debug, Clone, Copy, PartialEq, Eq`.
+///
+/// ```
+/// chatmaild::metrics::labels! {
+///     /// How a request ended.
+///     pub enum Outcome {
+///         /// Answered.
+///         Ok => "ok",
+///         /// Not answered.
+///         Failed => "failed",
+///     }
+/// }
+/// assert_eq!(Outcome::VALUES, ["ok", "failed"]);
+/// assert_eq!(Outcome::Failed.label(), "failed");
+/// assert_eq!(Outcome::Failed.index(), 1);
+/// ```
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __metrics_labels {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $(
+                $(#[$vmeta:meta])*
+                $variant:ident => $label:literal
+            ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $(
+                $(#[$vmeta])*
+                $variant,
+            )+
+        }
+
+        impl $name {
+            /// The label values, in variant order (`VALUES[v.index()] == v.label()`).
+            pub const VALUES: &'static [&'static str] = &[$($label),+];
+
+            /// The label value of `self`.
+            pub const fn label(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $label,)+
+                }
+            }
+
+            /// The position of `self` in [`Self::VALUES`], and of its counter.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+#[doc(inline)]
+pub use crate::__metrics_labels as labels;
+
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -215,6 +278,57 @@ impl CounterVec {
     }
 }
 
+/// Counters with two labels whose values form fixed lists: a row and a column index (two
+/// enums' variants) pick one.
+#[derive(Debug)]
+pub struct CounterGrid {
+    row_label: &'static str,
+    rows: &'static [&'static str],
+    col_label: &'static str,
+    cols: &'static [&'static str],
+    /// Row-major: `row * cols.len() + col`.
+    counters: Box<[Counter]>,
+}
+
+impl CounterGrid {
+    /// One counter per pair of a `row_label` value and a `col_label` value.
+    pub fn new(
+        row_label: &'static str,
+        rows: &'static [&'static str],
+        col_label: &'static str,
+        cols: &'static [&'static str],
+    ) -> Self {
+        CounterGrid {
+            row_label,
+            rows,
+            col_label,
+            cols,
+            counters: (0..rows.len() * cols.len())
+                .map(|_| Counter::new())
+                .collect(),
+        }
+    }
+
+    fn counter(&self, row: usize, col: usize) -> Option<&Counter> {
+        if col >= self.cols.len() {
+            return None;
+        }
+        self.counters.get(row * self.cols.len() + col)
+    }
+
+    /// Adds one to the counter of `(rows[row], cols[col])` (out of range is ignored).
+    pub fn inc(&self, row: usize, col: usize) {
+        if let Some(c) = self.counter(row, col) {
+            c.inc();
+        }
+    }
+
+    /// The count of `(rows[row], cols[col])`.
+    pub fn get(&self, row: usize, col: usize) -> u64 {
+        self.counter(row, col).map_or(0, Counter::get)
+    }
+}
+
 /// The type line of a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -282,6 +396,33 @@ impl Encoder {
         self.family(name, help, Kind::Counter);
         for (i, value) in c.values.iter().enumerate() {
             self.sample(name, &[(c.label, value)], c.get(i) as f64);
+        }
+    }
+
+    /// A counter family with one sample per pair of `g`'s label values.
+    pub fn counter_grid(&mut self, name: &str, help: &str, g: &CounterGrid) {
+        self.family(name, help, Kind::Counter);
+        self.counter_grid_samples(name, &[], g, |_, _, _| true);
+    }
+
+    /// The samples of `g` whose `(row, col, count)` `keep` accepts, row by row, each with
+    /// `labels` first, then the row's and the column's label.
+    pub fn counter_grid_samples(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        g: &CounterGrid,
+        keep: impl Fn(usize, usize, u64) -> bool,
+    ) {
+        for (r, row) in g.rows.iter().enumerate() {
+            for (c, col) in g.cols.iter().enumerate() {
+                let n = g.get(r, c);
+                if keep(r, c, n) {
+                    let mut all = labels.to_vec();
+                    all.extend([(g.row_label, *row), (g.col_label, *col)]);
+                    self.sample(name, &all, n as f64);
+                }
+            }
         }
     }
 
@@ -448,6 +589,37 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
+    labels! {
+        /// A label for the test.
+        enum Sample {
+            /// First.
+            First => "first",
+            /// Second.
+            Second => "second_one",
+            Third => "third",
+        }
+    }
+
+    #[test]
+    fn labels_keep_values_in_variant_order() {
+        assert_eq!(Sample::VALUES, ["first", "second_one", "third"]);
+        for (i, v) in [Sample::First, Sample::Second, Sample::Third]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(v.index(), i);
+            assert_eq!(Sample::VALUES[v.index()], v.label());
+        }
+        let c = CounterVec::new("sample", Sample::VALUES);
+        c.inc(Sample::Second.index());
+        let mut e = Encoder::new();
+        e.counter_vec("chatmail_s_total", "s", &c);
+        assert!(
+            e.finish()
+                .contains("chatmail_s_total{sample=\"second_one\"} 1\n")
+        );
+    }
+
     #[test]
     fn labels_and_help_are_escaped() {
         let mut e = Encoder::new();
@@ -523,6 +695,36 @@ mod tests {
             e.finish().ends_with(
                 "chatmail_r_total{result=\"ok\"} 0\nchatmail_r_total{result=\"fail\"} 2\n"
             )
+        );
+    }
+
+    #[test]
+    fn counter_grid_renders_row_by_row_after_the_given_labels() {
+        let g = CounterGrid::new("kind", &["a", "b"], "result", &["ok", "fail"]);
+        g.inc(1, 0);
+        g.inc(1, 0);
+        g.inc(0, 2);
+        g.inc(2, 0);
+        assert_eq!((g.get(1, 0), g.get(0, 1), g.get(0, 2)), (2, 0, 0));
+        let mut e = Encoder::new();
+        e.counter_grid("g_total", "g", &g);
+        let body: Vec<String> = e.finish().lines().skip(2).map(String::from).collect();
+        assert_eq!(
+            body,
+            [
+                "g_total{kind=\"a\",result=\"ok\"} 0",
+                "g_total{kind=\"a\",result=\"fail\"} 0",
+                "g_total{kind=\"b\",result=\"ok\"} 2",
+                "g_total{kind=\"b\",result=\"fail\"} 0",
+            ]
+        );
+        let mut e = Encoder::new();
+        e.counter_grid_samples("g_total", &[("d", "x")], &g, |r, c, n| n > 0 || r == c);
+        assert_eq!(
+            e.finish(),
+            "g_total{d=\"x\",kind=\"a\",result=\"ok\"} 0\n\
+             g_total{d=\"x\",kind=\"b\",result=\"ok\"} 2\n\
+             g_total{d=\"x\",kind=\"b\",result=\"fail\"} 0\n"
         );
     }
 

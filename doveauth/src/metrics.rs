@@ -4,54 +4,59 @@
 //! `/create`) count into the same figures, since both run the one creation policy.
 
 use chatmaild::metrics::names::doveauth as names;
-use chatmaild::metrics::{Counter, CounterVec, Encoder, Histogram, Kind, LATENCY_BUCKETS};
+use chatmaild::metrics::{
+    Counter, CounterGrid, CounterVec, Encoder, Histogram, LATENCY_BUCKETS, labels,
+};
 
 pub use names::{ACCOUNTS_CREATED, CREATIONS_REFUSED, HASH_SECONDS, LOOKUPS};
 
-/// What was asked (the `kind` label of [`LOOKUPS`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LookupKind {
-    /// A dict passdb lookup (may create the account).
-    Passdb = 0,
-    /// A dict userdb lookup.
-    Userdb = 1,
-    /// A dict iteration of all users (`doveadm -A`).
-    Iterate = 2,
-    /// An HTTP `/create` request (Lua passdb).
-    Create = 3,
+labels! {
+    /// What was asked (the `kind` label of [`LOOKUPS`]).
+    pub enum LookupKind {
+        /// A dict passdb lookup (may create the account).
+        Passdb => "passdb",
+        /// A dict userdb lookup.
+        Userdb => "userdb",
+        /// A dict iteration of all users (`doveadm -A`).
+        Iterate => "iterate",
+        /// An HTTP `/create` request (Lua passdb).
+        Create => "create",
+    }
 }
 
-/// How a lookup ended (the `result` label of [`LOOKUPS`]). For `/create`: `found` is 200
-/// (created, or existing with that password), `not_found` 403, `failed` an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LookupResult {
-    /// Answered with the user.
-    Found = 0,
-    /// No such user (or refused).
-    NotFound = 1,
-    /// Could not be answered.
-    Failed = 2,
+labels! {
+    /// How a lookup ended (the `result` label of [`LOOKUPS`]). For `/create`: `found` is
+    /// 200 (created, or existing with that password), `not_found` 403, `failed` an error.
+    pub enum LookupResult {
+        /// Answered with the user.
+        Found => "found",
+        /// No such user (or refused).
+        NotFound => "not_found",
+        /// Could not be answered.
+        Failed => "failed",
+    }
 }
 
-/// Why an account was not created (the `reason` label of [`CREATIONS_REFUSED`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `nocreate_file` exists.
-    Nocreate = 0,
-    /// Load, memory or disk beyond the configured limits.
-    Limits = 1,
-    /// The address is not a name the creation rules allow.
-    InvalidName = 2,
-    /// The password is too short.
-    InvalidPassword = 3,
-    /// `max_creations_per_minute` reached.
-    RateCap = 4,
-    /// The address was deleted or expired and is not free yet.
-    Tombstoned = 5,
-    /// The address belongs to a blocked account.
-    Blocked = 6,
-    /// Invite-only: no valid invitation in the password.
-    Invitation = 7,
+labels! {
+    /// Why an account was not created (the `reason` label of [`CREATIONS_REFUSED`]).
+    pub enum Refusal {
+        /// `nocreate_file` exists.
+        Nocreate => "nocreate",
+        /// Load, memory or disk beyond the configured limits.
+        Limits => "limits",
+        /// The address is not a name the creation rules allow.
+        InvalidName => "invalid_name",
+        /// The password is too short.
+        InvalidPassword => "invalid_password",
+        /// `max_creations_per_minute` reached.
+        RateCap => "rate_cap",
+        /// The address was deleted or expired and is not free yet.
+        Tombstoned => "tombstoned",
+        /// The address belongs to a blocked account.
+        Blocked => "blocked",
+        /// Invite-only: no valid invitation in the password.
+        Invitation => "invitation",
+    }
 }
 
 impl Refusal {
@@ -68,18 +73,11 @@ impl Refusal {
     }
 }
 
-/// `kind` values in [`LookupKind`] order.
-pub const LOOKUP_KINDS: &[&str] = names::LOOKUP_KINDS;
-/// `result` values in [`LookupResult`] order.
-pub const LOOKUP_RESULTS: &[&str] = names::LOOKUP_RESULTS;
-/// `reason` values in [`Refusal`] order.
-pub const REFUSAL_REASONS: &[&str] = names::REFUSAL_REASONS;
-
 /// The counters of one doveauth.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Indexed `kind * LOOKUP_RESULTS.len() + result`.
-    lookups: Box<[Counter]>,
+    /// See [`LOOKUPS`]: rows [`LookupKind`], columns [`LookupResult`].
+    lookups: CounterGrid,
     /// See [`ACCOUNTS_CREATED`].
     pub created: Counter,
     refused: CounterVec,
@@ -90,11 +88,9 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            lookups: (0..LOOKUP_KINDS.len() * LOOKUP_RESULTS.len())
-                .map(|_| Counter::new())
-                .collect(),
+            lookups: CounterGrid::new("kind", LookupKind::VALUES, "result", LookupResult::VALUES),
             created: Counter::new(),
-            refused: CounterVec::new("reason", REFUSAL_REASONS),
+            refused: CounterVec::new("reason", Refusal::VALUES),
             hash_seconds: Histogram::new(LATENCY_BUCKETS),
         }
     }
@@ -103,47 +99,31 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts one lookup.
     pub fn lookup(&self, kind: LookupKind, result: LookupResult) {
-        if let Some(c) = self
-            .lookups
-            .get(kind as usize * LOOKUP_RESULTS.len() + result as usize)
-        {
-            c.inc();
-        }
+        self.lookups.inc(kind.index(), result.index());
     }
 
     /// How many lookups of `kind` ended as `result`.
     pub fn lookups(&self, kind: LookupKind, result: LookupResult) -> u64 {
-        self.lookups
-            .get(kind as usize * LOOKUP_RESULTS.len() + result as usize)
-            .map_or(0, Counter::get)
+        self.lookups.get(kind.index(), result.index())
     }
 
     /// Counts a refused creation.
     pub fn refused(&self, r: Refusal) {
-        self.refused.inc(r as usize);
+        self.refused.inc(r.index());
     }
 
     /// How many creations were refused for `r`.
     pub fn refusals(&self, r: Refusal) -> u64 {
-        self.refused.get(r as usize)
+        self.refused.get(r.index())
     }
 
     /// Writes every family.
     pub fn render(&self, enc: &mut Encoder) {
-        enc.family(
+        enc.counter_grid(
             LOOKUPS,
             "Lookups by kind (dict passdb, userdb, iterate; HTTP create) and result.",
-            Kind::Counter,
+            &self.lookups,
         );
-        for (k, kind) in LOOKUP_KINDS.iter().enumerate() {
-            for (r, result) in LOOKUP_RESULTS.iter().enumerate() {
-                let n = self
-                    .lookups
-                    .get(k * LOOKUP_RESULTS.len() + r)
-                    .map_or(0, Counter::get);
-                enc.sample(LOOKUPS, &[("kind", kind), ("result", result)], n as f64);
-            }
-        }
         enc.counter(
             ACCOUNTS_CREATED,
             "Accounts created by a first login.",
@@ -168,11 +148,11 @@ mod tests {
 
     #[test]
     fn label_lists_match_the_enums() {
-        assert_eq!(LOOKUP_KINDS.len(), LookupKind::Create as usize + 1);
-        assert_eq!(LOOKUP_RESULTS.len(), LookupResult::Failed as usize + 1);
-        assert_eq!(REFUSAL_REASONS.len(), Refusal::Invitation as usize + 1);
-        assert_eq!(LOOKUP_KINDS[LookupKind::Create as usize], "create");
-        assert_eq!(REFUSAL_REASONS[Refusal::RateCap as usize], "rate_cap");
+        assert_eq!(LookupKind::VALUES.len(), LookupKind::Create.index() + 1);
+        assert_eq!(LookupResult::VALUES.len(), LookupResult::Failed.index() + 1);
+        assert_eq!(Refusal::VALUES.len(), Refusal::Invitation.index() + 1);
+        assert_eq!(LookupKind::Create.label(), "create");
+        assert_eq!(Refusal::RateCap.label(), "rate_cap");
     }
 
     #[test]
@@ -196,7 +176,7 @@ mod tests {
         assert!(text.contains("chatmail_doveauth_accounts_created_total 0\n"));
         assert_eq!(
             text.matches("chatmail_doveauth_lookups_total{").count(),
-            LOOKUP_KINDS.len() * LOOKUP_RESULTS.len()
+            LookupKind::VALUES.len() * LookupResult::VALUES.len()
         );
     }
 }

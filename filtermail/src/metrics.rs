@@ -9,7 +9,9 @@
 use std::time::{Duration, Instant};
 
 use chatmaild::metrics::names::filtermail as names;
-use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, Kind, LATENCY_BUCKETS};
+use chatmaild::metrics::{
+    Counter, CounterGrid, CounterVec, Encoder, Gauge, Histogram, Kind, LATENCY_BUCKETS, labels,
+};
 
 use crate::reply::{FilterReply, Reply};
 use crate::smtp::Mode;
@@ -26,15 +28,16 @@ pub fn default_socket(mode: Option<Mode>) -> &'static str {
     }
 }
 
-/// What became of a message (the `verdict` label of [`MESSAGES`]), from the reply code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// 2xx: passed on to Postfix.
-    Accepted = 0,
-    /// 5xx: refused for good.
-    Rejected = 1,
-    /// 4xx: the sender retries.
-    Deferred = 2,
+labels! {
+    /// What became of a message (the `verdict` label of [`MESSAGES`]), from the reply code.
+    pub enum Verdict {
+        /// 2xx: passed on to Postfix.
+        Accepted => "accepted",
+        /// 5xx: refused for good.
+        Rejected => "rejected",
+        /// 4xx: the sender retries.
+        Deferred => "deferred",
+    }
 }
 
 impl Verdict {
@@ -47,55 +50,62 @@ impl Verdict {
     }
 }
 
-/// Why a message was not accepted (the `reason` label of [`MESSAGES`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// Accepted.
-    None = 0,
-    /// Cleartext the policy does not allow (`523 Encryption Needed`).
-    EncryptionNeeded,
-    /// Larger than `max_message_size`.
-    TooBig,
-    /// MAIL FROM or the From header not allowed (spoofing, not our user, unparsable).
-    InvalidFrom,
-    /// A recipient address refused.
-    InvalidRecipient,
-    /// More recipients than one transaction may have.
-    TooManyRecipients,
-    /// Incoming mail without a DKIM signature.
-    NoDkimSignature,
-    /// Incoming mail without a signature that verifies and aligns with From.
-    InvalidDkimSignature,
-    /// The DKIM key could not be fetched.
-    DkimTempfail,
-    /// Unparsable data: bare CR/LF, no header, not UTF-8 where DKIM needs it.
-    Malformed,
-    /// The sender is over its send rate.
-    RateLimited,
-    /// The messages in flight fill the memory budget.
-    OverBudget,
-    /// Postfix's reinjection port could not be reached.
-    ReinjectFailed,
-    /// An internal failure.
-    LocalError,
-    /// A request that broke the protocol (HTTP body cut off and the like).
-    Protocol,
-    /// Any other refusal, e.g. Postfix refusing the reinjection.
-    Other,
+labels! {
+    /// Why a message was not accepted (the `reason` label of [`MESSAGES`]).
+    pub enum Reason {
+        /// Accepted.
+        None => "none",
+        /// Cleartext the policy does not allow (`523 Encryption Needed`).
+        EncryptionNeeded => "encryption_needed",
+        /// Larger than `max_message_size`.
+        TooBig => "too_big",
+        /// MAIL FROM or the From header not allowed (spoofing, not our user, unparsable).
+        InvalidFrom => "invalid_from",
+        /// A recipient address refused.
+        InvalidRecipient => "invalid_recipient",
+        /// More recipients than one transaction may have.
+        TooManyRecipients => "too_many_recipients",
+        /// Incoming mail without a DKIM signature.
+        NoDkimSignature => "no_dkim_signature",
+        /// Incoming mail without a signature that verifies and aligns with From.
+        InvalidDkimSignature => "invalid_dkim_signature",
+        /// The DKIM key could not be fetched.
+        DkimTempfail => "dkim_tempfail",
+        /// Unparsable data: bare CR/LF, no header, not UTF-8 where DKIM needs it.
+        Malformed => "malformed",
+        /// The sender is over its send rate.
+        RateLimited => "rate_limited",
+        /// The messages in flight fill the memory budget.
+        OverBudget => "over_budget",
+        /// Postfix's reinjection port could not be reached.
+        ReinjectFailed => "reinject_failed",
+        /// An internal failure.
+        LocalError => "local_error",
+        /// A request that broke the protocol (HTTP body cut off and the like).
+        Protocol => "protocol",
+        /// Any other refusal, e.g. Postfix refusing the reinjection.
+        Other => "other",
+    }
 }
 
-/// `reason` values in [`Reason`] order.
-pub const REASONS: &[&str] = names::REASONS;
-/// `verdict` values in [`Verdict`] order.
-pub const VERDICTS: &[&str] = names::VERDICTS;
-/// `result` values of [`DKIM`] in [`DkimResult`] order.
-pub const DKIM_RESULTS: &[&str] = names::DKIM_RESULTS;
+labels! {
+    /// The filter a figure is from (the `direction` label of [`MESSAGES`], [`BYTES`],
+    /// [`SESSIONS`] and [`MESSAGE_SECONDS`]).
+    pub enum Direction {
+        /// The outgoing filter (mail of our users).
+        Outgoing => "outgoing",
+        /// The incoming filter (mail from other servers).
+        Incoming => "incoming",
+    }
+}
 
-/// The `direction` label of `mode` (a value of `names::filtermail::DIRECTIONS`).
-fn direction(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Outgoing => "outgoing",
-        Mode::Incoming => "incoming",
+impl Direction {
+    /// The direction of the filter of `mode`.
+    pub fn of(mode: Mode) -> Direction {
+        match mode {
+            Mode::Outgoing => Direction::Outgoing,
+            Mode::Incoming => Direction::Incoming,
+        }
     }
 }
 
@@ -109,9 +119,9 @@ fn usual_verdict(r: usize) -> Verdict {
         Reason::ReinjectFailed,
         Reason::LocalError,
     ];
-    if r == Reason::None as usize {
+    if r == Reason::None.index() {
         Verdict::Accepted
-    } else if DEFERRED.iter().any(|d| *d as usize == r) {
+    } else if DEFERRED.iter().any(|d| d.index() == r) {
         Verdict::Deferred
     } else {
         Verdict::Rejected
@@ -168,17 +178,18 @@ impl Reason {
     }
 }
 
-/// The outcome of a DKIM verification (the `result` label of [`DKIM`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DkimResult {
-    /// A signature verified and aligned with From.
-    Pass = 0,
-    /// Signatures, none valid (or the message could not be checked).
-    Fail = 1,
-    /// No signature.
-    None = 2,
-    /// The key could not be fetched in time.
-    Temperror = 3,
+labels! {
+    /// The outcome of a DKIM verification (the `result` label of [`DKIM`]).
+    pub enum DkimResult {
+        /// A signature verified and aligned with From.
+        Pass => "pass",
+        /// Signatures, none valid (or the message could not be checked).
+        Fail => "fail",
+        /// No signature.
+        None => "none",
+        /// The key could not be fetched in time.
+        Temperror => "temperror",
+    }
 }
 
 /// The counters of one filter process.
@@ -186,8 +197,8 @@ pub enum DkimResult {
 pub struct Metrics {
     mode: Mode,
     direction: &'static str,
-    /// Indexed `verdict * REASONS.len() + reason`.
-    messages: Box<[Counter]>,
+    /// See [`MESSAGES`]: rows [`Verdict`], columns [`Reason`].
+    messages: CounterGrid,
     dkim: CounterVec,
     rate_limited: Counter,
     bytes: Counter,
@@ -200,11 +211,9 @@ impl Metrics {
     pub fn new(mode: Mode) -> Metrics {
         Metrics {
             mode,
-            direction: direction(mode),
-            messages: (0..VERDICTS.len() * REASONS.len())
-                .map(|_| Counter::new())
-                .collect(),
-            dkim: CounterVec::new("result", DKIM_RESULTS),
+            direction: Direction::of(mode).label(),
+            messages: CounterGrid::new("verdict", Verdict::VALUES, "reason", Reason::VALUES),
+            dkim: CounterVec::new("result", DkimResult::VALUES),
             rate_limited: Counter::new(),
             bytes: Counter::new(),
             sessions: Gauge::new(),
@@ -222,12 +231,7 @@ impl Metrics {
         if reason == Reason::RateLimited {
             self.rate_limited.inc();
         }
-        if let Some(c) = self
-            .messages
-            .get(verdict as usize * REASONS.len() + reason as usize)
-        {
-            c.inc();
-        }
+        self.messages.inc(verdict.index(), reason.index());
     }
 
     /// Counts a reply to MAIL or RCPT that refuses the message or a recipient (the sender
@@ -267,7 +271,7 @@ impl Metrics {
             Err(reply) if reply.code() / 100 == 4 => DkimResult::Temperror,
             Err(_) => DkimResult::Fail,
         };
-        self.dkim.inc(r as usize);
+        self.dkim.inc(r.index());
     }
 
     /// Counts the bytes of a message Postfix took back (`reply` is its answer).
@@ -290,14 +294,12 @@ impl Metrics {
 
     /// How many messages ended as `verdict` for `reason`.
     pub fn messages(&self, verdict: Verdict, reason: Reason) -> u64 {
-        self.messages
-            .get(verdict as usize * REASONS.len() + reason as usize)
-            .map_or(0, Counter::get)
+        self.messages.get(verdict.index(), reason.index())
     }
 
     /// How many DKIM verifications ended as `r`.
     pub fn dkim_results(&self, r: DkimResult) -> u64 {
-        self.dkim.get(r as usize)
+        self.dkim.get(r.index())
     }
 
     /// Bytes of accepted messages.
@@ -319,21 +321,9 @@ impl Metrics {
              a recipient refused at RCPT counts as one.",
             Kind::Counter,
         );
-        for (v, verdict) in VERDICTS.iter().enumerate() {
-            for (r, reason) in REASONS.iter().enumerate() {
-                let n = self
-                    .messages
-                    .get(v * REASONS.len() + r)
-                    .map_or(0, Counter::get);
-                if n > 0 || usual_verdict(r) as usize == v {
-                    enc.sample(
-                        MESSAGES,
-                        &[dir, ("verdict", verdict), ("reason", reason)],
-                        n as f64,
-                    );
-                }
-            }
-        }
+        enc.counter_grid_samples(MESSAGES, &[dir], &self.messages, |v, r, n| {
+            n > 0 || usual_verdict(r).index() == v
+        });
         if self.mode == Mode::Incoming {
             enc.counter_vec(
                 DKIM,
@@ -402,16 +392,14 @@ mod tests {
 
     #[test]
     fn lists_match_the_enums() {
-        assert_eq!(REASONS.len(), Reason::Other as usize + 1);
-        assert_eq!(REASONS[Reason::RateLimited as usize], "rate_limited");
-        assert_eq!(REASONS[Reason::Other as usize], "other");
-        assert_eq!(VERDICTS.len(), Verdict::Deferred as usize + 1);
-        assert_eq!(DKIM_RESULTS.len(), DkimResult::Temperror as usize + 1);
-        assert_eq!(DKIM_RESULTS[DkimResult::Temperror as usize], "temperror");
-        assert_eq!(
-            names::DIRECTIONS,
-            [direction(Mode::Outgoing), direction(Mode::Incoming)]
-        );
+        assert_eq!(Reason::VALUES.len(), Reason::Other.index() + 1);
+        assert_eq!(Reason::RateLimited.label(), "rate_limited");
+        assert_eq!(Reason::Other.label(), "other");
+        assert_eq!(Verdict::VALUES, ["accepted", "rejected", "deferred"]);
+        assert_eq!(DkimResult::VALUES.len(), DkimResult::Temperror.index() + 1);
+        assert_eq!(DkimResult::Temperror.label(), "temperror");
+        assert_eq!(Direction::of(Mode::Outgoing).label(), "outgoing");
+        assert_eq!(Direction::of(Mode::Incoming).label(), "incoming");
     }
 
     #[test]
@@ -471,7 +459,7 @@ mod tests {
             assert_eq!(Verdict::of(&reply), verdict, "{reply}");
             assert_eq!(Reason::of(&reply), reason, "{reply}");
             if reason != Reason::Other {
-                assert_eq!(usual_verdict(reason as usize), verdict, "{reply}");
+                assert_eq!(usual_verdict(reason.index()), verdict, "{reply}");
             }
         }
         assert_eq!(
@@ -486,7 +474,10 @@ mod tests {
         m.command(&Reply::OK);
         m.command(&Reply::UNKNOWN_COMMAND);
         m.command(&Reply::NEED_MAIL);
-        assert_eq!(m.messages.iter().map(Counter::get).sum::<u64>(), 0);
+        let all = (0..Verdict::VALUES.len())
+            .flat_map(|v| (0..Reason::VALUES.len()).map(move |r| (v, r)))
+            .map(|(v, r)| m.messages.get(v, r));
+        assert_eq!(all.sum::<u64>(), 0);
         m.command(&Reply::rate_limited("a@b", 1));
         assert_eq!(m.messages(Verdict::Deferred, Reason::RateLimited), 1);
         assert_eq!(m.rate_limited.get(), 1);

@@ -9,28 +9,26 @@
 use std::sync::Arc;
 
 use chatmaild::dict::{DictHandler, Lookup};
-use chatmaild::metrics::{CounterVec, Encoder};
+use chatmaild::metrics::{CounterVec, Encoder, labels};
 use chatmaild::{Config, User};
 use tracing::{debug, error, warn};
 
 /// Name of the counter of login updates, by [`Update`].
 pub const UPDATES_METRIC: &str = chatmaild::metrics::names::lastlogin::UPDATES;
 
-/// What became of one login report (the `result` label of [`UPDATES_METRIC`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Update {
-    /// The mtime was set to a new day.
-    Written = 0,
-    /// Nothing to write: already that day, or no such account.
-    Skipped = 1,
-    /// Not a last-login key, not a unix time, or not an address of this relay.
-    Invalid = 2,
-    /// The password file could not be updated.
-    Error = 3,
+labels! {
+    /// What became of one login report (the `result` label of [`UPDATES_METRIC`]).
+    pub enum Update {
+        /// The mtime was set to a new day.
+        Written => "written",
+        /// Nothing to write: already that day, or no such account.
+        Skipped => "skipped",
+        /// Not a last-login key, not a unix time, or not an address of this relay.
+        Invalid => "invalid",
+        /// The password file could not be updated.
+        Error => "error",
+    }
 }
-
-/// The `result` label values, in [`Update`] order.
-pub const UPDATE_RESULTS: &[&str] = &["written", "skipped", "invalid", "error"];
 
 /// The lastlogin handler.
 #[derive(Debug, Clone)]
@@ -44,17 +42,17 @@ impl LastLoginHandler {
     pub fn new(config: Arc<Config>) -> Self {
         LastLoginHandler {
             config,
-            updates: Arc::new(CounterVec::new("result", UPDATE_RESULTS)),
+            updates: Arc::new(CounterVec::new("result", Update::VALUES)),
         }
     }
 
     fn count(&self, u: Update) {
-        self.updates.inc(u as usize);
+        self.updates.inc(u.index());
     }
 
     /// How many reports ended as `u`.
     pub fn updates(&self, u: Update) -> u64 {
-        self.updates.get(u as usize)
+        self.updates.get(u.index())
     }
 }
 

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use chatmaild::Config;
-use chatmaild::cli::{Command, UsageError, parse_int, resolve_long};
+use chatmaild::cli::{
+    Command, parse_int, resolve_long, textfile_path, tool_main, usage, write_report,
+};
 use chatmaild::clock;
-use chatmaild::fs::{Durability, write_atomic_mode};
 use chatmaild::maildir::parallel::{default_threads, progress_wanted, run_ordered};
 use chatmaild::maildir::scan::{Listing, Scan, ScanOptions, list_mailboxes, scan_mailbox};
 
@@ -62,7 +63,6 @@ const LONGS: &[&str] = &[
 /// Parses the arguments (without the program name).
 pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command<ReportArgs>, Error> {
     use lexopt::Arg;
-    let usage = |e: lexopt::Error| Error::Usage(UsageError::from(e));
     let mut parser = lexopt::Parser::from_args(args);
     let mut out = ReportArgs {
         ini: PathBuf::from(chatmaild::config::DEFAULT_INI),
@@ -122,24 +122,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command<Re
 
 /// The whole program after argv.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let args = match parse_args(args) {
-        Ok(Command::Run(args)) => args,
-        Ok(Command::Help) => {
-            let _ = writeln!(std::io::stdout().lock(), "{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{USAGE}\nchatmail-fsreport: error: {e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
-    match run(&args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("chatmail-fsreport: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+    tool_main("chatmail-fsreport", USAGE, parse_args(args), run)
 }
 
 /// What a scan of all mailboxes found.
@@ -214,12 +197,7 @@ fn run(args: &ReportArgs) -> Result<ExitCode, Error> {
     )?;
     let report = &collected.report;
     if let Some(path) = &args.textfile {
-        let path = if path.is_dir() {
-            path.join(TEXTFILE_NAME)
-        } else {
-            path.clone()
-        };
-        write_report(&path, &report.textfile())?;
+        write_report(&textfile_path(path, TEXTFILE_NAME), &report.textfile())?;
     }
     if let Some(path) = &args.legacy_metrics {
         write_report(path, &report.legacy())?;
@@ -243,12 +221,6 @@ fn run(args: &ReportArgs) -> Result<ExitCode, Error> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes a report file atomically with mode 0644: node-exporter reads it as another user
-/// and must never see half a file.
-fn write_report(path: &Path, text: &str) -> Result<(), Error> {
-    write_atomic_mode(path, text.as_bytes(), Durability::Rename, Some(0o644)).map_err(Error::Write)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod error;
 pub mod report;
 
-pub use error::Error;
+/// What stops a run as a whole; the error type of every report tool's command line.
+pub use chatmaild::cli::RunError as Error;

@@ -5,7 +5,7 @@
 //! [`chatmaild::metrics::spawn_publisher`] and [`TransportMetrics::render`].
 
 use chatmaild::metrics::names::transport as names;
-use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, REQUEST_BUCKETS};
+use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, REQUEST_BUCKETS, labels};
 
 /// Batches delivered, by `path` ([`Path`]).
 pub const DELIVERED: &str = names::DELIVERED;
@@ -18,47 +18,35 @@ pub const DURATION: &str = names::DURATION;
 /// Batches being delivered now.
 pub const IN_FLIGHT: &str = names::IN_FLIGHT;
 
-/// How a batch was delivered (the `path` label of [`DELIVERED`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
-    /// The peer's HTTPS `/mxdeliv`.
-    Https = 0,
-    /// SMTP with STARTTLS.
-    Smtp = 1,
+labels! {
+    /// How a batch was delivered (the `path` label of [`DELIVERED`]).
+    pub enum Path {
+        /// The peer's HTTPS `/mxdeliv`.
+        Https => "https",
+        /// SMTP with STARTTLS.
+        Smtp => "smtp",
+    }
 }
 
-/// `path` label values in [`Path`] order.
-pub const PATHS: &[&str] = &["https", "smtp"];
-
-/// Why a batch was not delivered (the `class` label of [`FAILURES`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureClass {
-    /// The MX lookup failed temporarily.
-    DnsTempfail = 0,
-    /// The domain does not exist.
-    NoSuchDomain = 1,
-    /// The domain publishes a null MX: it takes no mail.
-    NullMx = 2,
-    /// The peer refused the message with a 4xx reply.
-    RejectedTemporary = 3,
-    /// The peer refused the message with a 5xx reply.
-    RejectedPermanent = 4,
-    /// No MX host could be reached (connection, TLS, address lookup).
-    Unreachable = 5,
-    /// The whole delivery took longer than its deadline.
-    Timeout = 6,
+labels! {
+    /// Why a batch was not delivered (the `class` label of [`FAILURES`]).
+    pub enum FailureClass {
+        /// The MX lookup failed temporarily.
+        DnsTempfail => "dns_tempfail",
+        /// The domain does not exist.
+        NoSuchDomain => "no_such_domain",
+        /// The domain publishes a null MX: it takes no mail.
+        NullMx => "null_mx",
+        /// The peer refused the message with a 4xx reply.
+        RejectedTemporary => "rejected_temporary",
+        /// The peer refused the message with a 5xx reply.
+        RejectedPermanent => "rejected_permanent",
+        /// No MX host could be reached (connection, TLS, address lookup).
+        Unreachable => "unreachable",
+        /// The whole delivery took longer than its deadline.
+        Timeout => "timeout",
+    }
 }
-
-/// `class` label values in [`FailureClass`] order.
-pub const FAILURE_CLASSES: &[&str] = &[
-    "dns_tempfail",
-    "no_such_domain",
-    "null_mx",
-    "rejected_temporary",
-    "rejected_permanent",
-    "unreachable",
-    "timeout",
-];
 
 /// The transport's counters.
 #[derive(Debug)]
@@ -76,8 +64,8 @@ pub struct TransportMetrics {
 impl Default for TransportMetrics {
     fn default() -> Self {
         TransportMetrics {
-            delivered: CounterVec::new("path", PATHS),
-            failures: CounterVec::new("class", FAILURE_CLASSES),
+            delivered: CounterVec::new("path", Path::VALUES),
+            failures: CounterVec::new("class", FailureClass::VALUES),
             https_fallbacks: Counter::new(),
             duration: Histogram::new(REQUEST_BUCKETS),
             in_flight: Gauge::new(),
@@ -88,22 +76,22 @@ impl Default for TransportMetrics {
 impl TransportMetrics {
     /// Counts a delivered batch.
     pub fn delivered(&self, p: Path) {
-        self.delivered.inc(p as usize);
+        self.delivered.inc(p.index());
     }
 
     /// Counts a failed batch.
     pub fn failed(&self, c: FailureClass) {
-        self.failures.inc(c as usize);
+        self.failures.inc(c.index());
     }
 
     /// Batches delivered over `p`.
     pub fn delivered_count(&self, p: Path) -> u64 {
-        self.delivered.get(p as usize)
+        self.delivered.get(p.index())
     }
 
     /// Batches failed as `c`.
     pub fn failure_count(&self, c: FailureClass) -> u64 {
-        self.failures.get(c as usize)
+        self.failures.get(c.index())
     }
 
     /// Writes every family.

@@ -1,6 +1,7 @@
-//! The name of every metric family the relay serves, with the label values of the
-//! families with fixed label lists, so the dashboard test and the services share one
-//! list. A service that counts names its families from here.
+//! The name of every metric family the relay serves, so the dashboard test and the
+//! services share one list. A service that counts names its families from here; the values
+//! of a fixed label list live with the enum that indexes its counters (see
+//! [`labels!`](super::labels)).
 
 /// Services read by `chatmail-exporter` (`chatmail_service_up{service}`).
 pub const SERVICE_UP: &str = "chatmail_service_up";
@@ -47,29 +48,14 @@ pub mod transport {
 
 /// doveauth (dict service and HTTP `/create`).
 pub mod doveauth {
-    /// Lookups by `kind` ([`LOOKUP_KINDS`]) and `result` ([`LOOKUP_RESULTS`]).
+    /// Lookups by `kind` (the dict requests, and HTTP `/create`) and `result`.
     pub const LOOKUPS: &str = "chatmail_doveauth_lookups_total";
-    /// `kind` values of [`LOOKUPS`]: the dict requests, and HTTP `/create`.
-    pub const LOOKUP_KINDS: &[&str] = &["passdb", "userdb", "iterate", "create"];
-    /// `result` values of [`LOOKUPS`].
-    pub const LOOKUP_RESULTS: &[&str] = &["found", "not_found", "failed"];
     /// Accounts created.
     pub const ACCOUNTS_CREATED: &str = "chatmail_doveauth_accounts_created_total";
-    /// Creations refused by `reason` ([`REFUSAL_REASONS`]).
+    /// Creations refused by `reason`: `/etc/chatmail-nocreate`; load, memory or disk
+    /// limits; a name outside the rules; a password too short; the creation rate cap; a
+    /// tombstoned address; a blocked address; invite-only without a valid invitation.
     pub const CREATIONS_REFUSED: &str = "chatmail_doveauth_creations_refused_total";
-    /// `reason` values of [`CREATIONS_REFUSED`]: `/etc/chatmail-nocreate`; load, memory or
-    /// disk limits; a name outside the rules; a password too short; the creation rate cap;
-    /// a tombstoned address; a blocked address; invite-only without a valid invitation.
-    pub const REFUSAL_REASONS: &[&str] = &[
-        "nocreate",
-        "limits",
-        "invalid_name",
-        "invalid_password",
-        "rate_cap",
-        "tombstoned",
-        "blocked",
-        "invitation",
-    ];
     /// Histogram (`LATENCY_BUCKETS`): time to hash or verify one password.
     pub const HASH_SECONDS: &str = "chatmail_doveauth_password_hash_duration_seconds";
 }
@@ -77,36 +63,11 @@ pub mod doveauth {
 /// filtermail's `outgoing` and `incoming` modes (one process each, each serving only its
 /// own `direction`).
 pub mod filtermail {
-    /// Messages by `direction` ([`DIRECTIONS`]), `verdict` ([`VERDICTS`]) and `reason`
-    /// ([`REASONS`]; `none` for accepted mail).
+    /// Messages by `direction`, `verdict` (accepted, i.e. reinjected; rejected, 5xx;
+    /// deferred, 4xx) and `reason` (one per refusal of the filter; `none` for accepted mail).
     pub const MESSAGES: &str = "chatmail_filtermail_messages_total";
-    /// `direction` values.
-    pub const DIRECTIONS: &[&str] = &["outgoing", "incoming"];
-    /// `verdict` values: accepted (reinjected), rejected (5xx), deferred (4xx).
-    pub const VERDICTS: &[&str] = &["accepted", "rejected", "deferred"];
-    /// `reason` values, one per refusal of the filter.
-    pub const REASONS: &[&str] = &[
-        "none",
-        "encryption_needed",
-        "too_big",
-        "invalid_from",
-        "invalid_recipient",
-        "too_many_recipients",
-        "no_dkim_signature",
-        "invalid_dkim_signature",
-        "dkim_tempfail",
-        "malformed",
-        "rate_limited",
-        "over_budget",
-        "reinject_failed",
-        "local_error",
-        "protocol",
-        "other",
-    ];
-    /// DKIM verifications of incoming mail by `result` ([`DKIM_RESULTS`]).
+    /// DKIM verifications of incoming mail by `result`.
     pub const DKIM: &str = "chatmail_filtermail_dkim_results_total";
-    /// `result` values of [`DKIM`].
-    pub const DKIM_RESULTS: &[&str] = &["pass", "fail", "none", "temperror"];
     /// Outgoing messages refused because their sender was over its rate.
     pub const RATE_LIMITED: &str = "chatmail_filtermail_rate_limited_total";
     /// Bytes of messages accepted, by `direction`.
