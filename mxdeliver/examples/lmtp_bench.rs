@@ -47,7 +47,7 @@ async fn main() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         (
-            free_port("127.0.0.1").await,
+            free_port(),
             port,
             None,
             Some(https_server(l, tls, 200).await),
@@ -63,7 +63,7 @@ async fn main() {
             },
         )
         .await;
-        (port, free_port("127.0.0.1").await, Some(mb), None)
+        (port, free_port(), Some(mb), None)
     };
     let ca_path =
         std::env::temp_dir().join(format!("mxdeliver-bench-ca-{}.der", std::process::id()));

@@ -182,12 +182,11 @@ async fn postfix_delivers_bounces_and_defers() {
         },
     )
     .await;
-    let (lmtp, _stop) =
-        start_transport(options(dns, &ca, smtp_port, free_port("127.0.0.1").await)).await;
+    let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, free_port())).await;
 
     let dir = std::env::temp_dir().join(format!("mxdeliver-postfix-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let smtpd_port = free_port("127.0.0.1").await;
+    let smtpd_port = free_port();
     let postfix = Postfix::start(&dir, smtpd_port, lmtp.port());
     // Postfix's master opens its listeners asynchronously after `postfix start` returns.
     let deadline = Instant::now() + Duration::from_secs(30);

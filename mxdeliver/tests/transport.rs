@@ -27,7 +27,7 @@ async fn https_success() {
     let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let https_port = https.local_addr().unwrap().port();
     let posted = https_server(https, ca.server_config(&["mx.a.test"]), 200).await;
-    let smtp_port = free_port("127.0.0.1").await;
+    let smtp_port = free_port();
     let opts = options(dns, &ca, smtp_port, https_port);
     let metrics = opts.metrics.clone();
     let (lmtp, _stop) = start_transport(opts).await;
@@ -170,7 +170,7 @@ async fn https_down_falls_back_to_smtp_with_starttls() {
         reject_prefix: "reject",
     };
     let mailbox = smtp_server(smtp, behaviour).await;
-    let https_port = free_port("127.0.0.1").await; // nothing listens there
+    let https_port = free_port(); // nothing listens there
     let opts = options(dns, &ca, smtp_port, https_port);
     let metrics = opts.metrics.clone();
     let (lmtp, _stop) = start_transport(opts).await;
@@ -214,7 +214,7 @@ async fn smtp_without_starttls_is_temporary_failure() {
         },
     )
     .await;
-    let https_port = free_port("127.0.0.1").await;
+    let https_port = free_port();
     let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, https_port)).await;
 
     let replies = Lmtp::connect(lmtp)
@@ -277,7 +277,7 @@ async fn remote_rejection_on_one_domain_while_another_succeeds() {
         reject_prefix: "reject",
     };
     let mailbox = smtp_server(smtp, behaviour).await;
-    let https_port = free_port("127.0.0.1").await;
+    let https_port = free_port();
     let opts = options(dns, &ca, smtp_port, https_port);
     let metrics = opts.metrics.clone();
     let (lmtp, _stop) = start_transport(opts).await;
@@ -348,13 +348,7 @@ fn c_stream(c: &mut Lmtp) -> &mut tokio::net::TcpStream {
 async fn dns_timeout_is_temporary() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let (lmtp, _stop) = start_transport(options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    ))
-    .await;
+    let (lmtp, _stop) = start_transport(options(dns, &ca, free_port(), free_port())).await;
     let replies = Lmtp::connect(lmtp)
         .await
         .send("a@relay.test", &["x@slow.test"], MESSAGE)
@@ -374,7 +368,7 @@ async fn busy_destination_gets_421() {
     let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let https_port = https.local_addr().unwrap().port();
     let _posted = https_server(https, ca.server_config(&["mx.a.test", "mx.b.test"]), 200).await;
-    let mut opts = options(dns, &ca, free_port("127.0.0.1").await, https_port);
+    let mut opts = options(dns, &ca, free_port(), https_port);
     opts.per_destination = 1;
     let (lmtp, _stop) = start_transport(opts).await;
 
@@ -408,13 +402,7 @@ async fn busy_destination_gets_421() {
 async fn lmtp_dialogue_errors() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let (lmtp, stop) = start_transport(options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    ))
-    .await;
+    let (lmtp, stop) = start_transport(options(dns, &ca, free_port(), free_port())).await;
     let mut c = Lmtp::connect(lmtp).await;
     assert_eq!(c.cmd("DATA").await, "503 Need MAIL and RCPT commands");
     assert_eq!(c.cmd("RCPT TO:<x@a.test>").await, "503 Need MAIL command");
@@ -449,8 +437,7 @@ async fn literal_and_underscore_domains_accept_untrusted_certificates() {
         reject_prefix: "reject",
     };
     let mailbox = smtp_server(smtp, behaviour).await;
-    let (lmtp, _stop) =
-        start_transport(options(dns, &ca, smtp_port, free_port("127.0.0.1").await)).await;
+    let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, free_port())).await;
 
     let replies = Lmtp::connect(lmtp)
         .await
@@ -553,8 +540,7 @@ async fn next_mx_and_parallel_ipv4_ipv6_connects() {
         },
     )
     .await;
-    let (lmtp, _stop) =
-        start_transport(options(dns, &ca, smtp_port, free_port("127.0.0.1").await)).await;
+    let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, free_port())).await;
 
     let replies = Lmtp::connect(lmtp)
         .await
@@ -568,13 +554,7 @@ async fn next_mx_and_parallel_ipv4_ipv6_connects() {
 async fn all_hosts_down_is_421_with_last_host() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let (lmtp, _stop) = start_transport(options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    ))
-    .await;
+    let (lmtp, _stop) = start_transport(options(dns, &ca, free_port(), free_port())).await;
     let replies = Lmtp::connect(lmtp)
         .await
         .send("a@relay.test", &["x@b.test"], MESSAGE)
@@ -592,12 +572,7 @@ async fn all_hosts_down_is_421_with_last_host() {
 async fn oversized_and_malformed_data_are_refused_per_recipient() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let opts = options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    );
+    let opts = options(dns, &ca, free_port(), free_port());
     let (lmtp, _stop) = start_transport_with("max_message_size = 1000\n", opts).await;
     let mut c = Lmtp::connect(lmtp).await;
     let big = format!("Subject: x\r\n\r\n{}\r\n", "y".repeat(2000));
@@ -623,12 +598,7 @@ async fn hostile_lmtp_input_gets_replies_or_a_clean_close() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let opts = options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    );
+    let opts = options(dns, &ca, free_port(), free_port());
     let (lmtp, _stop) = start_transport(opts).await;
 
     let mut c = Lmtp::connect(lmtp).await;
@@ -673,12 +643,7 @@ async fn hostile_lmtp_input_gets_replies_or_a_clean_close() {
 async fn shutdown_closes_idle_sessions_and_returns() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let opts = options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    );
+    let opts = options(dns, &ca, free_port(), free_port());
     let config = chatmaild::Config::parse("[params]\nmail_domain = relay.test\n").unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
