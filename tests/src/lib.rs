@@ -12,6 +12,7 @@
 #[cfg(feature = "dns")]
 pub mod dns;
 pub mod dovecot;
+pub mod dovecot_conf;
 pub mod imap;
 pub mod process;
 pub mod relay_dovecot;
