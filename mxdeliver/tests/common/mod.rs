@@ -74,22 +74,22 @@ pub use chatmail_tests::dns::{Zone, start as dns_server};
 pub use chatmail_smtp::testing::Received;
 use chatmail_smtp::testing::{FakeServer, Script, Transcript};
 
-#[derive(Clone)]
-pub struct SmtpBehaviour {
-    /// Offer STARTTLS with this configuration.
-    pub tls: Option<Arc<ServerConfig>>,
-    /// Recipients starting with this prefix get `550 5.1.1 No such user`.
-    pub reject_prefix: &'static str,
-}
-
 pub type Mailbox = Arc<Mutex<Vec<Received>>>;
 
-/// The scripted fake MX on `listener`.
-pub async fn smtp_server(listener: TcpListener, behaviour: SmtpBehaviour) -> Mailbox {
+/// The scripted fake MX on `listener`, offering STARTTLS with `tls` (none: no STARTTLS);
+/// recipients starting with `reject` get `550 5.1.1 No such user`.
+pub async fn smtp_server(listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> Mailbox {
     let mut script = Script::mx();
-    script.tls = behaviour.tls;
-    script.refuse_rcpt = Some((behaviour.reject_prefix, "550 5.1.1 No such user"));
+    script.tls = tls;
+    script.refuse_rcpt = Some(("reject", "550 5.1.1 No such user"));
     FakeServer::serve(listener, script).received
+}
+
+/// [`smtp_server`] on a new port of 127.0.0.1: (port, mailbox).
+pub async fn smtp_mx(tls: Option<Arc<ServerConfig>>) -> (u16, Mailbox) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (port, smtp_server(listener, tls).await)
 }
 
 // ---------- HTTPS /mxdeliv ----------
@@ -113,11 +113,7 @@ pub struct Answer {
 
 /// A `/mxdeliv` server answering like chatmail filtermail: 200 `250 OK`, or for any other
 /// status its refusal text.
-pub async fn https_server(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    status: u16,
-) -> Arc<Mutex<Vec<Posted>>> {
+pub async fn https_server(listener: TcpListener, tls: Arc<ServerConfig>, status: u16) -> Requests {
     let body = if status == 200 {
         "250 OK"
     } else {
@@ -135,12 +131,28 @@ pub async fn https_server(
     .await
 }
 
+pub type Requests = Arc<Mutex<Vec<Posted>>>;
+
+/// [`https_server`] on a new port of 127.0.0.1: (port, requests).
+pub async fn https_mx(tls: Arc<ServerConfig>, status: u16) -> (u16, Requests) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (port, https_server(listener, tls, status).await)
+}
+
+/// [`https_server_answering`] on a new port of 127.0.0.1: (port, requests).
+pub async fn https_mx_answering(tls: Arc<ServerConfig>, answer: Answer) -> (u16, Requests) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (port, https_server_answering(listener, tls, answer).await)
+}
+
 /// A `/mxdeliv` server giving `answer` to every request.
 pub async fn https_server_answering(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     answer: Answer,
-) -> Arc<Mutex<Vec<Posted>>> {
+) -> Requests {
     let posted = Arc::new(Mutex::new(Vec::new()));
     let p = posted.clone();
     tokio::spawn(async move {
@@ -267,6 +279,15 @@ impl Lmtp {
     pub async fn cmd(&mut self, line: &str) -> String {
         self.t.send(format!("{line}\r\n").as_bytes()).await;
         self.reply().await
+    }
+
+    /// One transaction of [`MESSAGE`] from `a@relay.test` on a new connection to `addr`;
+    /// returns the replies after the final dot.
+    pub async fn deliver(addr: SocketAddr, rcpts: &[&str]) -> Vec<String> {
+        Lmtp::connect(addr)
+            .await
+            .send("a@relay.test", rcpts, MESSAGE)
+            .await
     }
 
     /// A whole transaction; returns the replies after the final dot (one per accepted RCPT).
