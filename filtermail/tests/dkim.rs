@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use base64::Engine;
-use common::dns::{self, Answer};
+use chatmail_tests::dns::{self, Zone};
 use common::sink;
 use common::{Daemon, Eol, eml};
 use filtermail::dkim::DkimVerifier;
@@ -58,15 +57,11 @@ fn sign_headers(keys: &Keys, domain: &str, headers: &[&str], message: &[u8]) -> 
 }
 
 async fn dns_server(keys: &Keys) -> SocketAddr {
-    let mut table = HashMap::new();
-    for d in ["other.example", "mail.other.example"] {
-        table.insert(
-            format!("sel._domainkey.{d}"),
-            Answer::Txt(keys.record.clone()),
-        );
-    }
-    table.insert("sel._domainkey.broken.example".into(), Answer::ServFail);
-    dns::start(table).await
+    let zone = Zone::default()
+        .txt("sel._domainkey.other.example", &keys.record)
+        .txt("sel._domainkey.mail.other.example", &keys.record)
+        .servfail("sel._domainkey.broken.example");
+    dns::start(zone).await
 }
 
 fn message(from: &str) -> Vec<u8> {

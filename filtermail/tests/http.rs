@@ -15,6 +15,10 @@ use std::time::Duration;
 
 use common::sink;
 use common::{Daemon, Eol, eml};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -219,35 +223,48 @@ async fn http_1_0_works() {
     assert_eq!(sink.messages()[0].data, message());
 }
 
-#[tokio::test]
-async fn h2c_prior_knowledge_works() {
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Bytes;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-
-    let sink = sink::start("250 2.0.0 Ok").await;
-    let d = daemon(&sink, "");
-    let stream = TcpStream::connect(("127.0.0.1", d.http_port))
+/// An HTTP/2 client connection with prior knowledge to 127.0.0.1:`port`.
+async fn h2c(port: u16) -> SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
         .await
         .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
     tokio::spawn(conn);
+    sender
+}
+
+/// POSTs `body` with `headers` to `/mxdeliv` over `sender`: (version, status, body).
+async fn h2_post(
+    sender: &mut SendRequest<Full<Bytes>>,
+    port: u16,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (hyper::Version, u16, Vec<u8>) {
+    let mut req = hyper::Request::post(format!("http://127.0.0.1:{port}/mxdeliv"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body))).unwrap();
+    let resp = tokio::time::timeout(PATIENCE, sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let (version, status) = (resp.version(), resp.status().as_u16());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (version, status, body.to_vec())
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_works() {
+    let sink = sink::start("250 2.0.0 Ok").await;
+    let d = daemon(&sink, "");
+    let mut sender = h2c(d.http_port).await;
     for i in 0..2 {
-        let req = hyper::Request::post(format!("http://127.0.0.1:{}/mxdeliv", d.http_port))
-            .header("X-MAIL-FROM", FROM)
-            .header("X-MAIL-TO", TO)
-            .body(Full::new(Bytes::from(common::stuff(&message()))))
-            .unwrap();
-        let resp = tokio::time::timeout(PATIENCE, sender.send_request(req))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(resp.version(), hyper::Version::HTTP_2);
-        assert_eq!(resp.status(), 200, "request {i}");
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let headers = [("X-MAIL-FROM", FROM), ("X-MAIL-TO", TO)];
+        let body = common::stuff(&message());
+        let (version, status, body) = h2_post(&mut sender, d.http_port, &headers, body).await;
+        assert_eq!(version, hyper::Version::HTTP_2);
+        assert_eq!(status, 200, "request {i}");
         assert_eq!(&body[..], b"250 OK");
     }
     let got = sink.messages();
@@ -257,42 +274,26 @@ async fn h2c_prior_knowledge_works() {
 
 #[tokio::test]
 async fn h2c_oversized_body_gets_413() {
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Bytes;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-
     let sink = sink::start("250 2.0.0 Ok").await;
     let d = daemon(&sink, "max_message_size = 10000\n");
-    let stream = TcpStream::connect(("127.0.0.1", d.http_port))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c(d.http_port).await;
     // Just over the limit (the declared length alone does not rule it out), and far over.
     for size in [12_000, 1_000_000] {
-        let req = hyper::Request::post(format!("http://127.0.0.1:{}/mxdeliv", d.http_port))
-            .header("X-MAIL-TO", TO)
-            .body(Full::new(Bytes::from(vec![b'x'; size])))
-            .unwrap();
-        let resp = tokio::time::timeout(PATIENCE, sender.send_request(req))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(resp.status(), 413, "{size}");
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let (_, status, body) = h2_post(
+            &mut sender,
+            d.http_port,
+            &[("X-MAIL-TO", TO)],
+            vec![b'x'; size],
+        )
+        .await;
+        assert_eq!(status, 413, "{size}");
         assert_eq!(&body[..], b"552 Message exceeds maximum size");
     }
     // The connection is still usable.
-    let req = hyper::Request::post(format!("http://127.0.0.1:{}/mxdeliv", d.http_port))
-        .header("X-MAIL-FROM", FROM)
-        .header("X-MAIL-TO", TO)
-        .body(Full::new(Bytes::from(common::stuff(&message()))))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
+    let headers = [("X-MAIL-FROM", FROM), ("X-MAIL-TO", TO)];
+    let body = common::stuff(&message());
+    let (_, status, _) = h2_post(&mut sender, d.http_port, &headers, body).await;
+    assert_eq!(status, 200);
     assert_eq!(sink.messages().len(), 1);
 }
 

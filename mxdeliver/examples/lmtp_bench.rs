@@ -44,26 +44,11 @@ async fn main() {
     let dns = dns_server(zone).await;
     let tls = ca.server_config(&["mx.bench.test"]);
     let (smtp_port, https_port, mailbox, posted) = if mode == "https" {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
-        (
-            free_port("127.0.0.1").await,
-            port,
-            None,
-            Some(https_server(l, tls, 200).await),
-        )
+        let (port, posted) = https_mx(tls, 200).await;
+        (free_port(), port, None, Some(posted))
     } else {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
-        let mb = smtp_server(
-            l,
-            SmtpBehaviour {
-                tls: Some(tls),
-                reject_prefix: "reject",
-            },
-        )
-        .await;
-        (port, free_port("127.0.0.1").await, Some(mb), None)
+        let (port, mb) = smtp_mx(Some(tls)).await;
+        (port, free_port(), Some(mb), None)
     };
     let ca_path =
         std::env::temp_dir().join(format!("mxdeliver-bench-ca-{}.der", std::process::id()));

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use chatmail_smtp::testing::Transcript;
 use common::*;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 struct Postfix {
     dir: PathBuf,
@@ -171,23 +171,13 @@ async fn postfix_delivers_bounces_and_defers() {
         .addr("mx.b.test", "127.0.0.1")
         .addr("mx.down.test", "127.0.0.2");
     let dns = dns_server(zone).await;
-    let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smtp_port = smtp.local_addr().unwrap().port();
     let tls = ca.server_config(&["mx.a.test", "mx.b.test"]);
-    let mailbox = smtp_server(
-        smtp,
-        SmtpBehaviour {
-            tls: Some(tls),
-            reject_prefix: "reject",
-        },
-    )
-    .await;
-    let (lmtp, _stop) =
-        start_transport(options(dns, &ca, smtp_port, free_port("127.0.0.1").await)).await;
+    let (smtp_port, mailbox) = smtp_mx(Some(tls)).await;
+    let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, free_port())).await;
 
     let dir = std::env::temp_dir().join(format!("mxdeliver-postfix-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let smtpd_port = free_port("127.0.0.1").await;
+    let smtpd_port = free_port();
     let postfix = Postfix::start(&dir, smtpd_port, lmtp.port());
     // Postfix's master opens its listeners asynchronously after `postfix start` returns.
     let deadline = Instant::now() + Duration::from_secs(30);

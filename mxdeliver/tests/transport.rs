@@ -24,10 +24,8 @@ fn zone() -> Zone {
 async fn https_success() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let https_port = https.local_addr().unwrap().port();
-    let posted = https_server(https, ca.server_config(&["mx.a.test"]), 200).await;
-    let smtp_port = free_port("127.0.0.1").await;
+    let (https_port, posted) = https_mx(ca.server_config(&["mx.a.test"]), 200).await;
+    let smtp_port = free_port();
     let opts = options(dns, &ca, smtp_port, https_port);
     let metrics = opts.metrics.clone();
     let (lmtp, _stop) = start_transport(opts).await;
@@ -71,19 +69,8 @@ async fn https_success() {
 async fn deliver_against(answer: Answer) -> (Vec<String>, Vec<Posted>, Vec<Received>) {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smtp_port = smtp.local_addr().unwrap().port();
-    let mailbox = smtp_server(
-        smtp,
-        SmtpBehaviour {
-            tls: Some(ca.server_config(&["mx.a.test"])),
-            reject_prefix: "reject",
-        },
-    )
-    .await;
-    let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let https_port = https.local_addr().unwrap().port();
-    let posted = https_server_answering(https, ca.server_config(&["mx.a.test"]), answer).await;
+    let (smtp_port, mailbox) = smtp_mx(Some(ca.server_config(&["mx.a.test"]))).await;
+    let (https_port, posted) = https_mx_answering(ca.server_config(&["mx.a.test"]), answer).await;
     let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, https_port)).await;
     let mut c = Lmtp::connect(lmtp).await;
     let replies = c.send("a@relay.test", &["b@a.test"], MESSAGE).await;
@@ -163,14 +150,8 @@ async fn a_web_server_answering_200_to_every_post_is_not_a_delivery() {
 async fn https_down_falls_back_to_smtp_with_starttls() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smtp_port = smtp.local_addr().unwrap().port();
-    let behaviour = SmtpBehaviour {
-        tls: Some(ca.server_config(&["mx.a.test"])),
-        reject_prefix: "reject",
-    };
-    let mailbox = smtp_server(smtp, behaviour).await;
-    let https_port = free_port("127.0.0.1").await; // nothing listens there
+    let (smtp_port, mailbox) = smtp_mx(Some(ca.server_config(&["mx.a.test"]))).await;
+    let https_port = free_port(); // nothing listens there
     let opts = options(dns, &ca, smtp_port, https_port);
     let metrics = opts.metrics.clone();
     let (lmtp, _stop) = start_transport(opts).await;
@@ -204,23 +185,11 @@ async fn https_down_falls_back_to_smtp_with_starttls() {
 async fn smtp_without_starttls_is_temporary_failure() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smtp_port = smtp.local_addr().unwrap().port();
-    let mailbox = smtp_server(
-        smtp,
-        SmtpBehaviour {
-            tls: None,
-            reject_prefix: "reject",
-        },
-    )
-    .await;
-    let https_port = free_port("127.0.0.1").await;
+    let (smtp_port, mailbox) = smtp_mx(None).await;
+    let https_port = free_port();
     let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, https_port)).await;
 
-    let replies = Lmtp::connect(lmtp)
-        .await
-        .send("a@relay.test", &["b@a.test"], MESSAGE)
-        .await;
+    let replies = Lmtp::deliver(lmtp, &["b@a.test"]).await;
     assert_eq!(replies.len(), 1);
     assert!(
         replies[0]
@@ -238,27 +207,13 @@ async fn smtp_without_starttls_is_temporary_failure() {
 async fn certificate_mismatch_is_temporary_failure() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smtp_port = smtp.local_addr().unwrap().port();
-    let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let https_port = https.local_addr().unwrap().port();
     // Both servers present a certificate of the test CA, but for another name.
     let wrong = ca.server_config(&["other.test"]);
-    let posted = https_server(https, wrong.clone(), 200).await;
-    let mailbox = smtp_server(
-        smtp,
-        SmtpBehaviour {
-            tls: Some(wrong),
-            reject_prefix: "reject",
-        },
-    )
-    .await;
+    let (https_port, posted) = https_mx(wrong.clone(), 200).await;
+    let (smtp_port, mailbox) = smtp_mx(Some(wrong)).await;
     let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, https_port)).await;
 
-    let replies = Lmtp::connect(lmtp)
-        .await
-        .send("a@relay.test", &["b@a.test"], MESSAGE)
-        .await;
+    let replies = Lmtp::deliver(lmtp, &["b@a.test"]).await;
     assert_eq!(replies.len(), 1);
     assert!(replies[0].starts_with("421 "), "{replies:?}");
     assert!(replies[0].contains("TLS"), "{replies:?}");
@@ -270,14 +225,8 @@ async fn certificate_mismatch_is_temporary_failure() {
 async fn remote_rejection_on_one_domain_while_another_succeeds() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smtp_port = smtp.local_addr().unwrap().port();
-    let behaviour = SmtpBehaviour {
-        tls: Some(ca.server_config(&["mx.a.test", "mx.b.test"])),
-        reject_prefix: "reject",
-    };
-    let mailbox = smtp_server(smtp, behaviour).await;
-    let https_port = free_port("127.0.0.1").await;
+    let (smtp_port, mailbox) = smtp_mx(Some(ca.server_config(&["mx.a.test", "mx.b.test"]))).await;
+    let https_port = free_port();
     let opts = options(dns, &ca, smtp_port, https_port);
     let metrics = opts.metrics.clone();
     let (lmtp, _stop) = start_transport(opts).await;
@@ -348,22 +297,10 @@ fn c_stream(c: &mut Lmtp) -> &mut tokio::net::TcpStream {
 async fn dns_timeout_is_temporary() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let (lmtp, _stop) = start_transport(options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    ))
-    .await;
-    let replies = Lmtp::connect(lmtp)
-        .await
-        .send("a@relay.test", &["x@slow.test"], MESSAGE)
-        .await;
+    let (lmtp, _stop) = start_transport(options(dns, &ca, free_port(), free_port())).await;
+    let replies = Lmtp::deliver(lmtp, &["x@slow.test"]).await;
     assert_eq!(replies, ["421 DNS resolution failed for slow.test"]);
-    let replies = Lmtp::connect(lmtp)
-        .await
-        .send("a@relay.test", &["x@broken.test"], MESSAGE)
-        .await;
+    let replies = Lmtp::deliver(lmtp, &["x@broken.test"]).await;
     assert_eq!(replies, ["421 DNS resolution failed for broken.test"]);
 }
 
@@ -371,10 +308,8 @@ async fn dns_timeout_is_temporary() {
 async fn busy_destination_gets_421() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let https_port = https.local_addr().unwrap().port();
-    let _posted = https_server(https, ca.server_config(&["mx.a.test", "mx.b.test"]), 200).await;
-    let mut opts = options(dns, &ca, free_port("127.0.0.1").await, https_port);
+    let (https_port, _posted) = https_mx(ca.server_config(&["mx.a.test", "mx.b.test"]), 200).await;
+    let mut opts = options(dns, &ca, free_port(), https_port);
     opts.per_destination = 1;
     let (lmtp, _stop) = start_transport(opts).await;
 
@@ -408,13 +343,7 @@ async fn busy_destination_gets_421() {
 async fn lmtp_dialogue_errors() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let (lmtp, stop) = start_transport(options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    ))
-    .await;
+    let (lmtp, stop) = start_transport(options(dns, &ca, free_port(), free_port())).await;
     let mut c = Lmtp::connect(lmtp).await;
     assert_eq!(c.cmd("DATA").await, "503 Need MAIL and RCPT commands");
     assert_eq!(c.cmd("RCPT TO:<x@a.test>").await, "503 Need MAIL command");
@@ -442,15 +371,9 @@ async fn literal_and_underscore_domains_accept_untrusted_certificates() {
         .addr("_dev.test", "127.0.0.1")
         .mx("_shared.test", &[(10, "mx.a.test")]);
     let dns = dns_server(zone).await;
-    let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smtp_port = smtp.local_addr().unwrap().port();
-    let behaviour = SmtpBehaviour {
-        tls: Some(untrusted.server_config(&["mx.a.test", "_dev.test"])),
-        reject_prefix: "reject",
-    };
-    let mailbox = smtp_server(smtp, behaviour).await;
-    let (lmtp, _stop) =
-        start_transport(options(dns, &ca, smtp_port, free_port("127.0.0.1").await)).await;
+    let (smtp_port, mailbox) =
+        smtp_mx(Some(untrusted.server_config(&["mx.a.test", "_dev.test"]))).await;
+    let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, free_port())).await;
 
     let replies = Lmtp::connect(lmtp)
         .await
@@ -497,19 +420,8 @@ async fn literal_and_underscore_domains_accept_untrusted_certificates() {
 async fn https_rejection_falls_back_to_smtp_and_host_is_remembered() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smtp_port = smtp.local_addr().unwrap().port();
-    let mailbox = smtp_server(
-        smtp,
-        SmtpBehaviour {
-            tls: Some(ca.server_config(&["mx.a.test"])),
-            reject_prefix: "reject",
-        },
-    )
-    .await;
-    let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let https_port = https.local_addr().unwrap().port();
-    let posted = https_server(https, ca.server_config(&["mx.a.test"]), 400).await;
+    let (smtp_port, mailbox) = smtp_mx(Some(ca.server_config(&["mx.a.test"]))).await;
+    let (https_port, posted) = https_mx(ca.server_config(&["mx.a.test"]), 400).await;
     let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, https_port)).await;
 
     let mut c = Lmtp::connect(lmtp).await;
@@ -545,21 +457,10 @@ async fn next_mx_and_parallel_ipv4_ipv6_connects() {
     let dns = dns_server(zone).await;
     let smtp = TcpListener::bind("[::1]:0").await.unwrap();
     let smtp_port = smtp.local_addr().unwrap().port();
-    let mailbox = smtp_server(
-        smtp,
-        SmtpBehaviour {
-            tls: Some(ca.server_config(&["mx2.multi.test"])),
-            reject_prefix: "reject",
-        },
-    )
-    .await;
-    let (lmtp, _stop) =
-        start_transport(options(dns, &ca, smtp_port, free_port("127.0.0.1").await)).await;
+    let mailbox = smtp_server(smtp, Some(ca.server_config(&["mx2.multi.test"]))).await;
+    let (lmtp, _stop) = start_transport(options(dns, &ca, smtp_port, free_port())).await;
 
-    let replies = Lmtp::connect(lmtp)
-        .await
-        .send("a@relay.test", &["x@multi.test"], MESSAGE)
-        .await;
+    let replies = Lmtp::deliver(lmtp, &["x@multi.test"]).await;
     assert_eq!(replies, ["250 OK (SMTP)"]);
     assert_eq!(mailbox.lock().unwrap().len(), 1);
 }
@@ -568,17 +469,8 @@ async fn next_mx_and_parallel_ipv4_ipv6_connects() {
 async fn all_hosts_down_is_421_with_last_host() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let (lmtp, _stop) = start_transport(options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    ))
-    .await;
-    let replies = Lmtp::connect(lmtp)
-        .await
-        .send("a@relay.test", &["x@b.test"], MESSAGE)
-        .await;
+    let (lmtp, _stop) = start_transport(options(dns, &ca, free_port(), free_port())).await;
+    let replies = Lmtp::deliver(lmtp, &["x@b.test"]).await;
     assert_eq!(replies.len(), 1);
     assert!(
         replies[0].starts_with(
@@ -592,12 +484,7 @@ async fn all_hosts_down_is_421_with_last_host() {
 async fn oversized_and_malformed_data_are_refused_per_recipient() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let opts = options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    );
+    let opts = options(dns, &ca, free_port(), free_port());
     let (lmtp, _stop) = start_transport_with("max_message_size = 1000\n", opts).await;
     let mut c = Lmtp::connect(lmtp).await;
     let big = format!("Subject: x\r\n\r\n{}\r\n", "y".repeat(2000));
@@ -623,12 +510,7 @@ async fn hostile_lmtp_input_gets_replies_or_a_clean_close() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let opts = options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    );
+    let opts = options(dns, &ca, free_port(), free_port());
     let (lmtp, _stop) = start_transport(opts).await;
 
     let mut c = Lmtp::connect(lmtp).await;
@@ -673,12 +555,7 @@ async fn hostile_lmtp_input_gets_replies_or_a_clean_close() {
 async fn shutdown_closes_idle_sessions_and_returns() {
     let ca = Ca::new();
     let dns = dns_server(zone()).await;
-    let opts = options(
-        dns,
-        &ca,
-        free_port("127.0.0.1").await,
-        free_port("127.0.0.1").await,
-    );
+    let opts = options(dns, &ca, free_port(), free_port());
     let config = chatmaild::Config::parse("[params]\nmail_domain = relay.test\n").unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

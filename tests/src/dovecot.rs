@@ -1,13 +1,16 @@
-//! A real Dovecot on loopback whose passdb/userdb and last_login plugin point at the
-//! workspace's dict services, configured as a chatmail relay configures them (SPEC §3.1,
-//! §4, §10.2), in a private directory with its own base_dir. passdb and userdb are the
-//! relay's dict templates (`relay/dovecot/auth.conf.in`, `auth-dict.conf.in`), rendered.
+//! A real Dovecot 2.3 on loopback whose passdb/userdb and last_login plugin point at the
+//! workspace's dict services, in a private directory with its own base_dir: the relay's
+//! `relay/dovecot/` templates rendered with dict auth (`auth-dict.conf.in`, `auth.conf.in`),
+//! as scripts/relay renders them with `CHATMAIL_RELAY_AUTH=dict` (SPEC §3.1, §4, §10.2).
 
-use crate::relay_dovecot::{render, repo};
+use crate::dovecot_conf::{Auth, Instance, Series};
 use crate::service::{Service, binary};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+/// `max_mailbox_size` of relay/chatmail.ini.in in MB, which these tests' chatmail.ini keeps.
+const DEPLOYED_MAX_MAILBOX_MB: u64 = 500;
 
 /// The uid and gid of user `vmail`, creating the system user if it does not exist.
 pub fn vmail_ids() -> (u32, u32) {
@@ -63,6 +66,7 @@ pub struct Dovecot {
     /// The `chatmail.ini`.
     pub ini: PathBuf,
     services: Vec<Service>,
+    instance: Instance,
 }
 
 impl Dovecot {
@@ -105,115 +109,43 @@ impl Dovecot {
                 ids,
             ),
         ];
-        // The relay's own dict auth templates (relay/dovecot/auth*.conf.in), as deployed.
-        let values = std::collections::HashMap::from([
-            ("DOVEAUTH_SOCKET", auth_socket.display().to_string()),
-            ("DOVECOT_CONF_DIR", root.display().to_string()),
-        ]);
-        let template = |p: &str| std::fs::read_to_string(repo().join(p)).unwrap();
-        std::fs::write(
-            root.join("auth.conf"),
-            render(&template("relay/dovecot/auth.conf.in"), &values),
-        )
-        .unwrap();
-        let auth_blocks = render(&template("relay/dovecot/auth-dict.conf.in"), &values);
-        let imap_port = free_port();
-        let conf = root.join("dovecot.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"protocols = imap
-listen = 127.0.0.1
-base_dir = {root}/run
-state_dir = {root}/state
-log_path = {root}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_username_chars = abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@[]
-auth_username_format = %Lu
-auth_cache_size = 0
-# Tests fail logins on purpose; no penalty delays for loopback clients.
-auth_failure_delay = 0
-login_trusted_networks = 127.0.0.0/8
-mail_location = maildir:{mailboxes}/%u
-mail_uid = vmail
-mail_gid = vmail
-default_login_user = dovenull
-default_internal_user = dovecot
-{auth_blocks}
-protocol imap {{
-  mail_plugins = $mail_plugins last_login
-}}
-plugin {{
-  last_login_dict = proxy:{lastlogin}:lastlogin
-  last_login_precision = s
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap_port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-"#,
-                root = root.display(),
-                mailboxes = mailboxes.display(),
-                lastlogin = lastlogin_socket.display(),
-            ),
-        )
-        .unwrap();
-        let child = Command::new("dovecot")
-            .arg("-F")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start dovecot (is dovecot-imapd installed?)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", imap_port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "dovecot did not listen; log:\n{}",
-                read_log(root)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let instance = Instance {
+            series: Series::Host,
+            root: root.to_path_buf(),
+            auth: Auth::Dict {
+                socket: auth_socket,
+            },
+            mail_domain: domain.into(),
+            mailboxes: mailboxes.clone(),
+            max_mailbox_mb: DEPLOYED_MAX_MAILBOX_MB,
+            lastlogin_socket,
+            // chatmail-metadata does not run: these tests use no IMAP METADATA.
+            metadata_socket: run.join("metadata.socket"),
+            imap_port: free_port(),
+            lmtp_port: free_port(),
+        };
+        let child = instance.start();
         Dovecot {
             child: Some(child),
-            dir,
-            conf,
-            imap_port,
+            conf: instance.conf(),
+            imap_port: instance.imap_port,
             mailboxes,
             ini,
             services,
+            instance,
+            dir,
         }
     }
 
     /// Runs `doveadm -c <conf> ARGS` and returns (success, stdout).
     pub fn doveadm(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("doveadm")
-            .arg("-c")
-            .arg(&self.conf)
-            .args(args)
-            .output()
-            .expect("run doveadm");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        self.instance.doveadm(args)
     }
 
     /// Dovecot's log so far.
     pub fn log(&self) -> String {
-        read_log(self.dir.path())
+        self.instance.log()
     }
-}
-
-fn read_log(root: &Path) -> String {
-    std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default()
 }
 
 impl Drop for Dovecot {

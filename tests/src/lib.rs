@@ -1,6 +1,7 @@
 //! Test harness of the workspace: the workspace's binaries started on temporary sockets and
-//! ports ([`support`]: free ports, configs, waiting, kill on drop), and a real Dovecot on
-//! loopback wired to them as a relay wires it. Every package's tests use it.
+//! ports ([`support`]: free ports, configs, waiting, kill on drop), a fake DNS server
+//! (`dns`, feature `dns`), and a real Dovecot on loopback wired to them as a relay wires it.
+//! Every package's tests use it.
 #![forbid(unsafe_code)]
 #![expect(
     clippy::unwrap_used,
@@ -8,7 +9,10 @@
     reason = "test harness: failing loudly is the point"
 )]
 
+#[cfg(feature = "dns")]
+pub mod dns;
 pub mod dovecot;
+pub mod dovecot_conf;
 pub mod imap;
 pub mod process;
 pub mod relay_dovecot;

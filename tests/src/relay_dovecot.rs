@@ -6,69 +6,21 @@
 //! chroot shares the loopback network, and its bind mounts put this test's directory at the
 //! same path inside.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::dovecot::{free_port, vmail_ids};
+use crate::dovecot_conf::{Auth, Instance};
 use crate::service::binary;
+use crate::support::wait_until;
 // A started service process, killed on drop.
 use crate::support::KillOnDrop as Daemon;
 
-/// Which Dovecot runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Series {
-    /// This machine's (Debian 12: 2.3.19; Debian 13: 2.4).
-    Host,
-    /// Debian 13's 2.4, inside the `scripts/debian13` root.
-    Debian13,
-}
-
-impl Series {
-    /// Whether this Dovecot speaks 2.4's configuration language.
-    pub fn is_24(self) -> bool {
-        match self {
-            Series::Host => !crate::dovecot::host_dovecot_is_23(),
-            Series::Debian13 => true,
-        }
-    }
-}
-
-/// The repository root.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds the Debian 13 root once per test process.
-fn ensure_debian13() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let status = Command::new(repo().join("scripts/debian13"))
-            .arg("ensure")
-            .status()
-            .expect("run scripts/debian13");
-        assert!(status.success(), "scripts/debian13 ensure failed");
-    });
-}
-
-/// A command run under `series` (inside the Debian 13 root, with `root` bind-mounted).
-fn command(series: Series, root: &Path, program: &str) -> Command {
-    match series {
-        Series::Host => Command::new(program),
-        Series::Debian13 => {
-            let mut c = Command::new(repo().join("scripts/debian13"));
-            c.env("CHATMAIL_DEBIAN13_BIND", root).args(["run", program]);
-            c
-        }
-    }
-}
+pub use crate::dovecot_conf::{Series, render, repo};
 
 /// A local stand-in for the notification service: records every POST body.
 pub struct NotifyMock {
@@ -126,37 +78,6 @@ fn serve_notify(stream: TcpStream, bodies: &(Mutex<Vec<String>>, Condvar)) {
     }
 }
 
-/// Replaces every `@NAME@` of `template` (an unknown name is a test failure), as
-/// scripts/relay renders.
-pub fn render(template: &str, values: &HashMap<&str, String>) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('@') {
-        let after = &rest[start + 1..];
-        let name_len = after
-            .bytes()
-            .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
-            .count();
-        if name_len > 0
-            && after.as_bytes().get(name_len) == Some(&b'@')
-            && after.as_bytes().first().is_some_and(u8::is_ascii_uppercase)
-        {
-            let name = &after[..name_len];
-            let value = values
-                .get(name)
-                .unwrap_or_else(|| panic!("no value for placeholder @{name}@"));
-            out.push_str(&rest[..start]);
-            out.push_str(value);
-            rest = &after[name_len + 1..];
-        } else {
-            out.push_str(&rest[..=start]);
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Dovecot from the relay templates and the services behind it.
 pub struct RelayDovecot {
     /// Which Dovecot.
@@ -177,6 +98,7 @@ pub struct RelayDovecot {
     /// The notification mock chatmail-metadata posts to.
     pub notify: NotifyMock,
     services: Vec<(&'static str, Daemon)>,
+    instance: Instance,
 }
 
 /// The mail domain of these tests.
@@ -192,9 +114,6 @@ impl RelayDovecot {
 
     /// Like [`RelayDovecot::start`] with another auth cache TTL (the relay's default is 60s).
     pub fn start_with_cache_ttl(series: Series, extra_ini: &str, ttl: &str) -> RelayDovecot {
-        if series == Series::Debian13 {
-            ensure_debian13();
-        }
         let (uid, gid) = vmail_ids();
         let dir = tempfile::Builder::new()
             .prefix("rd")
@@ -209,24 +128,6 @@ impl RelayDovecot {
             std::fs::create_dir(d).unwrap();
             std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
         }
-        let conf_dir = root.join("conf");
-        let bin = root.join("bin");
-        for d in [
-            &conf_dir,
-            &bin,
-            &root.join("spool/private"),
-            &root.join("state"),
-        ] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        // The quota-warning script must be reachable from inside the Debian 13 root too.
-        let quota_expire = bin.join("chatmail-quota-expire");
-        std::fs::copy(
-            binary("chatmail-expire", "chatmail-quota-expire"),
-            &quota_expire,
-        )
-        .unwrap();
-
         let notify = NotifyMock::start();
         let http_port = free_port();
         let ini = root.join("chatmail.ini");
@@ -280,156 +181,40 @@ impl RelayDovecot {
             std::fs::set_permissions(s, std::fs::Permissions::from_mode(0o666)).unwrap();
         }
 
-        let imap_port = free_port();
-        let lmtp_port = free_port();
-        let conf = conf_dir.join("dovecot.conf");
-        let (templates, password_var, http_settings, overrides, address) = match series.is_24() {
-            false => (
-                "relay/dovecot",
-                "%w",
-                "request_timeout_msecs = 5000, max_attempts = 1",
-                "disable_plaintext_auth = no\n",
-                "address",
-            ),
-            true => (
-                "relay/dovecot-2.4",
-                "%{password}",
-                "request_timeout = \"5s\", request_max_attempts = 1",
-                "ssl = yes\nauth_allow_cleartext = yes\n",
-                "listen",
-            ),
+        let instance = Instance {
+            series,
+            root: root.clone(),
+            auth: Auth::Lua {
+                http_port,
+                cache_ttl: ttl.into(),
+            },
+            mail_domain: DOMAIN.into(),
+            mailboxes: mailboxes.clone(),
+            max_mailbox_mb: QUOTA_MB,
+            lastlogin_socket,
+            metadata_socket,
+            imap_port: free_port(),
+            lmtp_port: free_port(),
         };
-        let s = |v: &Path| v.display().to_string();
-        let values: HashMap<&str, String> = [
-            ("DOVECOT_INSTANCE", format!("rd{imap_port}")),
-            ("DOVECOT_BASE_DIR", s(&root.join("run"))),
-            ("DOVECOT_STATE_DIR", s(&root.join("state"))),
-            ("DOVECOT_LOG_FILE", s(&root.join("dovecot.log"))),
-            ("DOVECOT_LISTEN", "127.0.0.1".into()),
-            ("DOVECOT_CONF_DIR", s(&conf_dir)),
-            ("DOVECOT_CLIENT_LIMIT", "1000".into()),
-            ("MAX_IMAP_CONNECTIONS", "100".into()),
-            ("IMAP_LOGIN_MIN_AVAIL", "1".into()),
-            ("IMAP_EXTRA_PLUGINS", String::new()),
-            ("MAILBOXES_DIR", s(&mailboxes)),
-            ("MAIL_DOMAIN", DOMAIN.into()),
-            ("MAX_MAILBOX_SIZE_MB", QUOTA_MB.to_string()),
-            ("QUOTA_TARGET_MB", (QUOTA_MB * 70 / 100).to_string()),
-            ("MAX_MESSAGE_SIZE", "31457280".into()),
-            ("BIN_DIR", s(&bin)),
-            ("METADATA_SOCKET", s(&metadata_socket)),
-            ("LASTLOGIN_SOCKET", s(&lastlogin_socket)),
-            ("POSTFIX_QUEUE_DIR", s(&root.join("spool"))),
-            ("TLS_CERT", s(&root.join("cert.pem"))),
-            ("TLS_KEY", s(&root.join("key.pem"))),
-            ("DOVEAUTH_HTTP_PORT", http_port.to_string()),
-            ("AUTH_CACHE_TTL", ttl.into()),
-            (
-                "AUTH_CACHE_SIZE",
-                if ttl == "0" { "0" } else { "10M" }.into(),
-            ),
-            ("PASSWORD_VARIABLE", password_var.into()),
-            ("HTTP_CLIENT_SETTINGS", http_settings.into()),
-        ]
-        .into_iter()
-        .collect();
-        let repo = repo();
-        let read = |p: &str| std::fs::read_to_string(repo.join(p)).unwrap();
-        let main = render(&read(&format!("{templates}/dovecot.conf.in")), &values);
-        std::fs::write(
-            &conf,
-            format!(
-                "{main}\n# --- test overrides: own ports, plaintext logins from loopback, no delays\n{overrides}login_trusted_networks = 127.0.0.0/8\nauth_failure_delay = 0\nservice imap-login {{\n  inet_listener imap {{\n    {address} = 127.0.0.1\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\nservice lmtp {{\n  inet_listener lmtp {{\n    {address} = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n"
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            conf_dir.join("auth-backend.conf"),
-            render(&read(&format!("{templates}/auth-lua.conf.in")), &values),
-        )
-        .unwrap();
-        std::fs::write(
-            conf_dir.join("auth.lua"),
-            render(&read("relay/dovecot/auth.lua.in"), &values),
-        )
-        .unwrap();
-        std::fs::write(
-            conf_dir.join("push_notification.lua"),
-            read("relay/dovecot/push_notification.lua"),
-        )
-        .unwrap();
-        let cert = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-            ])
-            .arg(root.join("key.pem"))
-            .arg("-out")
-            .arg(root.join("cert.pem"))
-            .output()
-            .expect("openssl");
-        assert!(cert.status.success());
-
-        let child = command(series, &root, "dovecot")
-            .arg("-F")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start dovecot");
-        let d = RelayDovecot {
+        let child = instance.start();
+        RelayDovecot {
             series,
             child: Some(child),
-            dir,
-            conf,
-            imap_port,
-            lmtp_port,
+            conf: instance.conf(),
+            imap_port: instance.imap_port,
+            lmtp_port: instance.lmtp_port,
             http_port,
             mailboxes,
             notify,
             services,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut d = d;
-        while TcpStream::connect(("127.0.0.1", imap_port)).is_err()
-            || TcpStream::connect(("127.0.0.1", lmtp_port)).is_err()
-        {
-            let exited = d
-                .child
-                .as_mut()
-                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
-            assert!(
-                Instant::now() < deadline && !exited,
-                "dovecot did not listen ({series:?}); log:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            instance,
+            dir,
         }
-        d
     }
 
     /// `doveadm -c <conf> ARGS` under this series: (success, stdout).
     pub fn doveadm(&self, args: &[&str]) -> (bool, String) {
-        let out = command(self.series, self.dir.path(), "doveadm")
-            .arg("-c")
-            .arg(&self.conf)
-            .args(args)
-            .output()
-            .expect("run doveadm");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        self.instance.doveadm(args)
     }
 
     /// Stops service `name` (`doveauth`, `lastlogin`, `metadata`).
@@ -439,7 +224,7 @@ impl RelayDovecot {
 
     /// Dovecot's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+        self.instance.log()
     }
 
     /// A service's stderr so far (`doveauth`, `lastlogin`, `metadata`).
@@ -486,14 +271,6 @@ impl RelayDovecot {
         let reply = read_reply(&mut r);
         w.write_all(b"QUIT\r\n").unwrap();
         reply
-    }
-}
-
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what} did not come up");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -4,7 +4,7 @@
 use std::io::{BufRead, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a started service may take to listen.
@@ -118,4 +118,88 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A private directory in /tmp with an empty `mail/` and a `chatmail.ini` for `domain` whose
+/// `mailboxes_dir` is that directory, plus the lines `extra` gives for the directory's path;
+/// removed on drop.
+#[derive(Debug)]
+pub struct Scratch {
+    /// The directory.
+    pub root: tempfile::TempDir,
+    /// `mailboxes_dir`.
+    pub mailboxes: PathBuf,
+    /// The `chatmail.ini`.
+    pub ini: PathBuf,
+}
+
+impl Scratch {
+    /// Creates it; `prefix` names the directory.
+    pub fn new(prefix: &str, domain: &str, extra: impl FnOnce(&Path) -> String) -> Scratch {
+        let root = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mailboxes = root.path().join("mail");
+        std::fs::create_dir(&mailboxes).unwrap();
+        let ini = write_ini(
+            root.path(),
+            domain,
+            &format!(
+                "mailboxes_dir = {}\n{}",
+                mailboxes.display(),
+                extra(root.path())
+            ),
+        );
+        Scratch {
+            root,
+            mailboxes,
+            ini,
+        }
+    }
+
+    /// `name` inside the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+}
+
+/// Spawns `command` with its stderr appended to `log` (one log across restarts) and waits
+/// until the unix socket `socket` accepts; panics with the log if the process exits first.
+pub fn spawn_with_socket(command: &mut Command, socket: &Path, log: &Path) -> Child {
+    let file = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + START_TIMEOUT;
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{command:?} exited at start:\n{}",
+            read_lossy(log)
+        );
+        assert!(Instant::now() < deadline, "{command:?} did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// The file at `path` as text (invalid UTF-8 replaced), empty if it does not exist.
+pub fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// The number of kill/restart rounds of a crash test: `CRASH_ITERATIONS`, else `default`.
+pub fn crash_iterations(default: u64) -> u64 {
+    std::env::var("CRASH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

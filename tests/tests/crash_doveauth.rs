@@ -10,23 +10,23 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chatmail_tests::service::binary;
+use chatmail_tests::support::{Scratch, crash_iterations, read_lossy, spawn_with_socket};
 
 const DOMAIN: &str = "crash.example.org";
 const PASSWORD: &str = "correct-horse-battery";
 const CLIENTS: usize = 8;
 
 struct Env {
-    _root: tempfile::TempDir,
+    _scratch: Scratch,
     bin: PathBuf,
     socket: PathBuf,
     ini: PathBuf,
@@ -36,58 +36,27 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let root = tempfile::Builder::new()
-            .prefix("crash")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let mailboxes = root.path().join("mail");
-        std::fs::create_dir(&mailboxes).unwrap();
-        let ini = root.path().join("chatmail.ini");
-        std::fs::write(
-            &ini,
+        let scratch = Scratch::new("crash", DOMAIN, |root| {
             format!(
-                "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\npassdb_path = {}\nmax_load_1m = 100000\nmin_free_disk_space = 1M\nmin_available_memory = 1M\n",
-                mailboxes.display(),
-                root.path().join("passdb.sqlite").display()
-            ),
-        )
-        .unwrap();
+                "passdb_path = {}\nmax_load_1m = 100000\nmin_free_disk_space = 1M\nmin_available_memory = 1M\n",
+                root.join("passdb.sqlite").display()
+            )
+        });
         Env {
             bin: binary("doveauth", "doveauth"),
-            socket: root.path().join("auth.socket"),
-            log: root.path().join("doveauth.log"),
-            ini,
-            mailboxes,
-            _root: root,
+            socket: scratch.path("auth.socket"),
+            log: scratch.path("doveauth.log"),
+            ini: scratch.ini.clone(),
+            mailboxes: scratch.mailboxes.clone(),
+            _scratch: scratch,
         }
     }
 
     /// Starts doveauth (appending to one log across restarts) and waits for its socket.
     fn spawn(&self) -> Child {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut child = Command::new(&self.bin)
-            .arg(&self.socket)
-            .arg(&self.ini)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&self.socket).is_err() {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "doveauth exited at start:\n{}",
-                self.log_text()
-            );
-            assert!(Instant::now() < deadline, "doveauth did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child
+        let mut command = Command::new(&self.bin);
+        command.arg(&self.socket).arg(&self.ini);
+        spawn_with_socket(&mut command, &self.socket, &self.log)
     }
 
     /// How many `Created address` lines all runs logged so far.
@@ -96,7 +65,7 @@ impl Env {
     }
 
     fn log_text(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+        read_lossy(&self.log)
     }
 }
 
@@ -133,10 +102,7 @@ fn is_complete_hash(hash: &str) -> bool {
 }
 
 fn iterations() -> u64 {
-    std::env::var("CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4)
+    crash_iterations(4)
 }
 
 #[test]

@@ -260,10 +260,7 @@ fn check_consistent(tree: &Tree, outside_before: &BTreeMap<PathBuf, String>, whe
 }
 
 fn iterations() -> u64 {
-    std::env::var("CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
+    chatmail_tests::support::crash_iterations(2)
 }
 
 #[test]

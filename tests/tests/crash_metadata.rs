@@ -9,17 +9,17 @@
 #![expect(clippy::unwrap_used, reason = "test code: failing loudly is the point")]
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chatmail_tests::service::binary;
+use chatmail_tests::support::{Scratch, crash_iterations, read_lossy, spawn_with_socket};
 
 const DOMAIN: &str = "crash.example.org";
 const CLIENTS: usize = 6;
@@ -87,7 +87,7 @@ fn serve(stream: std::net::TcpStream, mode: &AtomicU8, delivered: &Mutex<BTreeMa
 }
 
 struct Env {
-    _root: tempfile::TempDir,
+    _scratch: Scratch,
     bin: PathBuf,
     socket: PathBuf,
     ini: PathBuf,
@@ -97,29 +97,19 @@ struct Env {
 
 impl Env {
     fn new(url: &str) -> Env {
-        let root = tempfile::Builder::new()
-            .prefix("crashmeta")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let mailboxes = root.path().join("mail");
-        std::fs::create_dir(&mailboxes).unwrap();
-        let ini = root.path().join("chatmail.ini");
-        std::fs::write(
-            &ini,
+        let scratch = Scratch::new("crashmeta", DOMAIN, |root| {
             format!(
-                "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\nnotification_url = {url}\nturn_socket_path = {}\n",
-                mailboxes.display(),
-                root.path().join("turn.socket").display()
-            ),
-        )
-        .unwrap();
+                "notification_url = {url}\nturn_socket_path = {}\n",
+                root.join("turn.socket").display()
+            )
+        });
         Env {
             bin: binary("chatmail-metadata", "chatmail-metadata"),
-            socket: root.path().join("metadata.socket"),
-            log: root.path().join("metadata.log"),
-            ini,
-            mailboxes,
-            _root: root,
+            socket: scratch.path("metadata.socket"),
+            log: scratch.path("metadata.log"),
+            ini: scratch.ini.clone(),
+            mailboxes: scratch.mailboxes.clone(),
+            _scratch: scratch,
         }
     }
 
@@ -130,36 +120,17 @@ impl Env {
     /// Starts the daemon (appending to one log across restarts) and waits for its socket.
     fn spawn(&self) -> Child {
         let _ = std::fs::remove_file(&self.socket);
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .arg(&self.socket)
             .arg(&self.ini)
             .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&self.socket).is_err() {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "chatmail-metadata exited at start:\n{}",
-                self.log_text()
-            );
-            assert!(Instant::now() < deadline, "chatmail-metadata did not start");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child
+            .env_remove("LISTEN_FDS");
+        spawn_with_socket(&mut command, &self.socket, &self.log)
     }
 
     fn log_text(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+        read_lossy(&self.log)
     }
 
     /// The queue items on disk per address; panics on a torn or foreign item.
@@ -253,10 +224,7 @@ fn file_tokens(path: &Path) -> Vec<String> {
 }
 
 fn iterations() -> u64 {
-    std::env::var("CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
+    crash_iterations(20)
 }
 
 #[test]

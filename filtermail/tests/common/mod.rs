@@ -48,21 +48,13 @@ pub fn all_fixtures() -> Vec<String> {
     names
 }
 
-pub mod dns;
 pub mod sink;
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-/// A free TCP port on 127.0.0.1 (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use chatmail_tests::support::free_port;
 
 /// A running `filtermail` binary; killed on drop.
 pub struct Daemon {

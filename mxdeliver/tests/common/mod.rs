@@ -1,4 +1,4 @@
-//! Loopback peers for the transport tests: a DNS server, an SMTP server with STARTTLS and an
+//! Loopback peers for the transport tests: the DNS (chatmail-tests' fake), an SMTP server with STARTTLS and an
 //! HTTPS `/mxdeliv` server, all using a test CA, plus an LMTP client playing Postfix.
 #![allow(
     dead_code,
@@ -9,17 +9,13 @@
     reason = "test harness: any failure should fail the test loudly"
 )]
 
-use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, AAAA, MX};
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{ServerConfig, crypto::ring};
@@ -69,120 +65,8 @@ impl Ca {
 
 // ---------- DNS ----------
 
-#[derive(Default, Clone)]
-pub struct Zone {
-    pub mx: HashMap<String, Vec<(u16, String)>>,
-    pub addrs: HashMap<String, Vec<IpAddr>>,
-    /// Names that exist without records (NOERROR, empty answer).
-    pub empty: HashSet<String>,
-    /// Names for which the server never answers.
-    pub silent: HashSet<String>,
-    /// Names answered with SERVFAIL.
-    pub servfail: HashSet<String>,
-}
-
-impl Zone {
-    pub fn mx(mut self, domain: &str, records: &[(u16, &str)]) -> Self {
-        self.mx.insert(
-            domain.into(),
-            records.iter().map(|(p, h)| (*p, h.to_string())).collect(),
-        );
-        self
-    }
-    pub fn addr(mut self, host: &str, ip: &str) -> Self {
-        self.addrs
-            .entry(host.into())
-            .or_default()
-            .push(ip.parse().unwrap());
-        self
-    }
-    pub fn servfail(mut self, name: &str) -> Self {
-        self.servfail.insert(name.into());
-        self
-    }
-    pub fn silent(mut self, name: &str) -> Self {
-        self.silent.insert(name.into());
-        self
-    }
-
-    fn answer(&self, query: &Message) -> Option<Message> {
-        let q = query.queries().first()?;
-        let name = q
-            .name()
-            .to_ascii()
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        if self.silent.contains(&name) {
-            return None;
-        }
-        let mut resp = Message::new(query.id(), MessageType::Response, query.op_code());
-        resp.add_query(q.clone());
-        resp.set_recursion_desired(true)
-            .set_recursion_available(true)
-            .set_authoritative(true);
-        if self.servfail.contains(&name) {
-            resp.set_response_code(ResponseCode::ServFail);
-            return Some(resp);
-        }
-        let exists = self.mx.contains_key(&name)
-            || self.addrs.contains_key(&name)
-            || self.empty.contains(&name);
-        if !exists {
-            resp.set_response_code(ResponseCode::NXDomain);
-            return Some(resp);
-        }
-        let owner = q.name().clone();
-        match q.query_type() {
-            RecordType::MX => {
-                for (pref, host) in self.mx.get(&name).into_iter().flatten() {
-                    let exchange = if host == "." {
-                        Name::root()
-                    } else {
-                        Name::from_ascii(format!("{host}.")).unwrap()
-                    };
-                    resp.add_answer(Record::from_rdata(
-                        owner.clone(),
-                        60,
-                        RData::MX(MX::new(*pref, exchange)),
-                    ));
-                }
-            }
-            RecordType::A | RecordType::AAAA => {
-                for ip in self.addrs.get(&name).into_iter().flatten() {
-                    let rdata = match (ip, q.query_type()) {
-                        (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
-                        (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
-                        _ => continue,
-                    };
-                    resp.add_answer(Record::from_rdata(owner.clone(), 60, rdata));
-                }
-            }
-            _ => {}
-        }
-        Some(resp)
-    }
-}
-
-/// A UDP DNS server on loopback answering from `zone`.
-pub async fn dns_server(zone: Zone) -> SocketAddr {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            if let Some(resp) = zone.answer(&query) {
-                let _ = sock.send_to(&resp.to_vec().unwrap(), peer).await;
-            }
-        }
-    });
-    addr
-}
+/// The fake DNS of the remote domains.
+pub use chatmail_tests::dns::{Zone, start as dns_server};
 
 // ---------- SMTP ----------
 
@@ -190,22 +74,22 @@ pub async fn dns_server(zone: Zone) -> SocketAddr {
 pub use chatmail_smtp::testing::Received;
 use chatmail_smtp::testing::{FakeServer, Script, Transcript};
 
-#[derive(Clone)]
-pub struct SmtpBehaviour {
-    /// Offer STARTTLS with this configuration.
-    pub tls: Option<Arc<ServerConfig>>,
-    /// Recipients starting with this prefix get `550 5.1.1 No such user`.
-    pub reject_prefix: &'static str,
-}
-
 pub type Mailbox = Arc<Mutex<Vec<Received>>>;
 
-/// The scripted fake MX on `listener`.
-pub async fn smtp_server(listener: TcpListener, behaviour: SmtpBehaviour) -> Mailbox {
+/// The scripted fake MX on `listener`, offering STARTTLS with `tls` (none: no STARTTLS);
+/// recipients starting with `reject` get `550 5.1.1 No such user`.
+pub async fn smtp_server(listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> Mailbox {
     let mut script = Script::mx();
-    script.tls = behaviour.tls;
-    script.refuse_rcpt = Some((behaviour.reject_prefix, "550 5.1.1 No such user"));
+    script.tls = tls;
+    script.refuse_rcpt = Some(("reject", "550 5.1.1 No such user"));
     FakeServer::serve(listener, script).received
+}
+
+/// [`smtp_server`] on a new port of 127.0.0.1: (port, mailbox).
+pub async fn smtp_mx(tls: Option<Arc<ServerConfig>>) -> (u16, Mailbox) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (port, smtp_server(listener, tls).await)
 }
 
 // ---------- HTTPS /mxdeliv ----------
@@ -229,11 +113,7 @@ pub struct Answer {
 
 /// A `/mxdeliv` server answering like chatmail filtermail: 200 `250 OK`, or for any other
 /// status its refusal text.
-pub async fn https_server(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    status: u16,
-) -> Arc<Mutex<Vec<Posted>>> {
+pub async fn https_server(listener: TcpListener, tls: Arc<ServerConfig>, status: u16) -> Requests {
     let body = if status == 200 {
         "250 OK"
     } else {
@@ -251,12 +131,28 @@ pub async fn https_server(
     .await
 }
 
+pub type Requests = Arc<Mutex<Vec<Posted>>>;
+
+/// [`https_server`] on a new port of 127.0.0.1: (port, requests).
+pub async fn https_mx(tls: Arc<ServerConfig>, status: u16) -> (u16, Requests) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (port, https_server(listener, tls, status).await)
+}
+
+/// [`https_server_answering`] on a new port of 127.0.0.1: (port, requests).
+pub async fn https_mx_answering(tls: Arc<ServerConfig>, answer: Answer) -> (u16, Requests) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (port, https_server_answering(listener, tls, answer).await)
+}
+
 /// A `/mxdeliv` server giving `answer` to every request.
 pub async fn https_server_answering(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     answer: Answer,
-) -> Arc<Mutex<Vec<Posted>>> {
+) -> Requests {
     let posted = Arc::new(Mutex::new(Vec::new()));
     let p = posted.clone();
     tokio::spawn(async move {
@@ -317,14 +213,7 @@ pub async fn https_server_answering(
 
 // ---------- transport and LMTP client ----------
 
-pub async fn free_port(ip: &str) -> u16 {
-    TcpListener::bind(format!("{ip}:0"))
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use chatmail_tests::support::free_port;
 
 pub async fn start_transport(opts: mxdeliver::TransportOptions) -> (SocketAddr, CancellationToken) {
     start_transport_with("", opts).await
@@ -390,6 +279,15 @@ impl Lmtp {
     pub async fn cmd(&mut self, line: &str) -> String {
         self.t.send(format!("{line}\r\n").as_bytes()).await;
         self.reply().await
+    }
+
+    /// One transaction of [`MESSAGE`] from `a@relay.test` on a new connection to `addr`;
+    /// returns the replies after the final dot.
+    pub async fn deliver(addr: SocketAddr, rcpts: &[&str]) -> Vec<String> {
+        Lmtp::connect(addr)
+            .await
+            .send("a@relay.test", rcpts, MESSAGE)
+            .await
     }
 
     /// A whole transaction; returns the replies after the final dot (one per accepted RCPT).
