@@ -9,6 +9,7 @@
 
 pub mod account;
 pub mod cli;
+pub mod commands;
 pub mod error;
 pub mod transfer;
 

@@ -20,6 +20,7 @@ use std::fs;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
+use chatmaild::User;
 use chatmaild::fs::{Durability, write_atomic};
 use serde_json::{Value, json};
 
@@ -104,8 +105,19 @@ pub fn import(relay: &Relay, input: &mut dyn BufRead) -> Result<Imported, Error>
     Ok(result)
 }
 
-/// Imports one account line; `Ok(false)` if the account exists.
-fn import_line(relay: &Relay, line: &str) -> Result<bool, Error> {
+/// One account of an export, checked.
+struct Account {
+    addr: String,
+    password: String,
+    enforce_e2ee: bool,
+    blocked: bool,
+    last_login: Option<i64>,
+    metadata: Option<String>,
+}
+
+/// Reads one account line, its address first; every problem is a [`Error::Refused`]
+/// naming the field.
+fn parse_account(relay: &Relay, line: &str) -> Result<(User, Account), Error> {
     let refuse = |why: &str| Error::Refused(why.to_owned());
     let v: Value = serde_json::from_str(line).map_err(|_| refuse("not JSON"))?;
     let addr = v
@@ -131,37 +143,27 @@ fn import_line(relay: &Relay, line: &str) -> Result<bool, Error> {
         Some(m @ Value::Object(_)) => Some(m.to_string()),
         Some(_) => return Err(refuse("metadata is not an object")),
     };
+    let account = Account {
+        addr: addr.to_owned(),
+        password: password.to_owned(),
+        enforce_e2ee: flag("enforce_e2ee"),
+        blocked: flag("blocked"),
+        last_login,
+        metadata,
+    };
+    Ok((user, account))
+}
+
+/// Imports one account line; `Ok(false)` if the account exists.
+fn import_line(relay: &Relay, line: &str) -> Result<bool, Error> {
+    let (user, account) = parse_account(relay, line)?;
     if user.password()?.is_some() {
         return Ok(false);
     }
-
     let stage = chatmaild::fs::temp_path(&relay.registry.state_subdir("tmp")?.join("import"));
     fs::create_dir(&stage).map_err(|e| Error::io(&stage, e))?;
-    let result = (|| {
-        let mut files = vec![];
-        if flag("enforce_e2ee") {
-            files.push(("enforceE2EEincoming", String::new()));
-        }
-        if flag("blocked") {
-            files.push(("blocked", String::new()));
-        }
-        if let Some(m) = metadata {
-            files.push(("metadata.json", m));
-        }
-        files.push(("password", password.to_owned()));
-        for (name, content) in &files {
-            let path = stage.join(name);
-            write_atomic(&path, content.as_bytes(), Durability::Rename)?;
-            relay.own(&path)?;
-        }
-        if let Some(t) = last_login {
-            set_mtime(&stage.join("password"), t)?;
-        }
-        fs::File::open(&stage)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(&stage, e))?;
-        relay.own(&stage)?;
-        relay.registry.remove_tombstone(addr)?;
+    let result = stage_account(relay, &stage, &account).and_then(|()| {
+        relay.registry.remove_tombstone(&account.addr)?;
         // An empty directory (a login that never got its password) is replaced; a non-empty
         // one means someone else is creating the account right now.
         match fs::rename(&stage, user.maildir()) {
@@ -176,9 +178,37 @@ fn import_line(relay: &Relay, line: &str) -> Result<bool, Error> {
             }
             Err(e) => Err(Error::io(user.maildir(), e)),
         }
-    })();
+    });
     let _ = fs::remove_dir_all(&stage);
     result
+}
+
+/// Writes the account's files into the directory `stage`, owned like the daemons' files
+/// and synced, so that one rename makes the whole account appear.
+fn stage_account(relay: &Relay, stage: &Path, account: &Account) -> Result<(), Error> {
+    let mut files = vec![];
+    if account.enforce_e2ee {
+        files.push(("enforceE2EEincoming", ""));
+    }
+    if account.blocked {
+        files.push(("blocked", ""));
+    }
+    if let Some(m) = &account.metadata {
+        files.push(("metadata.json", m.as_str()));
+    }
+    files.push(("password", account.password.as_str()));
+    for (name, content) in &files {
+        let path = stage.join(name);
+        write_atomic(&path, content.as_bytes(), Durability::Rename)?;
+        relay.own(&path)?;
+    }
+    if let Some(t) = account.last_login {
+        set_mtime(&stage.join("password"), t)?;
+    }
+    fs::File::open(stage)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(stage, e))?;
+    relay.own(stage)
 }
 
 /// A password hash as Dovecot stores it: `{SCHEME}` then printable ASCII, one line.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
 use hickory_resolver::proto::op::ResponseCode;
-use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
+use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult, MessageAuthenticator};
 use tracing::{debug, warn};
 
 use crate::error::Error;
@@ -145,37 +145,42 @@ impl DkimVerifier {
                     return Err(Reply::DKIM_TEMPFAIL);
                 }
             };
-        let mut tempfail = false;
-        for out in &outputs {
-            let Some(sig) = out.signature() else { continue };
-            let aligned = sig.d.eq_ignore_ascii_case(domain);
-            match out.result() {
-                DkimResult::Pass if aligned => return Ok(()),
-                DkimResult::TempError(e) if aligned => {
-                    warn!(domain, "DKIM key lookup failed: {e}");
-                    tempfail = true;
-                }
-                // Only "no such name" and "no such record" are answers; SERVFAIL, REFUSED
-                // and the like say nothing about the key, so the sender should retry.
-                DkimResult::PermError(mail_auth::Error::DnsRecordNotFound(code))
-                    if aligned
-                        && !matches!(code, ResponseCode::NXDomain | ResponseCode::NoError) =>
-                {
-                    warn!(domain, "DKIM key lookup failed: {code}");
-                    tempfail = true;
-                }
-                other => debug!(d = %sig.d, aligned, "DKIM signature not accepted: {other:?}"),
-            }
-        }
-        if tempfail {
-            return Err(Reply::DKIM_TEMPFAIL);
-        }
-        warn!(
-            domain,
-            "no valid DKIM signature aligned with the From domain"
-        );
-        Err(Reply::NO_VALID_DKIM_SIGNATURE)
+        judge(&outputs, domain)
     }
+}
+
+/// The verdict on the verified signatures: one aligned pass is enough; otherwise a failed
+/// key lookup of an aligned signature is temporary, anything else permanent.
+fn judge(outputs: &[DkimOutput<'_>], domain: &str) -> Result<(), Reply> {
+    let mut tempfail = false;
+    for out in outputs {
+        let Some(sig) = out.signature() else { continue };
+        let aligned = sig.d.eq_ignore_ascii_case(domain);
+        match out.result() {
+            DkimResult::Pass if aligned => return Ok(()),
+            DkimResult::TempError(e) if aligned => {
+                warn!(domain, "DKIM key lookup failed: {e}");
+                tempfail = true;
+            }
+            // Only "no such name" and "no such record" are answers; SERVFAIL, REFUSED
+            // and the like say nothing about the key, so the sender should retry.
+            DkimResult::PermError(mail_auth::Error::DnsRecordNotFound(code))
+                if aligned && !matches!(code, ResponseCode::NXDomain | ResponseCode::NoError) =>
+            {
+                warn!(domain, "DKIM key lookup failed: {code}");
+                tempfail = true;
+            }
+            other => debug!(d = %sig.d, aligned, "DKIM signature not accepted: {other:?}"),
+        }
+    }
+    if tempfail {
+        return Err(Reply::DKIM_TEMPFAIL);
+    }
+    warn!(
+        domain,
+        "no valid DKIM signature aligned with the From domain"
+    );
+    Err(Reply::NO_VALID_DKIM_SIGNATURE)
 }
 
 /// A signature that can make a message pass: `d=` is the From domain and `h=` covers

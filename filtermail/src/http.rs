@@ -16,11 +16,7 @@
 //! the failure is temporary, which a 400 would not.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use chatmaild::accept::accept_loop;
@@ -29,18 +25,21 @@ use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::Filter;
-use crate::budget::{MemoryBudget, Reservation};
 use crate::error::Error;
 use crate::policy::{Envelope, MailParams};
 use crate::reply::{FilterReply, Reply};
-use crate::smtp::{DataEnd, DataReader, MAX_RECIPIENTS, data_reader, refusal};
+use crate::smtp::MAX_RECIPIENTS;
+
+mod body;
+mod timeout;
+
+pub use body::MessageBody;
+pub use timeout::TimeoutIo;
 
 /// Envelope sender header (absent: the null sender).
 pub const HEADER_MAIL_FROM: &str = "x-mail-from";
@@ -312,165 +311,6 @@ fn address(value: &HeaderValue) -> Option<String> {
         return None;
     }
     Some(s.to_owned())
-}
-
-/// A request body in SMTP DATA form (dot-stuffed CRLF lines without the final `.` line),
-/// fed in pieces as it arrives: unstuffed with the SMTP [`DataReader`], so both front ends
-/// hand the policy the same bytes and the same size limit applies.
-#[derive(Debug)]
-pub struct MessageBody {
-    reader: DataReader,
-    /// The message, once an end-of-data line has been seen.
-    ended: Option<DataEnd>,
-}
-
-impl MessageBody {
-    /// A body of a message of at most `max` bytes, without a memory budget.
-    pub fn new(max: u64) -> MessageBody {
-        MessageBody::with_budget(max, None)
-    }
-
-    /// A body of a message of at most `max` bytes, reserved from `budget`.
-    pub fn with_budget(max: u64, budget: Option<Arc<MemoryBudget>>) -> MessageBody {
-        MessageBody {
-            reader: data_reader(max, budget),
-            ended: None,
-        }
-    }
-
-    /// Takes the next piece. Fails with `552` as soon as the message is too big (the rest
-    /// need not be read) and with `500 Invalid DATA` for data after a lone `.` line, which
-    /// would be the end of the message in SMTP.
-    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), Reply> {
-        while !data.is_empty() {
-            if self.ended.is_some() {
-                return Err(Reply::INVALID_DATA);
-            }
-            let (used, end) = self.reader.feed(data);
-            data = data.get(used..).unwrap_or_default();
-            if let Some(end) = end {
-                if let Some(reply) = refusal(&end) {
-                    return Err(reply);
-                }
-                self.ended = Some(end);
-            }
-            if self.reader.overflowed() {
-                return Err(Reply::TOO_BIG);
-            }
-            if self.reader.over_budget() {
-                return Err(Reply::OVER_BUDGET);
-            }
-        }
-        Ok(())
-    }
-
-    /// The unstuffed message after the last piece, with its budget reservation. The body
-    /// must end with CRLF (or be empty) and have no bare CR or LF; a final `.` line sent
-    /// anyway is accepted as the end marker.
-    pub fn finish(mut self) -> Result<(Vec<u8>, Reservation), Reply> {
-        let end = match self.ended.take() {
-            Some(end) => Some(end),
-            None => self.reader.feed(b".\r\n").1,
-        };
-        match end {
-            Some(DataEnd::Message(m)) => Ok((m, self.reader.take_allowance())),
-            Some(other) => Err(refusal(&other).unwrap_or(Reply::INVALID_DATA)),
-            None => Err(Reply::INVALID_DATA),
-        }
-    }
-}
-
-/// A stream whose reads and writes each fail with `TimedOut` after waiting `timeout`
-/// without progress, so a stalled peer cannot hold a connection (and its buffers) forever.
-#[derive(Debug)]
-pub struct TimeoutIo<S> {
-    inner: S,
-    timeout: Duration,
-    read_deadline: Option<Pin<Box<Sleep>>>,
-    write_deadline: Option<Pin<Box<Sleep>>>,
-}
-
-impl<S> TimeoutIo<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S, timeout: Duration) -> TimeoutIo<S> {
-        TimeoutIo {
-            inner,
-            timeout,
-            read_deadline: None,
-            write_deadline: None,
-        }
-    }
-}
-
-/// Polls `op`; while it is pending, the deadline in `slot` (armed on first wait) runs.
-fn with_deadline<T>(
-    slot: &mut Option<Pin<Box<Sleep>>>,
-    timeout: Duration,
-    cx: &mut Context<'_>,
-    op: Poll<io::Result<T>>,
-) -> Poll<io::Result<T>> {
-    match op {
-        Poll::Ready(r) => {
-            *slot = None;
-            Poll::Ready(r)
-        }
-        Poll::Pending => {
-            let sleep = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-            ready!(sleep.as_mut().poll(cx));
-            *slot = None;
-            Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for TimeoutIo<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let op = Pin::new(&mut this.inner).poll_read(cx, buf);
-        with_deadline(&mut this.read_deadline, this.timeout, cx, op)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for TimeoutIo<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let op = Pin::new(&mut this.inner).poll_write(cx, buf);
-        with_deadline(&mut this.write_deadline, this.timeout, cx, op)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let op = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        with_deadline(&mut this.write_deadline, this.timeout, cx, op)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let op = Pin::new(&mut this.inner).poll_flush(cx);
-        with_deadline(&mut this.write_deadline, this.timeout, cx, op)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let op = Pin::new(&mut this.inner).poll_shutdown(cx);
-        with_deadline(&mut this.write_deadline, this.timeout, cx, op)
-    }
 }
 
 #[cfg(test)]

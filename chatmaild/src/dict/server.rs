@@ -154,24 +154,7 @@ async fn handle<H: DictHandler>(
 ) -> Vec<Reply> {
     let request = match item {
         Ok(r) => r,
-        Err(e) => {
-            warn!(error = %e, "malformed dict request");
-            return match e.command {
-                b'L' => vec![Reply::Lookup(Lookup::Failed)],
-                b'I' => vec![Reply::IterEnd],
-                b'C' | b'D' => {
-                    e.tid.and_then(|t| txs.remove(&t));
-                    vec![Reply::Commit(false)]
-                }
-                b'S' => {
-                    if let Some(tx) = e.tid.and_then(|t| txs.get_mut(&t)) {
-                        tx.ok = false;
-                    }
-                    vec![]
-                }
-                _ => vec![],
-            };
-        }
+        Err(e) => return malformed(e, txs),
     };
     match request {
         Request::Hello => vec![],
@@ -218,6 +201,28 @@ async fn handle<H: DictHandler>(
             debug!(command = %char::from(command), "unknown dictproxy request ignored");
             vec![]
         }
+    }
+}
+
+/// The answer to a request that could not be parsed: what Dovecot waits for after that
+/// command (a failed lookup, an empty iteration, a failed commit), and a transaction it
+/// belongs to is spoilt, so a half-understood set can never be committed.
+fn malformed(e: super::ProtoError, txs: &mut HashMap<String, Tx>) -> Vec<Reply> {
+    warn!(error = %e, "malformed dict request");
+    match e.command {
+        b'L' => vec![Reply::Lookup(Lookup::Failed)],
+        b'I' => vec![Reply::IterEnd],
+        b'C' | b'D' => {
+            e.tid.and_then(|t| txs.remove(&t));
+            vec![Reply::Commit(false)]
+        }
+        b'S' => {
+            if let Some(tx) = e.tid.and_then(|t| txs.get_mut(&t)) {
+                tx.ok = false;
+            }
+            vec![]
+        }
+        _ => vec![],
     }
 }
 
