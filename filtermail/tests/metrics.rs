@@ -41,9 +41,10 @@ fn messages(dir: &str, verdict: &str, reason: &str) -> String {
     )
 }
 
+/// Waits until the metrics socket accepts (its file appears at bind(), before listen()).
 async fn wait_for_socket(d: &Daemon) {
     for _ in 0..100 {
-        if d.dir.path().join("metrics.socket").exists() {
+        if std::os::unix::net::UnixStream::connect(d.dir.path().join("metrics.socket")).is_ok() {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
