@@ -30,7 +30,7 @@ pub enum Error {
     InvalidAddress(String),
     /// Hashing a password failed.
     #[error("password hashing failed: {0}")]
-    Hash(String),
+    Hash(#[from] HashError),
     /// A state file of the relay (tombstone, invitation, counter) has unexpected content.
     #[error("{path}: {reason}")]
     State {
@@ -120,4 +120,19 @@ pub enum ConfigProblem {
     /// A key given twice in a section.
     #[error("duplicate key")]
     DuplicateKey,
+}
+
+/// Why a password could not be hashed (SPEC §3.5).
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The SHA-512-crypt implementation refused.
+    #[error("SHA-512-crypt: {0}")]
+    ShaCrypt(sha_crypt::password_hash::Error),
+    /// The SHA-512-crypt string was not in the `$6$salt$hash` form Dovecot and the
+    /// reference expect.
+    #[error("unexpected SHA-512-crypt output form")]
+    ShaCryptForm,
+    /// The Argon2 implementation refused.
+    #[error("Argon2id: {0}")]
+    Argon2(argon2::password_hash::Error),
 }

@@ -8,7 +8,7 @@
 use crate::config::PasswordScheme;
 use rand::RngCore;
 
-use crate::error::Error;
+use crate::error::{Error, HashError};
 
 /// Hashes `password` with `scheme`; CPU-heavy, call it off the event loop.
 pub fn hash_password(scheme: PasswordScheme, password: &str) -> Result<String, Error> {
@@ -51,13 +51,13 @@ fn sha512_crypt(password: &str) -> Result<String, Error> {
     rand::rng().fill_bytes(&mut salt);
     let mcf = ShaCrypt::SHA512
         .hash_password_with_salt(password.as_bytes(), &salt)
-        .map_err(|e| Error::Hash(e.to_string()))?
+        .map_err(HashError::ShaCrypt)?
         .to_string();
     // The library always writes the default `rounds=5000$`; glibc omits it, and the
     // hash is the same either way.
     let plain = mcf.replacen("$rounds=5000$", "$", 1);
     if !plain.starts_with("$6$") || plain.contains("rounds=") {
-        return Err(Error::Hash("unexpected SHA-512-crypt output form".into()));
+        return Err(HashError::ShaCryptForm.into());
     }
     Ok(format!("{{SHA512-CRYPT}}{plain}"))
 }
@@ -66,10 +66,10 @@ fn argon2id(password: &str) -> Result<String, Error> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Hash(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(HashError::Argon2)?;
     let hash = argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| Error::Hash(e.to_string()))?;
+        .map_err(HashError::Argon2)?;
     Ok(format!("{{ARGON2ID}}{hash}"))
 }
 

@@ -8,9 +8,6 @@ pub enum Error {
     /// The shared library failed (file system, config).
     #[error(transparent)]
     Chatmaild(#[from] chatmaild::Error),
-    /// Hashing a password failed.
-    #[error("password hashing failed: {0}")]
-    Hash(String),
     /// The creation lock was held by someone else for too long.
     #[error("timed out waiting for {0}")]
     LockTimeout(PathBuf),
@@ -24,7 +21,7 @@ pub enum Error {
     },
     /// A blocking task was cancelled or panicked.
     #[error("worker task failed: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl Error {

@@ -188,7 +188,7 @@ impl AuthHandler {
                     ok
                 })
                 .await
-                .map_err(|e| Error::Task(e.to_string()))?;
+                .map_err(Error::Task)?;
                 if !ok {
                     warn!("password mismatch for existing address {addr}");
                     return Ok(NO);
@@ -215,7 +215,7 @@ impl AuthHandler {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.create(&user, &password))
             .await
-            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(Error::Task)?
     }
 
     /// Creates the account under `password.lock` unless a concurrent login already did.

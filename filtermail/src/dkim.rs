@@ -85,8 +85,7 @@ impl DkimVerifier {
         opts.attempts = 2;
         // A key published moments ago must be found: no negative caching.
         opts.negative_max_ttl = Some(Duration::ZERO);
-        let auth =
-            MessageAuthenticator::new(config, opts).map_err(|e| Error::Resolver(e.to_string()))?;
+        let auth = MessageAuthenticator::new(config, opts).map_err(Error::Resolver)?;
         Ok(DkimVerifier {
             auth,
             max_signatures: DEFAULT_MAX_SIGNATURES,

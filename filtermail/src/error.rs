@@ -17,7 +17,7 @@ pub enum Error {
     },
     /// The DNS resolver for DKIM could not be set up.
     #[error("DKIM resolver: {0}")]
-    Resolver(String),
+    Resolver(hickory_resolver::proto::ProtoError),
     /// An invalid environment setting.
     #[error("environment variable {name}: {reason}")]
     Env {
