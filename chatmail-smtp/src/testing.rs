@@ -344,22 +344,39 @@ impl Transcript {
 
     /// One complete (possibly multi-line) reply: its lines without CRLF.
     pub async fn reply_lines(&mut self) -> Vec<String> {
+        self.try_reply_lines()
+            .await
+            .expect("connection closed before a complete reply")
+    }
+
+    /// One complete reply, or `None` when the server closed (or reset) the connection
+    /// before the reply was complete: what a hostile client expects to see.
+    pub async fn try_reply_lines(&mut self) -> Option<Vec<String>> {
         let mut out = Vec::new();
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(REPLY_TIMEOUT, self.r.read_line(&mut line))
+            let read = tokio::time::timeout(REPLY_TIMEOUT, self.r.read_line(&mut line))
                 .await
-                .expect("reply timeout")
-                .expect("read");
-            assert!(n > 0, "connection closed; got so far {out:?}");
+                .expect("reply timeout");
+            match read {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("reading a reply: {e}"),
+            }
             assert!(line.ends_with("\r\n"), "reply line without CRLF: {line:?}");
             let line = line.trim_end().to_owned();
             let more = line.as_bytes().get(3) == Some(&b'-');
             out.push(line);
             if !more {
-                return out;
+                return Some(out);
             }
         }
+    }
+
+    /// The last line of one complete reply, `None` if the connection closed first.
+    pub async fn try_last_reply(&mut self) -> Option<String> {
+        self.try_reply_lines().await?.pop()
     }
 
     /// One complete reply, lines joined with `\n`.

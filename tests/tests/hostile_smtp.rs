@@ -9,103 +9,80 @@
 )]
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::net::{Shutdown, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chatmail_tests::dovecot::free_port;
+use chatmail_smtp::testing::Transcript;
 use chatmail_tests::process::{ensure_nofile, status_kib};
 use chatmail_tests::service::binary;
+use chatmail_tests::support::{Scratch, free_port, read_lossy, wait_for_port};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 const MIB: usize = 1024 * 1024;
 
 struct Filtermail {
     child: Child,
-    root: tempfile::TempDir,
+    scratch: Scratch,
     port: u16,
 }
 
 impl Filtermail {
     /// filtermail in `mode` with a 1 MiB message limit; reinjection goes to a closed port.
     fn start(mode: &str) -> Filtermail {
-        let bin = binary("filtermail", "filtermail");
-        let root = tempfile::Builder::new()
-            .prefix("hostile-smtp")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let mailboxes = root.path().join("mail");
-        std::fs::create_dir(&mailboxes).unwrap();
         let (port, http_port, closed) = (free_port(), free_port(), free_port());
-        let ini = root.path().join("chatmail.ini");
-        std::fs::write(
-            &ini,
+        let scratch = Scratch::new("hostile-smtp", "chat.example.org", |_| {
             format!(
-                "[params]\nmail_domain = chat.example.org\nmailboxes_dir = {}\nmax_message_size = {MIB}\nfiltermail_smtp_port = {port}\nfiltermail_smtp_port_incoming = {port}\nfiltermail_http_port_incoming = {http_port}\npostfix_reinject_port = {closed}\npostfix_reinject_port_incoming = {closed}\n",
-                mailboxes.display()
-            ),
-        )
-        .unwrap();
-        let log = File::create(root.path().join("filtermail.log")).unwrap();
-        let child = Command::new(bin)
-            .arg(&ini)
+                "max_message_size = {MIB}\nfiltermail_smtp_port = {port}\nfiltermail_smtp_port_incoming = {port}\nfiltermail_http_port_incoming = {http_port}\npostfix_reinject_port = {closed}\npostfix_reinject_port_incoming = {closed}\n"
+            )
+        });
+        let log = File::create(scratch.path("filtermail.log")).unwrap();
+        let child = Command::new(binary("filtermail", "filtermail"))
+            .arg(&scratch.ini)
             .arg(mode)
             // Incoming mode must not ask the internet for DKIM keys.
             .env("FILTERMAIL_SKIP_DKIM", "1")
             // Its metrics socket in the scratch root, not in a relay's /run/filtermail.
-            .env(
-                "CHATMAIL_METRICS_SOCKET",
-                root.path().join("metrics.socket"),
-            )
+            .env("CHATMAIL_METRICS_SOCKET", scratch.path("metrics.socket"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "filtermail did not listen");
-            std::thread::sleep(Duration::from_millis(20));
+        wait_for_port(port);
+        Filtermail {
+            child,
+            scratch,
+            port,
         }
-        Filtermail { child, root, port }
     }
 
-    fn connect(&self) -> Smtp {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        let mut smtp = Smtp {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-        };
-        let greeting = smtp.reply().expect("greeting");
-        assert!(greeting.starts_with("220"), "{greeting}");
-        smtp
+    /// A new SMTP session, greeting read.
+    async fn connect(&self) -> Transcript {
+        Transcript::connect(("127.0.0.1", self.port)).await
     }
 
     fn rss_kib(&self) -> u64 {
         status_kib(self.child.id(), "VmRSS:")
     }
 
-    fn assert_serving(&self) {
-        let mut c = self.connect();
-        assert_eq!(c.command("NOOP").as_deref(), Some("250 OK"));
+    async fn assert_serving(&self) {
+        let mut c = self.connect().await;
+        assert_eq!(c.cmd("NOOP").await, "250 OK");
     }
 
-    fn finish(mut self) {
+    async fn finish(mut self) {
         assert!(
             self.child.try_wait().unwrap().is_none(),
             "filtermail exited"
         );
-        self.assert_serving();
+        self.assert_serving().await;
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let log =
-            std::fs::read_to_string(self.root.path().join("filtermail.log")).unwrap_or_default();
+        let log = read_lossy(&self.scratch.path("filtermail.log"));
         assert!(!log.contains("panicked"), "panic in log:\n{log}");
         assert_eq!(
-            std::fs::read_dir(self.root.path().join("mail"))
-                .unwrap()
-                .count(),
+            std::fs::read_dir(&self.scratch.mailboxes).unwrap().count(),
             0,
             "filtermail wrote below mailboxes_dir"
         );
@@ -119,48 +96,22 @@ impl Drop for Filtermail {
     }
 }
 
-struct Smtp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+/// The reply code to `cmd`.
+async fn code(c: &mut Transcript, cmd: &str) -> String {
+    c.cmd(cmd).await.get(..3).unwrap().to_owned()
 }
 
-impl Smtp {
-    /// One reply (the last line of a multi-line one), without CRLF; `None` on EOF/reset.
-    fn reply(&mut self) -> Option<String> {
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("reading reply: {e}"),
-            }
-            let line = line.trim_end().to_owned();
-            if line.get(3..4) != Some("-") {
-                return Some(line);
-            }
-        }
-    }
-
-    fn command(&mut self, cmd: &str) -> Option<String> {
-        self.writer
-            .write_all(format!("{cmd}\r\n").as_bytes())
-            .ok()?;
-        self.reply()
-    }
-
-    fn code(&mut self, cmd: &str) -> String {
-        let reply = self
-            .command(cmd)
-            .unwrap_or_else(|| panic!("closed after {cmd:?}"));
-        reply.get(..3).unwrap().to_owned()
-    }
+/// Opens a transaction up to the DATA go-ahead.
+async fn start_data(c: &mut Transcript, from: &str, to: &str) {
+    assert_eq!(code(c, &format!("MAIL FROM:<{from}>")).await, "250");
+    assert_eq!(code(c, &format!("RCPT TO:<{to}>")).await, "250");
+    assert_eq!(code(c, "DATA").await, "354");
 }
 
-#[test]
-fn bad_commands_get_smtp_errors() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_commands_get_smtp_errors() {
     let f = Filtermail::start("outgoing");
-    let mut c = f.connect();
+    let mut c = f.connect().await;
     for (cmd, code) in [
         (&b"\xff\xfe\x80garbage\r\n"[..], "500"),
         (b"NO\0OP\r\n", "500"),
@@ -176,9 +127,10 @@ fn bad_commands_get_smtp_errors() {
         (b"RCPT TO:<../../../etc/passwd@chat.example.org>\r\n", "250"),
         (b"RSET\r\n", "250"),
     ] {
-        c.writer.write_all(cmd).unwrap();
+        c.send(cmd).await;
         let reply = c
-            .reply()
+            .try_last_reply()
+            .await
             .unwrap_or_else(|| panic!("closed after {:?}", String::from_utf8_lossy(cmd)));
         assert!(
             reply.starts_with(code),
@@ -187,123 +139,118 @@ fn bad_commands_get_smtp_errors() {
         );
     }
     // A bare LF and an over-long line end only their own connection, with a reply.
-    let mut bare = f.connect();
-    bare.writer.write_all(b"NOOP\n").unwrap();
-    assert!(bare.reply().is_some_and(|r| r.starts_with("500")));
-    let mut long = f.connect();
+    let mut bare = f.connect().await;
+    bare.send(b"NOOP\n").await;
+    assert!(
+        bare.try_last_reply()
+            .await
+            .is_some_and(|r| r.starts_with("500"))
+    );
+    let mut long = f.connect().await;
     let mut line = vec![b'X'; MIB];
     line.extend_from_slice(b"\r\n");
-    let _ = long.writer.write_all(&line);
-    let reply = long.reply();
+    let _ = long.stream().write_all(&line).await;
+    let reply = long.try_last_reply().await;
     assert!(
         reply.as_deref().is_none_or(|r| r.starts_with("500")),
         "{reply:?}"
     );
-    assert_eq!(c.code("NOOP"), "250");
-    f.finish();
+    assert_eq!(code(&mut c, "NOOP").await, "250");
+    f.finish().await;
 }
 
-#[test]
-fn hundred_mib_message_is_refused_in_bounded_memory() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_mib_message_is_refused_in_bounded_memory() {
     let f = Filtermail::start("outgoing");
     let rss = f.rss_kib();
-    let mut c = f.connect();
-    assert_eq!(c.code("EHLO client"), "250");
-    assert_eq!(c.code("MAIL FROM:<sender@chat.example.org>"), "250");
-    assert_eq!(c.code("RCPT TO:<rcpt@example.org>"), "250");
-    assert_eq!(c.code("DATA"), "354");
+    let mut c = f.connect().await;
+    assert_eq!(code(&mut c, "EHLO client").await, "250");
+    start_data(&mut c, "sender@chat.example.org", "rcpt@example.org").await;
     let mut block = Vec::with_capacity(MIB);
     while block.len() < MIB {
         block.extend_from_slice(&[b'a'; 998]);
         block.extend_from_slice(b"\r\n");
     }
-    let other = std::thread::spawn({
+    let other = tokio::spawn({
         let port = f.port;
-        move || {
+        async move {
             // Meanwhile another client is served.
-            let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-            let mut smtp = Smtp {
-                reader: BufReader::new(s.try_clone().unwrap()),
-                writer: s,
-            };
-            assert!(smtp.reply().unwrap().starts_with("220"));
-            smtp.code("NOOP")
+            let mut c = Transcript::connect(("127.0.0.1", port)).await;
+            code(&mut c, "NOOP").await
         }
     });
     for _ in 0..100 {
-        c.writer.write_all(&block).unwrap();
+        c.send(&block).await;
     }
-    c.writer.write_all(b".\r\n").unwrap();
-    assert_eq!(c.reply().as_deref().map(|r| &r[..3]), Some("552"));
-    assert_eq!(other.join().unwrap(), "250");
+    c.send(b".\r\n").await;
+    assert_eq!(
+        c.try_last_reply().await.as_deref().map(|r| &r[..3]),
+        Some("552")
+    );
+    assert_eq!(other.await.unwrap(), "250");
     // The connection goes on with the next transaction.
-    assert_eq!(c.code("RSET"), "250");
+    assert_eq!(code(&mut c, "RSET").await, "250");
     let grown = f.rss_kib().saturating_sub(rss);
     assert!(
         grown < 16 * 1024,
         "RSS grew by {grown} KiB for a 100 MiB message"
     );
-    f.finish();
+    f.finish().await;
 }
 
-#[test]
-fn slowloris_and_half_closed_clients() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_and_half_closed_clients() {
     let f = Filtermail::start("incoming");
-    let mut slow = f.connect();
-    let mut writer = slow.writer.try_clone().unwrap();
-    let trickle = std::thread::spawn(move || {
+    let mut slow = f.connect().await;
+    let trickle = tokio::spawn(async move {
         for b in b"NOOP slowly" {
-            writer.write_all(&[*b]).unwrap();
-            std::thread::sleep(Duration::from_millis(200));
+            slow.send(&[*b]).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        writer.write_all(b"\r\n").unwrap();
+        slow.send(b"\r\n").await;
+        slow.try_last_reply().await
     });
     let mut served = 0;
     while !trickle.is_finished() {
-        f.assert_serving();
+        f.assert_serving().await;
         served += 1;
     }
-    trickle.join().unwrap();
+    assert_eq!(trickle.await.unwrap().as_deref(), Some("250 OK"));
     assert!(
         served >= 10,
         "only {served} clients served during the trickle"
     );
-    assert_eq!(slow.reply().as_deref(), Some("250 OK"));
     // Command, then the write side shut: the reply still comes, then EOF.
-    let mut c = f.connect();
-    c.writer.write_all(b"NOOP\r\n").unwrap();
-    c.writer.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(c.reply().as_deref(), Some("250 OK"));
-    assert_eq!(c.reply(), None);
+    let mut c = f.connect().await;
+    c.send(b"NOOP\r\n").await;
+    c.stream().shutdown().await.unwrap();
+    assert_eq!(c.try_last_reply().await.as_deref(), Some("250 OK"));
+    assert_eq!(c.try_last_reply().await, None);
     // Gone in the middle of DATA.
-    let mut c = f.connect();
-    assert_eq!(c.code("MAIL FROM:<a@example.org>"), "250");
-    assert_eq!(c.code("RCPT TO:<abcdefghi@chat.example.org>"), "250");
-    assert_eq!(c.code("DATA"), "354");
-    c.writer.write_all(b"Subject: half\r\n\r\nbody").unwrap();
+    let mut c = f.connect().await;
+    start_data(&mut c, "a@example.org", "abcdefghi@chat.example.org").await;
+    c.send(b"Subject: half\r\n\r\nbody").await;
     drop(c);
-    f.finish();
+    f.finish().await;
 }
 
-#[test]
-fn two_thousand_idle_smtp_connections() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_idle_smtp_connections() {
     const IDLE: usize = 2000;
     ensure_nofile(IDLE as u64 + 200);
     let f = Filtermail::start("outgoing");
-    f.assert_serving();
+    f.assert_serving().await;
     let rss = f.rss_kib();
-    let idle: Vec<TcpStream> = (0..IDLE)
-        .map(|i| {
-            let mut s = TcpStream::connect(("127.0.0.1", f.port)).unwrap();
-            if i % 2 == 0 {
-                s.write_all(b"EHLO half-").unwrap();
-            }
-            s
-        })
-        .collect();
+    let mut idle = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        let mut s = TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"EHLO half-").await.unwrap();
+        }
+        idle.push(s);
+    }
     for _ in 0..20 {
-        f.assert_serving();
+        f.assert_serving().await;
     }
     let grown = f.rss_kib().saturating_sub(rss);
     eprintln!("{IDLE} idle SMTP connections: RSS +{grown} KiB");
@@ -313,7 +260,7 @@ fn two_thousand_idle_smtp_connections() {
         "{IDLE} idle connections cost {grown} KiB"
     );
     drop(idle);
-    f.finish();
+    f.finish().await;
 }
 
 /// A message with `parts` sibling MIME parts and `depth` levels of nested multiparts.
@@ -339,32 +286,38 @@ fn mime_bomb(parts: usize, depth: usize) -> Vec<u8> {
     m.into_bytes()
 }
 
-#[test]
-fn mime_bombs_get_a_verdict() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mime_bombs_get_a_verdict() {
     for mode in ["outgoing", "incoming"] {
         let f = Filtermail::start(mode);
         let rss = f.rss_kib();
         for (parts, depth) in [(10_000, 0), (1, 1_000), (2_000, 500)] {
-            let mut c = f.connect();
-            assert_eq!(c.code("EHLO client"), "250");
-            assert_eq!(c.code("MAIL FROM:<sender@chat.example.org>"), "250");
-            assert_eq!(c.code("RCPT TO:<abcdefghi@chat.example.org>"), "250");
-            assert_eq!(c.code("DATA"), "354");
+            let mut c = f.connect().await;
+            assert_eq!(code(&mut c, "EHLO client").await, "250");
+            start_data(
+                &mut c,
+                "sender@chat.example.org",
+                "abcdefghi@chat.example.org",
+            )
+            .await;
             let bomb = mime_bomb(parts, depth);
             assert!(bomb.len() < MIB, "bomb of {} bytes", bomb.len());
-            c.writer.write_all(&bomb).unwrap();
-            c.writer.write_all(b".\r\n").unwrap();
+            c.send(&bomb).await;
+            c.send(b".\r\n").await;
             // Cleartext is refused (or, in incoming mode without a marker, passed on to the
             // closed reinjection port: a 4xx); either way a verdict, not a crash.
-            let reply = c.reply().expect("a verdict for the MIME bomb");
+            let reply = c
+                .try_last_reply()
+                .await
+                .expect("a verdict for the MIME bomb");
             assert!(
                 reply.starts_with('4') || reply.starts_with('5'),
                 "{mode} {parts}x{depth}: {reply}"
             );
-            f.assert_serving();
+            f.assert_serving().await;
         }
         let grown = f.rss_kib().saturating_sub(rss);
         assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
-        f.finish();
+        f.finish().await;
     }
 }
