@@ -2,11 +2,7 @@
 //!
 //! As for the dict daemons: a clear SMTP reply or a closed connection for the offender,
 //! bounded memory, other clients served meanwhile, nothing written, no panic in the log.
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: failing loudly is the point"
-)]
+#![expect(clippy::unwrap_used, reason = "test code: failing loudly is the point")]
 
 use std::fs::File;
 use std::process::{Child, Command, Stdio};
