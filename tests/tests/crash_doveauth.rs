@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chatmail_tests::service::binary;
-use chatmail_tests::support::{Scratch, crash_iterations, read_lossy, spawn_with_socket};
+use chatmail_tests::support::{
+    KillOnDrop, Scratch, crash_iterations, read_lossy, spawn_with_socket,
+};
 
 const DOMAIN: &str = "crash.example.org";
 const PASSWORD: &str = "correct-horse-battery";
@@ -265,13 +267,4 @@ fn kill_loop(iterations: u64) -> Vec<String> {
     let log = env.log_text();
     assert!(!log.contains("panicked"), "panic in log:\n{log}");
     missing_marker
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
