@@ -34,7 +34,8 @@ RELAY = REPO / "scripts" / "relay"
 # The command that runs scripts/relay: itself, or (CHATMAIL_E2E_RELAY, e.g. set by
 # `scripts/e2e --debian13`) a wrapper that runs it in another distribution's root.
 RELAY_CMD = os.environ.get("CHATMAIL_E2E_RELAY", "").split() or [str(RELAY)]
-TESTDATA = Path(os.environ.get("CHATMAIL_TESTDATA", REPO.parent / "shared" / "testdata"))
+# The sample messages: the repository's corpus (the filter's tests read the same files).
+TESTDATA = Path(os.environ.get("CHATMAIL_TESTDATA", REPO / "filtermail" / "tests" / "data"))
 RUN_DIR = Path(os.environ.get("CHATMAIL_RELAY_RUN", "/run/chatmail-local"))
 E2E_STATE = Path(os.environ.get("CHATMAIL_E2E_STATE", "/var/lib/chatmail-e2e"))
 NOTIFY_PORT = int(os.environ.get("CHATMAIL_E2E_NOTIFY_PORT", "19989"))
