@@ -5,6 +5,7 @@
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
+use chatmail_fuzz::chunks;
 use chatmaild::dict::codec::DictCodec;
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::Decoder;
@@ -50,20 +51,7 @@ fn decode<'a>(limit: usize, chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<Stri
 fuzz_target!(|input: Input| {
     let limit = usize::from(input.limit) + 1;
     let whole = decode(limit, std::iter::once(input.stream.as_slice()));
-    let mut sizes = input.cuts.iter().map(|c| usize::from(*c).max(1)).cycle();
-    let mut rest = input.stream.as_slice();
-    let mut chunks = Vec::new();
-    while !rest.is_empty() {
-        let n = if input.cuts.is_empty() {
-            rest.len()
-        } else {
-            sizes.next().unwrap_or(1)
-        };
-        let (head, tail) = rest.split_at(n.min(rest.len()));
-        chunks.push(head);
-        rest = tail;
-    }
-    let cut = decode(limit, chunks.into_iter());
+    let cut = decode(limit, chunks(&input.stream, &input.cuts).into_iter());
     // Once a line is too long the connection is closed: items before it must agree,
     // and a stream without any over-long line must decode identically.
     assert_eq!(whole.1, cut.1, "framing error depends on chunking");

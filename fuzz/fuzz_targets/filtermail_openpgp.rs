@@ -5,6 +5,7 @@
 
 use arbitrary::Arbitrary;
 use base64::Engine;
+use chatmail_fuzz::chunks;
 use filtermail::openpgp::{PacketWalker, check_armored_payload, is_encrypted_packet_sequence};
 use libfuzzer_sys::fuzz_target;
 
@@ -41,17 +42,8 @@ fuzz_target!(|input: Input<'_>| {
     // Chunking invariance of the streaming walk, on arbitrary bytes.
     let whole = is_encrypted_packet_sequence(input.raw);
     let mut walker = PacketWalker::default();
-    let mut rest = input.raw;
-    let mut sizes = input.cuts.iter().map(|c| usize::from(*c).max(1)).cycle();
-    while !rest.is_empty() {
-        let n = if input.cuts.is_empty() {
-            rest.len()
-        } else {
-            sizes.next().unwrap_or(1)
-        };
-        let (head, tail) = rest.split_at(n.min(rest.len()));
-        walker.feed(head);
-        rest = tail;
+    for piece in chunks(input.raw, &input.cuts) {
+        walker.feed(piece);
     }
     assert_eq!(walker.finish(), whole, "answer depends on chunking");
     let _ = check_armored_payload(input.raw, input.outgoing);

@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use arbitrary::Arbitrary;
+use chatmail_fuzz::chunks;
 use chatmail_smtp::{Line, next_line, stuffed_slices};
 use filtermail::Mode;
 use filtermail::smtp::{DataEnd, DataReader, Session, Step};
@@ -24,23 +25,6 @@ struct Input {
     stream: Vec<u8>,
     /// Lines of a message for the stuffing round trip (CR and LF removed).
     lines: Vec<Vec<u8>>,
-}
-
-fn chunks<'a>(data: &'a [u8], cuts: &[u8]) -> Vec<&'a [u8]> {
-    let mut sizes = cuts.iter().map(|c| usize::from(*c).max(1)).cycle();
-    let mut rest = data;
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let n = if cuts.is_empty() {
-            rest.len()
-        } else {
-            sizes.next().unwrap_or(1)
-        };
-        let (head, tail) = rest.split_at(n.min(rest.len()));
-        out.push(head);
-        rest = tail;
-    }
-    out
 }
 
 fn drive(mode: Mode, reads: &[&[u8]]) {
