@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::Filter;
+use crate::budget::Reservation;
 use crate::error::Error;
 use crate::policy::{Envelope, MailParams};
 use crate::reply::{FilterReply, Reply};
@@ -207,7 +208,21 @@ async fn handle(req: Request<Incoming>, filter: &Arc<Filter>) -> Response<Full<B
         drain(req.into_body(), filter.max_message_size);
         return reply_response(&Reply::OVER_BUDGET);
     }
-    let mut body = req.into_body();
+    let (message, _reservation) = match read_message(req.into_body(), filter).await {
+        Ok(m) => m,
+        Err(response) => return response,
+    };
+    debug!(from = %env.mail_from, rcpts = env.rcpt_to.len(), "HTTP delivery");
+    let reply = filter.process(env, MailParams::default(), message).await;
+    reply_response(&reply)
+}
+
+/// Reads the body into a message, holding its share of the memory budget; `Err` is the
+/// answer when it is broken, too big or over the budget (the rest is drained).
+async fn read_message(
+    mut body: Incoming,
+    filter: &Arc<Filter>,
+) -> Result<(Vec<u8>, Reservation), Response<Full<Bytes>>> {
     let mut reader =
         MessageBody::with_budget(filter.max_message_size, Some(Arc::clone(&filter.budget)));
     while let Some(frame) = body.frame().await {
@@ -217,7 +232,7 @@ async fn handle(req: Request<Incoming>, filter: &Arc<Filter>) -> Response<Full<B
                 // The client went away or broke the framing; nobody may read the answer.
                 debug!("HTTP body: {e}");
                 filter.metrics.protocol_error();
-                return text(StatusCode::BAD_REQUEST, "400 Broken request body");
+                return Err(text(StatusCode::BAD_REQUEST, "400 Broken request body"));
             }
         };
         if let Ok(data) = frame.into_data()
@@ -227,16 +242,10 @@ async fn handle(req: Request<Incoming>, filter: &Arc<Filter>) -> Response<Full<B
                 warn!("HTTP message exceeds max_message_size");
             }
             drain(body, filter.max_message_size);
-            return reply_response(&reply);
+            return Err(reply_response(&reply));
         }
     }
-    let (message, _reservation) = match reader.finish() {
-        Ok(m) => m,
-        Err(reply) => return reply_response(&reply),
-    };
-    debug!(from = %env.mail_from, rcpts = env.rcpt_to.len(), "HTTP delivery");
-    let reply = filter.process(env, MailParams::default(), message).await;
-    reply_response(&reply)
+    reader.finish().map_err(|reply| reply_response(&reply))
 }
 
 /// Reads and discards the rest of a refused request body in the background, at most

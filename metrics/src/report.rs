@@ -116,12 +116,19 @@ impl Report {
     }
 
     /// The summary text of SPEC §8.3; `date` is the rendered reference time.
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "percentages of byte and account counts, as the reference computes them"
-    )]
     pub fn summary(&self, params: &Params, date: &str) -> String {
         let mut s = String::new();
+        self.write_storage(&mut s, params);
+        self.write_logins(&mut s, date);
+        s
+    }
+
+    /// The storage part of the summary: totals, then messages by size threshold.
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "percentages of byte counts, as the reference computes them"
+    )]
+    fn write_storage(&self, s: &mut String, params: &Params) {
         let total = self.size_extra + self.size_messages;
         let extra_pct = if total == 0 {
             100.0
@@ -166,6 +173,14 @@ impl Report {
                 hsize(bytes)
             );
         }
+    }
+
+    /// The login part of the summary: account counts, then accounts active per period.
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "percentages of account counts, as the reference computes them"
+    )]
+    fn write_logins(&self, s: &mut String, date: &str) {
         let user = self.accounts_user();
         let _ = writeln!(s);
         let _ = writeln!(s, "## Login stats, from date reference {date}");
@@ -180,7 +195,6 @@ impl Report {
             };
             let _ = writeln!(s, "last {days:3} days: {} {pct}", hsize(active));
         }
-        s
     }
 
     /// The Prometheus textfile of SPEC §8.4.

@@ -55,18 +55,7 @@ impl Deliverer {
             _ => host.to_owned(),
         };
         let url = format!("https://{authority}:{}/mxdeliv", self.settings.https_port);
-        let mut headers = HeaderMap::new();
-        let value =
-            |a: &str| HeaderValue::from_bytes(a.as_bytes()).map_err(|e| format!("header: {e}"));
-        if !batch.sender.is_empty() {
-            headers.insert(
-                HeaderName::from_static("x-mail-from"),
-                value(&batch.sender)?,
-            );
-        }
-        for rcpt in &batch.recipients {
-            headers.append(HeaderName::from_static("x-mail-to"), value(rcpt)?);
-        }
+        let headers = envelope_headers(batch)?;
         // The body is the DATA form without the final "." line (SPEC §6.11).
         let body = batch.wire.slice(..batch.wire.len().saturating_sub(3));
         let resp = client
@@ -84,16 +73,7 @@ impl Deliverer {
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .map(|v| v.as_bytes().to_vec());
-        let mut resp = resp;
-        let mut head = Vec::new();
-        while head.len() < VERDICT_HEAD {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => head.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(e) => return Err(format!("reading response: {e}")),
-            }
-        }
-        head.truncate(VERDICT_HEAD);
+        let head = read_head(resp).await?;
         if https_delivered(status, content_type.as_deref(), &head) {
             Ok(())
         } else {
@@ -103,6 +83,37 @@ impl Deliverer {
             ))
         }
     }
+}
+
+/// The envelope as `/mxdeliv` takes it: `X-Mail-From` (absent for the null sender) and one
+/// `X-Mail-To` per recipient.
+fn envelope_headers(batch: &Batch) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    let value = |a: &str| HeaderValue::from_bytes(a.as_bytes()).map_err(|e| format!("header: {e}"));
+    if !batch.sender.is_empty() {
+        headers.insert(
+            HeaderName::from_static("x-mail-from"),
+            value(&batch.sender)?,
+        );
+    }
+    for rcpt in &batch.recipients {
+        headers.append(HeaderName::from_static("x-mail-to"), value(rcpt)?);
+    }
+    Ok(headers)
+}
+
+/// The first [`VERDICT_HEAD`] bytes of the body, however the peer sends them, and no more.
+async fn read_head(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut head = Vec::new();
+    while head.len() < VERDICT_HEAD {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => return Err(format!("reading response: {e}")),
+        }
+    }
+    head.truncate(VERDICT_HEAD);
+    Ok(head)
 }
 
 #[cfg(test)]
