@@ -4,20 +4,11 @@
 use chatmaild::metrics::names::metadata as names;
 use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, REQUEST_BUCKETS, labels};
 
-/// Device tokens stored by `SETMETADATA`.
-pub const TOKENS_SET: &str = names::TOKENS_SET;
-/// Device tokens removed because the notification service answered 410 Gone.
-pub const TOKENS_REMOVED: &str = names::TOKENS_REMOVED;
-/// Notification events by `event` ([`Event`]).
-pub const NOTIFICATIONS: &str = names::NOTIFICATIONS;
-/// Time of one notification request.
-pub const REQUEST_SECONDS: &str = names::REQUEST_SECONDS;
-/// Queued notifications, waiting or in flight.
-pub const QUEUE_ITEMS: &str = names::QUEUE_ITEMS;
-/// Age of the oldest waiting notification.
-pub const QUEUE_OLDEST: &str = names::QUEUE_OLDEST;
-/// Failed lookups of shared keys by `key` (`turn`, `appversions`).
-pub const LOOKUP_ERRORS: &str = names::LOOKUP_ERRORS;
+/// The family names, from the relay-wide list.
+pub use names::{
+    LOOKUP_ERRORS, NOTIFICATIONS, QUEUE_ITEMS, QUEUE_OLDEST, REQUEST_SECONDS, TOKENS_REMOVED,
+    TOKENS_SET,
+};
 
 labels! {
     /// A notification event (the `event` label of [`NOTIFICATIONS`]).

@@ -7,16 +7,8 @@
 use chatmaild::metrics::names::transport as names;
 use chatmaild::metrics::{Counter, CounterVec, Encoder, Gauge, Histogram, REQUEST_BUCKETS, labels};
 
-/// Batches delivered, by `path` ([`Path`]).
-pub const DELIVERED: &str = names::DELIVERED;
-/// Batches not delivered, by `class` ([`FailureClass`]).
-pub const FAILURES: &str = names::FAILURES;
-/// HTTPS `/mxdeliv` attempts that failed and fell back to SMTP.
-pub const HTTPS_FALLBACKS: &str = names::HTTPS_FALLBACKS;
-/// Time to deliver (or fail) one batch.
-pub const DURATION: &str = names::DURATION;
-/// Batches being delivered now.
-pub const IN_FLIGHT: &str = names::IN_FLIGHT;
+/// The family names, from the relay-wide list.
+pub use names::{DELIVERED, DURATION, FAILURES, HTTPS_FALLBACKS, IN_FLIGHT};
 
 labels! {
     /// How a batch was delivered (the `path` label of [`DELIVERED`]).
