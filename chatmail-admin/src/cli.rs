@@ -1,5 +1,5 @@
 //! The command line: parsing (pure, [`parse`]); [`main`] runs one command with
-//! [`run`](crate::commands::run).
+//! [`run`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
