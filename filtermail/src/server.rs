@@ -71,7 +71,8 @@ async fn session(mut stream: TcpStream, filter: &Arc<Filter>) -> std::io::Result
     stream.set_nodelay(true)?;
     let _in_flight = filter.metrics.session();
     write(&mut stream, &Reply::GREETING.to_wire()).await?;
-    let mut smtp = Session::new(filter.mode, filter.max_message_size);
+    let mut smtp =
+        Session::new(filter.mode, filter.max_message_size).with_local(Arc::clone(&filter.local));
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         let (step, used) = match next_line(&buf) {
