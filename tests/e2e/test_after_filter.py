@@ -248,7 +248,9 @@ def postfix_changing_variants(from_addr, to_addr):
     _, enc = load_eml("encrypted.eml", from_addr, to_addr)
     subject = b"Subject: e2e test\r\n"
     preamble = b'boundary="YFrteb74qSXmggbOxZL9dRnhymywAi"\r\n\r\n'
+    part = b"Content-Description: PGP/MIME version identification\r\n"
     assert subject in enc and preamble in enc and ARMOR_BEGIN in enc and ARMOR_END in enc
+    assert part in enc
     start = enc.index(ARMOR_BEGIN) + len(ARMOR_BEGIN)
     end = enc.index(ARMOR_END)
     one_line_armor = enc[:start] + enc[start:end].replace(b"\r\n", b"") + enc[end:]
@@ -259,6 +261,9 @@ def postfix_changing_variants(from_addr, to_addr):
         # cleanup(8) cuts a header at a NUL (cleanup_out_header uses C strings).
         ("NUL in a header", enc.replace(subject, b"Subject: e2e\x00test\r\n", 1)),
         ("NUL in the preamble", enc.replace(preamble, preamble + b"hidden\x00text\r\n", 1)),
+        # With lmtp_header_checks the LMTP client parses every MIME header (mime_state),
+        # whose buffer stops at a NUL.
+        ("NUL in a MIME part header", enc.replace(part, part[:32] + b"\x00" + part[32:], 1)),
         # The LMTP client breaks lines over 998 bytes with CRLF SPACE (smtp_text_out).
         ("header line over 998 bytes", enc.replace(subject, b"Subject: " + b"s" * 1000 + b"\r\n", 1)),
         ("body line over 998 bytes", one_line_armor),
@@ -270,15 +275,21 @@ def postfix_changing_variants(from_addr, to_addr):
 
 
 def run_variants(relay, acc, variants, send, canary):
-    """Sends every (name, message) with a marker through `send` (which returns None for a
-    523 refusal, else what happened instead), then one canary to `acc` through the same
+    """Sends every (name, message) with a marker (on top, or in place of the variant's
+    `X-Attack-Marker: MARKER` line) through `send` (which returns None for a 523 refusal,
+    else what happened instead), then one canary to `acc` through the same
     path; fails listing every variant that was not refused with 523 or that reached the
     mailbox (once the canary is there, anything accepted earlier is there too)."""
     failures, markers = [], {}
     for name, data in variants:
         marker = f"attack-{uuid.uuid4().hex}"
         markers[name] = marker
-        outcome = send(marked(data, marker))
+        placeholder = b"X-Attack-Marker: MARKER\r\n"
+        if placeholder in data:  # the variant's first line must stay first
+            data = data.replace(b"MARKER", marker.encode(), 1)
+        else:
+            data = marked(data, marker)
+        outcome = send(data)
         if outcome is not None:
             failures.append(f"{name}: {outcome}")
     got = acc.wait_for_message(canary())
@@ -319,7 +330,18 @@ def test_mxdeliv_postfix_changing_bytes_never_land(relay, make_account):
         status, body = mxdeliv([b.addr], stuffed(data), mail_from=peer)
         return None if (status, body[:3]) == (400, "523") else f"{status} {body[:80]!r}"
 
-    run_variants(relay, b, postfix_changing_variants(peer, b.addr), send, canary_port25(b))
+    # Port 25's smtpd rewrites these before the filter sees them; /mxdeliv's messages meet
+    # that code only at reinjection (smtpd.c:receive_data_message): a first line "From "
+    # becomes an `X-Mailbox-Line:` header, a first line starting with a space gets an empty
+    # line before it (the whole header turns into body).
+    _, enc = load_eml("encrypted.eml", peer, b.addr)
+    mark = b"X-Attack-Marker: MARKER\r\n"
+    first_line = [
+        ("first line 'From '", b"From mallory Mon Jan  1 00:00:00 2024\r\n" + mark + enc),
+        ("first line starting with a space", b" folded\r\n" + mark + enc),
+    ]
+    variants = postfix_changing_variants(peer, b.addr) + first_line
+    run_variants(relay, b, variants, send, canary_port25(b))
 
 
 def test_submission_postfix_changing_bytes_never_leave(relay, make_account):
