@@ -5,6 +5,8 @@
     reason = "test support: failing loudly is the point"
 )]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -117,6 +119,14 @@ impl Client {
         let mut buf = [0u8; 1];
         matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
     }
+}
+
+/// A passdb lookup whose key carries the client's address, as `password_key =
+/// passdb/%Ew"%Eu"%{rip}` makes it.
+pub fn passdb_from(password: &str, user: &str, client: &str) -> String {
+    let plain = passdb(password, user);
+    let (key, rest) = plain.split_once('\t').unwrap();
+    format!("{key}\"{client}\t{rest}")
 }
 
 pub fn passdb(password: &str, user: &str) -> String {
