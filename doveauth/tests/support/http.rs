@@ -19,19 +19,31 @@ use chatmail_tests::support::{free_port, wait_for_port as wait_connect};
 
 pub struct Http {
     pub child: Child,
+    pub log: super::StderrLog,
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub mailboxes: PathBuf,
 }
 
+/// Writes `chatmail.ini` for a test relay: system limits that never refuse (unless `extra`
+/// sets them), the port, and `extra`.
 pub fn write_ini(dir: &Path, port: u16, extra: &str) -> (PathBuf, PathBuf) {
     let mailboxes = dir.join("mail");
     std::fs::create_dir_all(&mailboxes).unwrap();
     let ini = dir.join("chatmail.ini");
+    let limits: String = [
+        "max_load_1m = 1000",
+        "min_free_disk_space = 1M",
+        "min_available_memory = 1M",
+    ]
+    .into_iter()
+    .filter(|l| !extra.contains(l.split(' ').next().unwrap()))
+    .map(|l| format!("{l}\n"))
+    .collect();
     std::fs::write(
         &ini,
         format!(
-            "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\npassdb_path = {}\nmax_load_1m = 1000\nmin_free_disk_space = 1M\nmin_available_memory = 1M\ndoveauth_http_port = {port}\n{extra}",
+            "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\npassdb_path = {}\n{limits}doveauth_http_port = {port}\n{extra}",
             mailboxes.display(),
             dir.join("passdb.sqlite").display()
         ),
@@ -45,7 +57,7 @@ impl Http {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let (ini, mailboxes) = write_ini(dir.path(), port, extra);
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .arg(&ini)
             .env_remove("LISTEN_FDS")
             .env("CHATMAIL_METRICS_SOCKET", dir.path().join("metrics.socket"))
@@ -53,9 +65,11 @@ impl Http {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let log = super::StderrLog::of(&mut child);
         wait_connect(port);
         Http {
             child,
+            log,
             dir,
             port,
             mailboxes,
@@ -68,7 +82,7 @@ impl Http {
 
     /// SIGTERM; returns (clean exit, stderr).
     pub fn stop(mut self) -> (bool, String) {
-        chatmail_tests::support::stop_with_stderr(&mut self.child)
+        super::stop_child(&mut self.child, &mut self.log)
     }
 }
 

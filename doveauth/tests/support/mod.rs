@@ -13,8 +13,40 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// A child's stderr, read as it comes (a daemon that logs more than a pipe holds would
+/// otherwise block), returned whole at the end.
+pub struct StderrLog(Option<std::thread::JoinHandle<String>>);
+
+impl StderrLog {
+    /// Starts reading `child`'s piped stderr.
+    pub fn of(child: &mut Child) -> StderrLog {
+        let mut err = child.stderr.take().unwrap();
+        StderrLog(Some(std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        })))
+    }
+
+    /// Everything the child wrote (call once it has exited).
+    pub fn text(&mut self) -> String {
+        self.0.take().map(|t| t.join().unwrap()).unwrap_or_default()
+    }
+}
+
+/// SIGTERM, wait; (exit success, stderr).
+pub fn stop_child(child: &mut Child, log: &mut StderrLog) -> (bool, String) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    (status.success(), log.text())
+}
+
 pub struct Daemon {
     pub child: Child,
+    pub log: StderrLog,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub mailboxes: PathBuf,
@@ -44,15 +76,17 @@ impl Daemon {
         )
         .unwrap();
         let socket = dir.path().join("s.socket");
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .arg(&socket)
             .arg(&ini)
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let log = StderrLog::of(&mut child);
         let d = Daemon {
             child,
+            log,
             dir,
             socket,
             mailboxes,
@@ -72,7 +106,7 @@ impl Daemon {
 
     /// Stops with SIGTERM and returns (exit success, stderr).
     pub fn stop(mut self) -> (bool, String) {
-        chatmail_tests::support::stop_with_stderr(&mut self.child)
+        stop_child(&mut self.child, &mut self.log)
     }
 }
 
