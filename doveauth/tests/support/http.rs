@@ -2,7 +2,6 @@
 #![allow(dead_code, reason = "each test file uses a different part")]
 #![expect(
     clippy::unwrap_used,
-    clippy::indexing_slicing,
     reason = "test support: failing loudly is the point"
 )]
 
