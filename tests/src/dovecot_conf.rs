@@ -198,13 +198,18 @@ impl Instance {
     fn values(&self) -> HashMap<&'static str, String> {
         let s = |v: &Path| v.display().to_string();
         let root = &self.root;
-        let (password_var, http_settings) = if self.series.is_24() {
+        let (password_var, client_ip_var, http_settings) = if self.series.is_24() {
             (
                 "%{password}",
+                "%{remote_ip}",
                 "request_timeout = \"5s\", request_max_attempts = 1",
             )
         } else {
-            ("%w", "request_timeout_msecs = 5000, max_attempts = 1")
+            (
+                "%w",
+                "%{rip}",
+                "request_timeout_msecs = 5000, max_attempts = 1",
+            )
         };
         let mut values: HashMap<&str, String> = [
             ("DOVECOT_INSTANCE", format!("rd{}", self.imap_port)),
@@ -232,6 +237,7 @@ impl Instance {
             ("TLS_CERT", s(&root.join("cert.pem"))),
             ("TLS_KEY", s(&root.join("key.pem"))),
             ("PASSWORD_VARIABLE", password_var.into()),
+            ("CLIENT_IP_VARIABLE", client_ip_var.into()),
             ("HTTP_CLIENT_SETTINGS", http_settings.into()),
         ]
         .into_iter()
