@@ -20,8 +20,6 @@ pub trait TransportReply {
     const TOO_MANY_RECIPIENTS: Reply = Reply::fixed(452, "4.5.3 Too many recipients");
     /// A command line longer than the limit; the connection is closed after it.
     const LINE_TOO_LONG: Reply = Reply::fixed(500, "Line too long");
-    /// Sent to connections still open when the transport stops.
-    const SHUTTING_DOWN: Reply = Reply::fixed(421, "Shutting down");
     /// Delivered through the remote relay's HTTPS `/mxdeliv` endpoint.
     const OK_HTTPS: Reply = Reply::fixed(250, "OK (HTTPS)");
     /// Delivered over SMTP.
