@@ -235,6 +235,15 @@ impl Config {
         Ok(config)
     }
 
+    /// The bytes of messages one filtermail process holds at once (the filters and
+    /// transport mode alike): `filtermail_memory_budget`, but never less than one message of
+    /// `max_message_size` (a smaller budget would defer such messages forever).
+    pub fn filtermail_memory_budget_bytes(&self) -> u64 {
+        self.filtermail_memory_budget_mb
+            .saturating_mul(1024 * 1024)
+            .max(self.max_message_size)
+    }
+
     /// Every key of SPEC §1.2 with its default, in one literal: a table, not logic, which
     /// is why this function is longer than the others.
     /// The derived values are read first, in the order the checks have always run.
@@ -381,6 +390,7 @@ mod tests {
         assert_eq!(c.postfix_reinject_port_incoming, 10026);
         assert_eq!(c.filtermail_host, "127.0.0.1");
         assert_eq!(c.filtermail_memory_budget_mb, 256);
+        assert_eq!(c.filtermail_memory_budget_bytes(), 256 * 1024 * 1024);
         assert_eq!(c.filtermail_max_dkim_signatures, 5);
         assert_eq!(c.postfix_host, "127.0.0.1");
         assert_eq!(c.metrics_port, 10089);

@@ -26,6 +26,8 @@ pub trait TransportReply {
     const OK_SMTP: Reply = Reply::fixed(250, "OK (SMTP)");
     /// No queue slot for the destination: Postfix defers and retries later.
     const BUSY: Reply = Reply::fixed(421, "Transport busy");
+    /// The messages held already fill the memory budget: Postfix retries later.
+    const OVER_BUDGET: Reply = chatmail_smtp::budget::OVER_BUDGET;
     /// Our own failure (a delivery task died): temporary, Postfix retries.
     const LOCAL_ERROR: Reply = Reply::fixed(451, "Local error");
     /// RFC 7505 null MX: the domain accepts no mail.
