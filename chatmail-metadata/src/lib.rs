@@ -23,6 +23,7 @@ pub mod error;
 pub mod handler;
 pub mod metrics;
 pub mod notifier;
+pub mod push;
 pub mod pyjson;
 pub mod queue;
 pub mod scheduler;
@@ -68,7 +69,7 @@ pub fn start(
     let notifier = Notifier::new(
         queue_dir.clone(),
         config.notification_url.clone(),
-        notifier::http_client()?,
+        push::http_client()?,
         store,
         clock,
         config.max_queued_notifications,

@@ -5,16 +5,14 @@
 //! [`Scheduler`]'s choice: accounts take turns, one account has at most two requests in
 //! flight, a device has at most one notification waiting, and the queue is bounded. A
 //! notification whose message is older than [`DROP_DEADLINE`] when its turn comes is
-//! dropped, not sent late. All senders share one HTTP client (HTTP/2 where the server
-//! offers it, keep-alive connections, 60 s total timeout). The queue file is deleted only
-//! after a final answer, so a crash or `kill -9` at any point loses nothing: start-up loads
-//! every remaining file again.
+//! dropped, not sent late. All senders share one HTTP client ([`push`]). The queue file
+//! is deleted only after a final answer, so a crash or `kill -9` at any point loses
+//! nothing: start-up loads every remaining file again.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use chatmaild::fs::{Durability, write_atomic};
 use tokio::sync::Notify;
@@ -25,12 +23,10 @@ use tracing::{debug, error, info, warn};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::metrics::{Event, Metrics};
+use crate::push;
 use crate::queue::{DROP_DEADLINE, LEVELS, QueueItem, encode, schedule};
 use crate::scheduler::{Claim, Next, Scheduler};
 use crate::tokens::TokenStore;
-
-/// Total time allowed for one notification request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Concurrent senders for first tries.
 pub const FIRST_TRY_WORKERS: usize = 4;
@@ -47,22 +43,6 @@ pub const DEADLINE_LOG: &str = "notification exceeded deadline";
 /// Logged (at warning, at most once a minute) while notifications are dropped because the
 /// queue holds `max_queued_notifications`.
 pub const QUEUE_FULL_LOG: &str = "notification queue full";
-
-/// At most this much of a response body is read (to keep the connection reusable).
-const MAX_RESPONSE_BODY: usize = 64 * 1024;
-
-/// The HTTP client for notifications: rustls verifying against the system trust store
-/// (which honours `SSL_CERT_FILE` and `SSL_CERT_DIR` like OpenSSL), HTTP/2 via ALPN,
-/// pooled keep-alive connections.
-pub fn http_client() -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_keepalive(Some(Duration::from_secs(60)))
-        .user_agent(concat!("chatmail-metadata/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(Error::HttpClient)
-}
 
 /// How an attempt ended.
 enum Outcome {
@@ -348,31 +328,17 @@ impl Notifier {
         }
     }
 
+    /// The request for `item` and what its answer means.
     async fn post(&self, item: &QueueItem) -> Outcome {
         let started = Instant::now();
-        let result = self
-            .client
-            .post(&self.url)
-            .body(item.token.clone())
-            .send()
-            .await;
-        let mut response = match result {
-            Ok(r) => r,
-            Err(e) => return Outcome::Failed(error_chain(&e)),
+        let status = match push::post(&self.client, &self.url, &item.token).await {
+            Ok(status) => status,
+            Err(why) => return Outcome::Failed(why),
         };
-        let status = response.status();
-        // Read (a bounded amount of) the body so the connection can be reused.
-        let mut read = 0;
-        while read < MAX_RESPONSE_BODY {
-            match response.chunk().await {
-                Ok(Some(chunk)) => read += chunk.len(),
-                _ => break,
-            }
-        }
         self.metrics
             .request_seconds
             .observe_duration(started.elapsed());
-        match status.as_u16() {
+        match status {
             200 => {
                 self.metrics.event(Event::Sent);
                 debug!("notification delivered");
@@ -422,19 +388,6 @@ fn rewrite_file(item: &QueueItem) {
     }
 }
 
-/// An error and all its sources, `: `-separated (reqwest's top-level text alone hides
-/// the cause, e.g. "connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,7 +396,7 @@ mod tests {
         Notifier::new(
             dir.into(),
             "http://127.0.0.1:9/".into(),
-            http_client().unwrap(),
+            push::http_client().unwrap(),
             TokenStore::new(dir),
             Clock::default(),
             max_items,

@@ -23,7 +23,10 @@ fn big() -> Vec<u8> {
 }
 
 /// A connection that has sent `big()` to `rcpt` and not read the reply yet.
-#[expect(clippy::unwrap_used, reason = "test helper: any failure fails the test")]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: any failure fails the test"
+)]
 async fn sending(addr: std::net::SocketAddr, rcpt: &str) -> Lmtp {
     let mut c = Lmtp::connect(addr).await;
     assert!(c.cmd("LHLO relay.test").await.starts_with("250"));
