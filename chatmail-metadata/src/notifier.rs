@@ -260,9 +260,14 @@ impl Notifier {
         }
     }
 
-    /// An account's request ended: its waiting notifications at any level may be next.
-    fn wake_all(&self) {
-        self.wake.iter().for_each(Notify::notify_waiters);
+    /// A request ended: if its account left the in-flight cap, the senders of every level
+    /// that passed its notifications over look again.
+    fn ended(&self, mut scheduler: MutexGuard<'_, Scheduler>) {
+        let unblocked = scheduler.take_unblocked();
+        drop(scheduler);
+        if unblocked {
+            self.wake.iter().for_each(Notify::notify_waiters);
+        }
     }
 
     /// One POST of the token, unless the message is past the deadline: 200 → done, 410 →
@@ -270,8 +275,9 @@ impl Notifier {
     async fn attempt(&self, item: QueueItem, level: usize) {
         if self.clock.now() > item.start_ts.saturating_add(DROP_DEADLINE) {
             self.give_up(&item);
-            self.scheduler().done(&item.addr);
-            self.wake_all();
+            let mut scheduler = self.scheduler();
+            scheduler.done(&item.addr);
+            self.ended(scheduler);
             return;
         }
         self.metrics.in_flight.inc();
@@ -280,14 +286,15 @@ impl Notifier {
         match outcome {
             Outcome::Final => {
                 delete(&item);
-                self.scheduler().done(&item.addr);
+                let mut scheduler = self.scheduler();
+                scheduler.done(&item.addr);
+                self.ended(scheduler);
             }
             Outcome::Failed(why) => {
                 warn!("{FAILED_LOG}: {why}");
                 self.retry(item, level + 1);
             }
         }
-        self.wake_all();
     }
 
     /// Schedules a failed `item` for an attempt at `level`, or gives it up past the last
@@ -295,12 +302,18 @@ impl Notifier {
     fn retry(&self, item: QueueItem, level: usize) {
         let Some((_, delay)) = schedule(level, self.clock.now(), item.start_ts) else {
             self.give_up(&item);
-            self.scheduler().done(&item.addr);
+            let mut scheduler = self.scheduler();
+            scheduler.done(&item.addr);
+            self.ended(scheduler);
             return;
         };
         self.metrics.event(Event::Retried);
         let due = Instant::now() + self.clock.delay(delay);
-        if let Some(dropped) = self.scheduler().requeue(item, level, due) {
+        let mut scheduler = self.scheduler();
+        let dropped = scheduler.requeue(item, level, due);
+        self.ended(scheduler);
+        self.wake_level(level);
+        if let Some(dropped) = dropped {
             self.metrics.event(Event::Coalesced);
             delete(&dropped);
         }

@@ -82,7 +82,9 @@ pub enum Next {
     /// Send this now (counted in flight for its account until [`Scheduler::done`] or
     /// [`Scheduler::requeue`]).
     Ready(Entry),
-    /// Nothing is due: wait until this time, or until woken (`None`: only until woken).
+    /// Nothing is due: wait until this time, or until woken (`None`: only until woken):
+    /// by a new notification at the level, or by an account leaving the in-flight cap
+    /// ([`Scheduler::take_unblocked`]), whose notifications were passed over.
     Wait(Option<Instant>),
 }
 
@@ -96,6 +98,9 @@ pub struct Scheduler {
     items: usize,
     /// The bound on `items`; 0: none.
     max_items: usize,
+    /// An account left the in-flight cap since [`Scheduler::take_unblocked`] was last
+    /// asked: senders that passed it over should look again.
+    unblocked: bool,
 }
 
 impl Scheduler {
@@ -106,6 +111,7 @@ impl Scheduler {
             rings: Default::default(),
             items: 0,
             max_items,
+            unblocked: false,
         }
     }
 
@@ -215,6 +221,7 @@ impl Scheduler {
     pub fn done(&mut self, addr: &str) {
         self.items = self.items.saturating_sub(1);
         if let Some(account) = self.accounts.get_mut(addr) {
+            self.unblocked |= account.in_flight == MAX_IN_FLIGHT_PER_ACCOUNT;
             account.in_flight = account.in_flight.saturating_sub(1);
             if account.is_idle() {
                 self.accounts.remove(addr);
@@ -231,6 +238,7 @@ impl Scheduler {
             None => Arc::from(item.addr.as_str()),
         };
         let account = self.accounts.entry(key.clone()).or_default();
+        self.unblocked |= account.in_flight == MAX_IN_FLIGHT_PER_ACCOUNT;
         account.in_flight = account.in_flight.saturating_sub(1);
         let Some((l, i)) = account.find(&item.token) else {
             self.push(key, level, Entry { due, item });
@@ -248,6 +256,11 @@ impl Scheduler {
         let old = self.take(&key, l, i);
         self.push(key, level, Entry { due, item });
         old.map(|e| e.item)
+    }
+
+    /// Whether an account left the in-flight cap since the last call (see [`Next::Wait`]).
+    pub fn take_unblocked(&mut self) -> bool {
+        std::mem::take(&mut self.unblocked)
     }
 
     /// Waiting notifications per level.
@@ -358,7 +371,10 @@ mod tests {
         assert_eq!(order, ["n0", "q", "o", "n1"]);
         // noisy has two in flight: nothing more of it until one ends.
         assert!(matches!(s.pop(0, now), Next::Wait(None)));
+        assert!(!s.take_unblocked());
         s.done("noisy@x");
+        assert!(s.take_unblocked(), "noisy left the cap");
+        assert!(!s.take_unblocked());
         assert_eq!(ready(&mut s, 0, now).token, "n2");
         // 17 of noisy's waiting, n1, n2, q and o in flight.
         assert_eq!(s.items(), 21);
