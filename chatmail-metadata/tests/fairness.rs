@@ -206,7 +206,7 @@ async fn the_queue_on_disk_is_bounded_and_never_fails_a_set() {
     for i in 0..10 {
         let t = Instant::now();
         s.message_new(&format!("user{i}@example.org")).await;
-        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
     assert_eq!(s.queue_files().len(), 5);
     assert_eq!(s.notification_events("dropped").await, 5);
