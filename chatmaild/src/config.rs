@@ -34,6 +34,13 @@ pub const DOVEAUTH_HTTP_PORT: u16 = 10084;
 /// The notification service the reference posts device tokens to (SPEC §5.5).
 pub const DEFAULT_NOTIFICATION_URL: &str = "https://notifications.delta.chat/notify";
 
+/// Default `max_queued_notifications`. chatmail-metadata keeps at most one waiting
+/// notification per device token (a burst of messages is one push) plus the few in flight,
+/// so legitimate traffic reaches this only with tens of thousands of devices waiting at
+/// once; the files then take about 400 MB of disk (one block each) and as much memory as
+/// their tokens (about 100 MB with today's 900-byte tokens).
+pub const DEFAULT_MAX_QUEUED_NOTIFICATIONS: usize = 100_000;
+
 /// The reference's flag file: while it exists, no account is created.
 pub const DEFAULT_NOCREATE_FILE: &str = "/etc/chatmail-nocreate";
 
@@ -177,6 +184,9 @@ pub struct Config {
     pub notification_url: String,
     /// An operator-provided `appversions.json`, read on every lookup.
     pub appversions_path: Option<PathBuf>,
+    /// Most notifications chatmail-metadata keeps queued (files in
+    /// `pending_notifications/`); past it new ones are dropped and counted. 0: no bound.
+    pub max_queued_notifications: usize,
     /// Scheme of new password hashes.
     pub password_scheme: PasswordScheme,
     /// Days an address removed by `chatmail-admin delete` or by `chatmail-expire` cannot be
@@ -233,6 +243,15 @@ impl Config {
         check_deploy_keys(&mut p)?;
         config.unused_keys = unused_keys(params, &p.used);
         Ok(config)
+    }
+
+    /// The bytes of messages one filtermail process holds at once (the filters and
+    /// transport mode alike): `filtermail_memory_budget`, but never less than one message of
+    /// `max_message_size` (a smaller budget would defer such messages forever).
+    pub fn filtermail_memory_budget_bytes(&self) -> u64 {
+        self.filtermail_memory_budget_mb
+            .saturating_mul(1024 * 1024)
+            .max(self.max_message_size)
     }
 
     /// Every key of SPEC §1.2 with its default, in one literal: a table, not logic, which
@@ -302,6 +321,8 @@ impl Config {
             passdb_path: p.string("passdb_path", "/home/vmail/passdb.sqlite").into(),
             notification_url: p.string("notification_url", DEFAULT_NOTIFICATION_URL),
             appversions_path: p.get("appversions_path").map(|(_, v)| PathBuf::from(v)),
+            max_queued_notifications: p
+                .int("max_queued_notifications", DEFAULT_MAX_QUEUED_NOTIFICATIONS)?,
             password_scheme,
             mail_domain: domain.mail_domain,
             mail_domain_bare: domain.bare,
@@ -384,6 +405,7 @@ mod tests {
         assert_eq!(c.postfix_reinject_port_incoming, 10026);
         assert_eq!(c.filtermail_host, "127.0.0.1");
         assert_eq!(c.filtermail_memory_budget_mb, 256);
+        assert_eq!(c.filtermail_memory_budget_bytes(), 256 * 1024 * 1024);
         assert_eq!(c.filtermail_max_dkim_signatures, 5);
         assert_eq!(c.postfix_host, "127.0.0.1");
         assert_eq!(c.metrics_port, 10089);
@@ -407,6 +429,7 @@ mod tests {
         );
         assert_eq!(c.passdb_path, Path::new("/home/vmail/passdb.sqlite"));
         assert_eq!(c.notification_url, DEFAULT_NOTIFICATION_URL);
+        assert_eq!(c.max_queued_notifications, 100_000);
         assert_eq!(c.password_scheme, PasswordScheme::Sha512Crypt);
         assert_eq!(c.tombstone_days, 365);
         assert_eq!(c.max_creations_per_minute, 0, "no cap, as the reference");
