@@ -47,7 +47,9 @@ fn main() -> Res<()> {
         .replace('\n', "\r\n");
     if kib > 0 {
         let start = text.find("-----BEGIN PGP MESSAGE-----").ok_or("no armor")?;
-        let end = text.find("-----END PGP MESSAGE-----\r\n").ok_or("no armor end")?
+        let end = text
+            .find("-----END PGP MESSAGE-----\r\n")
+            .ok_or("no armor end")?
             + "-----END PGP MESSAGE-----\r\n".len();
         text.replace_range(start..end, &armored(kib));
     }
