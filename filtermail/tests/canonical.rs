@@ -197,6 +197,7 @@ fn parameter_tricks_are_refused() {
         ("transfer encoding quoted-printable on the payload", enc.replacen("Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n", "Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\nContent-Transfer-Encoding: quoted-printable\r\n", 1)),
         ("protocol other than PGP", enc.replacen("protocol=\"application/pgp-encrypted\"", "protocol=\"text/plain\"", 1)),
         ("MIME-Version 2.0", enc.replacen("MIME-Version: 1.0", "MIME-Version: 2.0", 1)),
+        ("no MIME-Version", enc.replacen("MIME-Version: 1.0\r\n", "", 1)),
     ];
     for (name, msg) in type_cases {
         assert_refused(name, msg.as_bytes(), FROM);
