@@ -276,7 +276,9 @@ impl Config {
             metrics_port: p.int("metrics_port", DEFAULT_METRICS_PORT)?,
             max_imap_connections: p.int("max_imap_connections", 10_000)?,
             max_smtp_connections: p.int("max_smtp_connections", 1_000)?,
-            imap_compress: p.string("imap_compress", "false").eq_ignore_ascii_case("true"),
+            imap_compress: p
+                .string("imap_compress", "false")
+                .eq_ignore_ascii_case("true"),
             turn_socket_path: p
                 .string("turn_socket_path", "/run/chatmail-turn/turn.socket")
                 .into(),
@@ -476,8 +478,12 @@ mod tests {
 
     #[test]
     fn deploy_keys_the_relay_configuration_reads() {
-        let c = cfg("max_imap_connections = 1_000\nmax_smtp_connections = 100\nimap_compress = True\n");
-        assert_eq!((c.max_imap_connections, c.max_smtp_connections), (1000, 100));
+        let c =
+            cfg("max_imap_connections = 1_000\nmax_smtp_connections = 100\nimap_compress = True\n");
+        assert_eq!(
+            (c.max_imap_connections, c.max_smtp_connections),
+            (1000, 100)
+        );
         assert!(c.imap_compress);
         assert!(!cfg("imap_compress = yes\n").imap_compress);
         assert!(c.unused_keys.is_empty(), "{:?}", c.unused_keys);

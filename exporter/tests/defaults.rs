@@ -54,7 +54,10 @@ fn units_agree_with_the_table() {
         let unit = format!("{}.service", d.name);
         let exec = unit_values(&unit, "ExecStart").concat();
         assert!(
-            exec.split(' ').next().unwrap().ends_with(&format!("/{}", d.binary)),
+            exec.split(' ')
+                .next()
+                .unwrap()
+                .ends_with(&format!("/{}", d.binary)),
             "{unit}: {exec}"
         );
         let runtime: Vec<String> = d.runtime_dir.map(str::to_owned).into_iter().collect();

@@ -32,7 +32,10 @@ pub fn daemon(mode: Option<Mode>) -> Daemon {
 }
 
 /// Default metrics socket of each mode (`$CHATMAIL_METRICS_SOCKET` overrides it).
-#[expect(clippy::expect_used, reason = "a static table entry, pinned by its tests")]
+#[expect(
+    clippy::expect_used,
+    reason = "a static table entry, pinned by its tests"
+)]
 pub fn default_socket(mode: Option<Mode>) -> PathBuf {
     daemon(mode)
         .metrics_socket()
@@ -405,7 +408,10 @@ mod tests {
     fn each_mode_publishes_in_its_units_runtime_directory() {
         for (mode, path) in [
             (Some(Mode::Outgoing), "/run/filtermail/metrics.socket"),
-            (Some(Mode::Incoming), "/run/filtermail-incoming/metrics.socket"),
+            (
+                Some(Mode::Incoming),
+                "/run/filtermail-incoming/metrics.socket",
+            ),
             (None, "/run/filtermail-transport/metrics.socket"),
         ] {
             assert_eq!(default_socket(mode), PathBuf::from(path));
