@@ -137,7 +137,7 @@ fn print_values<'a>(
     values: impl IntoIterator<Item = (&'a str, String)>,
 ) -> Result<(), Error> {
     for (name, value) in values {
-        writeln!(out, "{name}={value}").map_err(|e| Error::io("stdout", e))?;
+        writeln!(out, "{name}={value}").map_err(|e| chatmaild::Error::io("stdout", e))?;
     }
     Ok(())
 }
@@ -163,7 +163,7 @@ pub fn run(args: Args, out: &mut impl Write) -> Result<(), Error> {
         Command::Daemons => {
             for (name, socket) in args.layout.daemons() {
                 let socket = socket.map_or_else(|| "-".to_owned(), |s| s.display().to_string());
-                writeln!(out, "{name}\t{socket}").map_err(|e| Error::io("stdout", e))?;
+                writeln!(out, "{name}\t{socket}").map_err(|e| chatmaild::Error::io("stdout", e))?;
             }
             Ok(())
         }

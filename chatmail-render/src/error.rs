@@ -8,8 +8,8 @@ pub enum Error {
     /// The command line is wrong (exit 64).
     #[error("{0}")]
     Usage(String),
-    /// `chatmail.ini` could not be read or has a bad value (exit 78), or a file could not
-    /// be written (exit 1).
+    /// `chatmail.ini` could not be read or has a bad value (exit 78), or a template could
+    /// not be read or a file written (exit 1).
     #[error(transparent)]
     Chatmaild(#[from] chatmaild::Error),
     /// A template names a value that does not exist: a typo must not reach a daemon.
@@ -37,25 +37,9 @@ pub enum Error {
     /// doveauth's dict mode on a Dovecot without dict passdb/userdb.
     #[error("dict auth needs Dovecot 2.3 (2.4 has no dict passdb/userdb)")]
     DictAuthOn24,
-    /// A template could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
 }
 
 impl Error {
-    /// Wraps an I/O error with its path.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
-    }
-
     /// The exit status: 64 misuse, 78 bad config, 1 anything else.
     pub fn exit_code(&self) -> u8 {
         match self {

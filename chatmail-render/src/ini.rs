@@ -53,7 +53,7 @@ pub fn write_ini(
     settings: &[(String, String)],
 ) -> Result<(), Error> {
     let path = templates.join("chatmail.ini.in");
-    let template = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let template = std::fs::read_to_string(&path).map_err(|e| chatmaild::Error::io(&path, e))?;
     let values: Values = [
         ("MAIL_DOMAIN_BARE", layout.listen.to_string()),
         (

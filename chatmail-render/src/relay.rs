@@ -263,7 +263,8 @@ impl Relay {
             .into_iter()
             .map(|o| {
                 let path = templates.join(&o.template);
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| chatmaild::Error::io(&path, e))?;
                 let text = if o.render {
                     render(&path, &text, &values)?
                 } else {
@@ -291,7 +292,7 @@ impl Relay {
 /// Writes `text` to `path` atomically, mode 0644 (read by the servers' unprivileged users).
 pub fn write_file(path: &Path, text: &str) -> Result<(), Error> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| chatmaild::Error::io(dir, e))?;
     }
     write_atomic_mode(path, text.as_bytes(), Durability::Rename, Some(0o644))?;
     Ok(())
