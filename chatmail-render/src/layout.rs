@@ -3,7 +3,9 @@
 //! Dovecot's base directory, fcgiwrap's socket) and the root of the daemons' runtime
 //! directories (`/run` as on a deployed relay, or a scratch directory). `scripts/relay` and
 //! the test harness both take their paths from here, by the names [`Layout::paths`] gives
-//! them, which are also the templates' placeholders.
+//! them, which are also the templates' placeholders. A second relay on the same machine is
+//! another `Layout`: its own directories, `listen` address (and so IP-only mail domain) and
+//! Dovecot `name`.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

@@ -36,6 +36,26 @@ pub struct Output {
     pub render: bool,
 }
 
+impl Output {
+    /// A template whose placeholders are replaced.
+    fn render(part: Part, template: &str, target: PathBuf) -> Output {
+        Output {
+            part,
+            template: template.to_owned(),
+            target,
+            render: true,
+        }
+    }
+
+    /// A file copied as it is.
+    fn copy(part: Part, template: &str, target: PathBuf) -> Output {
+        Output {
+            render: false,
+            ..Output::render(part, template, target)
+        }
+    }
+}
+
 /// A rendered file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
@@ -179,79 +199,70 @@ impl Relay {
 
     /// Every file of the configuration, in the order they are written.
     pub fn outputs(&self) -> Vec<Output> {
-        let postfix = self.layout.postfix_conf_dir();
-        let dovecot = self.layout.dovecot_conf_dir();
-        let series = self.dovecot.template_dir();
-        let file = |part, template: String, target: PathBuf, render| Output {
-            part,
-            template,
-            target,
-            render,
-        };
+        let mut out = self.postfix_outputs();
+        out.extend(self.dovecot_outputs());
+        out.push(Output::render(
+            Part::Nginx,
+            "nginx/nginx.conf.in",
+            self.layout.nginx_conf(),
+        ));
+        out
+    }
+
+    fn postfix_outputs(&self) -> Vec<Output> {
+        let dir = self.layout.postfix_conf_dir();
         let mut out = vec![
-            file(
-                Part::Postfix,
-                "postfix/main.cf.in".into(),
-                postfix.join("main.cf"),
-                true,
-            ),
-            file(
-                Part::Postfix,
-                "postfix/master.cf.in".into(),
-                postfix.join("master.cf"),
-                true,
-            ),
+            Output::render(Part::Postfix, "postfix/main.cf.in", dir.join("main.cf")),
+            Output::render(Part::Postfix, "postfix/master.cf.in", dir.join("master.cf")),
         ];
         for name in [
             "login_map",
             "lmtp_header_cleanup",
             "submission_header_cleanup",
         ] {
-            out.push(file(
+            out.push(Output::copy(
                 Part::Postfix,
-                format!("postfix/{name}"),
-                postfix.join(name),
-                false,
+                &format!("postfix/{name}"),
+                dir.join(name),
             ));
         }
-        out.push(file(
-            Part::Dovecot,
-            format!("{series}/dovecot.conf.in"),
-            dovecot.join("dovecot.conf"),
-            true,
-        ));
-        out.push(file(
-            Part::Dovecot,
-            format!("{series}/auth-{}.conf.in", self.auth.name()),
-            dovecot.join("auth-backend.conf"),
-            true,
-        ));
+        out
+    }
+
+    fn dovecot_outputs(&self) -> Vec<Output> {
+        let dir = self.layout.dovecot_conf_dir();
+        let series = self.dovecot.template_dir();
+        let auth = self.auth.name();
+        let d = Part::Dovecot;
+        let mut out = vec![
+            Output::render(
+                d,
+                &format!("{series}/dovecot.conf.in"),
+                dir.join("dovecot.conf"),
+            ),
+            Output::render(
+                d,
+                &format!("{series}/auth-{auth}.conf.in"),
+                dir.join("auth-backend.conf"),
+            ),
+        ];
         if self.auth == Auth::Dict {
-            out.push(file(
-                Part::Dovecot,
-                "dovecot/auth.conf.in".into(),
-                dovecot.join("auth.conf"),
-                true,
+            out.push(Output::render(
+                d,
+                "dovecot/auth.conf.in",
+                dir.join("auth.conf"),
             ));
         }
         // The Lua files are the same for both series.
-        out.push(file(
-            Part::Dovecot,
-            "dovecot/auth.lua.in".into(),
-            dovecot.join("auth.lua"),
-            true,
+        out.push(Output::render(
+            d,
+            "dovecot/auth.lua.in",
+            dir.join("auth.lua"),
         ));
-        out.push(file(
-            Part::Dovecot,
-            "dovecot/push_notification.lua".into(),
-            dovecot.join("push_notification.lua"),
-            false,
-        ));
-        out.push(file(
-            Part::Nginx,
-            "nginx/nginx.conf.in".into(),
-            self.layout.nginx_conf(),
-            true,
+        out.push(Output::copy(
+            d,
+            "dovecot/push_notification.lua",
+            dir.join("push_notification.lua"),
         ));
         out
     }
