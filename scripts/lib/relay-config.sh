@@ -14,7 +14,9 @@ render_tool() {
 
 # chatmail_render COMMAND [ARGS...]: chatmail-render for this relay.
 chatmail_render() {
-	"$(render_tool)" --state "$STATE" --run "$RUN" --socket-root "$SOCKET_ROOT" --templates "$TEMPLATES" \
+	local tool
+	tool=$(render_tool) || exit 1
+	"$tool" --state "$STATE" --run "$RUN" --socket-root "$SOCKET_ROOT" --templates "$TEMPLATES" \
 		--auth "$AUTH_MODE" --auth-cache-ttl "${CHATMAIL_AUTH_CACHE_TTL:-0}" "$@"
 }
 
