@@ -54,6 +54,14 @@ impl Dovecot {
         }
     }
 
+    /// The client's IP address in a Lua auth request (`@CLIENT_IP_VARIABLE@`).
+    pub fn client_ip_variable(self) -> &'static str {
+        match self {
+            Dovecot::V23 => "%{rip}",
+            Dovecot::V24 => "%{remote_ip}",
+        }
+    }
+
     /// `dovecot.http.client{}` settings for 5 s and no retry (`@HTTP_CLIENT_SETTINGS@`):
     /// 2.4 renamed them.
     pub fn http_client_settings(self) -> &'static str {

@@ -180,6 +180,7 @@ impl Relay {
         all.extend(self.layout.settings());
         all.extend([
             ("PASSWORD_VARIABLE", d.password_variable().to_owned()),
+            ("CLIENT_IP_VARIABLE", d.client_ip_variable().to_owned()),
             ("HTTP_CLIENT_SETTINGS", d.http_client_settings().to_owned()),
             ("AUTH_CACHE_TTL", ttl),
             ("AUTH_CACHE_SIZE", cache_size.to_owned()),

@@ -42,10 +42,15 @@ pub const DEFAULT_NOCREATE_FILE: &str = "/etc/chatmail-nocreate";
 /// `delete_inactive_users_after`, whichever is larger.
 pub const DEFAULT_TOMBSTONE_DAYS: u64 = 365;
 
-/// Default `max_creations_per_minute`: far above what a relay sees from people (a workshop
-/// of 50 signing up at once), far below what a script creating accounts reaches (hundreds
-/// per second).
-pub const DEFAULT_MAX_CREATIONS_PER_MINUTE: u32 = 60;
+/// Default `max_creations_per_minute`: 0, no cap, as the reference has none. A relay-wide
+/// default would refuse a burst of legitimate first logins (a workshop, a load test) and let
+/// one client spend the whole budget; an operator who wants a cap sets it per client.
+pub const DEFAULT_MAX_CREATIONS_PER_MINUTE: u32 = 0;
+
+/// `max_creations_per_minute_total`, when absent, is this many times the per-client cap: a
+/// relay-wide ceiling far above what one client may create, so a few busy clients do not
+/// lock everyone else out, yet a flood from many addresses stays bounded.
+pub const CREATIONS_TOTAL_FACTOR: u32 = 10;
 
 /// Default `metrics_port`: beside filtermail's 10080-10084, clear of mtail's 3903.
 pub const DEFAULT_METRICS_PORT: u16 = 10089;
@@ -184,8 +189,13 @@ pub struct Config {
     /// Days an address removed by `chatmail-admin delete` or by `chatmail-expire` cannot be
     /// registered again; 0 writes no tombstones.
     pub tombstone_days: u64,
-    /// Most accounts created by first login per minute, relay-wide; 0 means no cap.
+    /// Most accounts created by first login per minute from one client address; 0 means no
+    /// cap.
     pub max_creations_per_minute: u32,
+    /// Most accounts created by first login per minute relay-wide, whatever the client; 0
+    /// means no ceiling. Defaults to [`CREATIONS_TOTAL_FACTOR`] times
+    /// `max_creations_per_minute` (so both are off unless one is set).
+    pub max_creations_per_minute_total: u32,
     /// While this file exists no account is created (`registration close`).
     pub nocreate_file: PathBuf,
     /// Keys of `[params]` that no service reads, in file order.
@@ -242,6 +252,8 @@ impl Config {
         let tls = Tls::read(p, &domain)?;
         let password_scheme = derived::password_scheme(p)?;
         let delete_inactive_users_after = p.int("delete_inactive_users_after", 90)?;
+        let max_creations_per_minute =
+            p.int("max_creations_per_minute", DEFAULT_MAX_CREATIONS_PER_MINUTE)?;
         Ok(Config {
             path: PathBuf::new(),
             max_user_send_per_minute: p.int("max_user_send_per_minute", 60)?,
@@ -256,8 +268,11 @@ impl Config {
                 "tombstone_days",
                 delete_inactive_users_after.max(DEFAULT_TOMBSTONE_DAYS),
             )?,
-            max_creations_per_minute: p
-                .int("max_creations_per_minute", DEFAULT_MAX_CREATIONS_PER_MINUTE)?,
+            max_creations_per_minute,
+            max_creations_per_minute_total: p.int(
+                "max_creations_per_minute_total",
+                max_creations_per_minute.saturating_mul(CREATIONS_TOTAL_FACTOR),
+            )?,
             nocreate_file: p.string("nocreate_file", DEFAULT_NOCREATE_FILE).into(),
             username_min_length: p.int("username_min_length", 9)?,
             username_max_length: p.int("username_max_length", 9)?,
@@ -405,7 +420,8 @@ mod tests {
         assert_eq!(c.notification_url, DEFAULT_NOTIFICATION_URL);
         assert_eq!(c.password_scheme, PasswordScheme::Sha512Crypt);
         assert_eq!(c.tombstone_days, 365);
-        assert_eq!(c.max_creations_per_minute, 60);
+        assert_eq!(c.max_creations_per_minute, 0, "no cap, as the reference");
+        assert_eq!(c.max_creations_per_minute_total, 0);
         assert_eq!(c.nocreate_file, Path::new("/etc/chatmail-nocreate"));
         assert!(c.unused_keys.is_empty());
     }
@@ -421,10 +437,24 @@ mod tests {
         assert_eq!(c.tombstone_days, 0);
         assert_eq!(c.max_creations_per_minute, 0);
         assert_eq!(c.nocreate_file, Path::new("/x/n"));
+        let c = cfg("max_creations_per_minute = 6\n");
+        assert_eq!(
+            (c.max_creations_per_minute, c.max_creations_per_minute_total),
+            (6, 60),
+            "the relay-wide ceiling defaults to ten times the per-client cap"
+        );
+        let c = cfg("max_creations_per_minute = 6\nmax_creations_per_minute_total = 7\n");
+        assert_eq!(c.max_creations_per_minute_total, 7);
+        let c = cfg("max_creations_per_minute_total = 50\n");
+        assert_eq!(
+            (c.max_creations_per_minute, c.max_creations_per_minute_total),
+            (0, 50)
+        );
         for bad in [
             "tombstone_days = -1",
             "tombstone_days = soon",
             "max_creations_per_minute = 5000000000",
+            "max_creations_per_minute_total = -3",
         ] {
             let err = Config::parse(&format!("[params]\nmail_domain = x\n{bad}\n")).unwrap_err();
             let key = bad.split(' ').next().unwrap();
