@@ -158,6 +158,13 @@ pub struct Config {
     pub filtermail_max_dkim_signatures: usize,
     /// Port of `chatmail-exporter`'s `/metrics` on 127.0.0.1.
     pub metrics_port: u16,
+    /// Dovecot's IMAP connection limit (deploy only: read by the relay's configuration).
+    pub max_imap_connections: u64,
+    /// Postfix's SMTP connection limit (deploy only: read by the relay's configuration).
+    pub max_smtp_connections: u64,
+    /// Whether Dovecot offers IMAP COMPRESS (deploy only; `true` in any letter case, as
+    /// Python's `.lower() == "true"`; any other value is false).
+    pub imap_compress: bool,
     /// Unix socket of chatmail-turn.
     pub turn_socket_path: PathBuf,
     /// Iroh relay URL handed to clients; empty disables it.
@@ -240,7 +247,7 @@ impl Config {
         let mut p = Reader::new(params);
         let domain = Domain::read(&mut p)?;
         let mut config = Config::read_keys(&mut p, domain)?;
-        check_deploy_keys(&mut p)?;
+        check_deploy_keys(&mut p);
         config.unused_keys = unused_keys(params, &p.used);
         Ok(config)
     }
@@ -301,6 +308,11 @@ impl Config {
             filtermail_memory_budget_mb: p.size_mb("filtermail_memory_budget", "256M")?,
             filtermail_max_dkim_signatures: p.int("filtermail_max_dkim_signatures", 5)?,
             metrics_port: p.int("metrics_port", DEFAULT_METRICS_PORT)?,
+            max_imap_connections: p.int("max_imap_connections", 10_000)?,
+            max_smtp_connections: p.int("max_smtp_connections", 1_000)?,
+            imap_compress: p
+                .string("imap_compress", "false")
+                .eq_ignore_ascii_case("true"),
             turn_socket_path: p
                 .string("turn_socket_path", "/run/chatmail-turn/turn.socket")
                 .into(),
@@ -333,18 +345,15 @@ impl Config {
     }
 }
 
-/// Deploy-only keys (SPEC §1.2): read so they are not "unused", and the two the reference
-/// still validates refused as it refuses them.
-fn check_deploy_keys(p: &mut Reader<'_>) -> Result<(), Error> {
-    for key in ["max_imap_connections", "max_smtp_connections"] {
-        p.int::<u64>(key, 0)?;
-    }
+/// Deploy-only keys (SPEC §1.2) no service and no template reads: read so they are not
+/// "unused". (The connection limits and `imap_compress` are typed fields: the relay's
+/// Postfix and Dovecot configuration is rendered from them.)
+fn check_deploy_keys(p: &mut Reader<'_>) {
     for key in [
         "www_folder",
         "mtail_address",
         "disable_ipv6",
         "imap_rawlog",
-        "imap_compress",
         "acme_email",
         "privacy_postal",
         "privacy_mail",
@@ -353,7 +362,6 @@ fn check_deploy_keys(p: &mut Reader<'_>) -> Result<(), Error> {
     ] {
         p.get(key);
     }
-    Ok(())
 }
 
 /// The keys of `params` no service read (SPEC §1.4), in file order.
@@ -409,6 +417,9 @@ mod tests {
         assert_eq!(c.filtermail_max_dkim_signatures, 5);
         assert_eq!(c.postfix_host, "127.0.0.1");
         assert_eq!(c.metrics_port, 10089);
+        assert_eq!(c.max_imap_connections, 10_000);
+        assert_eq!(c.max_smtp_connections, 1_000);
+        assert!(!c.imap_compress);
         assert_eq!(
             c.turn_socket_path,
             Path::new("/run/chatmail-turn/turn.socket")
@@ -516,6 +527,19 @@ mod tests {
         ] {
             assert_eq!(parse_size_mb(s), mb, "{s:?}");
         }
+    }
+
+    #[test]
+    fn deploy_keys_the_relay_configuration_reads() {
+        let c =
+            cfg("max_imap_connections = 1_000\nmax_smtp_connections = 100\nimap_compress = True\n");
+        assert_eq!(
+            (c.max_imap_connections, c.max_smtp_connections),
+            (1000, 100)
+        );
+        assert!(c.imap_compress);
+        assert!(!cfg("imap_compress = yes\n").imap_compress);
+        assert!(c.unused_keys.is_empty(), "{:?}", c.unused_keys);
     }
 
     #[test]
