@@ -6,6 +6,8 @@
 //! `check_outgoing` and `check_incoming` ITERATIONS times each; prints the verdicts once.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use filtermail::{Envelope, Verdict, check_incoming, check_outgoing};
@@ -70,10 +72,11 @@ fn main() -> Res<()> {
         ));
     }
     std::fs::remove_dir_all(&dir)?;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "{} bytes, {accepted} of {} checks accepted",
         message.len(),
         2 * iterations
-    );
+    )?;
     Ok(())
 }
