@@ -34,6 +34,13 @@ pub const DOVEAUTH_HTTP_PORT: u16 = 10084;
 /// The notification service the reference posts device tokens to (SPEC §5.5).
 pub const DEFAULT_NOTIFICATION_URL: &str = "https://notifications.delta.chat/notify";
 
+/// Default `max_queued_notifications`. chatmail-metadata keeps at most one waiting
+/// notification per device token (a burst of messages is one push) plus the few in flight,
+/// so legitimate traffic reaches this only with tens of thousands of devices waiting at
+/// once; the files then take about 400 MB of disk (one block each) and as much memory as
+/// their tokens (about 100 MB with today's 900-byte tokens).
+pub const DEFAULT_MAX_QUEUED_NOTIFICATIONS: usize = 100_000;
+
 /// The reference's flag file: while it exists, no account is created.
 pub const DEFAULT_NOCREATE_FILE: &str = "/etc/chatmail-nocreate";
 
@@ -42,10 +49,15 @@ pub const DEFAULT_NOCREATE_FILE: &str = "/etc/chatmail-nocreate";
 /// `delete_inactive_users_after`, whichever is larger.
 pub const DEFAULT_TOMBSTONE_DAYS: u64 = 365;
 
-/// Default `max_creations_per_minute`: far above what a relay sees from people (a workshop
-/// of 50 signing up at once), far below what a script creating accounts reaches (hundreds
-/// per second).
-pub const DEFAULT_MAX_CREATIONS_PER_MINUTE: u32 = 60;
+/// Default `max_creations_per_minute`: 0, no cap, as the reference has none. A relay-wide
+/// default would refuse a burst of legitimate first logins (a workshop, a load test) and let
+/// one client spend the whole budget; an operator who wants a cap sets it per client.
+pub const DEFAULT_MAX_CREATIONS_PER_MINUTE: u32 = 0;
+
+/// `max_creations_per_minute_total`, when absent, is this many times the per-client cap: a
+/// relay-wide ceiling far above what one client may create, so a few busy clients do not
+/// lock everyone else out, yet a flood from many addresses stays bounded.
+pub const CREATIONS_TOTAL_FACTOR: u32 = 10;
 
 /// Default `metrics_port`: beside filtermail's 10080-10084, clear of mtail's 3903.
 pub const DEFAULT_METRICS_PORT: u16 = 10089;
@@ -146,6 +158,13 @@ pub struct Config {
     pub filtermail_max_dkim_signatures: usize,
     /// Port of `chatmail-exporter`'s `/metrics` on 127.0.0.1.
     pub metrics_port: u16,
+    /// Dovecot's IMAP connection limit (deploy only: read by the relay's configuration).
+    pub max_imap_connections: u64,
+    /// Postfix's SMTP connection limit (deploy only: read by the relay's configuration).
+    pub max_smtp_connections: u64,
+    /// Whether Dovecot offers IMAP COMPRESS (deploy only; `true` in any letter case, as
+    /// Python's `.lower() == "true"`; any other value is false).
+    pub imap_compress: bool,
     /// Unix socket of chatmail-turn.
     pub turn_socket_path: PathBuf,
     /// Iroh relay URL handed to clients; empty disables it.
@@ -172,13 +191,21 @@ pub struct Config {
     pub notification_url: String,
     /// An operator-provided `appversions.json`, read on every lookup.
     pub appversions_path: Option<PathBuf>,
+    /// Most notifications chatmail-metadata keeps queued (files in
+    /// `pending_notifications/`); past it new ones are dropped and counted. 0: no bound.
+    pub max_queued_notifications: usize,
     /// Scheme of new password hashes.
     pub password_scheme: PasswordScheme,
     /// Days an address removed by `chatmail-admin delete` or by `chatmail-expire` cannot be
     /// registered again; 0 writes no tombstones.
     pub tombstone_days: u64,
-    /// Most accounts created by first login per minute, relay-wide; 0 means no cap.
+    /// Most accounts created by first login per minute from one client address; 0 means no
+    /// cap.
     pub max_creations_per_minute: u32,
+    /// Most accounts created by first login per minute relay-wide, whatever the client; 0
+    /// means no ceiling. Defaults to [`CREATIONS_TOTAL_FACTOR`] times
+    /// `max_creations_per_minute` (so both are off unless one is set).
+    pub max_creations_per_minute_total: u32,
     /// While this file exists no account is created (`registration close`).
     pub nocreate_file: PathBuf,
     /// Keys of `[params]` that no service reads, in file order.
@@ -220,9 +247,18 @@ impl Config {
         let mut p = Reader::new(params);
         let domain = Domain::read(&mut p)?;
         let mut config = Config::read_keys(&mut p, domain)?;
-        check_deploy_keys(&mut p)?;
+        check_deploy_keys(&mut p);
         config.unused_keys = unused_keys(params, &p.used);
         Ok(config)
+    }
+
+    /// The bytes of messages one filtermail process holds at once (the filters and
+    /// transport mode alike): `filtermail_memory_budget`, but never less than one message of
+    /// `max_message_size` (a smaller budget would defer such messages forever).
+    pub fn filtermail_memory_budget_bytes(&self) -> u64 {
+        self.filtermail_memory_budget_mb
+            .saturating_mul(1024 * 1024)
+            .max(self.max_message_size)
     }
 
     /// Every key of SPEC §1.2 with its default, in one literal: a table, not logic, which
@@ -235,6 +271,8 @@ impl Config {
         let tls = Tls::read(p, &domain)?;
         let password_scheme = derived::password_scheme(p)?;
         let delete_inactive_users_after = p.int("delete_inactive_users_after", 90)?;
+        let max_creations_per_minute =
+            p.int("max_creations_per_minute", DEFAULT_MAX_CREATIONS_PER_MINUTE)?;
         Ok(Config {
             path: PathBuf::new(),
             max_user_send_per_minute: p.int("max_user_send_per_minute", 60)?,
@@ -249,8 +287,11 @@ impl Config {
                 "tombstone_days",
                 delete_inactive_users_after.max(DEFAULT_TOMBSTONE_DAYS),
             )?,
-            max_creations_per_minute: p
-                .int("max_creations_per_minute", DEFAULT_MAX_CREATIONS_PER_MINUTE)?,
+            max_creations_per_minute,
+            max_creations_per_minute_total: p.int(
+                "max_creations_per_minute_total",
+                max_creations_per_minute.saturating_mul(CREATIONS_TOTAL_FACTOR),
+            )?,
             nocreate_file: p.string("nocreate_file", DEFAULT_NOCREATE_FILE).into(),
             username_min_length: p.int("username_min_length", 9)?,
             username_max_length: p.int("username_max_length", 9)?,
@@ -267,6 +308,11 @@ impl Config {
             filtermail_memory_budget_mb: p.size_mb("filtermail_memory_budget", "256M")?,
             filtermail_max_dkim_signatures: p.int("filtermail_max_dkim_signatures", 5)?,
             metrics_port: p.int("metrics_port", DEFAULT_METRICS_PORT)?,
+            max_imap_connections: p.int("max_imap_connections", 10_000)?,
+            max_smtp_connections: p.int("max_smtp_connections", 1_000)?,
+            imap_compress: p
+                .string("imap_compress", "false")
+                .eq_ignore_ascii_case("true"),
             turn_socket_path: p
                 .string("turn_socket_path", "/run/chatmail-turn/turn.socket")
                 .into(),
@@ -287,6 +333,8 @@ impl Config {
             passdb_path: p.string("passdb_path", "/home/vmail/passdb.sqlite").into(),
             notification_url: p.string("notification_url", DEFAULT_NOTIFICATION_URL),
             appversions_path: p.get("appversions_path").map(|(_, v)| PathBuf::from(v)),
+            max_queued_notifications: p
+                .int("max_queued_notifications", DEFAULT_MAX_QUEUED_NOTIFICATIONS)?,
             password_scheme,
             mail_domain: domain.mail_domain,
             mail_domain_bare: domain.bare,
@@ -297,18 +345,15 @@ impl Config {
     }
 }
 
-/// Deploy-only keys (SPEC §1.2): read so they are not "unused", and the two the reference
-/// still validates refused as it refuses them.
-fn check_deploy_keys(p: &mut Reader<'_>) -> Result<(), Error> {
-    for key in ["max_imap_connections", "max_smtp_connections"] {
-        p.int::<u64>(key, 0)?;
-    }
+/// Deploy-only keys (SPEC §1.2) no service and no template reads: read so they are not
+/// "unused". (The connection limits and `imap_compress` are typed fields: the relay's
+/// Postfix and Dovecot configuration is rendered from them.)
+fn check_deploy_keys(p: &mut Reader<'_>) {
     for key in [
         "www_folder",
         "mtail_address",
         "disable_ipv6",
         "imap_rawlog",
-        "imap_compress",
         "acme_email",
         "privacy_postal",
         "privacy_mail",
@@ -317,7 +362,6 @@ fn check_deploy_keys(p: &mut Reader<'_>) -> Result<(), Error> {
     ] {
         p.get(key);
     }
-    Ok(())
 }
 
 /// The keys of `params` no service read (SPEC §1.4), in file order.
@@ -369,9 +413,13 @@ mod tests {
         assert_eq!(c.postfix_reinject_port_incoming, 10026);
         assert_eq!(c.filtermail_host, "127.0.0.1");
         assert_eq!(c.filtermail_memory_budget_mb, 256);
+        assert_eq!(c.filtermail_memory_budget_bytes(), 256 * 1024 * 1024);
         assert_eq!(c.filtermail_max_dkim_signatures, 5);
         assert_eq!(c.postfix_host, "127.0.0.1");
         assert_eq!(c.metrics_port, 10089);
+        assert_eq!(c.max_imap_connections, 10_000);
+        assert_eq!(c.max_smtp_connections, 1_000);
+        assert!(!c.imap_compress);
         assert_eq!(
             c.turn_socket_path,
             Path::new("/run/chatmail-turn/turn.socket")
@@ -392,9 +440,11 @@ mod tests {
         );
         assert_eq!(c.passdb_path, Path::new("/home/vmail/passdb.sqlite"));
         assert_eq!(c.notification_url, DEFAULT_NOTIFICATION_URL);
+        assert_eq!(c.max_queued_notifications, 100_000);
         assert_eq!(c.password_scheme, PasswordScheme::Sha512Crypt);
         assert_eq!(c.tombstone_days, 365);
-        assert_eq!(c.max_creations_per_minute, 60);
+        assert_eq!(c.max_creations_per_minute, 0, "no cap, as the reference");
+        assert_eq!(c.max_creations_per_minute_total, 0);
         assert_eq!(c.nocreate_file, Path::new("/etc/chatmail-nocreate"));
         assert!(c.unused_keys.is_empty());
     }
@@ -410,10 +460,24 @@ mod tests {
         assert_eq!(c.tombstone_days, 0);
         assert_eq!(c.max_creations_per_minute, 0);
         assert_eq!(c.nocreate_file, Path::new("/x/n"));
+        let c = cfg("max_creations_per_minute = 6\n");
+        assert_eq!(
+            (c.max_creations_per_minute, c.max_creations_per_minute_total),
+            (6, 60),
+            "the relay-wide ceiling defaults to ten times the per-client cap"
+        );
+        let c = cfg("max_creations_per_minute = 6\nmax_creations_per_minute_total = 7\n");
+        assert_eq!(c.max_creations_per_minute_total, 7);
+        let c = cfg("max_creations_per_minute_total = 50\n");
+        assert_eq!(
+            (c.max_creations_per_minute, c.max_creations_per_minute_total),
+            (0, 50)
+        );
         for bad in [
             "tombstone_days = -1",
             "tombstone_days = soon",
             "max_creations_per_minute = 5000000000",
+            "max_creations_per_minute_total = -3",
         ] {
             let err = Config::parse(&format!("[params]\nmail_domain = x\n{bad}\n")).unwrap_err();
             let key = bad.split(' ').next().unwrap();
@@ -463,6 +527,19 @@ mod tests {
         ] {
             assert_eq!(parse_size_mb(s), mb, "{s:?}");
         }
+    }
+
+    #[test]
+    fn deploy_keys_the_relay_configuration_reads() {
+        let c =
+            cfg("max_imap_connections = 1_000\nmax_smtp_connections = 100\nimap_compress = True\n");
+        assert_eq!(
+            (c.max_imap_connections, c.max_smtp_connections),
+            (1000, 100)
+        );
+        assert!(c.imap_compress);
+        assert!(!cfg("imap_compress = yes\n").imap_compress);
+        assert!(c.unused_keys.is_empty(), "{:?}", c.unused_keys);
     }
 
     #[test]

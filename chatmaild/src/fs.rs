@@ -110,6 +110,13 @@ pub fn match_owner(path: &Path, like: &Path) -> Result<(), Error> {
 
 /// An exclusive `flock(2)` on a lock file, released on drop. Python's `filelock` uses the
 /// same call on the same paths, so a Python and a Rust service may run side by side.
+///
+/// A lock file may be removed by the one holding it (doveauth removes the `password.lock` of
+/// a refused first login together with its empty mailbox): whoever waited on the removed
+/// file then holds a lock nobody else can see. So a lock counts only once the path still
+/// names the very file that was locked (same device and inode); otherwise it is taken again
+/// on the file now at the path. Every locker of such a file must check this, as
+/// [`FileLock::acquire`] and [`FileLock::acquire_timeout`] do.
 #[derive(Debug)]
 pub struct FileLock {
     file: File,
@@ -118,25 +125,59 @@ pub struct FileLock {
 impl FileLock {
     /// Opens (creating) `path` and blocks until the lock is held.
     pub fn acquire(path: &Path) -> Result<FileLock, Error> {
-        let file = open_lock_file(path)?;
-        file.lock().map_err(|e| Error::io(path, e))?;
-        Ok(FileLock { file })
+        loop {
+            let file = open_lock_file(path)?;
+            file.lock().map_err(|e| Error::io(path, e))?;
+            let lock = FileLock { file };
+            if lock.is_at(path)? {
+                return Ok(lock);
+            }
+        }
     }
 
     /// Like [`FileLock::acquire`], giving up after `timeout` (the reference waits 5 s
     /// for `password.lock`). Returns `Ok(None)` on timeout.
     pub fn acquire_timeout(path: &Path, timeout: Duration) -> Result<Option<FileLock>, Error> {
-        let file = open_lock_file(path)?;
         let deadline = Instant::now() + timeout;
+        let mut file = open_lock_file(path)?;
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(Some(FileLock { file })),
+                Ok(()) => {
+                    let lock = FileLock { file };
+                    if lock.is_at(path)? {
+                        return Ok(Some(lock));
+                    }
+                    drop(lock);
+                    file = open_lock_file(path)?;
+                }
                 Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(fs::TryLockError::WouldBlock) => return Ok(None),
                 Err(fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
             }
+        }
+    }
+
+    /// Whether `path` still names the locked file (it was not removed or replaced while
+    /// this process waited for the lock).
+    fn is_at(&self, path: &Path) -> Result<bool, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let held = self.file.metadata().map_err(|e| Error::io(path, e))?;
+        match fs::metadata(path) {
+            Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Removes the lock file while the lock is held, then releases it: a waiter that
+    /// locks the removed file sees that it is gone and locks the path anew.
+    pub fn remove(self, path: &Path) -> Result<(), Error> {
+        match fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(path, e)),
         }
     }
 }
@@ -221,5 +262,28 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_waiter_on_a_removed_lock_file_locks_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("password.lock");
+        let held = FileLock::acquire(&p).unwrap();
+        let waiter = {
+            let p = p.clone();
+            std::thread::spawn(move || FileLock::acquire_timeout(&p, Duration::from_secs(10)))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        held.remove(&p).unwrap();
+        // Someone else creates and locks the path's new file first.
+        let newer = FileLock::acquire(&p).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !waiter.is_finished(),
+            "the waiter must not take the removed file's lock for the path's"
+        );
+        drop(newer);
+        let got = waiter.join().unwrap().unwrap().expect("locked");
+        assert!(got.is_at(&p).unwrap());
     }
 }

@@ -11,6 +11,7 @@ pub mod address;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemons;
 pub mod dict;
 pub mod error;
 pub mod fs;

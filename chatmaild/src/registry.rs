@@ -30,15 +30,15 @@
 //! until an operator uses a feature (or `chatmail-expire` removes an account), so a relay
 //! that uses none of this has no state directory.
 //!
-//! The creation rate cap counts in memory: one doveauth process serves all first logins
-//! of a relay, and keeping the count off the disk keeps creation from writing a shared
+//! The creation rate cap ([`rate`]) counts in memory: one doveauth process serves all first
+//! logins of a relay, and keeping the count off the disk keeps creation from writing a shared
 //! file. A restart forgets at most one minute of creations.
 
 use std::fmt;
 use std::fs;
 use std::io::ErrorKind;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -46,18 +46,17 @@ use crate::fs::{Durability, FileLock, match_owner, write_atomic, write_atomic_mo
 use crate::user::{DAY, User};
 
 mod invitations;
+pub mod rate;
 mod tombstones;
 
 pub use invitations::{
     INVITATION_SEPARATOR, Invitation, MAX_TOKEN_LEN, TOKEN_LEN, is_token, new_token,
     split_invitation,
 };
+pub use rate::{ClientKey, CreationRate, RateLimit, Reservation};
 
 /// The state directory's name inside `mailboxes_dir`.
 pub const STATE_DIR: &str = ".chatmail-admin";
-
-/// The window of the creation rate cap.
-const RATE_WINDOW_SECS: i64 = 60;
 
 /// How new accounts may come into existence by first login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +93,8 @@ pub enum Refusal {
     InvalidInvitation,
     /// Invite-only and the password after the token is shorter than `password_min_length`.
     ShortPassword(usize),
-    /// The relay created `max_creations_per_minute` accounts in the last minute.
-    RateCap(u32),
+    /// The client or the relay created as many accounts in the last minute as it may.
+    RateCap(RateLimit),
 }
 
 impl fmt::Display for Refusal {
@@ -111,7 +110,7 @@ impl fmt::Display for Refusal {
                     "password after the invitation needs at least {n} characters"
                 )
             }
-            Refusal::RateCap(n) => write!(f, "more than {n} creations per minute"),
+            Refusal::RateCap(limit) => limit.fmt(f),
         }
     }
 }
@@ -123,10 +122,9 @@ pub struct Registry {
     state: PathBuf,
     nocreate: PathBuf,
     tombstone_secs: i64,
-    max_per_minute: u32,
     password_min_length: usize,
-    /// Creation times of the last minute (shared by clones: one count per process).
-    creations: Arc<Mutex<std::collections::VecDeque<i64>>>,
+    /// The creation rate cap (shared by clones: one count per process).
+    rate: CreationRate,
 }
 
 impl Registry {
@@ -144,9 +142,11 @@ impl Registry {
             tombstone_secs: i64::try_from(config.tombstone_days)
                 .unwrap_or(i64::MAX)
                 .saturating_mul(DAY),
-            max_per_minute: config.max_creations_per_minute,
             password_min_length: config.password_min_length,
-            creations: Arc::default(),
+            rate: CreationRate::new(
+                config.max_creations_per_minute,
+                config.max_creations_per_minute_total,
+            ),
         }
     }
 
@@ -232,22 +232,14 @@ impl Registry {
 
     // ---- creation rate ----
 
-    /// Counts one creation at `now` unless `max_creations_per_minute` were counted in the
-    /// last minute; `false` means over the cap (nothing counted).
-    pub fn record_creation(&self, now: i64) -> bool {
-        if self.max_per_minute == 0 {
-            return true;
-        }
-        let mut recent = self
-            .creations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        recent.retain(|t| now - RATE_WINDOW_SECS < *t && *t <= now);
-        if recent.len() >= usize::try_from(self.max_per_minute).unwrap_or(usize::MAX) {
-            return false;
-        }
-        recent.push_back(now);
-        true
+    /// Reserves one creation for `client` at `now` under the rate cap, before anything is
+    /// created; commit the reservation once the account exists (see [`rate`]).
+    pub fn reserve_creation(
+        &self,
+        client: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Reservation, Refusal> {
+        self.rate.reserve(client, now).map_err(Refusal::RateCap)
     }
 
     // ---- the checks of a first login ----
@@ -282,9 +274,9 @@ impl Registry {
 
     /// The final checks under the account's `password.lock`, just before the password is
     /// written: tombstone and block again (`chatmail-admin delete` may have run meanwhile),
-    /// the rate cap, then the invitation is used up. `None`: create the account. Complete
-    /// on its own: a creation path may skip [`Registry::precheck`], which only saves the
-    /// lock and the hashing for logins that would be refused.
+    /// then the invitation is used up. `None`: create the account. The rate cap is not
+    /// checked here: a creation reserves its slot with [`Registry::reserve_creation`]
+    /// before it takes the lock, so a refusal by the cap creates nothing.
     pub fn admit(&self, user: &User, password: &str, now: i64) -> Result<Option<Refusal>, Error> {
         if let Some(r) = self.state_refusal(user, now) {
             return Ok(Some(r));
@@ -296,9 +288,6 @@ impl Registry {
             },
             _ => None,
         };
-        if !self.record_creation(now) {
-            return Ok(Some(Refusal::RateCap(self.max_per_minute)));
-        }
         if let Some(token) = invitation
             && !self.consume_invitation(token, now)?
         {
@@ -439,7 +428,7 @@ mod tests {
 
     #[test]
     fn admission() {
-        let (_dir, config, r) = setup("max_creations_per_minute = 2\n");
+        let (_dir, config, r) = setup("max_creations_per_minute_total = 2\n");
         let user = |a: &str| User::new(&config, a).unwrap();
         let (a, b, c) = (
             user("aaaaaaaaa@c.org"),
@@ -448,15 +437,18 @@ mod tests {
         );
         assert_eq!(r.precheck(&a, "whatever1", NOW), None);
         assert_eq!(r.admit(&a, "whatever1", NOW).unwrap(), None);
-        assert_eq!(r.admit(&b, "whatever1", NOW + 30).unwrap(), None);
+        r.reserve_creation(None, NOW).unwrap().commit();
+        r.reserve_creation(None, NOW + 30).unwrap().commit();
+        let refusal = r.reserve_creation(None, NOW + 59).unwrap_err();
+        assert_eq!(refusal, Refusal::RateCap(RateLimit::Total(2)));
+        assert_eq!(refusal.to_string(), "more than 2 creations per minute");
+        r.reserve_creation(None, NOW + 60)
+            .expect("window moved")
+            .commit();
         assert_eq!(
             r.admit(&c, "whatever1", NOW + 59).unwrap(),
-            Some(Refusal::RateCap(2))
-        );
-        assert_eq!(
-            r.admit(&c, "whatever1", NOW + 60).unwrap(),
             None,
-            "window moved"
+            "no cap here"
         );
 
         r.write_tombstone(a.addr(), NOW).unwrap();

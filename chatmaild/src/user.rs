@@ -6,7 +6,9 @@
 //! belong to doveauth. On-disk conventions mirror chatmaild's `user.py`:
 //! - `password`: the Dovecot hash, ASCII, no newline; its mtime is the last-login day;
 //! - `enforceE2EEincoming`: empty; its presence makes incoming cleartext rejected;
-//! - `password.lock`, `metadata.json.lock`: `flock` files, left in place;
+//! - `password.lock`, `metadata.json.lock`: `flock` files, left in place, except that a
+//!   first login that creates no account removes the `password.lock` and empty mailbox it
+//!   made ([`User::remove_if_unused`]);
 //! - `blocked` (ours, [`crate::registry`]): empty; its presence makes the account unknown to
 //!   doveauth, so it can neither log in nor receive mail. The reference ignores it.
 
@@ -149,10 +151,49 @@ impl User {
         fs::create_dir_all(&self.maildir).map_err(|e| Error::io(&self.maildir, e))
     }
 
-    /// Takes the creation lock, waiting at most `timeout`; `Ok(None)` on timeout.
+    /// Takes the creation lock, waiting at most `timeout`; `Ok(None)` on timeout. Creates
+    /// the mailbox directory if needed, and again if a refused first login removed it
+    /// meanwhile ([`User::remove_if_unused`]).
     pub fn lock_password(&self, timeout: Duration) -> Result<Option<FileLock>, Error> {
-        self.create_maildir()?;
-        FileLock::acquire_timeout(&self.password_lock_path(), timeout)
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            self.create_maildir()?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match FileLock::acquire_timeout(&self.password_lock_path(), left) {
+                Err(Error::Io { source, .. })
+                    if source.kind() == ErrorKind::NotFound && !left.is_zero() => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Under the creation lock `lock`, removes what a first login that created nothing
+    /// left: the lock file and the mailbox directory, if the directory holds nothing but
+    /// the lock file (no password, no mail, nothing another process put there). Returns
+    /// whether it removed the directory. Safe against a concurrent creation of the same
+    /// address: the lock file goes while it is locked, and every locker checks after
+    /// locking that the path still names the file it locked (see [`FileLock`]), so a
+    /// waiter starts over with a new directory instead of writing into a removed one.
+    pub fn remove_if_unused(&self, lock: FileLock) -> Result<bool, Error> {
+        let lock_name = std::ffi::OsStr::new("password.lock");
+        let entries = fs::read_dir(&self.maildir).map_err(|e| Error::io(&self.maildir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.maildir, e))?;
+            if entry.file_name() != lock_name {
+                return Ok(false);
+            }
+        }
+        lock.remove(&self.password_lock_path())?;
+        match fs::remove_dir(&self.maildir) {
+            Ok(()) => Ok(true),
+            // Someone put something there after the lock file went: theirs now.
+            Err(e)
+                if e.kind() == ErrorKind::DirectoryNotEmpty || e.kind() == ErrorKind::NotFound =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::io(&self.maildir, e)),
+        }
     }
 
     /// Marks the account as E2EE-only and writes a new password hash durably, as
@@ -350,6 +391,20 @@ mod tests {
         fs::remove_file(u.password_path()).unwrap();
         fs::create_dir(u.password_path()).unwrap();
         assert!(!u.accepts_mail(), "a directory named password");
+    }
+
+    #[test]
+    fn an_unused_mailbox_is_removed_under_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let u = User::in_dir(dir.path(), "a@c.org").unwrap();
+        let lock = u.lock_password(Duration::from_secs(1)).unwrap().unwrap();
+        assert!(u.remove_if_unused(lock).unwrap());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left");
+        // A mailbox with anything else in it stays, with its lock file.
+        let lock = u.lock_password(Duration::from_secs(1)).unwrap().unwrap();
+        fs::write(u.maildir().join("enforceE2EEincoming"), b"").unwrap();
+        assert!(!u.remove_if_unused(lock).unwrap());
+        assert!(u.password_lock_path().exists());
     }
 
     #[test]

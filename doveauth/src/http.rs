@@ -12,13 +12,23 @@
 //! CGI runs as the web server's user, cannot read the state directory, and asks here
 //! before it hands out credentials without an invitation.
 //!
+//! The client a login comes from may be named in [`CLIENT_HEADER`] (one IP address; the
+//! relay's auth script passes Dovecot's remote IP, the newemail CGI the web client's); the
+//! creation rate cap counts per client, and a request without it counts against the
+//! relay-wide ceiling only, as upstream's auth script sends none.
+//!
+//! No slowloris: a request head must arrive within [`HEAD_TIMEOUT`] (also between requests
+//! on a kept-alive connection) and its body within [`BODY_TIMEOUT`], and the connections
+//! are capped per peer and in total with the oldest idle one making room
+//! ([`crate::conns`]), so idle clients can neither hold the port nor keep Dovecot out.
+//!
 //! Parsing ([`parse_create`]) is separate from the I/O so it can be tested on its own.
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chatmaild::accept::accept_loop;
 use chatmaild::registry::RegistrationMode;
@@ -32,8 +42,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
+use crate::conns::{Conns, MAX_PER_PEER, MAX_TOTAL, Slot};
 use crate::metrics::{LookupKind, LookupResult};
-use crate::{AuthHandler, Refused, Verdict};
+use crate::{Asker, AuthHandler, Refused, Verdict};
 
 /// Account creation (`POST`).
 pub const CREATE_PATH: &str = "/create";
@@ -43,11 +54,14 @@ pub const REGISTRATION_PATH: &str = "/registration";
 pub const BUSY_RETRY_AFTER: &str = "60";
 /// Largest accepted body: an address and a password.
 pub const MAX_BODY: usize = 512;
-/// A request head must arrive within this long; idle keep-alive connections are closed
-/// after it too.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connections served at once (Dovecot's auth process keeps a few; the rest wait).
-const MAX_CONNECTIONS: usize = 1024;
+/// The header naming the client a login comes from: one IP address.
+pub const CLIENT_HEADER: &str = "x-forwarded-for";
+/// A request head must arrive within this long, counted from the connection or from the
+/// previous answer: idle keep-alive connections are closed after it too (Dovecot's HTTP
+/// client sees the close before it reuses a connection and opens a new one).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The declared body must arrive within this long after the head.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time requests in flight get to finish after a stop request.
 const GRACE: Duration = Duration::from_secs(10);
 /// The metrics socket in HTTP mode, which has no dict socket to sit beside: where the dict
@@ -108,10 +122,36 @@ pub fn registration_body(mode: RegistrationMode) -> String {
     format!("{}\n", mode.name())
 }
 
-/// One request.
-pub async fn handle(req: Request<Incoming>, auth: &AuthHandler) -> Response<Full<Bytes>> {
+/// The client named by [`CLIENT_HEADER`], if it is there once and one address.
+pub fn client_address(headers: &hyper::HeaderMap) -> Option<IpAddr> {
+    let mut values = headers.get_all(CLIENT_HEADER).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    value.to_str().ok()?.trim().parse().ok()
+}
+
+/// One request from `peer`.
+pub async fn handle(
+    req: Request<Incoming>,
+    auth: &AuthHandler,
+    peer: IpAddr,
+    slot: &Slot,
+) -> Response<Full<Bytes>> {
+    let response = route(req, auth, peer, slot).await;
+    slot.idle(Instant::now());
+    response
+}
+
+async fn route(
+    req: Request<Incoming>,
+    auth: &AuthHandler,
+    peer: IpAddr,
+    slot: &Slot,
+) -> Response<Full<Bytes>> {
     match req.uri().path() {
-        CREATE_PATH => create(req, auth).await,
+        CREATE_PATH => create(req, auth, peer, slot).await,
         REGISTRATION_PATH if req.method() == Method::GET => {
             let body = registration_body(auth.registration_mode());
             let mut r = reply_with(StatusCode::OK, Bytes::from(body));
@@ -127,7 +167,12 @@ pub async fn handle(req: Request<Incoming>, auth: &AuthHandler) -> Response<Full
 }
 
 /// `/create`.
-async fn create(req: Request<Incoming>, auth: &AuthHandler) -> Response<Full<Bytes>> {
+async fn create(
+    req: Request<Incoming>,
+    auth: &AuthHandler,
+    peer: IpAddr,
+    slot: &Slot,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::POST {
         // As the reference's HTTP server answers a method it has no handler for.
         return reply(StatusCode::NOT_IMPLEMENTED);
@@ -136,13 +181,20 @@ async fn create(req: Request<Incoming>, auth: &AuthHandler) -> Response<Full<Byt
         debug!("/create without an acceptable Content-Length");
         return reply(StatusCode::BAD_REQUEST);
     };
-    let body = match Limited::new(req.into_body(), len).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let client = client_address(req.headers());
+    let body = Limited::new(req.into_body(), len).collect();
+    let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
             debug!("/create body: {e}");
             return reply(StatusCode::BAD_REQUEST);
         }
+        Err(_) => {
+            debug!(%peer, "/create body did not arrive in time");
+            return reply(StatusCode::REQUEST_TIMEOUT);
+        }
     };
+    slot.busy();
     let (addr, password) = match parse_create(&body) {
         Ok(v) => v,
         Err(why) => {
@@ -150,7 +202,14 @@ async fn create(req: Request<Incoming>, auth: &AuthHandler) -> Response<Full<Byt
             return reply(StatusCode::BAD_REQUEST);
         }
     };
-    let (status, result, busy) = match auth.create_or_verify(addr, password.to_owned()).await {
+    let asker = Asker {
+        peer: Some(peer),
+        client,
+    };
+    let verdict = auth
+        .create_or_verify(addr, password.to_owned(), asker)
+        .await;
+    let (status, result, busy) = match verdict {
         Ok(Verdict::Accepted) => (StatusCode::OK, LookupResult::Found, false),
         Ok(Verdict::Refused(Refused::Rules)) => {
             (StatusCode::FORBIDDEN, LookupResult::NotFound, false)
@@ -184,39 +243,65 @@ pub async fn serve(
     builder
         .keep_alive(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(HEAD_TIMEOUT);
     let builder = Arc::new(builder);
+    let conns = Arc::new(Conns::new(MAX_PER_PEER, MAX_TOTAL));
+    // The accept loop's own bound is only a backstop: `conns` keeps the count at
+    // MAX_TOTAL by closing idle connections, which it can only do for connections it sees.
     accept_loop(
         &listener,
-        MAX_CONNECTIONS,
+        MAX_TOTAL * 2,
         &stop,
         GRACE,
         |(stream, peer): (tokio::net::TcpStream, SocketAddr)| {
             let auth = Arc::clone(&auth);
             let builder = Arc::clone(&builder);
             let stop = stop.clone();
+            let slot = conns.admit(peer.ip(), Instant::now());
             async move {
-                let _ = stream.set_nodelay(true);
-                let service = hyper::service::service_fn(move |req| {
-                    let auth = Arc::clone(&auth);
-                    async move { Ok::<_, Infallible>(handle(req, &auth).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    r = conn.as_mut() => r,
-                    () = stop.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
+                let Some(slot) = slot else {
+                    debug!(%peer, "connection refused: every connection of the peer is busy");
+                    return;
                 };
-                if let Err(e) = result {
-                    debug!(%peer, "HTTP connection ended: {e}");
-                }
+                serve_connection(stream, peer.ip(), &builder, auth, Arc::new(slot), stop).await;
             }
         },
     )
     .await
+}
+
+/// One connection until it ends, is evicted to make room, or the service stops.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: IpAddr,
+    builder: &hyper::server::conn::http1::Builder,
+    auth: Arc<AuthHandler>,
+    slot: Arc<Slot>,
+    stop: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let evicted = slot.close.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let auth = Arc::clone(&auth);
+        let slot = Arc::clone(&slot);
+        async move { Ok::<_, Infallible>(handle(req, &auth, peer, &slot).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = evicted.cancelled() => {
+            debug!(%peer, "idle connection closed to make room");
+            return;
+        }
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, "HTTP connection ended: {e}");
+    }
 }
 
 /// The whole `main` of HTTP mode: config, legacy migration, bind (or the socket systemd
@@ -269,6 +354,23 @@ mod tests {
             "invite-only\n"
         );
         assert_eq!(registration_body(RegistrationMode::Closed), "close\n");
+    }
+
+    #[test]
+    fn client_address_header() {
+        let mut h = hyper::HeaderMap::new();
+        assert_eq!(client_address(&h), None, "missing");
+        h.insert(CLIENT_HEADER, HeaderValue::from_static(" 192.0.2.1 "));
+        assert_eq!(client_address(&h), Some("192.0.2.1".parse().unwrap()));
+        h.insert(CLIENT_HEADER, HeaderValue::from_static("2001:db8::5"));
+        assert_eq!(client_address(&h), Some("2001:db8::5".parse().unwrap()));
+        for bad in ["", "x", "192.0.2.1, 192.0.2.2", "192.0.2.1:80"] {
+            h.insert(CLIENT_HEADER, HeaderValue::from_static(bad));
+            assert_eq!(client_address(&h), None, "{bad:?}");
+        }
+        h.insert(CLIENT_HEADER, HeaderValue::from_static("192.0.2.1"));
+        h.append(CLIENT_HEADER, HeaderValue::from_static("192.0.2.2"));
+        assert_eq!(client_address(&h), None, "twice");
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //!
 //! Dovecot is configured with `password_key = passdb/%Ew"%Eu` and `user_key = userdb/%Eu`
 //! and prefixes `shared/`. `%E` backslash-escapes `"`, `'` and `\`, so `"` unescaped
-//! separates the password from the user.
+//! separates the password from the user. A third part, `password_key =
+//! passdb/%Ew"%Eu"%{rip}`, passes the client's IP address for the creation rate cap; the
+//! reference reads only the first two parts, so the same key serves both.
+
+use std::net::IpAddr;
 
 /// A parsed lookup key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,12 +16,14 @@ pub enum AuthKey {
         /// The user name.
         user: String,
     },
-    /// `shared/passdb/<password>"<user>`.
+    /// `shared/passdb/<password>"<user>`, optionally followed by `"<client IP>`.
     Passdb {
         /// The cleartext password the client sent.
         password: String,
         /// The user name.
         user: String,
+        /// The client's address, if the key carries one (empty or not an address: `None`).
+        client: Option<IpAddr>,
     },
 }
 
@@ -40,7 +46,11 @@ pub fn parse_key(key: &str) -> Result<AuthKey, MalformedKey> {
             user: parts.next().unwrap_or_default(),
         }),
         "passdb" => match (parts.next(), parts.next()) {
-            (Some(password), Some(user)) => Ok(AuthKey::Passdb { password, user }),
+            (Some(password), Some(user)) => Ok(AuthKey::Passdb {
+                password,
+                user,
+                client: parts.next().and_then(|ip| ip.parse().ok()),
+            }),
             _ => Err(MalformedKey("passdb key without '\"' separator")),
         },
         _ => Err(MalformedKey("unknown key type")),
@@ -80,16 +90,34 @@ mod tests {
             parse_key(r#"shared/passdb/laksjd\\sjd\"12j\'3l1/k2"u@x.org"#),
             Ok(AuthKey::Passdb {
                 password: r#"laksjd\sjd"12j'3l1/k2"#.into(),
-                user: "u@x.org".into()
+                user: "u@x.org".into(),
+                client: None,
             })
         );
         assert_eq!(
             parse_key(r#"shared/passdb/pw"user/with/slash@x"#),
             Ok(AuthKey::Passdb {
                 password: "pw".into(),
-                user: "user/with/slash@x".into()
+                user: "user/with/slash@x".into(),
+                client: None,
             })
         );
+        for (key, client) in [
+            (r#"shared/passdb/pw"u@x"192.0.2.1"#, Some("192.0.2.1")),
+            (r#"shared/passdb/pw"u@x"2001:db8::1"#, Some("2001:db8::1")),
+            (r#"shared/passdb/pw"u@x""#, None),
+            (r#"shared/passdb/pw"u@x"not-an-ip"#, None),
+        ] {
+            assert_eq!(
+                parse_key(key),
+                Ok(AuthKey::Passdb {
+                    password: "pw".into(),
+                    user: "u@x".into(),
+                    client: client.map(|c| c.parse().unwrap()),
+                }),
+                "{key}"
+            );
+        }
         for bad in [
             "shared",
             "shared/userdb",

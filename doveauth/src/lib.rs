@@ -1,13 +1,17 @@
 //! doveauth: Dovecot's passdb and userdb over the dict protocol, creating an account on
 //! its first login (SPEC §3).
 //!
-//! doveauth never compares passwords: it answers with the stored hash and Dovecot
-//! verifies the cleartext against it. Lookups of existing users are a file read on the
-//! event loop; creation (hashing, locking, fsync) runs on the blocking pool, so one slow
-//! first login never delays the others.
+//! doveauth never compares passwords for Dovecot: it answers with the stored hash and
+//! Dovecot verifies the cleartext against it (only HTTP `/create` verifies, for concurrent
+//! first logins, see [`throttle`]). Lookups of existing users are a file read on the event
+//! loop; creation (hashing, locking, fsync) runs on the blocking pool, so one slow first
+//! login never delays the others, and at most [`hash_permits`] hashes run at once, so a
+//! memory-hard scheme cannot take the machine's memory.
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod conns;
+mod create;
 pub mod error;
 pub mod hash;
 pub mod http;
@@ -17,20 +21,23 @@ pub mod migrate;
 pub mod newemail;
 pub mod policy;
 pub mod syslimits;
+pub mod throttle;
 pub mod userdb;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chatmaild::dict::{DictHandler, Lookup};
 use chatmaild::registry::Registry;
 use chatmaild::{Config, User};
+use tokio::sync::Semaphore;
 use tracing::{debug, error, warn};
 
 pub use error::Error;
 use keys::{AuthKey, parse_key};
-use metrics::{LookupKind, LookupResult, Metrics, Refusal};
+use metrics::{LookupKind, LookupResult, Metrics};
 
 /// How long a first login waits for a concurrent creator of the same account (as the
 /// reference's `filelock` timeout).
@@ -38,6 +45,24 @@ pub const CREATE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The text mtail counts (`: Created address: <addr>`): written to stderr as is.
 pub const CREATED_ADDRESS: &str = "Created address: ";
+
+/// Password hashes computed or verified at once: twice the cores, so the CPUs stay busy
+/// while the memory a memory-hard scheme takes stays bounded (argon2id takes about 19 MiB
+/// per hash; 64 at once took gigabytes).
+pub fn hash_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().saturating_mul(2))
+}
+
+/// Who asks for a first login, as far as doveauth can tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Asker {
+    /// The connection's peer (HTTP mode; the dict socket has none).
+    pub peer: Option<IpAddr>,
+    /// The client the login comes from, as the auth script or Dovecot's dict key passes it
+    /// (`None` when they do not: the creation then counts against the relay-wide ceiling
+    /// only).
+    pub client: Option<IpAddr>,
+}
 
 /// What a first login came to.
 #[derive(Debug)]
@@ -79,6 +104,11 @@ pub struct AuthHandler {
     hashes: Arc<cache::HashCache>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    /// At most [`hash_permits`] hashes at once.
+    hashing: Arc<Semaphore>,
+    /// Password checks of `/create` run one at a time (see [`throttle`]).
+    checking: Arc<tokio::sync::Mutex<()>>,
+    throttle: Arc<throttle::Throttle>,
 }
 
 impl AuthHandler {
@@ -100,6 +130,9 @@ impl AuthHandler {
             hashes: Arc::default(),
             registry,
             metrics: Arc::default(),
+            hashing: Arc::new(Semaphore::new(hash_permits())),
+            checking: Arc::default(),
+            throttle: Arc::default(),
         }
     }
 
@@ -133,7 +166,7 @@ impl AuthHandler {
         }
     }
 
-    async fn passdb(&self, addr: &str, password: String) -> Lookup {
+    async fn passdb(&self, addr: &str, password: String, client: Option<IpAddr>) -> Lookup {
         let Some(user) = self.our_user(addr) else {
             return Lookup::NotFound;
         };
@@ -145,111 +178,20 @@ impl AuthHandler {
             }
             found_or_failed => return found_or_failed,
         }
-        match self.create_checked(user.clone(), password).await {
+        let asker = Asker { peer: None, client };
+        match self.create_checked(user.clone(), password, asker).await {
             Ok(Creation::Created(hash) | Creation::Exists(hash)) => {
                 Lookup::Found(userdb::userdb_json(&user, &hash))
             }
-            Ok(Creation::Refused(_)) => Lookup::NotFound,
+            Ok(Creation::Refused(Refused::Rules)) => Lookup::NotFound,
+            // A failed lookup is Dovecot's temporary failure (`NO [UNAVAILABLE]`): the client
+            // retries instead of being told its password is wrong.
+            Ok(Creation::Refused(Refused::Busy)) => Lookup::Failed,
             Err(e) => {
                 error!("account creation failed: {e}");
                 Lookup::Failed
             }
         }
-    }
-
-    /// The HTTP `/create` decision (SPEC §3.9): accepted if this request created the
-    /// account, or it exists and `password` matches its hash. Refusals are logged with their
-    /// reason.
-    pub async fn create_or_verify(&self, addr: &str, password: String) -> Result<Verdict, Error> {
-        const NO: Verdict = Verdict::Refused(Refused::Rules);
-        let Some(user) = self.our_user(addr) else {
-            warn!("address not in mail domain or invalid: {addr:?}");
-            return Ok(NO);
-        };
-        let existing = user.password()?;
-        let creation = match existing {
-            // A blocked account is refused whatever the password (its data stays).
-            Some(_) if self.hashes.is_blocked(&user) => {
-                warn!("login refused for blocked address {addr}");
-                return Ok(NO);
-            }
-            Some(hash) => Creation::Exists(hash),
-            None => self.create_checked(user, password.clone()).await?,
-        };
-        match creation {
-            Creation::Created(_) => Ok(Verdict::Accepted),
-            Creation::Refused(why) => Ok(Verdict::Refused(why)),
-            Creation::Exists(hash) => {
-                let metrics = Arc::clone(&self.metrics);
-                let ok = tokio::task::spawn_blocking(move || {
-                    let started = Instant::now();
-                    let ok = hash::verify_password(&hash, &password);
-                    metrics.hash_seconds.observe_duration(started.elapsed());
-                    ok
-                })
-                .await
-                .map_err(Error::Task)?;
-                if !ok {
-                    warn!("password mismatch for existing address {addr}");
-                    return Ok(NO);
-                }
-                Ok(Verdict::Accepted)
-            }
-        }
-    }
-
-    /// The creation rules, then [`AuthHandler::create`] off the event loop.
-    async fn create_checked(&self, user: User, password: String) -> Result<Creation, Error> {
-        if let Some((class, reason)) =
-            policy::classified_refusal(&self.config, &self.nocreate, user.addr(), &password)
-        {
-            warn!("{reason}");
-            self.metrics.refused(class);
-            return Ok(Creation::Refused(Refused::Rules));
-        }
-        if let Some(refusal) = self.registry.precheck(&user, &password, policy::now()) {
-            warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
-            self.metrics.refused(Refusal::of_registry(&refusal));
-            return Ok(Creation::Refused(Refused::Rules));
-        }
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.create(&user, &password))
-            .await
-            .map_err(Error::Task)?
-    }
-
-    /// Creates the account under `password.lock` unless a concurrent login already did.
-    fn create(&self, user: &User, password: &str) -> Result<Creation, Error> {
-        let Some(_lock) = user.lock_password(CREATE_LOCK_TIMEOUT)? else {
-            return Err(Error::LockTimeout(user.password_lock_path()));
-        };
-        if let Some(pw) = user.password()? {
-            return Ok(Creation::Exists(pw));
-        }
-        let readings = syslimits::Readings::read(&self.config.mailboxes_dir);
-        if let Some(reason) = readings.refusal(&self.config) {
-            warn!("registration rejected: {reason}");
-            self.metrics.refused(Refusal::Limits);
-            return Ok(Creation::Refused(Refused::Busy));
-        }
-        if let Some(refusal) = self.registry.admit(user, password, policy::now())? {
-            warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
-            self.metrics.refused(Refusal::of_registry(&refusal));
-            let why = match refusal {
-                chatmaild::registry::Refusal::RateCap(_) => Refused::Busy,
-                _ => Refused::Rules,
-            };
-            return Ok(Creation::Refused(why));
-        }
-        let started = Instant::now();
-        let hash = hash::hash_password(self.config.password_scheme, password)?;
-        self.metrics
-            .hash_seconds
-            .observe_duration(started.elapsed());
-        user.set_password(&hash)?;
-        eprintln!("{CREATED_ADDRESS}{}", user.addr());
-        self.metrics.created.inc();
-        Ok(Creation::Created(hash))
     }
 
     /// Every mailbox that has a password file, as `shared/userdb/<addr>`.
@@ -336,9 +278,14 @@ impl AuthHandler {
                     None => Lookup::NotFound,
                 },
             ),
-            Ok(AuthKey::Passdb { password, user }) => {
-                (LookupKind::Passdb, self.passdb(&user, password).await)
-            }
+            Ok(AuthKey::Passdb {
+                password,
+                user,
+                client,
+            }) => (
+                LookupKind::Passdb,
+                self.passdb(&user, password, client).await,
+            ),
         }
     }
 }

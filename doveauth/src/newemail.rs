@@ -16,7 +16,7 @@
 //! unchecked and the first login decides, which in open registration is as good as any.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use chatmaild::Config;
@@ -107,13 +107,14 @@ pub enum Created {
     Unavailable,
 }
 
-/// One request to doveauth on 127.0.0.1:`port`, on its own connection: the whole answer
-/// (head and body, at most [`MAX_ANSWER`] bytes), or `None` if nothing listens there.
+/// One request to doveauth on 127.0.0.1:`port`, on its own connection, naming `client`
+/// (the web client) if known: the whole answer (head and body, at most [`MAX_ANSWER`]
+/// bytes), or `None` if nothing listens there.
 fn ask(
     port: u16,
-    method: &str,
-    path: &str,
+    (method, path): (&str, &str),
     body: &str,
+    client: Option<IpAddr>,
     timeout: Duration,
 ) -> std::io::Result<Option<Vec<u8>>> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -124,8 +125,11 @@ fn ask(
     };
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    let client = client.map_or(String::new(), |ip| {
+        format!("{}: {ip}\r\n", crate::http::CLIENT_HEADER)
+    });
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n{client}Connection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes())?;
@@ -141,14 +145,19 @@ fn unexpected(answer: &[u8]) -> std::io::Error {
     ))
 }
 
-/// Asks doveauth (`POST /create` on 127.0.0.1:`port`) to create `creds` now.
-pub fn create_account(port: u16, creds: &Credentials) -> std::io::Result<Created> {
+/// Asks doveauth (`POST /create` on 127.0.0.1:`port`) to create `creds` now for the web
+/// client `client`.
+pub fn create_account(
+    port: u16,
+    creds: &Credentials,
+    client: Option<IpAddr>,
+) -> std::io::Result<Created> {
     let body = format!("{}\t{}", creds.email, creds.password);
     let Some(head) = ask(
         port,
-        "POST",
-        crate::http::CREATE_PATH,
+        ("POST", crate::http::CREATE_PATH),
         &body,
+        client,
         CREATE_TIMEOUT,
     )?
     else {
@@ -180,9 +189,9 @@ pub fn parse_mode(body: &str) -> Option<RegistrationMode> {
 pub fn registration_mode(port: u16) -> std::io::Result<Option<RegistrationMode>> {
     let Some(answer) = ask(
         port,
-        "GET",
-        crate::http::REGISTRATION_PATH,
+        ("GET", crate::http::REGISTRATION_PATH),
         "",
+        None,
         MODE_TIMEOUT,
     )?
     else {
@@ -240,9 +249,10 @@ pub fn cgi_refusal(status: &str, reason: &str) -> String {
     )
 }
 
-/// The whole CGI run for `query`: credentials, created through doveauth when the query
-/// carries an invitation; without one, only if doveauth says registration is open.
-pub fn respond(config: &Config, query: &str) -> String {
+/// The whole CGI run for `query` from the web client `client`: credentials, created through
+/// doveauth when the query carries an invitation; without one, only if doveauth says
+/// registration is open.
+pub fn respond(config: &Config, query: &str, client: Option<IpAddr>) -> String {
     if !has_invitation(query) {
         return match registration_mode(config.doveauth_http_port) {
             Ok(Some(RegistrationMode::Closed)) => cgi_refusal("403 Forbidden", CLOSED_REASON),
@@ -261,7 +271,7 @@ pub fn respond(config: &Config, query: &str) -> String {
         return cgi_refusal("403 Forbidden", REFUSED_REASON);
     };
     let creds = generate_invited(config, Some(token));
-    match create_account(config.doveauth_http_port, &creds) {
+    match create_account(config.doveauth_http_port, &creds, client) {
         Ok(Created::Yes | Created::Unavailable) => cgi_response(config, &creds),
         Ok(Created::Refused) => {
             // A closed relay refuses every token; say so rather than blame the invitation.
@@ -439,15 +449,17 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(
-            respond(&c, ""),
+            respond(&c, "", None),
             cgi_refusal("403 Forbidden", INVITE_ONLY_REASON)
         );
         assert_eq!(
-            respond(&c, "x=1"),
+            respond(&c, "x=1", None),
             cgi_refusal("403 Forbidden", CLOSED_REASON)
         );
         for _ in 0..3 {
-            assert!(respond(&c, "").starts_with("Content-Type: application/json\n\n{\"email\": "));
+            assert!(
+                respond(&c, "", None).starts_with("Content-Type: application/json\n\n{\"email\": ")
+            );
         }
         for request in served.join().unwrap() {
             assert!(
@@ -472,8 +484,8 @@ mod tests {
     #[test]
     fn malformed_invitation_is_refused_without_asking() {
         let c = Config::parse("[params]\nmail_domain = c.org\ndoveauth_http_port = 1\n").unwrap();
-        assert!(respond(&c, "invite=../x").starts_with("Status: 403 Forbidden\n"));
-        assert!(respond(&c, "").starts_with("Content-Type: application/json\n"));
+        assert!(respond(&c, "invite=../x", None).starts_with("Status: 403 Forbidden\n"));
+        assert!(respond(&c, "", None).starts_with("Content-Type: application/json\n"));
     }
 
     #[test]

@@ -5,196 +5,15 @@
     reason = "tests: failing loudly is the point"
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_doveauth");
-const DOMAIN: &str = "chat.example.org";
+mod support;
 
 use chatmail_tests::support::{free_port, wait_for_port as wait_connect};
-
-struct Http {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-    mailboxes: PathBuf,
-}
-
-fn write_ini(dir: &Path, port: u16, extra: &str) -> (PathBuf, PathBuf) {
-    let mailboxes = dir.join("mail");
-    std::fs::create_dir_all(&mailboxes).unwrap();
-    let ini = dir.join("chatmail.ini");
-    std::fs::write(
-        &ini,
-        format!(
-            "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\npassdb_path = {}\nmax_load_1m = 1000\nmin_free_disk_space = 1M\nmin_available_memory = 1M\ndoveauth_http_port = {port}\n{extra}",
-            mailboxes.display(),
-            dir.join("passdb.sqlite").display()
-        ),
-    )
-    .unwrap();
-    (ini, mailboxes)
-}
-
-impl Http {
-    fn start(extra: &str) -> Http {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let (ini, mailboxes) = write_ini(dir.path(), port, extra);
-        let child = Command::new(BIN)
-            .arg(&ini)
-            .env_remove("LISTEN_FDS")
-            .env("CHATMAIL_METRICS_SOCKET", dir.path().join("metrics.socket"))
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_connect(port);
-        Http {
-            child,
-            dir,
-            port,
-            mailboxes,
-        }
-    }
-
-    fn conn(&self) -> Conn {
-        Conn::new(self.port)
-    }
-
-    /// SIGTERM; returns (clean exit, stderr).
-    fn stop(mut self) -> (bool, String) {
-        chatmail_tests::support::stop_with_stderr(&mut self.child)
-    }
-}
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A raw HTTP/1.1 client: what is sent is exactly what the test writes.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-impl Conn {
-    fn new(port: u16) -> Conn {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Conn {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-        }
-    }
-
-    /// Sends `bytes`; the answer must have an empty body (as every `/create` answer has).
-    fn raw(&mut self, bytes: &[u8]) -> Resp {
-        self.writer.write_all(bytes).unwrap();
-        let r = self.response();
-        assert_eq!(r.body, "", "{r:?}");
-        r
-    }
-
-    fn get(&mut self, path: &str) -> Resp {
-        write!(
-            self.writer,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-        )
-        .unwrap();
-        self.response()
-    }
-
-    fn post(&mut self, path: &str, body: &[u8]) -> Resp {
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        self.raw(&req)
-    }
-
-    fn create(&mut self, addr: &str, password: &str) -> u16 {
-        self.post("/create", format!("{addr}\t{password}").as_bytes())
-            .status
-    }
-
-    fn response(&mut self) -> Resp {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        let status = line
-            .strip_prefix("HTTP/1.1 ")
-            .unwrap_or_else(|| panic!("status line {line:?}"))[..3]
-            .parse()
-            .unwrap();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            self.reader.read_line(&mut h).unwrap();
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            let (k, v) = h.split_once(':').unwrap();
-            headers.push((k.to_owned(), v.trim().to_owned()));
-        }
-        let mut r = Resp {
-            status,
-            headers,
-            body: String::new(),
-        };
-        let len: usize = r.header("content-length").unwrap().parse().unwrap();
-        let mut body = vec![0; len];
-        self.reader.read_exact(&mut body).unwrap();
-        r.body = String::from_utf8(body).unwrap();
-        if status == 200 {
-            assert_eq!(r.header("connection"), None, "{r:?}");
-        } else {
-            assert_eq!(r.header("connection"), Some("close"), "{r:?}");
-        }
-        r
-    }
-
-    /// The server closed the connection.
-    fn closed(&mut self) -> bool {
-        let mut buf = [0u8; 1];
-        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
-    }
-}
-
-/// One snapshot of the daemon's metrics socket.
-fn scrape(d: &Http) -> String {
-    let mut text = String::new();
-    std::os::unix::net::UnixStream::connect(d.dir.path().join("metrics.socket"))
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    text
-}
+use support::http::{BIN, Conn, DOMAIN, Http, scrape, write_ini};
 
 #[test]
 fn creations_and_refusals_are_counted_on_the_metrics_socket() {
@@ -474,7 +293,7 @@ fn newemail(ini: &Path, query: &str) -> (String, serde_json::Value) {
 
 #[test]
 fn newemail_creates_invited_accounts_through_doveauth_and_shares_the_rate_cap() {
-    let d = Http::start("max_creations_per_minute = 3\n");
+    let d = Http::start("max_creations_per_minute_total = 3\n");
     let ini = d.dir.path().join("chatmail.ini");
     let config = chatmaild::Config::load(&ini).unwrap();
     let registry = chatmaild::registry::Registry::new(&config);

@@ -11,7 +11,7 @@ mod support;
 
 use chatmaild::registry::{RegistrationMode, Registry};
 use chatmaild::{Config, User};
-use support::{Daemon, passdb};
+use support::{Daemon, passdb, passdb_from};
 
 const BIN: &str = env!("CARGO_BIN_EXE_doveauth");
 const DOMAIN: &str = "chat.example.org";
@@ -194,28 +194,71 @@ fn invitation_creates_exactly_its_number_of_accounts() {
 }
 
 #[test]
-fn creation_rate_is_capped_relay_wide() {
-    let (d, config, _) = start("max_creations_per_minute = 3\n");
+fn creation_rate_is_capped_per_client_under_a_relay_wide_ceiling() {
+    let (d, config, _) =
+        start("max_creations_per_minute = 2\nmax_creations_per_minute_total = 3\n");
     let mut c = d.client();
     let mut other = d.client();
-    for i in 0..3 {
+    for (i, client) in ["192.0.2.1", "192.0.2.1"].into_iter().enumerate() {
         let conn = if i == 1 { &mut other } else { &mut c };
-        let reply = conn.ask(&passdb("secret-password", &addr(&format!("ratecap0{i}"))));
+        let reply = conn.ask(&passdb_from(
+            "secret-password",
+            &addr(&format!("ratecap0{i}")),
+            client,
+        ));
         assert!(reply.starts_with('O'), "{i}: {reply}");
     }
-    assert_eq!(c.ask(&passdb("secret-password", &addr("ratecap03"))), "N\n");
-    assert_eq!(stored(&config, &addr("ratecap03")), None);
+    // A refusal for now is a failed lookup: Dovecot's temporary failure, not "no such user".
+    let over = passdb_from("secret-password", &addr("ratecap03"), "192.0.2.1");
+    assert_eq!(c.ask(&over), "F\n", "the client's cap");
+    let another = passdb_from("secret-password", &addr("ratecap04"), "192.0.2.2");
+    assert!(c.ask(&another).starts_with('O'), "another client");
+    let third = passdb_from("secret-password", &addr("ratecap05"), "192.0.2.3");
+    assert_eq!(c.ask(&third), "F\n", "the relay-wide ceiling");
+    assert_eq!(
+        c.ask(&passdb("secret-password", &addr("ratecap06"))),
+        "F\n",
+        "a key without the client counts against the ceiling"
+    );
+    for refused in ["ratecap03", "ratecap05", "ratecap06"] {
+        assert_eq!(stored(&config, &addr(refused)), None);
+        assert!(!d.mailboxes.join(addr(refused)).exists(), "nothing left");
+    }
     assert!(
         c.ask(&passdb("secret-password", &addr("ratecap00")))
             .starts_with('O'),
         "existing accounts still log in"
     );
     let (_, log) = d.stop();
-    let refusals: Vec<_> = log
-        .lines()
-        .filter(|l| l.contains("registration rejected: more than 3 creations per minute"))
-        .collect();
-    assert_eq!(refusals.len(), 1, "{log}");
+    for (line, n) in [
+        (
+            "registration rejected: more than 2 creations per minute from 192.0.2.1",
+            1,
+        ),
+        (
+            "registration rejected: more than 3 creations per minute\n",
+            2,
+        ),
+    ] {
+        assert_eq!(log.matches(line).count(), n, "{line}: {log}");
+    }
+}
+
+#[test]
+fn without_a_cap_a_burst_of_first_logins_all_creates() {
+    // The reference has no creation cap; neither has a chatmail.ini without the key.
+    let (d, config, _) = start("");
+    let mut c = d.client();
+    for i in 0..100 {
+        let a = addr(&format!("burst{i:04}"));
+        assert!(
+            c.ask(&passdb("secret-password", &a)).starts_with('O'),
+            "{i}"
+        );
+        assert!(stored(&config, &a).is_some());
+    }
+    let (_, log) = d.stop();
+    assert!(!log.contains("creations per minute"), "{log}");
 }
 
 #[test]

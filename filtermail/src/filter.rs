@@ -47,13 +47,9 @@ pub struct Filter {
     pub metrics: crate::metrics::Metrics,
 }
 
-/// The memory budget for `config`: `filtermail_memory_budget`, but never less than one
-/// message of `max_message_size` (a smaller budget would defer such messages forever).
+/// The memory budget for `config` ([`Config::filtermail_memory_budget_bytes`]).
 pub fn memory_budget_bytes(config: &Config) -> u64 {
-    config
-        .filtermail_memory_budget_mb
-        .saturating_mul(1024 * 1024)
-        .max(config.max_message_size)
+    config.filtermail_memory_budget_bytes()
 }
 
 impl Filter {

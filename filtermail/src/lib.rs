@@ -5,7 +5,7 @@
 //! limited, incoming mail must carry an aligned DKIM signature, and accepted mail is
 //! reinjected into Postfix unchanged.
 //!
-//! The layers are separate so other front ends can reuse them: [`policy`] and [`mime`] /
+//! The layers are separate so other front ends can reuse them: [`policy`], [`canonical`], [`mime`] and
 //! [`openpgp`] are pure; [`dkim`] and [`reinject`] do the network work; [`Filter`]
 //! ([`filter`]) chains them for one message; [`server`] is the SMTP listener (with the
 //! protocol state machines in [`smtp`]) and [`http`] the `/mxdeliv` listener of incoming
@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod budget;
+pub mod canonical;
 pub mod daemon;
 pub mod dkim;
 pub mod error;

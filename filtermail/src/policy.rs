@@ -8,9 +8,10 @@
 use std::path::Path;
 
 use chatmaild::address::{canonical_mailbox, same_mailbox};
-use mail_parser::{Message, MessageParser};
+use mail_parser::Message;
 use tracing::{info, warn};
 
+use crate::canonical::{self, forms};
 use crate::mime;
 use crate::reply::{FilterReply, Reply};
 
@@ -74,17 +75,13 @@ pub fn check_outgoing_mail_from(addr: &str) -> Result<(), Reply> {
     }
 }
 
-fn parse(message: &[u8]) -> Result<Message<'_>, Reply> {
-    MessageParser::default()
-        .parse(message)
-        .ok_or_else(|| Reply::unparsable("no message headers"))
-}
-
-/// The parsed message, refused with 523 when two careful parsers could read its structure
-/// or sender differently (SPEC §6.7 Note "one interpretation").
-fn parse_unambiguous<'a>(env: &Envelope, message: &'a [u8]) -> Result<Message<'a>, Reply> {
-    let msg = parse(message)?;
-    if let Some(why) = mime::ambiguity(&msg) {
+/// The top-level headers of `message` with its one sender, or the reply refusing it: `500`
+/// when there is no header block, `523` when readers could find another sender (SPEC §6.7
+/// Note "one interpretation").
+fn sender_headers<'a>(env: &Envelope, message: &'a [u8]) -> Result<Message<'a>, Reply> {
+    let msg =
+        mime::parse_headers(message).ok_or_else(|| Reply::unparsable("no message headers"))?;
+    if let Some(why) = mime::from_ambiguity(&msg) {
         warn!(
             "{LOG_REJECTED} from {} to {:?}: {why}",
             env.mail_from, env.rcpt_to
@@ -94,13 +91,43 @@ fn parse_unambiguous<'a>(env: &Envelope, message: &'a [u8]) -> Result<Message<'a
     Ok(msg)
 }
 
+/// Which of the messages the filter lets through `message` is, read against the canonical
+/// grammar ([`canonical`]); `Err` with the reason when it is none of them.
+fn canonical_form(message: &[u8], outgoing: bool) -> Result<Form, canonical::Refusal> {
+    let msg = canonical::read(message)?;
+    if forms::is_encrypted(&msg, outgoing) {
+        Ok(Form::Encrypted)
+    } else if forms::is_securejoin(&msg) {
+        Ok(Form::SecureJoin)
+    } else if outgoing && forms::is_setup_message(&msg) {
+        Ok(Form::SetupMessage)
+    } else if !outgoing && forms::is_delivery_report(&msg) {
+        Ok(Form::DeliveryReport)
+    } else {
+        Err("none of the forms that pass")
+    }
+}
+
+/// The messages that pass the filter, besides cleartext to a recipient who accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// RFC 3156 encrypted.
+    Encrypted,
+    /// A securejoin request.
+    SecureJoin,
+    /// A self-sent Autocrypt Setup Message (outgoing).
+    SetupMessage,
+    /// A mailer daemon's delivery report (incoming).
+    DeliveryReport,
+}
+
 /// The policy for mail our users send (SPEC §6.6 rules 2–4).
 ///
 /// The From address must name the same mailbox as MAIL FROM (both in plain spelling, see
 /// [`chatmaild::address`]); Postfix's `reject_sender_login_mismatch` has already tied
 /// MAIL FROM to the login.
 pub fn check_outgoing(env: &Envelope, message: &[u8]) -> Verdict {
-    let msg = match parse_unambiguous(env, message) {
+    let msg = match sender_headers(env, message) {
         Ok(m) => m,
         Err(r) => return Verdict::Reject(r),
     };
@@ -114,15 +141,24 @@ pub fn check_outgoing(env: &Envelope, message: &[u8]) -> Verdict {
         from_addr: from.to_owned(),
         null_sender: false,
     });
-    if mime::is_encrypted(&msg, true) || mime::is_securejoin(&msg) {
+    let form = canonical_form(message, true);
+    if matches!(form, Ok(Form::Encrypted | Form::SecureJoin)) {
         info!("{LOG_OUTGOING_ENCRYPTED}");
         return accepted;
     }
     info!("{LOG_OUTGOING_UNENCRYPTED}");
-    if mime::is_autocrypt_setup_message(&msg, from, &env.rcpt_to) {
+    let self_sent = matches!(env.rcpt_to.as_slice(), [rcpt] if same_mailbox(rcpt, from));
+    if form == Ok(Form::SetupMessage) && self_sent {
         return accepted;
     }
-    warn!("{LOG_REJECTED} from {} to {:?}", env.mail_from, env.rcpt_to);
+    let why = match form {
+        Err(why) => why,
+        Ok(_) => "Autocrypt Setup Message not to the sender alone",
+    };
+    warn!(
+        "{LOG_REJECTED} from {} to {:?}: {why}",
+        env.mail_from, env.rcpt_to
+    );
     Verdict::Reject(Reply::ENCRYPTION_NEEDED)
 }
 
@@ -133,7 +169,7 @@ pub fn check_outgoing(env: &Envelope, message: &[u8]) -> Verdict {
 /// in any other spelling counts as enforcing (the front ends already refuse it at `RCPT`)
 /// and never becomes a path.
 pub fn check_incoming(env: &Envelope, message: &[u8], mailboxes_dir: &Path) -> Verdict {
-    let msg = match parse_unambiguous(env, message) {
+    let msg = match sender_headers(env, message) {
         Ok(m) => m,
         Err(r) => return Verdict::Reject(r),
     };
@@ -145,15 +181,23 @@ pub fn check_incoming(env: &Envelope, message: &[u8], mailboxes_dir: &Path) -> V
         null_sender: !(same_mailbox(from, &env.mail_from)
             || from.eq_ignore_ascii_case(&env.mail_from)),
     });
-    if mime::is_encrypted(&msg, false) || mime::is_securejoin(&msg) {
+    let form = canonical_form(message, false);
+    if matches!(form, Ok(Form::Encrypted | Form::SecureJoin)) {
         info!("{LOG_INCOMING_ENCRYPTED}");
         return accepted;
     }
     info!("{LOG_INCOMING_UNENCRYPTED}");
-    if mime::is_mailer_daemon_report(&msg, from) {
+    // RFC 3464 §2: a delivery report has the null envelope sender; a mailer daemon's From.
+    let from_daemon = from
+        .get(..14)
+        .is_some_and(|p| p.eq_ignore_ascii_case("mailer-daemon@"));
+    if form == Ok(Form::DeliveryReport) && env.mail_from.is_empty() && from_daemon {
         info!("{LOG_MAILER_DAEMON} {from}");
         return accepted;
     }
+    let why = form
+        .err()
+        .unwrap_or("delivery report without the null sender");
     for rcpt in &env.rcpt_to {
         let enforced = match canonical_mailbox(rcpt)
             .ok()
@@ -163,7 +207,7 @@ pub fn check_incoming(env: &Envelope, message: &[u8], mailboxes_dir: &Path) -> V
             None => true,
         };
         if enforced {
-            warn!("{LOG_REJECTED} from {} to {rcpt}", env.mail_from);
+            warn!("{LOG_REJECTED} from {} to {rcpt}: {why}", env.mail_from);
             return Verdict::Reject(Reply::ENCRYPTION_NEEDED);
         }
     }

@@ -42,8 +42,7 @@ pub trait FilterReply {
     /// The reinjection port could not be reached or spoke nonsense; the sender retries.
     const REINJECT_FAILED: Reply = Reply::fixed(451, "4.3.0 Error: queue file write error");
     /// The messages in flight already fill the memory budget; the sender retries.
-    const OVER_BUDGET: Reply =
-        Reply::fixed(451, "4.3.1 Error: too much mail in flight, try again later");
+    const OVER_BUDGET: Reply = chatmail_smtp::budget::OVER_BUDGET;
     /// A recipient spelling Postfix could route differently (quoted, source route, `%`,
     /// `!`, characters no mailbox name has): refused rather than guessed.
     const RECIPIENT_NOT_PLAIN: Reply =

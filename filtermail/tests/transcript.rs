@@ -422,8 +422,10 @@ async fn ambiguous_messages_and_bare_line_ends() {
         let d = Daemon::start(mode, sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
         let mut c = d.connect().await;
         c.cmd("EHLO x").await;
-        // Incoming mail comes from elsewhere: our own domain is refused as a sender there.
+        // Incoming mail comes from elsewhere (our own domain is refused as a sender there)
+        // to a mailbox that refuses cleartext.
         let from = if mode == "incoming" { REMOTE } else { FROM };
+        std::fs::write(d.mailboxes().join(TO).join("enforceE2EEincoming"), b"").unwrap();
         let enc = eml("encrypted.eml", from, TO, "hi", Eol::Crlf);
         let text = String::from_utf8(enc.clone()).unwrap();
         let two_ct = text.replacen(

@@ -1,6 +1,7 @@
 //! doveauth's lookup keys: `parse_key` never panics on any key, and a passdb key built the
 //! way Dovecot builds it (`passdb/%Ew"%Eu`, `%E` backslash-escaping `"`, `'` and `\`)
-//! parses back to the same password and user.
+//! parses back to the same password and user, and with `"%{rip}` appended also to the same
+//! client address.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -12,6 +13,7 @@ struct Input<'a> {
     raw: &'a str,
     password: &'a str,
     user: &'a str,
+    ip: [u8; 16],
 }
 
 /// Dovecot's `%E` modifier.
@@ -37,9 +39,20 @@ fuzz_target!(|input: Input<'_>| {
         parse_key(&key),
         Ok(AuthKey::Passdb {
             password: input.password.to_owned(),
-            user: input.user.to_owned()
+            user: input.user.to_owned(),
+            client: None,
         }),
         "{key:?}"
+    );
+    let client = std::net::IpAddr::from(input.ip);
+    assert_eq!(
+        parse_key(&format!("{key}\"{client}")),
+        Ok(AuthKey::Passdb {
+            password: input.password.to_owned(),
+            user: input.user.to_owned(),
+            client: Some(client),
+        }),
+        "{key:?} {client}"
     );
     let key = format!("shared/userdb/{}", escape(input.user));
     assert_eq!(

@@ -151,3 +151,28 @@ fn argon2id_accounts_authenticate() {
     assert!(Imap::connect(dc.imap_port).login(&addr, "correct-horse-battery"));
     assert!(!Imap::connect(dc.imap_port).login(&addr, "wrong-horse-battery"));
 }
+
+#[test]
+fn creation_cap_is_per_client_and_a_temporary_failure() {
+    if !dict_auth_available() {
+        return;
+    }
+    // Per client 1, relay-wide 10: only if the dict key carries the client's address is the
+    // second first login from 127.0.0.1 refused.
+    let dc = Dovecot::start(DOMAIN, "max_creations_per_minute = 1\n");
+    let first = format!("capfirst1@{DOMAIN}");
+    assert!(
+        Imap::connect(dc.imap_port).login(&first, "correct-horse-battery"),
+        "log:\n{}",
+        dc.log()
+    );
+    let second = format!("capsecond@{DOMAIN}");
+    let mut imap = Imap::connect(dc.imap_port);
+    let (_, status) = imap.command(&format!("LOGIN \"{second}\" \"correct-horse-battery\""));
+    assert!(
+        status.starts_with("NO [UNAVAILABLE]"),
+        "{status}; log:\n{}",
+        dc.log()
+    );
+    assert!(!dc.mailboxes.join(&second).exists(), "nothing left behind");
+}

@@ -297,3 +297,52 @@ fn auth_cache_ttl_bounds_old_hashes_this_machine() {
 fn auth_cache_ttl_bounds_old_hashes_debian13() {
     cache_ttl_bounds_old_hashes(Series::Debian13);
 }
+
+/// The per-client creation cap through the Lua script: Dovecot's remote IP reaches
+/// doveauth (only then is the second first login from 127.0.0.1 over the per-client cap of
+/// 1; the relay-wide ceiling is 10), the refusal is a temporary failure the client sees as
+/// `[UNAVAILABLE]`, not a wrong password, and it leaves nothing. The refused login comes
+/// after doveauth's head deadline closed the auth worker's kept-alive connection, so it also
+/// shows that Dovecot opens a new one instead of failing.
+fn creation_cap_is_per_client_and_temporary(series: Series) {
+    let d = RelayDovecot::start(series, "max_creations_per_minute = 1\n");
+    let first = format!("capfirst1@{DOMAIN}");
+    assert!(
+        Imap::connect(d.imap_port).login(&first, "correct-horse-battery"),
+        "first login ({series:?}); log:\n{}\ndoveauth:\n{}",
+        d.log(),
+        d.service_log("doveauth")
+    );
+    // doveauth's head deadline (doveauth::http::HEAD_TIMEOUT, 5 s) and a margin.
+    std::thread::sleep(Duration::from_secs(7));
+    let second = format!("capsecond@{DOMAIN}");
+    let mut imap = Imap::connect(d.imap_port);
+    let (_, status) = imap.command(&format!("LOGIN \"{second}\" \"correct-horse-battery\""));
+    assert!(
+        status.starts_with("NO [UNAVAILABLE]"),
+        "{status} ({series:?}); log:\n{}",
+        d.log()
+    );
+    assert!(!d.mailboxes.join(&second).exists(), "nothing left behind");
+    let log = d.service_log("doveauth");
+    assert_eq!(
+        log.matches("registration rejected: more than 1 creations per minute from 127.0.0.1")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        Imap::connect(d.imap_port).login(&first, "correct-horse-battery"),
+        "the existing account still logs in"
+    );
+}
+
+#[test]
+fn creation_cap_is_per_client_and_temporary_this_machine() {
+    creation_cap_is_per_client_and_temporary(Series::Host);
+}
+
+#[test]
+fn creation_cap_is_per_client_and_temporary_debian13() {
+    creation_cap_is_per_client_and_temporary(Series::Debian13);
+}

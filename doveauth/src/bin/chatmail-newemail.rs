@@ -20,7 +20,11 @@ fn main() -> ExitCode {
     };
     // An invitation link's token arrives in the query string (`/new?invite=<token>`).
     let query = std::env::var("QUERY_STRING").unwrap_or_default();
-    let out = doveauth::newemail::respond(&config, &query);
+    // The web client's address (CGI `REMOTE_ADDR`), for doveauth's per-client rate cap.
+    let client = std::env::var("REMOTE_ADDR")
+        .ok()
+        .and_then(|a| a.parse().ok());
+    let out = doveauth::newemail::respond(&config, &query, client);
     match std::io::stdout().lock().write_all(out.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,

@@ -5,14 +5,48 @@
     reason = "test support: failing loudly is the point"
 )]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// A child's stderr, read as it comes (a daemon that logs more than a pipe holds would
+/// otherwise block), returned whole at the end.
+pub struct StderrLog(Option<std::thread::JoinHandle<String>>);
+
+impl StderrLog {
+    /// Starts reading `child`'s piped stderr.
+    pub fn of(child: &mut Child) -> StderrLog {
+        let mut err = child.stderr.take().unwrap();
+        StderrLog(Some(std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        })))
+    }
+
+    /// Everything the child wrote (call once it has exited).
+    pub fn text(&mut self) -> String {
+        self.0.take().map(|t| t.join().unwrap()).unwrap_or_default()
+    }
+}
+
+/// SIGTERM, wait; (exit success, stderr).
+pub fn stop_child(child: &mut Child, log: &mut StderrLog) -> (bool, String) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    (status.success(), log.text())
+}
+
 pub struct Daemon {
     pub child: Child,
+    pub log: StderrLog,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub mailboxes: PathBuf,
@@ -42,15 +76,17 @@ impl Daemon {
         )
         .unwrap();
         let socket = dir.path().join("s.socket");
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .arg(&socket)
             .arg(&ini)
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let log = StderrLog::of(&mut child);
         let d = Daemon {
             child,
+            log,
             dir,
             socket,
             mailboxes,
@@ -70,7 +106,7 @@ impl Daemon {
 
     /// Stops with SIGTERM and returns (exit success, stderr).
     pub fn stop(mut self) -> (bool, String) {
-        chatmail_tests::support::stop_with_stderr(&mut self.child)
+        stop_child(&mut self.child, &mut self.log)
     }
 }
 
@@ -117,6 +153,14 @@ impl Client {
         let mut buf = [0u8; 1];
         matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
     }
+}
+
+/// A passdb lookup whose key carries the client's address, as `password_key =
+/// passdb/%Ew"%Eu"%{rip}` makes it.
+pub fn passdb_from(password: &str, user: &str, client: &str) -> String {
+    let plain = passdb(password, user);
+    let (key, rest) = plain.split_once('\t').unwrap();
+    format!("{key}\"{client}\t{rest}")
 }
 
 pub fn passdb(password: &str, user: &str) -> String {

@@ -161,19 +161,32 @@ impl Daemon {
 
     /// Sends SIGTERM and waits (bounded) for the exit; `None` if it did not exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal_term();
+        self.wait_exit(std::time::Duration::from_secs(10))
+    }
+
+    /// Sends SIGTERM.
+    pub fn signal_term(&self) {
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status()
             .unwrap();
         assert!(status.success());
-        for _ in 0..1000 {
+    }
+
+    /// Waits up to `limit` for the exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Some(status);
             }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        None
     }
 
     /// The mailboxes directory.
