@@ -10,7 +10,9 @@
 //! Environment:
 //! - `GRAMMAR_FINDINGS=DIR`: do not stop at a broken promise; write one example per class
 //!   and set of tricks to `DIR/<class>/` (`.eml`, the fuzzer input `.input`, `.txt`).
-//! - `GRAMMAR_IGNORE=class,class`: classes (prefixes) not to report.
+//! - `GRAMMAR_IGNORE=class,class`: classes (prefixes) not to report; `GRAMMAR_ONLY=...`:
+//!   only these (to minimise one finding without drifting to another).
+//! - `GRAMMAR_EML="incoming|outgoing MAIL-FROM RCPT..."`: the input is a message as is.
 //! - `GRAMMAR_PRINT=1`: print each generated message and the verdict.
 #![no_main]
 
@@ -170,10 +172,32 @@ fn install_hook() {
     });
 }
 
-fn ignored(class: &str) -> bool {
-    std::env::var("GRAMMAR_IGNORE").is_ok_and(|list| {
+fn listed(var: &str, class: &str) -> bool {
+    std::env::var(var).is_ok_and(|list| {
         list.split(',')
             .any(|c| !c.is_empty() && class.starts_with(c.trim()))
+    })
+}
+
+fn ignored(class: &str) -> bool {
+    listed("GRAMMAR_IGNORE", class)
+        || (std::env::var_os("GRAMMAR_ONLY").is_some() && !listed("GRAMMAR_ONLY", class))
+}
+
+/// With `GRAMMAR_EML="incoming|outgoing MAIL-FROM RCPT"`, the input is a message as is
+/// (to replay a reproducer) instead of a decision stream.
+fn case_from_env(data: &[u8]) -> Option<Case> {
+    let spec = std::env::var("GRAMMAR_EML").ok()?;
+    let mut words = spec.split_whitespace();
+    let outgoing = words.next()? == "outgoing";
+    let mail_from = words.next().unwrap_or_default();
+    let mail_from = if mail_from == "<>" { "" } else { mail_from };
+    Some(Case {
+        outgoing,
+        mail_from: mail_from.to_owned(),
+        rcpt_to: words.map(str::to_owned).collect(),
+        message: data.to_vec(),
+        tags: Vec::new(),
     })
 }
 
@@ -235,8 +259,8 @@ fn parser_debug_assertion(message: &[u8]) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     install_hook();
-    let mut u = Unstructured::new(data);
-    let case = grammar::generate(&mut u);
+    let case =
+        case_from_env(data).unwrap_or_else(|| grammar::generate(&mut Unstructured::new(data)));
     if parser_debug_assertion(&case.message) {
         return;
     }

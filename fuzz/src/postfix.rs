@@ -34,6 +34,18 @@ pub struct Delivered {
 
 /// What the mailbox (incoming) or the next hop (outgoing) receives for `message`.
 pub fn deliver(message: &[u8], outgoing: bool) -> Delivered {
+    let mut d = rewrite(message, outgoing);
+    let mut unique = Vec::new();
+    for c in d.changes {
+        if !unique.contains(&c) {
+            unique.push(c);
+        }
+    }
+    d.changes = unique;
+    d
+}
+
+fn rewrite(message: &[u8], outgoing: bool) -> Delivered {
     let mut changes = Vec::new();
     let mut out = Vec::with_capacity(message.len());
     let mut lines = message.split_inclusive(|&c| c == b'\n');

@@ -234,6 +234,12 @@ pub fn multi(
     let di = (bi + 1 + g.pick(BOUNDARIES.len() - 1)) % BOUNDARIES.len();
     let b = BOUNDARIES.get(bi).copied().unwrap_or("b").as_bytes();
     let d = BOUNDARIES.get(di).copied().unwrap_or("a").as_bytes();
+    if !b
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || b"'()+_,-./:=? ".contains(c))
+    {
+        g.tag("boundary:outside-rfc2046-characters");
+    }
     let ct = content_type(g, media, params, Some((b, d)));
     let delimiter = [b"--", b].concat();
     let children = nodes

@@ -57,6 +57,9 @@ fn canonical(g: &mut Gen<'_, '_>, kind: Kind, from: &str, rcpt: &str) -> Vec<Vec
                 "vc-request (x)",
                 "vc-request\r\n ",
             ]);
+            if value != "vc-request" && value != "vg-request" {
+                g.tag("hdr:secure-join-spelling");
+            }
             let subject = "Subject: Message from alice@example.org".into();
             let mut h = vec![subject, from, to, date, id, "Chat-Version: 1.0".into()];
             h.push(format!("Secure-Join: {value}"));
@@ -74,6 +77,13 @@ fn canonical(g: &mut Gen<'_, '_>, kind: Kind, from: &str, rcpt: &str) -> Vec<Vec
                 "no (x)",
                 "no; x=y",
             ]);
+            if value != "auto-replied" {
+                g.tag(if value.starts_with("auto") {
+                    "hdr:auto-submitted-auto-generated"
+                } else {
+                    "hdr:auto-submitted-no-spelling"
+                });
+            }
             let subject = "Subject: Undelivered Mail Returned to Sender".into();
             vec![date, from, subject, to, format!("Auto-Submitted: {value}")]
         }
@@ -97,7 +107,11 @@ fn from_field(g: &mut Gen<'_, '_>, addr: &str, daemon: bool) -> String {
     } else {
         "Alice"
     };
-    let value = match g.pick(8) {
+    let pick = g.pick(8);
+    if pick > 0 && pick < 6 {
+        g.tag("hdr:from-spelling");
+    }
+    let value = match pick {
         1 => addr.to_owned(),
         2 => format!("{name} <{addr}>"),
         3 => format!("\"{name}, Esq.\" <{addr}>"),
