@@ -6,8 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::Gen;
-use super::params::{self, content_type};
+use super::params::content_type;
 use super::payload;
+use super::text;
 
 /// The cleartext a confused reader would show: no accepted message may show it in a
 /// `text/*` part.
@@ -302,8 +303,8 @@ pub fn quoted_printable(g: &mut Gen<'_, '_>, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `params::fold` for part headers.
+/// [`text::fold`] after the colon of a header field.
 pub fn fold(g: &mut Gen<'_, '_>, field: &mut Vec<u8>) {
     let start = field.iter().position(|&c| c == b':').map_or(0, |p| p + 1);
-    params::fold(g, field, start);
+    text::fold(g, field, start);
 }

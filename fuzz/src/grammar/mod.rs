@@ -21,6 +21,7 @@ mod body;
 mod mutate;
 mod params;
 mod payload;
+mod text;
 mod top;
 
 pub use body::MARKER;

@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::Gen;
+use super::text::{fold, percent, q_encode, quote};
 
 /// A `Content-Type` field as written (without its CRLF), and the strings some reader may
 /// take for its boundary: the decoy blocks and delimiters of the body are drawn from them.
@@ -130,30 +131,8 @@ fn param(
     quoted: bool,
     readings: &mut Vec<Vec<u8>>,
 ) -> Vec<Vec<u8>> {
-    let name = match g.pick(10) {
-        1 => {
-            g.tag("param:name-upper-case");
-            name.to_ascii_uppercase()
-        }
-        2 => {
-            g.tag("param:name-capitalised");
-            let mut n = name.to_owned();
-            n[..1].make_ascii_uppercase();
-            n
-        }
-        _ => name.to_owned(),
-    };
-    let eq: &[u8] = match g.pick(10) {
-        1 => {
-            g.tag("param:space-around-equals");
-            b" = "
-        }
-        2 => {
-            g.tag("param:space-after-equals");
-            b"= "
-        }
-        _ => b"=",
-    };
+    let name = name_spelling(g, name);
+    let eq = equals(g);
     let written = match g.pick(16) {
         0 | 1 if quoted => {
             // A naive reader keeps the backslashes of the escaped quote or backslash.
@@ -196,6 +175,40 @@ fn param(
         _ => quote(value),
     };
     vec![[name.as_bytes(), eq, &written].concat()]
+}
+
+/// The parameter name as written: as given, upper case or capitalised.
+fn name_spelling(g: &mut Gen<'_, '_>, name: &str) -> String {
+    match g.pick(10) {
+        1 => {
+            g.tag("param:name-upper-case");
+            name.to_ascii_uppercase()
+        }
+        2 => {
+            g.tag("param:name-capitalised");
+            let mut n = name.to_owned();
+            if let Some(first) = n.get_mut(..1) {
+                first.make_ascii_uppercase();
+            }
+            n
+        }
+        _ => name.to_owned(),
+    }
+}
+
+/// `=`, or with white space around it.
+fn equals(g: &mut Gen<'_, '_>) -> &'static [u8] {
+    match g.pick(10) {
+        1 => {
+            g.tag("param:space-around-equals");
+            b" = "
+        }
+        2 => {
+            g.tag("param:space-after-equals");
+            b"= "
+        }
+        _ => b"=",
+    }
 }
 
 /// A quoted string with some characters written as quoted-pairs (`\b`): the RFC reading
@@ -367,72 +380,4 @@ fn padding(g: &mut Gen<'_, '_>) -> Vec<u8> {
     g.tag("postfix:long-content-type-line");
     let len = 900 + g.pick(200);
     [b"x-pad=".as_slice(), &vec![b'a'; len]].concat()
-}
-
-/// Folds (CRLF and a space or tab, or a white-space-only line) at places the stream picks
-/// after `start`, inside tokens and quoted strings too.
-pub fn fold(g: &mut Gen<'_, '_>, field: &mut Vec<u8>, start: usize) {
-    let mut round = 0;
-    while g.again(&mut round, 3) {
-        let at = start + g.pick(field.len() - start + 1);
-        // Never inside or right after the CRLF of an existing fold (a blank line would end
-        // the header block).
-        if at > 0 && matches!(field.get(at - 1), Some(b'\r' | b'\n')) {
-            continue;
-        }
-        let quotes = field[..at].iter().filter(|&&c| c == b'"').count();
-        g.tag(if quotes % 2 == 1 {
-            "fold:inside-quotes"
-        } else {
-            "fold:anywhere"
-        });
-        let ins: &[u8] = match g.pick(4) {
-            1 => b"\r\n\t",
-            2 => {
-                g.tag("fold:blank-continuation-line");
-                b"\r\n \r\n "
-            }
-            _ => b"\r\n ",
-        };
-        field.splice(at..at, ins.iter().copied());
-    }
-}
-
-/// RFC 2045 quoted string.
-pub fn quote(v: &[u8]) -> Vec<u8> {
-    let mut out = vec![b'"'];
-    for &c in v {
-        if c == b'"' || c == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(c);
-    }
-    out.push(b'"');
-    out
-}
-
-/// RFC 2047 Q encoding.
-pub fn q_encode(v: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &c in v {
-        if c.is_ascii_alphanumeric() {
-            out.push(c);
-        } else {
-            out.extend_from_slice(format!("={c:02X}").as_bytes());
-        }
-    }
-    out
-}
-
-/// RFC 2231 percent encoding.
-fn percent(v: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &c in v {
-        if c.is_ascii_alphanumeric() || c == b'-' || c == b'.' {
-            out.push(c);
-        } else {
-            out.extend_from_slice(format!("%{c:02X}").as_bytes());
-        }
-    }
-    out
 }

@@ -49,17 +49,7 @@ fn canonical(g: &mut Gen<'_, '_>, kind: Kind, from: &str, rcpt: &str) -> Vec<Vec
             h
         }
         Kind::SecureJoin => {
-            let value = g.one_of(&[
-                "vc-request",
-                "vg-request",
-                "VC-REQUEST",
-                "=?utf-8?q?vc-request?=",
-                "vc-request (x)",
-                "vc-request\r\n ",
-            ]);
-            if value != "vc-request" && value != "vg-request" {
-                g.tag("hdr:secure-join-spelling");
-            }
+            let value = secure_join_value(g);
             let subject = "Subject: Message from alice@example.org".into();
             let mut h = vec![subject, from, to, date, id, "Chat-Version: 1.0".into()];
             h.push(format!("Secure-Join: {value}"));
@@ -68,22 +58,7 @@ fn canonical(g: &mut Gen<'_, '_>, kind: Kind, from: &str, rcpt: &str) -> Vec<Vec
             h
         }
         Kind::Report => {
-            let value = g.one_of(&[
-                "auto-replied",
-                "auto-generated",
-                "no",
-                "No",
-                "=?utf-8?q?no?=",
-                "no (x)",
-                "no; x=y",
-            ]);
-            if value != "auto-replied" {
-                g.tag(if value.starts_with("auto") {
-                    "hdr:auto-submitted-auto-generated"
-                } else {
-                    "hdr:auto-submitted-no-spelling"
-                });
-            }
+            let value = auto_submitted_value(g);
             let subject = "Subject: Undelivered Mail Returned to Sender".into();
             vec![date, from, subject, to, format!("Auto-Submitted: {value}")]
         }
@@ -99,6 +74,43 @@ fn canonical(g: &mut Gen<'_, '_>, kind: Kind, from: &str, rcpt: &str) -> Vec<Vec
         }
     };
     h.into_iter().map(String::into_bytes).collect()
+}
+
+/// `vc-request` or `vg-request`, or a spelling a reader may take differently.
+fn secure_join_value(g: &mut Gen<'_, '_>) -> &'static str {
+    let value = g.one_of(&[
+        "vc-request",
+        "vg-request",
+        "VC-REQUEST",
+        "=?utf-8?q?vc-request?=",
+        "vc-request (x)",
+        "vc-request\r\n ",
+    ]);
+    if value != "vc-request" && value != "vg-request" {
+        g.tag("hdr:secure-join-spelling");
+    }
+    value
+}
+
+/// `auto-replied`, or another value, `no` in several spellings among them.
+fn auto_submitted_value(g: &mut Gen<'_, '_>) -> &'static str {
+    let value = g.one_of(&[
+        "auto-replied",
+        "auto-generated",
+        "no",
+        "No",
+        "=?utf-8?q?no?=",
+        "no (x)",
+        "no; x=y",
+    ]);
+    if value != "auto-replied" {
+        g.tag(if value.starts_with("auto") {
+            "hdr:auto-submitted-auto-generated"
+        } else {
+            "hdr:auto-submitted-no-spelling"
+        });
+    }
+    value
 }
 
 fn from_field(g: &mut Gen<'_, '_>, addr: &str, daemon: bool) -> String {
@@ -128,14 +140,7 @@ fn mutate(g: &mut Gen<'_, '_>, headers: &mut Vec<Vec<u8>>, root: &Multi) {
     while g.again(&mut round, 4) {
         let i = g.pick(headers.len());
         match g.pick(11) {
-            0 | 1 => {
-                g.tag("top:second-content-type");
-                let x = root.readings.get(g.pick(root.readings.len()));
-                let x = x.cloned().unwrap_or_default();
-                let ct = content_type(g, "multipart/mixed", &[], Some((&x, &x)));
-                let at = g.pick(headers.len() + 1);
-                headers.insert(at, ct.field);
-            }
+            0 | 1 => second_content_type(g, headers, root),
             2 => {
                 g.tag("postfix:nul-in-top-header");
                 if let Some(h) = headers.get_mut(i) {
@@ -184,6 +189,16 @@ fn mutate(g: &mut Gen<'_, '_>, headers: &mut Vec<Vec<u8>>, root: &Multi) {
             }
         }
     }
+}
+
+/// A second `Content-Type` naming one of the readings of the boundary.
+fn second_content_type(g: &mut Gen<'_, '_>, headers: &mut Vec<Vec<u8>>, root: &Multi) {
+    g.tag("top:second-content-type");
+    let x = root.readings.get(g.pick(root.readings.len()));
+    let x = x.cloned().unwrap_or_default();
+    let ct = content_type(g, "multipart/mixed", &[], Some((&x, &x)));
+    let at = g.pick(headers.len() + 1);
+    headers.insert(at, ct.field);
 }
 
 fn extra_field(g: &mut Gen<'_, '_>, headers: &mut Vec<Vec<u8>>, at: usize) {
