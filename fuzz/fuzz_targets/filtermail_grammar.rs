@@ -35,8 +35,11 @@ fn mailboxes() -> &'static PathBuf {
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("fuzz-grammar-{}", std::process::id()));
         let mbox = dir.join(grammar::ENFORCING);
-        std::fs::create_dir_all(&mbox).expect("mailbox dir");
-        std::fs::write(mbox.join("enforceE2EEincoming"), b"").expect("marker");
+        if let Err(e) = std::fs::create_dir_all(&mbox)
+            .and_then(|()| std::fs::write(mbox.join("enforceE2EEincoming"), b""))
+        {
+            panic!("mailbox {}: {e}", mbox.display());
+        }
         dir
     })
 }

@@ -27,7 +27,9 @@ use crate::grammar::MARKER;
 /// A broken promise: a short class and what mailparse read.
 #[derive(Debug)]
 pub struct Violation {
+    /// What broke, e.g. "cleartext part shown" (the target adds where the readers part).
     pub class: String,
+    /// What mailparse read.
     pub detail: String,
 }
 
@@ -40,8 +42,11 @@ fn violation(class: &'static str, detail: impl Into<String>) -> Violation {
 
 /// What the filter accepted, to compare the client's reading with.
 pub struct Accepted<'a> {
+    /// Outgoing (submission) or incoming mode.
     pub outgoing: bool,
+    /// `MAIL FROM` (empty for the null sender).
     pub mail_from: &'a str,
+    /// `RCPT TO` addresses.
     pub rcpt_to: &'a [String],
     /// The From address of `Verdict::Accept`.
     pub from_addr: &'a str,

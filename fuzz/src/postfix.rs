@@ -28,7 +28,9 @@ pub const SMTP_LINE_LIMIT: usize = 998;
 
 /// The message as delivered, and the unintended changes Postfix made to it.
 pub struct Delivered {
+    /// The bytes a client reads.
     pub message: Vec<u8>,
+    /// What Postfix changed beyond its header checks, once each.
     pub changes: Vec<&'static str>,
 }
 
@@ -96,7 +98,9 @@ fn is_header(l: &[u8]) -> bool {
         && trimmed
             .iter()
             .all(|&c| c.is_ascii() && !c.is_ascii_control() && c != b' ')
-        && head[trimmed.len()..]
+        && head
+            .get(trimmed.len()..)
+            .unwrap_or_default()
             .iter()
             .all(|&c| c == b' ' || c == b'\t')
 }
@@ -122,7 +126,7 @@ fn emit_header(
             if cut < record.len() {
                 changes.push("header line cut at a NUL byte");
             }
-            line.extend_from_slice(&record[..cut]);
+            line.extend_from_slice(record.get(..cut).unwrap_or_default());
             size += cut;
         }
         size += 1;
@@ -130,9 +134,10 @@ fn emit_header(
     }
     if let Some(first) = kept.first_mut()
         && let Some(colon) = first.iter().position(|&c| c == b':')
-        && matches!(first[..colon].last(), Some(b' ' | b'\t'))
+        && let Some(name) = first.get(..colon)
+        && matches!(name.last(), Some(b' ' | b'\t'))
     {
-        let name_end = first[..colon].trim_ascii_end().len();
+        let name_end = name.trim_ascii_end().len();
         first.drain(name_end..colon);
         changes.push("white space before a header's colon removed");
     }

@@ -14,7 +14,8 @@ pub fn fold(g: &mut Gen<'_, '_>, field: &mut Vec<u8>, start: usize) {
         if at > 0 && matches!(field.get(at - 1), Some(b'\r' | b'\n')) {
             continue;
         }
-        let quotes = field[..at].iter().filter(|&&c| c == b'"').count();
+        let before = field.get(..at).unwrap_or_default();
+        let quotes = before.iter().filter(|&&c| c == b'"').count();
         g.tag(if quotes % 2 == 1 {
             "fold:inside-quotes"
         } else {

@@ -161,7 +161,9 @@ fn mutate(g: &mut Gen<'_, '_>, headers: &mut Vec<Vec<u8>>, root: &Multi) {
                 g.tag("top:lower-case-names");
                 for h in headers.iter_mut() {
                     let colon = h.iter().position(|&c| c == b':').unwrap_or(0);
-                    h[..colon].make_ascii_lowercase();
+                    if let Some(name) = h.get_mut(..colon) {
+                        name.make_ascii_lowercase();
+                    }
                 }
             }
             7 => {
