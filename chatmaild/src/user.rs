@@ -104,6 +104,16 @@ impl User {
         fs::symlink_metadata(self.blocked_path()).is_ok()
     }
 
+    /// Whether mail for this address may be accepted: the account exists as Dovecot sees
+    /// it (a non-empty password file; the relay's Lua and dict userdb answer "unknown user"
+    /// without one) and is not blocked. The one place that decides "has a mailbox": the
+    /// incoming filter refuses every other recipient at `RCPT` (`550 5.1.1`), so nothing is
+    /// queued that Dovecot would refuse and Postfix would then bounce. Two `stat`s.
+    pub fn accepts_mail(&self) -> bool {
+        fs::metadata(self.password_path()).is_ok_and(|m| m.is_file() && m.len() > 0)
+            && !self.is_blocked()
+    }
+
     /// The user's metadata (device tokens).
     pub fn metadata_path(&self) -> PathBuf {
         self.maildir.join("metadata.json")
@@ -375,6 +385,26 @@ mod tests {
         fs::write(u.maildir().join("enforceE2EEincoming"), b"").unwrap();
         assert!(!u.remove_if_unused(lock).unwrap());
         assert!(u.password_lock_path().exists());
+    }
+
+    #[test]
+    fn accepts_mail_only_for_a_live_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let u = User::in_dir(dir.path(), "a@c.org").unwrap();
+        assert!(!u.accepts_mail(), "no mailbox");
+        fs::create_dir_all(u.maildir()).unwrap();
+        fs::write(u.enforce_e2ee_path(), b"").unwrap();
+        assert!(!u.accepts_mail(), "a directory without password file");
+        fs::write(u.password_path(), b"").unwrap();
+        assert!(!u.accepts_mail(), "an empty password file is no account");
+        u.set_password("{SHA512-CRYPT}$6$abc").unwrap();
+        assert!(u.accepts_mail());
+        fs::write(u.blocked_path(), b"").unwrap();
+        assert!(!u.accepts_mail(), "blocked");
+        fs::remove_file(u.blocked_path()).unwrap();
+        fs::remove_file(u.password_path()).unwrap();
+        fs::create_dir(u.password_path()).unwrap();
+        assert!(!u.accepts_mail(), "a directory named password");
     }
 
     #[test]

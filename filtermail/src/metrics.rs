@@ -156,6 +156,7 @@ impl Reason {
             (Reply::INVALID_MAIL_FROM, Reason::InvalidFrom),
             (Reply::INVALID_RCPT_TO, Reason::InvalidRecipient),
             (Reply::RECIPIENT_NOT_PLAIN, Reason::InvalidRecipient),
+            (Reply::SENDER_IS_LOCAL, Reason::InvalidFrom),
             (Reply::TOO_MANY_RECIPIENTS, Reason::TooManyRecipients),
             (Reply::NO_DKIM_SIGNATURE, Reason::NoDkimSignature),
             (Reply::NO_VALID_DKIM_SIGNATURE, Reason::InvalidDkimSignature),
@@ -176,6 +177,7 @@ impl Reason {
                 Reason::InvalidFrom
             }
             500 if text.starts_with("Failed to parse message") => Reason::Malformed,
+            550 if text.starts_with("5.1.1 ") => Reason::InvalidRecipient,
             _ => Reason::Other,
         }
     }
@@ -477,6 +479,16 @@ mod tests {
                 Reason::TooManyRecipients,
             ),
             (Reply::OVER_BUDGET, Verdict::Deferred, Reason::OverBudget),
+            (
+                Reply::SENDER_IS_LOCAL,
+                Verdict::Rejected,
+                Reason::InvalidFrom,
+            ),
+            (
+                Reply::unknown_recipient("x@y"),
+                Verdict::Rejected,
+                Reason::InvalidRecipient,
+            ),
             (
                 Reply::new(554, "5.7.1 refused by Postfix"),
                 Verdict::Rejected,

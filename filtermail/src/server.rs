@@ -96,7 +96,8 @@ async fn session(
     stream.set_nodelay(true)?;
     let _in_flight = filter.metrics.session();
     write(&mut stream, &Reply::GREETING.to_wire()).await?;
-    let mut smtp = Session::new(filter.mode, filter.max_message_size);
+    let mut smtp =
+        Session::new(filter.mode, filter.max_message_size).with_local(Arc::clone(&filter.local));
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         let (step, used) = match next_line(&buf) {
