@@ -421,7 +421,7 @@ async fn ambiguous_messages_and_bare_line_ends() {
     for mode in ["outgoing", "incoming"] {
         let d = Daemon::start(mode, sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
         let mbox = d.mailboxes().join(TO);
-        std::fs::create_dir(&mbox).unwrap();
+        std::fs::create_dir_all(&mbox).unwrap();
         std::fs::write(mbox.join("enforceE2EEincoming"), b"").unwrap();
         let mut c = d.connect().await;
         c.cmd("EHLO x").await;
