@@ -7,8 +7,14 @@
 //! - `password`: the Dovecot hash, ASCII, no newline; its mtime is the last-login day;
 //! - `enforceE2EEincoming`: empty; its presence makes incoming cleartext rejected;
 //! - `password.lock`, `metadata.json.lock`: `flock` files, left in place;
-//! - `blocked` (ours, [`crate::registry`]): empty; its presence makes the account unknown to
-//!   doveauth, so it can neither log in nor receive mail. The reference ignores it.
+//! - `blocked` (ours, [`crate::registry`]): the account is blocked while it exists, whatever
+//!   its kind; `chatmail-admin block` renames `password` to it, so it holds the hash, and
+//!   every reader of `password` (any Dovecot Lua script, the reference's services) sees no
+//!   account. An empty one (a marker made by hand) blocks only in our doveauth.
+//!
+//! The tools reach the same files through directory handles ([`crate::mailbox`]); the
+//! services run as the tree's owner and use the paths here, opening the last component
+//! without following a link and never blocking on a FIFO.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -18,6 +24,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::config::Config;
 use crate::error::Error;
 use crate::fs::{Durability, FileLock, sync_dir, sync_file, write_atomic};
+
+/// The password file's name.
+pub const PASSWORD: &str = "password";
+/// The creation lock's name (the reference's `filelock` path).
+pub const PASSWORD_LOCK: &str = "password.lock";
+/// The E2EE marker's name.
+pub const ENFORCE_E2EE: &str = "enforceE2EEincoming";
+/// The name of a blocked account's password (or of a marker made by hand).
+pub const BLOCKED: &str = "blocked";
+/// The device-token file's name.
+pub const METADATA: &str = "metadata.json";
+/// The lock of `metadata.json`.
+pub const METADATA_LOCK: &str = "metadata.json.lock";
 
 /// Seconds of a day: last login is stored with this granularity.
 pub const DAY: i64 = 86_400;
@@ -79,22 +98,22 @@ impl User {
 
     /// The password file.
     pub fn password_path(&self) -> PathBuf {
-        self.maildir.join("password")
+        self.maildir.join(PASSWORD)
     }
 
     /// The lock serialising account creation.
     pub fn password_lock_path(&self) -> PathBuf {
-        self.maildir.join("password.lock")
+        self.maildir.join(PASSWORD_LOCK)
     }
 
     /// The marker that rejects incoming cleartext.
     pub fn enforce_e2ee_path(&self) -> PathBuf {
-        self.maildir.join("enforceE2EEincoming")
+        self.maildir.join(ENFORCE_E2EE)
     }
 
     /// The marker of a blocked account (written by `chatmail-admin block`).
     pub fn blocked_path(&self) -> PathBuf {
-        self.maildir.join("blocked")
+        self.maildir.join(BLOCKED)
     }
 
     /// Whether the account is blocked: one `stat`, on every lookup.
@@ -104,12 +123,12 @@ impl User {
 
     /// The user's metadata (device tokens).
     pub fn metadata_path(&self) -> PathBuf {
-        self.maildir.join("metadata.json")
+        self.maildir.join(METADATA)
     }
 
     /// The lock serialising metadata changes.
     pub fn metadata_lock_path(&self) -> PathBuf {
-        self.maildir.join("metadata.json.lock")
+        self.maildir.join(METADATA_LOCK)
     }
 
     /// The stored password hash; `None` if there is no file or it is empty.
@@ -140,9 +159,25 @@ impl User {
     }
 
     /// Takes the creation lock, waiting at most `timeout`; `Ok(None)` on timeout.
+    ///
+    /// The lock counts only while `password.lock` is still the file under this path: a
+    /// `chatmail-admin delete`, an import or an expiry may move the whole mailbox away while
+    /// this waits, and a lock on the moved file would exclude nobody who comes later. So
+    /// after the `flock` the path is looked at again and, if it names another file now,
+    /// the lock is taken anew there.
     pub fn lock_password(&self, timeout: Duration) -> Result<Option<FileLock>, Error> {
-        self.create_maildir()?;
-        FileLock::acquire_timeout(&self.password_lock_path(), timeout)
+        let deadline = std::time::Instant::now() + timeout;
+        let path = self.password_lock_path();
+        loop {
+            self.create_maildir()?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Some(lock) = FileLock::acquire_timeout(&path, left)? else {
+                return Ok(None);
+            };
+            if lock.is_at(&path) {
+                return Ok(Some(lock));
+            }
+        }
     }
 
     /// Marks the account as E2EE-only and writes a new password hash durably, as
@@ -165,10 +200,7 @@ impl User {
         self.create_maildir()?;
         self.remove_stale_password_temps();
         let marker = self.enforce_e2ee_path();
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&marker)
+        crate::fs::open_regular(fs::OpenOptions::new().create(true).append(true), &marker)
             .map_err(|e| Error::io(marker, e))?;
         // With `Fsync`, the directory fsync after the rename also persists the marker's entry.
         write_atomic(&self.password_path(), hash.as_bytes(), durability)?;
@@ -211,15 +243,16 @@ impl User {
         }
     }
 
-    /// Whether incoming cleartext may be delivered (no `enforceE2EEincoming`).
+    /// Whether incoming cleartext may be delivered (no `enforceE2EEincoming`, of any kind:
+    /// a marker that is there counts, even a link).
     pub fn incoming_cleartext_ok(&self) -> bool {
-        !self.enforce_e2ee_path().exists()
+        fs::symlink_metadata(self.enforce_e2ee_path()).is_err()
     }
 
-    /// The last-login time: the password file's mtime in whole seconds.
+    /// The last-login time: the password file's mtime in whole seconds (a regular file only).
     pub fn last_login(&self) -> Option<i64> {
-        let meta = fs::metadata(self.password_path()).ok()?;
-        Some(mtime_secs(&meta))
+        let meta = fs::symlink_metadata(self.password_path()).ok()?;
+        meta.is_file().then(|| mtime_secs(&meta))
     }
 
     /// Records a login at `timestamp` with day granularity: the password file's mtime
@@ -227,8 +260,11 @@ impl User {
     /// A missing password file is logged and is not an error, as in chatmaild.
     pub fn set_last_login(&self, timestamp: i64) -> Result<bool, Error> {
         let path = self.password_path();
-        let meta = match fs::metadata(&path) {
-            Ok(m) => m,
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => {
+                return Err(Error::io(path, crate::dir::refusal("not a regular file")));
+            }
             Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
                 tracing::error!("Can not get last login timestamp for {}", self.addr);
                 return Ok(false);
@@ -240,9 +276,7 @@ impl User {
             return Ok(false);
         }
         let when = system_time(day);
-        let file = fs::File::options()
-            .write(true)
-            .open(&path)
+        let file = crate::fs::open_regular(fs::File::options().write(true), &path)
             .map_err(|e| Error::io(&path, e))?;
         file.set_times(fs::FileTimes::new().set_accessed(when).set_modified(when))
             .map_err(|e| Error::io(&path, e))?;
@@ -255,7 +289,7 @@ impl User {
 /// means end of file, so one `read` suffices; longer files fall back to `read_to_end`.
 fn read_small_file(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut file = fs::File::open(path)?;
+    let mut file = crate::fs::open_regular(fs::File::options().read(true), path)?;
     let mut buf = vec![0u8; 1024];
     let n = file.read(&mut buf)?;
     if n < buf.len() {
