@@ -103,6 +103,8 @@ pub enum Auth {
         http_port: u16,
         /// `auth_cache_ttl` (the relay's default is 0: no cache).
         cache_ttl: String,
+        /// Lua appended to the rendered auth.lua (a test's variation of the script).
+        script_tail: String,
     },
     /// `auth-dict.conf.in` (Dovecot 2.3 only): doveauth over the dict protocol.
     Dict {
@@ -240,6 +242,7 @@ impl Instance {
             Auth::Lua {
                 http_port,
                 cache_ttl,
+                ..
             } => {
                 values.insert("DOVEAUTH_HTTP_PORT", http_port.to_string());
                 values.insert("AUTH_CACHE_TTL", cache_ttl.clone());
@@ -284,17 +287,15 @@ impl Instance {
         let write = |name: &str, text: String| std::fs::write(conf_dir.join(name), text).unwrap();
         let main = render(&read(&format!("{templates}/dovecot.conf.in")), &values);
         write("dovecot.conf", format!("{main}\n{}", self.overrides()));
-        match self.auth {
-            Auth::Lua { .. } => {
+        match &self.auth {
+            Auth::Lua { script_tail, .. } => {
                 write(
                     "auth-backend.conf",
                     render(&read(&format!("{templates}/auth-lua.conf.in")), &values),
                 );
                 // The Lua files are the same for both series.
-                write(
-                    "auth.lua",
-                    render(&read("relay/dovecot/auth.lua.in"), &values),
-                );
+                let script = render(&read("relay/dovecot/auth.lua.in"), &values);
+                write("auth.lua", format!("{script}{script_tail}"));
             }
             Auth::Dict { .. } => {
                 assert!(

@@ -114,6 +114,11 @@ impl RelayDovecot {
 
     /// Like [`RelayDovecot::start`] with another auth cache TTL (the relay's default is 60s).
     pub fn start_with_cache_ttl(series: Series, extra_ini: &str, ttl: &str) -> RelayDovecot {
+        RelayDovecot::start_with(series, extra_ini, ttl, "")
+    }
+
+    /// Like [`RelayDovecot::start_with_cache_ttl`] with `lua_tail` appended to auth.lua.
+    pub fn start_with(series: Series, extra_ini: &str, ttl: &str, lua_tail: &str) -> RelayDovecot {
         let (uid, gid) = vmail_ids();
         let dir = tempfile::Builder::new()
             .prefix("rd")
@@ -187,6 +192,7 @@ impl RelayDovecot {
             auth: Auth::Lua {
                 http_port,
                 cache_ttl: ttl.into(),
+                script_tail: lua_tail.into(),
             },
             mail_domain: DOMAIN.into(),
             mailboxes: mailboxes.clone(),
@@ -225,6 +231,11 @@ impl RelayDovecot {
     /// Dovecot's log so far.
     pub fn log(&self) -> String {
         self.instance.log()
+    }
+
+    /// The `chatmail.ini` of this relay.
+    pub fn ini(&self) -> PathBuf {
+        self.dir.path().join("chatmail.ini")
     }
 
     /// A service's stderr so far (`doveauth`, `lastlogin`, `metadata`).

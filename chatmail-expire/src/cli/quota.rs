@@ -88,20 +88,39 @@ pub fn quota_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(QUOTA_EXIT_USAGE);
         }
     };
-    // The mailbox is opened first and everything in it is done as its owner (Dovecot runs
-    // this as vmail already; run by hand as root, it switches).
-    let mailbox = match Dir::open_trusted(&args.mailbox) {
+    // `mailboxes_dir` (the mailbox's directory) is opened first, and everything below it is
+    // done as its owner (Dovecot runs this as vmail already; run by hand as root, it
+    // switches). The mailbox itself is never a link.
+    let (parent, name) = match (args.mailbox.parent(), args.mailbox.file_name()) {
+        (Some(parent), Some(name)) => (parent, name),
+        _ => return ExitCode::SUCCESS,
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        parent
+    };
+    let root = match Dir::open_trusted(parent) {
         Ok(dir) => dir,
         Err(e) if is_absent(&e) => return ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
                 "chatmail-quota-expire: cannot read {}: {e}",
-                args.mailbox.display()
+                parent.display()
             );
             return ExitCode::FAILURE;
         }
     };
-    match as_owner(Owner::of(&mailbox), || quota_pass(&args, &mailbox)) {
+    let work = || match root.open_dir(name) {
+        Ok(mailbox) => quota_pass(&args, &mailbox),
+        Err(e) if is_absent(&e) => true,
+        Err(e) => {
+            let path = args.mailbox.display();
+            eprintln!("chatmail-quota-expire: cannot read {path}: {e}");
+            false
+        }
+    };
+    match as_owner(Owner::of(&root), work) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

@@ -69,18 +69,28 @@ impl Dir {
     }
 
     /// Opens (creating) a lock file for `flock`: a regular file only.
+    /// A hard-linked lock file is refused: it would be shared with whatever else it is.
     pub fn open_lock(&self, name: impl AsRef<OsStr>) -> io::Result<File> {
-        let opened = self.open_regular(name.as_ref(), OFlags::RDWR | OFlags::CREATE)?;
-        opened
-            .map(|(file, _)| file)
+        self.open_existing_or(name.as_ref(), OFlags::CREATE)?
             .ok_or_else(|| io::Error::from(ErrorKind::NotFound))
     }
 
     /// Opens an existing lock file without creating it; `None` if there is none.
     pub fn open_existing_lock(&self, name: impl AsRef<OsStr>) -> io::Result<Option<File>> {
-        Ok(self
-            .open_regular(name.as_ref(), OFlags::RDWR)?
-            .map(|(file, _)| file))
+        self.open_existing_or(name.as_ref(), OFlags::empty())
+    }
+
+    fn open_existing_or(&self, name: &OsStr, create: OFlags) -> io::Result<Option<File>> {
+        let Some((file, meta)) = self.open_regular(name, OFlags::RDWR | create)? else {
+            return Ok(None);
+        };
+        if meta.nlink != 1 {
+            return Err(refusal(format!(
+                "a lock file with {} hard links",
+                meta.nlink
+            )));
+        }
+        Ok(Some(file))
     }
 
     /// Sets the access and modification time of a regular file to `secs` (through its
