@@ -177,6 +177,9 @@ impl User {
             if lock.is_at(&path) {
                 return Ok(Some(lock));
             }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
         }
     }
 
@@ -354,6 +357,24 @@ mod tests {
             u.metadata_lock_path(),
             Path::new("/m/..@x/metadata.json.lock")
         );
+    }
+
+    #[test]
+    fn a_lock_whose_mailbox_moved_away_meanwhile_is_taken_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let u = User::in_dir(dir.path(), "a@c.org").unwrap();
+        let held = u.lock_password(Duration::from_secs(1)).unwrap().unwrap();
+        let waiter = {
+            let u = u.clone();
+            std::thread::spawn(move || u.lock_password(Duration::from_secs(10)).unwrap())
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        // A delete moves the mailbox away under the lock, then lets go.
+        fs::rename(u.maildir(), dir.path().join("trash")).unwrap();
+        drop(held);
+        let lock = waiter.join().unwrap().unwrap();
+        assert!(lock.is_at(&u.password_lock_path()), "locked where the path is now");
+        assert!(u.maildir().is_dir());
     }
 
     #[test]
