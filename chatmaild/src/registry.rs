@@ -18,9 +18,11 @@
 //! | `invites.lock` | `flock` file serialising the use of invitations |
 //! | `trash/`, `tmp/` | accounts being deleted or imported (renamed in or out atomically) |
 //!
-//! A Dovecot Lua passdb/userdb that reads password files itself must, for an existing
-//! user, answer "unknown user" while `<mailboxes_dir>/<addr>/blocked` exists (passdb and
-//! userdb alike, so LMTP refuses mail too). Everything about creation (tombstones,
+//! Blocking needs nothing from a Dovecot Lua passdb/userdb that reads password files
+//! itself: `chatmail-admin block` renames `<addr>/password` to `<addr>/blocked`, so such a
+//! script finds no password and asks doveauth, which refuses a blocked address. A script
+//! that also answers "unknown user" while `blocked` exists (as the relay's does) skips that
+//! request and honours a marker made by hand. Everything about creation (tombstones,
 //! invitations, the rate cap) is decided by doveauth when the script asks it to create the
 //! account; a script may skip that request while `tombstones/<addr>` holds no number or
 //! one above `os.time()`.

@@ -373,7 +373,10 @@ mod tests {
         fs::rename(u.maildir(), dir.path().join("trash")).unwrap();
         drop(held);
         let lock = waiter.join().unwrap().unwrap();
-        assert!(lock.is_at(&u.password_lock_path()), "locked where the path is now");
+        assert!(
+            lock.is_at(&u.password_lock_path()),
+            "locked where the path is now"
+        );
         assert!(u.maildir().is_dir());
     }
 

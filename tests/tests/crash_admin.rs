@@ -233,6 +233,7 @@ fn killed_import_and_create_force_never_open_the_address() {
     let r = Relay::start();
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let rounds = crash_iterations(6);
+    let (mut made, mut tombstoned) = (0, 0);
     for round in 0..rounds {
         let addr = format!("killed{round:04}@{DOMAIN}");
         let (export, hash) = r.exported_and_deleted(&addr);
@@ -263,5 +264,11 @@ fn killed_import_and_create_force_never_open_the_address() {
                 "round {round}: neither account nor tombstone"
             ),
         }
+        if r.password_file(&addr).exists() {
+            made += 1;
+        } else {
+            tombstoned += 1;
+        }
     }
+    eprintln!("{rounds} kills: {made} left the operator's account, {tombstoned} the tombstone");
 }

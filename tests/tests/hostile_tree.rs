@@ -35,6 +35,13 @@ const DOMAIN: &str = "tree.example.org";
 const NOBODY: (u32, u32) = (65534, 65534);
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Commands run so far (for the figures the tests print).
+static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn runs() -> usize {
+    RUNS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A hostile entry.
 #[derive(Debug, Clone, Copy)]
 enum Odd {
@@ -284,6 +291,7 @@ impl Scene {
             .spawn()
             .unwrap();
         let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
         while child.try_wait().unwrap().is_none() {
             if started.elapsed() > DEADLINE {
@@ -433,6 +441,11 @@ fn odd_accounts(owner: (u32, u32)) {
         !s.mail.join(&addrs[0]).exists(),
         "the normal account was deleted"
     );
+    eprintln!(
+        "{} odd accounts, owner {owner:?}: {} commands so far in this test binary",
+        addrs.len() - 1,
+        runs()
+    );
 }
 
 /// Each odd entry at each state path, in a tree of two normal accounts (scenes on a few
@@ -451,6 +464,11 @@ fn odd_state(owner: (u32, u32)) {
             });
         }
     });
+    eprintln!(
+        "{} state scenes, owner {owner:?}: {} commands so far in this test binary",
+        scenes.len(),
+        runs()
+    );
 }
 
 fn odd_state_scene(owner: (u32, u32), rel: &str, odd: Odd) {
