@@ -19,7 +19,7 @@ use chatmaild::clock::month_day;
 use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::run_ordered;
 use chatmaild::maildir::scan::{
-    MailboxStat, MaildirSub, Message, Scan, ScanOptions, list_mailboxes, scan_mailbox,
+    Folders, MailboxStat, MaildirSub, Message, Scan, ScanOptions, list_mailboxes, scan_mailbox,
 };
 
 use crate::Error;
@@ -219,16 +219,22 @@ fn expire_messages(policy: &Policy, stat: &MailboxStat, out: &mut Outcome) {
     if changed {
         maildirsize.remove(policy, out);
     }
+    let mut folders = Folders::default();
     for message in doomed {
         out.remove_file(
             policy,
             &message.path,
-            || message.remove(),
+            || folders.unlink(&message.at, message.file_name()),
             Some(message.mtime_secs),
             message.size,
         );
     }
-    quota_pass(policy, quota_candidates, &maildirsize, changed, &name, out);
+    let pass = QuotaRun {
+        maildirsize: &maildirsize,
+        maildirsize_gone: changed,
+        folders: &mut folders,
+    };
+    quota_pass(policy, quota_candidates, pass, &name, out);
 }
 
 /// A mailbox's `maildirsize`, removed beneath the mailbox's handle.
@@ -276,27 +282,34 @@ fn sort_messages<'a>(
     (doomed, quota_candidates, changed)
 }
 
+/// What the quota pass of one mailbox works with.
+struct QuotaRun<'a, 'b> {
+    maildirsize: &'a Maildirsize<'b>,
+    /// Whether `maildirsize` went already.
+    maildirsize_gone: bool,
+    folders: &'a mut Folders,
+}
+
 /// Shrinks the mailbox to the quota target, oldest first; `maildirsize` goes before the
 /// first removal unless it is gone already.
 fn quota_pass(
     policy: &Policy,
     candidates: Vec<QuotaEntry>,
-    maildirsize: &Maildirsize<'_>,
-    mut maildirsize_gone: bool,
+    mut run: QuotaRun<'_, '_>,
     name: &str,
     out: &mut Outcome,
 ) {
     let mut quota_bytes = 0;
     let removed = expire_to_target(candidates, policy.quota_target, policy.real_now, |e| {
-        if !maildirsize_gone {
-            maildirsize.remove(policy, out);
-            maildirsize_gone = true;
+        if !run.maildirsize_gone {
+            run.maildirsize.remove(policy, out);
+            run.maildirsize_gone = true;
         }
         if policy.dry_run {
             quota_bytes += e.parsed.size;
             return true;
         }
-        match e.remove() {
+        match e.remove(run.folders) {
             Ok(()) => {
                 quota_bytes += e.parsed.size;
                 true
@@ -323,11 +336,7 @@ fn quota_pass(
 /// `<mailbox>/new` and has a Dovecot name.
 fn quota_entry(message: &Message) -> Option<QuotaEntry> {
     if message.top_level && message.sub != MaildirSub::Tmp {
-        QuotaEntry::new(
-            message.path.clone(),
-            Arc::clone(&message.folder),
-            message.sub,
-        )
+        QuotaEntry::new(message.path.clone(), message.at.clone(), message.sub)
     } else {
         None
     }

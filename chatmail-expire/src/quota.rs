@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::dovecot::{DovecotName, parse_name};
 use chatmaild::dir::{Dir, Kind};
-use chatmaild::maildir::scan::{MaildirSub, vanished};
+use chatmaild::maildir::scan::{Folders, Location, MaildirSub, vanished};
 
 /// Messages younger than this (by their delivery time) are never removed.
 pub const PROTECTED_SECS: f64 = 86_400.0;
@@ -32,13 +32,13 @@ pub struct QuotaEntry {
     pub name: OsString,
     /// The full path, for messages.
     pub path: PathBuf,
-    /// The folder it is in: it is unlinked beneath this handle.
-    pub folder: Arc<Dir>,
+    /// Where it is: it is unlinked beneath its mailbox's handle.
+    pub at: Location,
 }
 
 impl QuotaEntry {
-    /// An entry for a file in `<mailbox>/<sub>/<name>` (`folder`) if its name parses.
-    pub fn new(path: PathBuf, folder: Arc<Dir>, sub: MaildirSub) -> Option<QuotaEntry> {
+    /// An entry for a file in `<mailbox>/<sub>/<name>` (at `at`) if its name parses.
+    pub fn new(path: PathBuf, at: Location, sub: MaildirSub) -> Option<QuotaEntry> {
         let name = path.file_name()?.to_os_string();
         let parsed = parse_name(name.as_encoded_bytes())?;
         Some(QuotaEntry {
@@ -46,7 +46,7 @@ impl QuotaEntry {
             sub,
             name,
             path,
-            folder,
+            at,
         })
     }
 
@@ -54,10 +54,10 @@ impl QuotaEntry {
         (&self.parsed, self.sub, &self.name, &self.path)
     }
 
-    /// Unlinks the file beneath its folder's handle; a file that is already gone counts
-    /// as removed.
-    pub fn remove(&self) -> std::io::Result<()> {
-        match self.folder.remove_file(&self.name) {
+    /// Unlinks the file beneath its mailbox's handle (`folders` opens its folder again); a
+    /// file that is already gone counts as removed.
+    pub fn remove(&self, folders: &mut Folders) -> std::io::Result<()> {
+        match folders.unlink(&self.at, &self.name) {
             Ok(_) => Ok(()),
             Err(e) if vanished(&e) => Ok(()),
             Err(e) => Err(e),
@@ -89,14 +89,18 @@ impl Ord for QuotaEntry {
 /// regular files count (from `readdir`'s type, no `stat`): links are never touched, and a
 /// `cur` or `new` that is a link is not entered. A missing folder is empty; an unreadable
 /// one is reported in the second list.
-pub fn list_entries(mailbox: &Dir) -> (Vec<QuotaEntry>, Vec<String>) {
+pub fn list_entries(mailbox: &Arc<Dir>) -> (Vec<QuotaEntry>, Vec<String>) {
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     for sub in [MaildirSub::Cur, MaildirSub::New] {
         let path = mailbox.join(sub.name());
         let listing = match mailbox.open_dir(sub.name()) {
-            Ok(dir) => dir.entries().map(|l| (Arc::new(dir), l)),
+            Ok(dir) => dir.entries().map(|l| (dir, l)),
             Err(e) => Err(e),
+        };
+        let at = Location {
+            mailbox: Arc::clone(mailbox),
+            folder: [std::ffi::OsString::from(sub.name())].into(),
         };
         let (folder, listing) = match listing {
             Ok(listing) => listing,
@@ -108,11 +112,7 @@ pub fn list_entries(mailbox: &Dir) -> (Vec<QuotaEntry>, Vec<String>) {
         };
         for (name, kind) in listing {
             if kind == Kind::File {
-                entries.extend(QuotaEntry::new(
-                    folder.join(&name),
-                    Arc::clone(&folder),
-                    sub,
-                ));
+                entries.extend(QuotaEntry::new(folder.join(&name), at.clone(), sub));
             }
         }
     }
@@ -165,9 +165,12 @@ mod tests {
             sub,
             name: name.into(),
             path: PathBuf::from(name),
-            folder: Arc::clone(
-                DIR.get_or_init(|| Arc::new(Dir::open(std::path::Path::new("/")).unwrap())),
-            ),
+            at: Location {
+                mailbox: Arc::clone(
+                    DIR.get_or_init(|| Arc::new(Dir::open(std::path::Path::new("/")).unwrap())),
+                ),
+                folder: [].into(),
+            },
         }
     }
 

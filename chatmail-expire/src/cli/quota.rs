@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use chatmaild::cli::{Command, UsageError, parse_int, print_stdout};
 use chatmaild::clock;
 use chatmaild::dir::{Dir, is_absent};
+use chatmaild::maildir::scan::Folders;
 use chatmaild::privileges::{Owner, as_owner};
 
 use crate::Error;
@@ -112,7 +113,7 @@ pub fn quota_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let work = || match root.open_dir(name) {
-        Ok(mailbox) => quota_pass(&args, &mailbox),
+        Ok(mailbox) => quota_pass(&args, &std::sync::Arc::new(mailbox)),
         Err(e) if is_absent(&e) => true,
         Err(e) => {
             let path = args.mailbox.display();
@@ -131,8 +132,9 @@ pub fn quota_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 /// The quota pass of `chatmail-quota-expire` on its open mailbox; `false` if anything failed.
-fn quota_pass(args: &QuotaArgs, mailbox: &Dir) -> bool {
+fn quota_pass(args: &QuotaArgs, mailbox: &std::sync::Arc<Dir>) -> bool {
     let (entries, problems) = list_entries(mailbox);
+    let mut folders = Folders::default();
     let mut failed = !problems.is_empty();
     for problem in problems {
         eprintln!("chatmail-quota-expire: cannot read {problem}");
@@ -142,15 +144,17 @@ fn quota_pass(args: &QuotaArgs, mailbox: &Dir) -> bool {
         reason = "a size in bytes, far below 2^53"
     )]
     let target = args.target_mb.saturating_mul(1024 * 1024) as f64;
-    let removed = expire_to_target(entries, target, clock::now(), |e| match e.remove() {
-        Ok(()) => true,
-        Err(err) => {
-            eprintln!(
-                "chatmail-quota-expire: failed to remove {}: {err}",
-                e.path.display()
-            );
-            failed = true;
-            false
+    let removed = expire_to_target(entries, target, clock::now(), |e| {
+        match e.remove(&mut folders) {
+            Ok(()) => true,
+            Err(err) => {
+                eprintln!(
+                    "chatmail-quota-expire: failed to remove {}: {err}",
+                    e.path.display()
+                );
+                failed = true;
+                false
+            }
         }
     });
     if removed > 0 {

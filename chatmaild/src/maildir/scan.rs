@@ -2,8 +2,10 @@
 //! (SPEC §7.2), so every tool sees a mailbox tree the same way.
 //!
 //! Every directory is opened beneath its parent's handle ([`crate::dir::Dir`]), never
-//! through a link, and each message keeps the handle of its folder, so a later removal
-//! (`chatmail-expire`) unlinks exactly the entry that was scanned. One `readdir` per
+//! through a link, and each message keeps its mailbox's handle and its folder's names
+//! ([`Location`]), so a later removal (`chatmail-expire`) opens the same folder again the
+//! same way ([`Folders`]) and unlinks the entry that was scanned. Folder handles are not kept
+//! open: a mailbox may have thousands of folders, and the descriptors are the process's. One `readdir` per
 //! directory; the entry type comes from `readdir` itself (`d_type`), so directories are
 //! never `stat`ed. Only messages (for mtime and size), the top-level `password` (for the
 //! last login) and, when asked, other files (for their sizes) are `stat`ed, relative to
@@ -69,8 +71,8 @@ impl MaildirSub {
 pub struct Message {
     /// Full path (mailbox directory joined with the relative path), for messages.
     pub path: PathBuf,
-    /// The folder (`cur`, `new` or `tmp`) it is in.
-    pub folder: Arc<Dir>,
+    /// Where it is, for removal.
+    pub at: Location,
     /// Modification time, seconds part.
     pub mtime_secs: i64,
     /// Modification time, nanoseconds part.
@@ -94,10 +96,49 @@ impl Message {
     pub fn file_name(&self) -> &OsStr {
         self.path.file_name().unwrap_or_default()
     }
+}
 
-    /// Unlinks the message beneath its folder's handle; `false` if it was gone already.
-    pub fn remove(&self) -> std::io::Result<bool> {
-        self.folder.remove_file(self.file_name())
+/// Where a message is: its mailbox's handle and the names of its folder below it
+/// (`["cur"]`, `[".DeltaChat", "cur"]`).
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The mailbox.
+    pub mailbox: Arc<Dir>,
+    /// The folder's names below it.
+    pub folder: Arc<[OsString]>,
+}
+
+/// Opens message folders again for removals beneath their mailbox's handle, one at a time
+/// (the last one stays open, as removals come folder by folder).
+#[derive(Debug, Default)]
+pub struct Folders {
+    last: Option<(Location, Dir)>,
+}
+
+impl Folders {
+    /// Unlinks `name` in the folder `at`; `false` if it was gone already. A folder that is
+    /// a link now is refused, not entered.
+    pub fn unlink(&mut self, at: &Location, name: &OsStr) -> std::io::Result<bool> {
+        let same = |(l, _): &(Location, Dir)| {
+            Arc::ptr_eq(&l.mailbox, &at.mailbox) && Arc::ptr_eq(&l.folder, &at.folder)
+        };
+        if !self.last.as_ref().is_some_and(same) {
+            self.last = None;
+            let mut dir: Option<Dir> = None;
+            for name in at.folder.iter() {
+                let parent = dir.as_ref().unwrap_or(&at.mailbox);
+                dir = Some(parent.open_dir(name)?);
+            }
+            let dir = match dir {
+                Some(dir) => dir,
+                None => at.mailbox.try_clone()?,
+            };
+            self.last = Some((at.clone(), dir));
+        }
+        match &self.last {
+            Some((_, dir)) => dir.remove_file(name),
+            None => Ok(false),
+        }
     }
 }
 
@@ -180,8 +221,9 @@ pub fn scan_dir(dir: Dir, options: ScanOptions) -> Scan {
         stat: &mut stat,
         options,
         blocked_login: None,
+        mailbox: Arc::clone(&dir),
     };
-    walker.entries(&dir, entries, 0);
+    walker.entries(&dir, entries, &[]);
     let blocked_login = walker.blocked_login;
     if stat.last_login.is_none() {
         stat.last_login = blocked_login;
@@ -194,6 +236,8 @@ struct Walker<'a> {
     options: ScanOptions,
     /// The mtime of a non-empty top-level `blocked` (a blocked account's password).
     blocked_login: Option<(i64, i64)>,
+    /// The mailbox's handle, for the messages' [`Location`].
+    mailbox: Arc<Dir>,
 }
 
 impl Walker<'_> {
@@ -209,9 +253,11 @@ impl Walker<'_> {
         ));
     }
 
-    fn folder(&mut self, parent: &Dir, name: &OsStr, depth: usize) {
+    /// `names`: the folder's names below the mailbox (its depth is their number).
+    fn folder(&mut self, parent: &Dir, names: &[OsString]) {
+        let Some(name) = names.last() else { return };
         let path = parent.join(name);
-        if depth > MAX_DEPTH {
+        if names.len() > MAX_DEPTH {
             self.stat.problems.push(format!(
                 "{}: folders nested too deep, skipped",
                 path.display()
@@ -219,20 +265,23 @@ impl Walker<'_> {
             return;
         }
         match parent.open_dir(name).and_then(|d| Ok((d.entries()?, d))) {
-            Ok((entries, dir)) => self.entries(&dir, entries, depth),
+            Ok((entries, dir)) => self.entries(&dir, entries, names),
             Err(e) if vanished(&e) => {}
             Err(e) => self.problem(&path, &e),
         }
     }
 
-    fn entries(&mut self, dir: &Dir, entries: Vec<(OsString, Kind)>, depth: usize) {
+    /// The entries of `dir`, the folder `names` below the mailbox (none: the mailbox).
+    fn entries(&mut self, dir: &Dir, entries: Vec<(OsString, Kind)>, names: &[OsString]) {
+        let top_level = names.is_empty();
         for (name, kind) in entries {
+            let below = || [names, std::slice::from_ref(&name)].concat();
             match kind {
                 Kind::Dir => match MaildirSub::from_name(&name) {
-                    Some(sub) => self.messages(dir, &name, sub, depth == 0),
-                    None => self.folder(dir, &name, depth + 1),
+                    Some(sub) => self.messages(dir, &below(), sub, top_level),
+                    None => self.folder(dir, &below()),
                 },
-                Kind::File => self.extra_file(dir, &name, depth == 0),
+                Kind::File => self.extra_file(dir, &name, top_level),
                 other => self.skipped(dir, &name, other),
             }
         }
@@ -261,11 +310,16 @@ impl Walker<'_> {
         }
     }
 
-    fn messages(&mut self, parent: &Dir, name: &OsStr, sub: MaildirSub, top_level: bool) {
+    fn messages(&mut self, parent: &Dir, names: &[OsString], sub: MaildirSub, top_level: bool) {
+        let Some(name) = names.last() else { return };
         let folder = match parent.open_dir(name) {
-            Ok(folder) => Arc::new(folder),
+            Ok(folder) => folder,
             Err(e) if vanished(&e) => return,
             Err(e) => return self.problem(&parent.join(name), &e),
+        };
+        let at = Location {
+            mailbox: Arc::clone(&self.mailbox),
+            folder: names.into(),
         };
         let entries = match folder.entries() {
             Ok(entries) => entries,
@@ -283,7 +337,7 @@ impl Walker<'_> {
             match folder.stat(&name) {
                 Ok(Some(meta)) if meta.kind == Kind::File => self.stat.messages.push(Message {
                     path: folder.join(&name),
-                    folder: Arc::clone(&folder),
+                    at: at.clone(),
                     mtime_secs: meta.mtime,
                     mtime_nsec: meta.mtime_nsec,
                     size: meta.size,
@@ -339,34 +393,4 @@ fn python_slice_len(len: usize, maxnum: Option<i64>) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slice_semantics() {
-        assert_eq!(python_slice_len(5, None), 5);
-        assert_eq!(python_slice_len(5, Some(0)), 0);
-        assert_eq!(python_slice_len(5, Some(3)), 3);
-        assert_eq!(python_slice_len(5, Some(9)), 5);
-        assert_eq!(python_slice_len(5, Some(-2)), 3);
-        assert_eq!(python_slice_len(5, Some(-9)), 0);
-    }
-
-    #[test]
-    fn sub_names() {
-        assert_eq!(
-            MaildirSub::from_name(OsStr::new("cur")),
-            Some(MaildirSub::Cur)
-        );
-        assert_eq!(
-            MaildirSub::from_name(OsStr::new("new")),
-            Some(MaildirSub::New)
-        );
-        assert_eq!(
-            MaildirSub::from_name(OsStr::new("tmp")),
-            Some(MaildirSub::Tmp)
-        );
-        assert_eq!(MaildirSub::from_name(OsStr::new("Cur")), None);
-        assert_eq!(MaildirSub::Tmp.name(), "tmp");
-    }
-}
+mod tests;
