@@ -13,7 +13,7 @@ use std::io::BufRead;
 use chatmaild::privileges::as_owner;
 
 use crate::Error;
-use crate::commands::{creates_tree, finish, print, run};
+use crate::commands::{afterwards, creates_tree, finish, print, run};
 use crate::relay::Relay;
 
 /// The usage text.
@@ -164,7 +164,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             run(&relay, &a, input)
         };
         let outside = match relay.owner() {
-            Some(owner) => as_owner(owner, work)??,
+            Some(owner) => as_owner(owner, afterwards(&a), work)??,
             None => work()?,
         };
         finish(&relay, outside)

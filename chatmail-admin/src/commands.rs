@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use chatmaild::Config;
 use chatmaild::dir::Dir;
 use chatmaild::fs::Durability;
+use chatmaild::privileges::Afterwards;
 use chatmaild::registry::RegistrationMode;
 use chatmaild::user::DAY;
 
@@ -51,6 +52,17 @@ pub fn creates_tree(a: &Args) -> bool {
         words.as_slice(),
         ["create", _] | ["import", ..] | ["invite", "create"] | ["registration", "invite-only"]
     )
+}
+
+/// Whether the command writes outside the tree after its work inside it (so the user who
+/// started it must keep its identity for that).
+pub fn afterwards(a: &Args) -> Afterwards {
+    let words: Vec<&str> = a.words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["export", file] if *file != "-" => Afterwards::WritesOutside,
+        ["registration", mode] if *mode != "status" => Afterwards::WritesOutside,
+        _ => Afterwards::Nothing,
+    }
 }
 
 /// Runs the part of one parsed command inside the tree. `input` is the import file,

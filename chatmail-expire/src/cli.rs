@@ -18,7 +18,7 @@ use chatmaild::cli::{
 use chatmaild::clock;
 use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::{default_threads, progress_wanted};
-use chatmaild::privileges::{Owner, as_owner, open_tree};
+use chatmaild::privileges::{Afterwards, Owner, as_owner, open_tree};
 
 use crate::Error;
 use crate::expire::{Policy, Stopwatch, Summary};
@@ -162,7 +162,13 @@ fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
     let root = open_tree(&config.mailboxes_dir).map_err(Error::Scan)?;
     let work = || expire_tree(args, &config, root.as_ref(), (now, real_now));
     let summary = match &root {
-        Some(dir) => as_owner(Owner::of(dir), work).map_err(Error::Scan)??,
+        Some(dir) => {
+            let afterwards = match args.textfile {
+                Some(_) => Afterwards::WritesOutside,
+                None => Afterwards::Nothing,
+            };
+            as_owner(Owner::of(dir), afterwards, work).map_err(Error::Scan)??
+        }
         None => work()?,
     };
     if let Some(path) = &args.textfile {

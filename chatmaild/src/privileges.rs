@@ -8,14 +8,15 @@
 //! tree through [`as_owner`]: with the tree owner's uid and gid and no supplementary groups.
 //! What it then touches it could have touched as vmail anyway.
 //!
-//! Linux keeps credentials per thread (glibc's `setuid` changes every thread of a process
-//! in turn), so the work runs on a thread of its own that drops its credentials with the
-//! raw system calls before it touches the tree: `setgroups(0)`, `setresgid`, `setresuid`,
-//! in that order, real, effective and saved ids alike, so there is no way back; then it
-//! checks that the switch back to root fails. Threads it starts (the expiry's workers)
-//! inherit the dropped credentials. The calling thread keeps its own: a tool writes the few
-//! files outside the tree that an operator names (`nocreate_file`, a report textfile, an
-//! export file) there, after the tree work, and never inside the tree.
+//! The switch is done with the raw system calls: `setgroups(0)`, `setresgid`, `setresuid`,
+//! in that order, real, effective and saved ids alike, so there is no way back; then the
+//! switch back to root is tried and must fail. Linux keeps credentials per thread (glibc's
+//! `setuid` changes every thread of a process in turn), and threads started afterwards (the
+//! expiry's workers) inherit them. A command that has nothing to do outside the tree
+//! afterwards switches its only thread, so the whole process: [`Afterwards::Nothing`]. One
+//! that must still write a file an operator names outside the tree (`nocreate_file`, a
+//! report textfile, an export file) runs the tree work on a thread of its own that switches,
+//! and writes that file from the calling thread after it: [`Afterwards::WritesOutside`].
 
 use std::io;
 use std::path::Path;
@@ -60,20 +61,38 @@ impl Owner {
     }
 }
 
+/// Whether the caller still needs its own identity after the tree work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Afterwards {
+    /// No: the whole process may switch (if it has no other thread).
+    Nothing,
+    /// Yes: it writes a file outside the tree afterwards.
+    WritesOutside,
+}
+
 /// Runs `work` as `owner` when this runs as root and the tree is not root's (otherwise on
 /// the calling thread, unchanged: a tree that belongs to root, as in tests, or a tool
 /// already running as vmail from its systemd unit). A panic in `work` is passed on.
-pub fn as_owner<T: Send>(owner: Owner, work: impl FnOnce() -> T + Send) -> Result<T, Error> {
+pub fn as_owner<T: Send>(
+    owner: Owner,
+    afterwards: Afterwards,
+    work: impl FnOnce() -> T + Send,
+) -> Result<T, Error> {
     if !owner.needs_switch() {
+        return Ok(work());
+    }
+    let failed = |source| Error::Privileges {
+        uid: owner.uid,
+        gid: owner.gid,
+        source,
+    };
+    if afterwards == Afterwards::Nothing && single_threaded() {
+        drop_thread_to(owner).map_err(failed)?;
         return Ok(work());
     }
     std::thread::scope(|scope| {
         let worker = scope.spawn(|| {
-            drop_thread_to(owner).map_err(|source| Error::Privileges {
-                uid: owner.uid,
-                gid: owner.gid,
-                source,
-            })?;
+            drop_thread_to(owner).map_err(failed)?;
             Ok(work())
         });
         match worker.join() {
@@ -81,6 +100,11 @@ pub fn as_owner<T: Send>(owner: Owner, work: impl FnOnce() -> T + Send) -> Resul
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+/// Whether this process has one thread only (then switching it switches the process).
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.count() == 1)
 }
 
 /// Gives the calling thread `owner`'s credentials for good and checks it cannot go back.
@@ -115,14 +139,15 @@ mod tests {
             // Not root: nothing to switch, the work runs here.
             let owner = Owner::of(&Dir::open(dir.path()).unwrap());
             assert!(!owner.needs_switch());
-            assert_eq!(as_owner(owner, rustix::process::geteuid).unwrap(), me);
+            let work = rustix::process::geteuid;
+            assert_eq!(as_owner(owner, Afterwards::Nothing, work).unwrap(), me);
             return;
         }
         let nobody = Owner {
             uid: 65534,
             gid: 65534,
         };
-        let (uid, gid, groups) = as_owner(nobody, || {
+        let (uid, gid, groups) = as_owner(nobody, Afterwards::WritesOutside, || {
             let groups = std::fs::read_to_string("/proc/thread-self/status")
                 .unwrap()
                 .lines()

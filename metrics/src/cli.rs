@@ -18,7 +18,7 @@ use chatmaild::clock;
 use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::{default_threads, progress_wanted, run_ordered};
 use chatmaild::maildir::scan::{Scan, ScanOptions, list_mailboxes, scan_mailbox};
-use chatmaild::privileges::{Owner, as_owner, open_tree};
+use chatmaild::privileges::{Afterwards, Owner, as_owner, open_tree};
 
 use crate::Error;
 use crate::report::{Params, Report};
@@ -209,7 +209,14 @@ fn run(args: &ReportArgs) -> Result<ExitCode, Error> {
         )
     };
     let collected = match &root {
-        Some(dir) => as_owner(Owner::of(dir), work).map_err(Error::Scan)??,
+        Some(dir) => {
+            let afterwards = if args.textfile.is_some() || args.legacy_metrics.is_some() {
+                Afterwards::WritesOutside
+            } else {
+                Afterwards::Nothing
+            };
+            as_owner(Owner::of(dir), afterwards, work).map_err(Error::Scan)??
+        }
         None => work()?,
     };
     let report = &collected.report;

@@ -8,7 +8,7 @@ use chatmaild::cli::{Command, UsageError, parse_int, print_stdout};
 use chatmaild::clock;
 use chatmaild::dir::{Dir, is_absent};
 use chatmaild::maildir::scan::Folders;
-use chatmaild::privileges::{Owner, as_owner};
+use chatmaild::privileges::{Afterwards, Owner, as_owner};
 
 use crate::Error;
 use crate::quota::{expire_to_target, list_entries};
@@ -121,7 +121,7 @@ pub fn quota_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             false
         }
     };
-    match as_owner(Owner::of(&root), work) {
+    match as_owner(Owner::of(&root), Afterwards::Nothing, work) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

@@ -41,6 +41,7 @@ fn thousands_of_folders_cost_no_descriptor_each() {
         std::fs::write(cur.join("1.M1P1.host,S=1:2,S"), b"x").unwrap();
     }
     std::fs::write(mbox.join("password"), b"{PLAIN}x").unwrap();
+    // Process-wide, and other tests run beside this one: a bound far below one per folder.
     let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
     let before = fds();
     let root = Dir::open(tmp.path()).unwrap();
@@ -50,12 +51,12 @@ fn thousands_of_folders_cost_no_descriptor_each() {
     };
     assert_eq!(stat.messages.len(), 2000);
     assert!(stat.last_login.is_some());
-    assert!(fds() < before + 10, "{} descriptors held", fds() - before);
+    assert!(fds() < before + 200, "{} descriptors held", fds() - before);
     let mut folders = Folders::default();
     for m in &stat.messages {
         assert!(folders.unlink(&m.at, m.file_name()).unwrap());
     }
-    assert!(fds() < before + 10);
+    assert!(fds() < before + 200);
     assert!(!mbox.join(".f7/cur/1.M1P1.host,S=1:2,S").exists());
     std::fs::remove_dir_all(mbox.join(".f8/cur")).unwrap();
     std::os::unix::fs::symlink("/etc", mbox.join(".f8/cur")).unwrap();
