@@ -39,8 +39,8 @@
 //! file. A restart forgets at most one minute of creations.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -64,7 +64,6 @@ pub use rate::{ClientKey, CreationRate, RateLimit, Reservation};
 
 /// The state directory's name inside `mailboxes_dir`.
 pub const STATE_DIR: &str = ".chatmail-admin";
-
 
 /// How new accounts may come into existence by first login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
