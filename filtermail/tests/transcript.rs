@@ -413,19 +413,20 @@ async fn incoming_recipient_spellings() {
     assert_eq!(sink.messages().len(), 1);
 }
 
-/// Ambiguous structure is 523 in both modes; a bare LF in DATA is 500 after the end marker
-/// and the connection stays usable.
+/// Ambiguous structure is 523 in both modes (incoming: for a recipient who enforces
+/// encryption); a bare LF in DATA is 500 after the end marker and the connection stays usable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_messages_and_bare_line_ends() {
     let sink = sink::start("250 Ok").await;
     for mode in ["outgoing", "incoming"] {
         let d = Daemon::start(mode, sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
+        let mbox = d.mailboxes().join(TO);
+        std::fs::create_dir_all(&mbox).unwrap();
+        std::fs::write(mbox.join("enforceE2EEincoming"), b"").unwrap();
         let mut c = d.connect().await;
         c.cmd("EHLO x").await;
-        // Incoming mail comes from elsewhere (our own domain is refused as a sender there)
-        // to a mailbox that refuses cleartext.
+        // Incoming mail comes from elsewhere: our own domain is refused as a sender there.
         let from = if mode == "incoming" { REMOTE } else { FROM };
-        std::fs::write(d.mailboxes().join(TO).join("enforceE2EEincoming"), b"").unwrap();
         let enc = eml("encrypted.eml", from, TO, "hi", Eol::Crlf);
         let text = String::from_utf8(enc.clone()).unwrap();
         let two_ct = text.replacen(

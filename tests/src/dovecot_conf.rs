@@ -86,6 +86,8 @@ pub struct Instance {
     pub auth: Auth,
     /// `auth_cache_ttl` with Lua auth (the relay's default is 0: no cache).
     pub cache_ttl: String,
+    /// Lua appended to the rendered auth.lua (a test's variation of the script).
+    pub lua_tail: String,
     /// The IMAP port on 127.0.0.1.
     pub imap_port: u16,
     /// The LMTP port on 127.0.0.1.
@@ -110,6 +112,7 @@ impl Instance {
             layout,
             auth,
             cache_ttl: "0".into(),
+            lua_tail: String::new(),
             imap_port,
             lmtp_port: crate::support::free_port(),
         }
@@ -222,6 +225,9 @@ impl Instance {
             let mut text = file.text;
             if file.target == conf {
                 text = format!("{text}\n{}", self.overrides());
+            }
+            if file.target.file_name() == Some(std::ffi::OsStr::new("auth.lua")) {
+                text.push_str(&self.lua_tail);
             }
             std::fs::write(&file.target, text).unwrap();
         }

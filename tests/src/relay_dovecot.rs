@@ -116,6 +116,11 @@ impl RelayDovecot {
 
     /// Like [`RelayDovecot::start`] with another auth cache TTL (the relay's default is 60s).
     pub fn start_with_cache_ttl(series: Series, extra_ini: &str, ttl: &str) -> RelayDovecot {
+        RelayDovecot::start_with(series, extra_ini, ttl, "")
+    }
+
+    /// Like [`RelayDovecot::start_with_cache_ttl`] with `lua_tail` appended to auth.lua.
+    pub fn start_with(series: Series, extra_ini: &str, ttl: &str, lua_tail: &str) -> RelayDovecot {
         let (uid, gid) = vmail_ids();
         let dir = tempfile::Builder::new()
             .prefix("rd")
@@ -126,6 +131,7 @@ impl RelayDovecot {
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut instance = Instance::new(series, &root, Auth::Lua, (uid, gid));
         instance.cache_ttl = ttl.into();
+        instance.lua_tail = lua_tail.into();
         let mailboxes = root.join("mail");
         std::fs::create_dir(&mailboxes).unwrap();
         std::os::unix::fs::chown(&mailboxes, Some(uid), Some(gid)).unwrap();
@@ -211,6 +217,11 @@ impl RelayDovecot {
     /// Dovecot's log so far.
     pub fn log(&self) -> String {
         self.instance.log()
+    }
+
+    /// The `chatmail.ini` of this relay.
+    pub fn ini(&self) -> PathBuf {
+        self.instance.ini()
     }
 
     /// A service's stderr so far (`doveauth`, `lastlogin`, `metadata`).
