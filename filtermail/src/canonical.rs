@@ -64,8 +64,6 @@ pub struct Entity<'a> {
     pub content_type: ContentType,
     /// `Content-Transfer-Encoding`, or `7bit` when absent (RFC 2045 §6.1).
     pub encoding: TransferEncoding,
-    /// `Content-Disposition` type (`inline`, `attachment`), when present.
-    pub disposition: Option<String>,
     /// The body bytes.
     pub body: &'a [u8],
 }
@@ -180,14 +178,14 @@ fn entity(raw: &[u8], level: Level) -> Result<Entity<'_>, Refusal> {
     {
         return Err("MIME-Version other than 1.0");
     }
-    let disposition = structured("Content-Disposition")?
-        .map(|v| params::disposition(&v))
-        .transpose()?;
+    // Read for its grammar only: no form depends on the disposition.
+    if let Some(v) = structured("Content-Disposition")? {
+        params::disposition(&v)?;
+    }
     Ok(Entity {
         fields,
         content_type,
         encoding,
-        disposition,
         body,
     })
 }

@@ -34,15 +34,6 @@ pub fn parse_headers(message: &[u8]) -> Option<Message<'_>> {
     MessageParser::default().parse(header_block(message))
 }
 
-/// The first header named `name` (ASCII case-insensitive) of the message's top level, as
-/// Python's `msg.get(name)` returns it.
-pub fn first_header<'a>(msg: &'a Message<'_>, name: &str) -> Option<&'a Header<'a>> {
-    msg.root_part()
-        .headers()
-        .iter()
-        .find(|h| h.name().eq_ignore_ascii_case(name))
-}
-
 /// The raw bytes of a header's value.
 pub(crate) fn raw_header_bytes<'a>(msg: &'a Message<'_>, header: &Header<'_>) -> &'a [u8] {
     let start = usize::try_from(header.offset_start()).unwrap_or(usize::MAX);

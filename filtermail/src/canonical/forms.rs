@@ -105,13 +105,9 @@ pub fn is_setup_message(msg: &Message<'_>) -> bool {
         && plain_7bit(text)
         && setup.content_type.is("application", "autocrypt-setup")
         && plain_7bit(setup)
-        && find(body, b"-----BEGIN PGP MESSAGE-----").is_some()
-        && find(body, b"Passphrase-Format:").is_some()
-        && find(body, b"-----END PGP MESSAGE-----").is_some()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+        && memchr::memmem::find(body, b"-----BEGIN PGP MESSAGE-----").is_some()
+        && memchr::memmem::find(body, b"Passphrase-Format:").is_some()
+        && memchr::memmem::find(body, b"-----END PGP MESSAGE-----").is_some()
 }
 
 /// Types a delivery report may return the original message as (RFC 3462, RFC 6533).
