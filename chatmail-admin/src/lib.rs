@@ -11,6 +11,7 @@ pub mod account;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod manual;
 pub mod transfer;
 
 pub use error::Error;

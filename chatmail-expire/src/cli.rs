@@ -165,12 +165,7 @@ pub fn load_config(ini: &Path) -> Result<Config, Error> {
 
 /// The whole `chatmail-expire` program after argv.
 pub fn expire_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    tool_main(
-        "chatmail-expire",
-        EXPIRE_USAGE,
-        parse_expire_args(args),
-        expire,
-    )
+    tool_main(&crate::manual::EXPIRE, parse_expire_args(args), expire)
 }
 
 fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
@@ -220,10 +215,7 @@ fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
 pub fn quota_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let args = match parse_quota_args(args) {
         Ok(Command::Run(args)) => args,
-        Ok(Command::Help) => {
-            print_stdout(QUOTA_USAGE);
-            return ExitCode::SUCCESS;
-        }
+        Ok(Command::Help) => return crate::manual::QUOTA_EXPIRE.print_help(),
         Err(e) => {
             eprintln!("{QUOTA_USAGE}\nchatmail-quota-expire: error: {e}");
             return ExitCode::from(QUOTA_EXIT_USAGE);

@@ -16,6 +16,7 @@ pub mod error;
 pub mod fs;
 pub mod hash;
 pub mod maildir;
+pub mod manual;
 pub mod metrics;
 pub mod pyjson;
 pub mod registry;

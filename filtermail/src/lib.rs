@@ -20,6 +20,7 @@ pub mod dkim;
 pub mod error;
 pub mod filter;
 pub mod http;
+pub mod manual;
 pub mod metrics;
 pub mod mime;
 pub mod openpgp;
