@@ -13,6 +13,7 @@ use chatmaild::user::DAY;
 use crate::Error;
 use crate::account::{Relay, day, now, random_password};
 use crate::cli::Args;
+use crate::progress::Progress;
 use crate::transfer;
 
 pub(crate) fn print(out: &mut dyn Write, text: &str) -> Result<(), Error> {
@@ -42,7 +43,14 @@ pub fn run(relay: &Relay, a: &Args) -> Result<(), Error> {
             print(out, "revoked the invitation")?;
         }
         ["export"] | ["export", "-"] => {
-            let n = transfer::export(relay, out)?;
+            // Progress lines would break into the export on a terminal.
+            let mut progress = if std::io::stdout().is_terminal() {
+                Progress::hidden()
+            } else {
+                Progress::on_terminal("export")
+            };
+            let n = transfer::export(relay, out, &mut progress)?;
+            drop(progress);
             eprintln!("exported {n} accounts");
         }
         ["export", file] => export_to(relay, file, out)?,
@@ -115,7 +123,7 @@ fn registration(relay: &Relay, mode: Option<&str>, out: &mut dyn Write) -> Resul
 /// password hashes).
 fn export_to(relay: &Relay, file: &str, out: &mut dyn Write) -> Result<(), Error> {
     let mut buf = Vec::new();
-    let n = transfer::export(relay, &mut buf)?;
+    let n = transfer::export(relay, &mut buf, &mut Progress::on_terminal("export"))?;
     chatmaild::fs::write_atomic_mode(
         &PathBuf::from(file),
         &buf,
@@ -126,11 +134,17 @@ fn export_to(relay: &Relay, file: &str, out: &mut dyn Write) -> Result<(), Error
 }
 
 fn list(relay: &Relay, a: &Args, out: &mut dyn Write) -> Result<(), Error> {
-    let infos: Vec<_> = relay
-        .addresses()?
+    let addresses = relay.addresses()?;
+    let mut progress = Progress::on_terminal("list");
+    progress.set_total(addresses.len());
+    let infos: Vec<_> = addresses
         .iter()
-        .map(|addr| relay.user(addr).map(|u| relay.info(&u)))
+        .map(|addr| {
+            progress.tick();
+            relay.user(addr).map(|u| relay.info(&u))
+        })
         .collect::<Result<_, _>>()?;
+    drop(progress);
     if a.json {
         let list: Vec<_> = infos.iter().map(|i| i.to_json()).collect();
         print(out, &serde_json::Value::Array(list).to_string())?;
@@ -240,7 +254,7 @@ fn invite_list(relay: &Relay, a: &Args, out: &mut dyn Write) -> Result<(), Error
 }
 
 fn import(relay: &Relay, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), Error> {
-    let r = transfer::import(relay, input)?;
+    let r = transfer::import(relay, input, &mut Progress::on_terminal("import"))?;
     for (line, why) in &r.refused {
         eprintln!("chatmail-admin: import line {line}: {why}");
     }

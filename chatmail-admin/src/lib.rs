@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod manual;
+pub mod progress;
 pub mod transfer;
 
 pub use error::Error;

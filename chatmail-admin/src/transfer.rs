@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 
 use crate::Error;
 use crate::account::{Relay, read_metadata};
+use crate::progress::Progress;
 
 /// The header key and format version.
 pub const FORMAT_KEY: &str = "chatmail_admin_export";
@@ -37,12 +38,15 @@ pub const FORMAT_VERSION: u64 = 1;
 pub const MAX_HASH_LEN: usize = 1024;
 
 /// Writes every account to `out`; returns how many.
-pub fn export(relay: &Relay, out: &mut dyn Write) -> Result<usize, Error> {
+pub fn export(relay: &Relay, out: &mut dyn Write, progress: &mut Progress) -> Result<usize, Error> {
     let header = json!({FORMAT_KEY: FORMAT_VERSION, "mail_domain": relay.config.mail_domain});
     let mut count = 0;
     let write_err = |e| Error::io("-", e);
     writeln!(out, "{header}").map_err(write_err)?;
-    for addr in relay.addresses()? {
+    let addresses = relay.addresses()?;
+    progress.set_total(addresses.len());
+    for addr in addresses {
+        progress.tick();
         let user = relay.user(&addr)?;
         let Some(password) = user.password()? else {
             continue;
@@ -74,7 +78,11 @@ pub struct Imported {
 }
 
 /// Reads an export from `input` and creates its accounts.
-pub fn import(relay: &Relay, input: &mut dyn BufRead) -> Result<Imported, Error> {
+pub fn import(
+    relay: &Relay,
+    input: &mut dyn BufRead,
+    progress: &mut Progress,
+) -> Result<Imported, Error> {
     let mut result = Imported::default();
     let mut lines = input.lines().enumerate();
     let header = match lines.next() {
@@ -95,6 +103,7 @@ pub fn import(relay: &Relay, input: &mut dyn BufRead) -> Result<Imported, Error>
         if line.trim().is_empty() {
             continue;
         }
+        progress.tick();
         match import_line(relay, &line) {
             Ok(true) => result.created += 1,
             Ok(false) => result.existing += 1,
