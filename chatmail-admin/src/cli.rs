@@ -8,9 +8,13 @@ use std::process::ExitCode;
 use chatmaild::Config;
 use chatmaild::config::DEFAULT_INI;
 
+use std::io::BufRead;
+
+use chatmaild::privileges::as_owner;
+
 use crate::Error;
-use crate::account::Relay;
-use crate::commands::{print, run};
+use crate::commands::{afterwards, creates_tree, finish, print, run};
+use crate::relay::Relay;
 
 /// The usage text (the commands are in [`crate::manual::PAGE`]).
 pub const USAGE: &str = "usage: chatmail-admin [--config INI] COMMAND";
@@ -116,6 +120,16 @@ fn check_options(a: &Args) -> Result<(), Error> {
     Ok(())
 }
 
+/// The file `import FILE` reads, opened by the user who started the command.
+fn open_input(a: &Args) -> Result<Option<std::io::BufReader<std::fs::File>>, Error> {
+    match a.words.as_slice() {
+        [cmd, file] if cmd == "import" && file != "-" => std::fs::File::open(file)
+            .map(|f| Some(std::io::BufReader::new(f)))
+            .map_err(|e| Error::io(file, e)),
+        _ => Ok(None),
+    }
+}
+
 /// The whole program after argv.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     // As the services' units (UMask=0077): nothing this writes is for other users.
@@ -126,7 +140,20 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return Ok(());
         }
         let config = Config::load(&a.config).map_err(Error::Config)?;
-        run(&Relay::new(config), &a)
+        // As the user who started the command (root, usually): open mailboxes_dir and the
+        // import file. Then the work inside the tree runs as the tree's owner, and what is
+        // left outside it (nocreate_file, an export file) is done here again.
+        let relay = Relay::open(config, creates_tree(&a))?;
+        let mut input = open_input(&a)?;
+        let mut work = || {
+            let input = input.as_mut().map(|i| i as &mut (dyn BufRead + Send));
+            run(&relay, &a, input)
+        };
+        let outside = match relay.owner() {
+            Some(owner) => as_owner(owner, afterwards(&a), work)??,
+            None => work()?,
+        };
+        finish(&relay, outside)
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

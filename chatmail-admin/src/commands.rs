@@ -1,27 +1,78 @@
 //! Running one parsed command against the relay.
 //!
-//! Every command says what it did in one line on stdout (export to stdout says it on
-//! stderr) and never prints a password hash or a token it did not just create.
+//! A command runs in two parts: [`run`] does everything inside `mailboxes_dir`, as the
+//! tree's owner (see [`crate::cli::main`]); what it leaves to be done outside the tree
+//! ([`Outside`]: `nocreate_file`, an export file) is done afterwards by [`finish`], as the
+//! user who started the command. Every command says what it did in one line on stdout
+//! (export to stdout says it on stderr) and never prints a password hash or a token it did
+//! not just create.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chatmaild::Config;
+use chatmaild::dir::Dir;
+use chatmaild::fs::Durability;
+use chatmaild::privileges::Afterwards;
 use chatmaild::registry::RegistrationMode;
 use chatmaild::user::DAY;
 
 use crate::Error;
-use crate::account::{Relay, day, now, random_password};
+use crate::account::random_password;
 use crate::cli::Args;
 use crate::progress::Progress;
+use crate::relay::{Relay, day, now};
 use crate::transfer;
 
 pub(crate) fn print(out: &mut dyn Write, text: &str) -> Result<(), Error> {
     writeln!(out, "{text}").map_err(|e| Error::io("-", e))
 }
 
-/// Runs one parsed command against `relay`.
-pub fn run(relay: &Relay, a: &Args) -> Result<(), Error> {
+/// What a command leaves to be done outside the tree, after the work inside it.
+#[derive(Debug)]
+pub enum Outside {
+    /// Nothing.
+    Nothing,
+    /// `registration MODE`: `nocreate_file` made (`true`) or removed; the mode to report.
+    Nocreate(bool, RegistrationMode),
+    /// `export FILE`: the export to write there, and how many accounts it holds.
+    Export {
+        /// The file named on the command line.
+        file: PathBuf,
+        /// Its content.
+        bytes: Vec<u8>,
+        /// Accounts in it.
+        count: usize,
+    },
+}
+
+/// Whether the command may make `mailboxes_dir` when it does not exist yet.
+pub fn creates_tree(a: &Args) -> bool {
+    let words: Vec<&str> = a.words.iter().map(String::as_str).collect();
+    matches!(
+        words.as_slice(),
+        ["create", _] | ["import", ..] | ["invite", "create"] | ["registration", "invite-only"]
+    )
+}
+
+/// Whether the command writes outside the tree after its work inside it (so the user who
+/// started it must keep its identity for that).
+pub fn afterwards(a: &Args) -> Afterwards {
+    let words: Vec<&str> = a.words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["export", file] if *file != "-" => Afterwards::WritesOutside,
+        ["registration", mode] if *mode != "status" => Afterwards::WritesOutside,
+        _ => Afterwards::Nothing,
+    }
+}
+
+/// Runs the part of one parsed command inside the tree. `input` is the import file,
+/// opened before (stdin otherwise).
+pub fn run(
+    relay: &Relay,
+    a: &Args,
+    input: Option<&mut (dyn BufRead + Send)>,
+) -> Result<Outside, Error> {
     let out = &mut std::io::stdout().lock();
     let words: Vec<&str> = a.words.iter().map(String::as_str).collect();
     match words.as_slice() {
@@ -32,8 +83,13 @@ pub fn run(relay: &Relay, a: &Args) -> Result<(), Error> {
         ["delete", addr] => delete(relay, addr, out)?,
         ["block", addr] => block(relay, addr, true, out)?,
         ["unblock", addr] => block(relay, addr, false, out)?,
-        ["registration", "status"] => registration(relay, None, out)?,
-        ["registration", mode] => registration(relay, Some(mode), out)?,
+        ["registration", "status"] => {
+            print(
+                out,
+                &format!("registration {}", relay.registry.mode().name()),
+            )?;
+        }
+        ["registration", mode] => return registration(relay, mode),
         ["invite", "create"] => invite_create(relay, a, out)?,
         ["invite", "list"] => invite_list(relay, a, out)?,
         ["invite", "revoke", token] => {
@@ -49,19 +105,62 @@ pub fn run(relay: &Relay, a: &Args) -> Result<(), Error> {
             } else {
                 Progress::on_terminal("export")
             };
-            let n = transfer::export(relay, out, &mut progress)?;
+            let done = transfer::export(relay, out, &mut progress)?;
             drop(progress);
-            eprintln!("exported {n} accounts");
+            eprintln!("exported {} accounts", done.count);
+            skipped(&done)?;
         }
-        ["export", file] => export_to(relay, file, out)?,
-        ["import"] | ["import", "-"] => import(relay, &mut std::io::stdin().lock(), out)?,
-        ["import", file] => {
-            let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
-            import(relay, &mut std::io::BufReader::new(f), out)?;
+        ["export", file] => {
+            let mut bytes = Vec::new();
+            let done = transfer::export(relay, &mut bytes, &mut Progress::on_terminal("export"))?;
+            skipped(&done)?;
+            return Ok(Outside::Export {
+                file: PathBuf::from(file),
+                bytes,
+                count: done.count,
+            });
         }
+        ["import", ..] => match input {
+            Some(input) => import(relay, input, out)?,
+            None => import(relay, &mut std::io::stdin().lock(), out)?,
+        },
         _ => return Err(Error::Usage("unknown command".into())),
     }
-    Ok(())
+    Ok(Outside::Nothing)
+}
+
+/// Reports the accounts an export left out; an error if there were any.
+fn skipped(done: &transfer::Exported) -> Result<(), Error> {
+    for (addr, why) in &done.skipped {
+        eprintln!("chatmail-admin: export: skipped {addr}: {why}");
+    }
+    if done.skipped.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Refused(format!(
+            "{} accounts not exported",
+            done.skipped.len()
+        )))
+    }
+}
+
+/// Does what [`run`] left to be done outside the tree.
+pub fn finish(relay: &Relay, outside: Outside) -> Result<(), Error> {
+    let out = &mut std::io::stdout().lock();
+    match outside {
+        Outside::Nothing => Ok(()),
+        Outside::Nocreate(on, mode) => {
+            relay.registry.set_nocreate(on)?;
+            print(out, &format!("registration {}", mode.name()))
+        }
+        Outside::Export { file, bytes, count } => {
+            write_export(&file, &bytes)?;
+            print(
+                out,
+                &format!("exported {count} accounts to {}", file.display()),
+            )
+        }
+    }
 }
 
 fn create(relay: &Relay, a: &Args, addr: &str, out: &mut dyn Write) -> Result<(), Error> {
@@ -104,46 +203,47 @@ fn block(relay: &Relay, addr: &str, blocked: bool, out: &mut dyn Write) -> Resul
     print(out, &format!("{what} {addr}"))
 }
 
-/// `registration MODE` sets the mode first; both forms print the mode now in force.
-fn registration(relay: &Relay, mode: Option<&str>, out: &mut dyn Write) -> Result<(), Error> {
-    if let Some(mode) = mode {
-        relay.registry.set_mode(match mode {
-            "open" => RegistrationMode::Open,
-            "close" => RegistrationMode::Closed,
-            _ => RegistrationMode::InviteOnly,
-        })?;
+/// `registration MODE`: the invite-only marker in the tree now, `nocreate_file` outside
+/// it afterwards ([`finish`]), so invite-only never passes through open.
+fn registration(relay: &Relay, mode: &str) -> Result<Outside, Error> {
+    let mode = match mode {
+        "open" => RegistrationMode::Open,
+        "close" => RegistrationMode::Closed,
+        _ => RegistrationMode::InviteOnly,
+    };
+    if mode != RegistrationMode::Closed {
+        relay
+            .registry
+            .set_invite_only(mode == RegistrationMode::InviteOnly)?;
     }
-    print(
-        out,
-        &format!("registration {}", relay.registry.mode().name()),
-    )
+    Ok(Outside::Nocreate(mode == RegistrationMode::Closed, mode))
 }
 
 /// Export to a file: written whole or not at all, readable only by its owner (it holds
-/// password hashes).
-fn export_to(relay: &Relay, file: &str, out: &mut dyn Write) -> Result<(), Error> {
-    let mut buf = Vec::new();
-    let n = transfer::export(relay, &mut buf, &mut Progress::on_terminal("export"))?;
-    chatmaild::fs::write_atomic_mode(
-        &PathBuf::from(file),
-        &buf,
-        chatmaild::fs::Durability::Fsync,
-        Some(0o600),
-    )?;
-    print(out, &format!("exported {n} accounts to {file}"))
+/// password hashes), beneath its directory (opened with [`Dir::open_trusted`]) so a link
+/// at its name is replaced, never written through.
+fn write_export(file: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let name = file
+        .file_name()
+        .ok_or_else(|| Error::Usage(format!("not a file name: {}", file.display())))?;
+    let parent = file.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir =
+        Dir::open_trusted(parent.unwrap_or(Path::new("."))).map_err(|e| Error::io(file, e))?;
+    dir.write_atomic(name, bytes, Durability::Fsync, Some(0o600))
+        .map_err(|e| Error::io(file, e))
 }
 
 fn list(relay: &Relay, a: &Args, out: &mut dyn Write) -> Result<(), Error> {
+    let mut infos = Vec::new();
     let addresses = relay.addresses()?;
     let mut progress = Progress::on_terminal("list");
     progress.set_total(addresses.len());
-    let infos: Vec<_> = addresses
-        .iter()
-        .map(|addr| {
-            progress.tick();
-            relay.user(addr).map(|u| relay.info(&u))
-        })
-        .collect::<Result<_, _>>()?;
+    for addr in addresses {
+        progress.tick();
+        if let Some(mailbox) = relay.mailbox(&addr)? {
+            infos.push(relay.info(&mailbox));
+        }
+    }
     drop(progress);
     if a.json {
         let list: Vec<_> = infos.iter().map(|i| i.to_json()).collect();
@@ -164,9 +264,11 @@ fn list(relay: &Relay, a: &Args, out: &mut dyn Write) -> Result<(), Error> {
 }
 
 fn info(relay: &Relay, a: &Args, addr: &str, out: &mut dyn Write) -> Result<(), Error> {
-    let user = relay.existing(addr)?;
-    let info = relay.info(&user);
-    let queued = relay.notifications(addr).len();
+    let mailbox = relay.existing(addr)?;
+    let info = relay.info(&mailbox);
+    let queued = relay
+        .notifications(addr)
+        .map_or(0, |(_, items)| items.len());
     if a.json {
         let mut v = info.to_json();
         if let Some(o) = v.as_object_mut() {

@@ -3,8 +3,10 @@
 //!
 //! Every change takes the locks the services take (`<maildir>/password.lock`, the registry's
 //! locks), writes atomically, and stays inside `mailboxes_dir` (plus `nocreate_file` for
-//! `registration`). The account state itself is [`chatmaild::registry`], shared with
-//! doveauth and chatmail-expire.
+//! `registration` and the file `export` is given). The work inside `mailboxes_dir` runs as
+//! its owner and reaches every file beneath a directory handle, never through a link
+//! ([`chatmaild::privileges`], [`chatmaild::dir`]). The account state itself is
+//! [`chatmaild::registry`], shared with doveauth and chatmail-expire.
 #![forbid(unsafe_code)]
 
 pub mod account;
@@ -13,6 +15,7 @@ pub mod commands;
 pub mod error;
 pub mod manual;
 pub mod progress;
+pub mod relay;
 pub mod transfer;
 
 pub use error::Error;

@@ -11,22 +11,30 @@
 //!
 //! `password` is the password file verbatim (a Dovecot `{SCHEME}` hash), `last_login` the
 //! file's mtime in Unix seconds (or null), `metadata` the content of `metadata.json` (or
-//! null). Messages are not part of it. Import builds each account in the state directory's
-//! `tmp/` and renames it into place, so an account appears whole or not at all; it never
-//! replaces an existing account, lifts the address's tombstone (the operator restores it),
-//! and refuses every line whose address doveauth could not have created.
+//! null). Messages are not part of it; a blocked account's hash is its moved-aside
+//! password file. Import builds each account in the state directory's `tmp/` and renames
+//! it into place, so an account appears whole or not at all; it never replaces an existing
+//! account (a directory that holds only what a refused login left is replaced), lifts the
+//! address's tombstone once the account exists (the operator restores it), and refuses
+//! every line whose address doveauth could not have created.
+//!
+//! Export reads only regular files with a single link ([`chatmaild::dir::Dir::read_file`]):
+//! an account whose password or `metadata.json` is a link to a file elsewhere is skipped
+//! with a warning, never copied.
 
-use std::fs;
+use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use chatmaild::User;
-use chatmaild::fs::{Durability, write_atomic};
+use chatmaild::dir::Dir;
+use chatmaild::fs::{Durability, FileLock};
+use chatmaild::mailbox::{Locked, Mailbox};
+use chatmaild::user::{BLOCKED, ENFORCE_E2EE, METADATA, PASSWORD, PASSWORD_LOCK};
 use serde_json::{Value, json};
 
 use crate::Error;
-use crate::account::{Relay, read_metadata};
 use crate::progress::Progress;
+use crate::relay::{LOCK_TIMEOUT, Relay};
 
 /// The header key and format version.
 pub const FORMAT_KEY: &str = "chatmail_admin_export";
@@ -37,33 +45,62 @@ pub const FORMAT_VERSION: u64 = 1;
 /// Longest password hash accepted by `import`.
 pub const MAX_HASH_LEN: usize = 1024;
 
-/// Writes every account to `out`; returns how many.
-pub fn export(relay: &Relay, out: &mut dyn Write, progress: &mut Progress) -> Result<usize, Error> {
+/// What an export did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Exported {
+    /// Accounts written.
+    pub count: usize,
+    /// Accounts left out, with the reason (for stderr).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Writes every account to `out`.
+pub fn export(
+    relay: &Relay,
+    out: &mut dyn Write,
+    progress: &mut Progress,
+) -> Result<Exported, Error> {
     let header = json!({FORMAT_KEY: FORMAT_VERSION, "mail_domain": relay.config.mail_domain});
-    let mut count = 0;
+    let mut done = Exported::default();
     let write_err = |e| Error::io("-", e);
     writeln!(out, "{header}").map_err(write_err)?;
     let addresses = relay.addresses()?;
     progress.set_total(addresses.len());
     for addr in addresses {
         progress.tick();
-        let user = relay.user(&addr)?;
-        let Some(password) = user.password()? else {
-            continue;
-        };
-        let line = json!({
-            "addr": addr,
-            "password": password,
-            "enforce_e2ee": !user.incoming_cleartext_ok(),
-            "last_login": user.last_login(),
-            "blocked": user.is_blocked(),
-            "metadata": read_metadata(&user),
-        });
-        writeln!(out, "{line}").map_err(write_err)?;
-        count += 1;
+        match export_line(relay, &addr) {
+            Ok(Some(line)) => {
+                writeln!(out, "{line}").map_err(write_err)?;
+                done.count += 1;
+            }
+            Ok(None) => {}
+            Err(e) => done.skipped.push((addr, e.to_string())),
+        }
     }
     out.flush().map_err(write_err)?;
-    Ok(count)
+    Ok(done)
+}
+
+/// One account's export line; `None` if it went away meanwhile.
+fn export_line(relay: &Relay, addr: &str) -> Result<Option<Value>, Error> {
+    let Some(mailbox) = relay.mailbox(addr)? else {
+        return Ok(None);
+    };
+    let Some(account) = mailbox.account()? else {
+        return Ok(None);
+    };
+    let metadata = match mailbox.metadata()? {
+        Some(bytes) => serde_json::from_slice::<Value>(&bytes).ok(),
+        None => None,
+    };
+    Ok(Some(json!({
+        "addr": addr,
+        "password": account.hash,
+        "enforce_e2ee": mailbox.enforces_e2ee(),
+        "last_login": mailbox.last_login(),
+        "blocked": account.blocked,
+        "metadata": metadata,
+    })))
 }
 
 /// What an import did.
@@ -107,8 +144,9 @@ pub fn import(
         match import_line(relay, &line) {
             Ok(true) => result.created += 1,
             Ok(false) => result.existing += 1,
-            Err(Error::Refused(why)) => result.refused.push((lineno, why)),
-            Err(e) => return Err(e),
+            // One account's trouble (a link where its mailbox should be, a busy lock) is
+            // that line's refusal; the other lines go on.
+            Err(e) => result.refused.push((lineno, e.to_string())),
         }
     }
     Ok(result)
@@ -126,14 +164,14 @@ struct Account {
 
 /// Reads one account line, its address first; every problem is a [`Error::Refused`]
 /// naming the field.
-fn parse_account(relay: &Relay, line: &str) -> Result<(User, Account), Error> {
+fn parse_account(relay: &Relay, line: &str) -> Result<Account, Error> {
     let refuse = |why: &str| Error::Refused(why.to_owned());
     let v: Value = serde_json::from_str(line).map_err(|_| refuse("not JSON"))?;
     let addr = v
         .get("addr")
         .and_then(Value::as_str)
         .ok_or_else(|| refuse("no addr"))?;
-    let user = relay.user(addr)?;
+    relay.user(addr)?;
     let password = v
         .get("password")
         .and_then(Value::as_str)
@@ -160,64 +198,139 @@ fn parse_account(relay: &Relay, line: &str) -> Result<(User, Account), Error> {
         last_login,
         metadata,
     };
-    Ok((user, account))
+    Ok(account)
 }
+
+/// How often an import looks at the address again when a first login or another command
+/// changed it meanwhile.
+const PLACE_ATTEMPTS: usize = 5;
 
 /// Imports one account line; `Ok(false)` if the account exists.
 fn import_line(relay: &Relay, line: &str) -> Result<bool, Error> {
-    let (user, account) = parse_account(relay, line)?;
-    if user.password()?.is_some() {
-        return Ok(false);
-    }
-    let stage = chatmaild::fs::temp_path(&relay.registry.state_subdir("tmp")?.join("import"));
-    fs::create_dir(&stage).map_err(|e| Error::io(&stage, e))?;
-    let result = stage_account(relay, &stage, &account).and_then(|()| {
-        relay.registry.remove_tombstone(&account.addr)?;
-        // An empty directory (a login that never got its password) is replaced; a non-empty
-        // one means someone else is creating the account right now.
-        match fs::rename(&stage, user.maildir()) {
-            Ok(()) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Error::io(user.maildir(), e)),
-        }
-    });
-    let _ = fs::remove_dir_all(&stage);
+    let account = parse_account(relay, line)?;
+    let tmp = relay
+        .registry
+        .state_subdir("tmp", true)?
+        .ok_or_else(|| Error::Refused("no state directory".into()))?;
+    let stage = chatmaild::fs::temp_path(Path::new("import")).into_os_string();
+    let result = tmp
+        .open_or_create_dir(&stage)
+        .map_err(|e| Error::io(tmp.join(&stage), e))
+        .and_then(|dir| stage_account(&dir, &account))
+        .and_then(|lock| place(relay, &tmp, &stage, &account.addr, &lock));
+    let _ = tmp.remove_tree(&stage);
     result
 }
 
-/// Writes the account's files into the directory `stage`, owned like the daemons' files
-/// and synced, so that one rename makes the whole account appear.
-fn stage_account(relay: &Relay, stage: &Path, account: &Account) -> Result<(), Error> {
+/// Moves the staged account into place, holding its `password.lock` (`lock`, which becomes
+/// the account's with the rename), and only then lifts the tombstone: the address is never
+/// without both. An existing account stays (`false`); a directory that holds only what a
+/// refused first login left is replaced; one that holds anything else is refused.
+fn place(
+    relay: &Relay,
+    tmp: &Dir,
+    stage: &OsString,
+    addr: &str,
+    _lock: &FileLock,
+) -> Result<bool, Error> {
+    let root = relay.root()?;
+    for _ in 0..PLACE_ATTEMPTS {
+        let moved_leftover = match Mailbox::open(root, addr)? {
+            None => None,
+            Some(existing) => match replace_leftover(relay, &existing)? {
+                Replace::Existing => return Ok(false),
+                Replace::Again => continue,
+                Replace::Moved(trash) => Some(trash),
+            },
+        };
+        match tmp.rename(stage, root, addr, false) {
+            Ok(()) => {
+                root.sync().map_err(|e| Error::io(root.path(), e))?;
+                relay.registry.remove_tombstone(addr)?;
+                if let Some((trash, name)) = moved_leftover {
+                    let _ = trash.remove_tree(&name);
+                }
+                return Ok(true);
+            }
+            // A first login made the directory meanwhile: look again.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(root.join(addr), e)),
+        }
+    }
+    Err(Error::Refused(format!(
+        "{addr} keeps changing while it is imported; try again"
+    )))
+}
+
+/// What to do with a directory already under the address.
+enum Replace {
+    /// It is an account: leave it.
+    Existing,
+    /// It changed while it was looked at.
+    Again,
+    /// It was a leftover and is now in the trash (directory and name).
+    Moved((Dir, OsString)),
+}
+
+/// Moves a leftover of a refused first login out of the way, under its lock.
+fn replace_leftover(relay: &Relay, existing: &Mailbox) -> Result<Replace, Error> {
+    let root = relay.root()?;
+    let addr = existing.addr();
+    let _held = match existing.lock(root, LOCK_TIMEOUT)? {
+        Locked::Held(lock) => lock,
+        Locked::Moved => return Ok(Replace::Again),
+        Locked::Busy => {
+            return Err(Error::Refused(format!(
+                "{addr} is busy (password.lock held)"
+            )));
+        }
+    };
+    if existing.has_account() {
+        return Ok(Replace::Existing);
+    }
+    if !existing.is_leftover()? {
+        return Err(Error::Refused(format!(
+            "{addr}: a directory without a password that holds other files; not replaced"
+        )));
+    }
+    let (trash, name) = relay.registry.trash()?;
+    root.rename(addr, &trash, &name, false)
+        .map_err(|e| Error::io(root.join(addr), e))?;
+    Ok(Replace::Moved((trash, name)))
+}
+
+/// Writes the account's files into the directory `stage`, synced, so that one rename makes
+/// the whole account appear; returns its `password.lock`, locked. A blocked account's hash
+/// goes to `blocked`, as `chatmail-admin block` leaves it.
+fn stage_account(stage: &Dir, account: &Account) -> Result<FileLock, Error> {
+    let io = |name: &'static str| move |e| Error::io(stage.join(name), e);
+    let lock = stage.open_lock(PASSWORD_LOCK).map_err(io(PASSWORD_LOCK))?;
+    let lock = FileLock::wait(lock).map_err(io(PASSWORD_LOCK))?;
+    let hash_file = if account.blocked { BLOCKED } else { PASSWORD };
     let mut files = vec![];
     if account.enforce_e2ee {
-        files.push(("enforceE2EEincoming", ""));
-    }
-    if account.blocked {
-        files.push(("blocked", ""));
+        files.push((ENFORCE_E2EE, ""));
     }
     if let Some(m) = &account.metadata {
-        files.push(("metadata.json", m.as_str()));
+        files.push((METADATA, m.as_str()));
     }
-    files.push(("password", account.password.as_str()));
-    for (name, content) in &files {
-        let path = stage.join(name);
-        write_atomic(&path, content.as_bytes(), Durability::Rename)?;
-        relay.own(&path)?;
+    files.push((hash_file, account.password.as_str()));
+    for (name, content) in files {
+        // The hash file last and synced, with the directory: what the rename makes appear
+        // is on disk.
+        let durability = if name == hash_file {
+            Durability::Fsync
+        } else {
+            Durability::Rename
+        };
+        stage
+            .write_atomic(name, content.as_bytes(), durability, None)
+            .map_err(io(name))?;
     }
     if let Some(t) = account.last_login {
-        set_mtime(&stage.join("password"), t)?;
+        stage.set_mtime(hash_file, t).map_err(io(hash_file))?;
     }
-    fs::File::open(stage)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(stage, e))?;
-    relay.own(stage)
+    Ok(lock)
 }
 
 /// A password hash as Dovecot stores it: `{SCHEME}` then printable ASCII, one line.
@@ -226,21 +339,6 @@ fn valid_hash(p: &str) -> bool {
         && p.starts_with('{')
         && p.find('}').is_some_and(|i| i > 1 && i + 1 < p.len())
         && p.bytes().all(|b| b.is_ascii_graphic())
-}
-
-fn set_mtime(path: &Path, secs: i64) -> Result<(), Error> {
-    use std::time::{Duration, UNIX_EPOCH};
-    let when = if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    };
-    let file = fs::File::options()
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    file.set_times(fs::FileTimes::new().set_modified(when).set_accessed(when))
-        .map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

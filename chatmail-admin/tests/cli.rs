@@ -383,9 +383,14 @@ fn block_and_unblock() {
     );
     let list: serde_json::Value = serde_json::from_str(&r.ok(&["list", "--json"], None)).unwrap();
     assert_eq!(list[0]["blocked"], true);
-    assert!(user.password().unwrap().is_some(), "data stays");
+    // The password file moved aside: no reader of `password` sees the account, the hash
+    // and its last-login mtime stay.
+    let hash = fs::read_to_string(user.blocked_path()).unwrap();
+    assert!(verifies(&hash, "block-secret"), "data stays");
+    assert_eq!(user.password().unwrap(), None);
     assert_eq!(r.ok(&["unblock", &a], None), format!("unblocked {a}\n"));
     assert!(!user.is_blocked());
+    assert_eq!(user.password().unwrap(), Some(hash));
     assert_eq!(r.run(&["block", &addr("nosuchone")], None).code, 1);
 }
 
@@ -557,7 +562,9 @@ fn interrupted_delete_leftovers_go_and_symlinks_are_refused() {
     // A delete that crashed after its rename left the mailbox in trash/: the account is gone
     // (not listed, not exported) and the next delete removes the leftover.
     let registry = Registry::new(&r.config());
-    let trash = registry.trash_path().unwrap();
+    let trash = registry.state_dir().join("trash");
+    fs::create_dir_all(&trash).unwrap();
+    let trash = trash.join("account.0123456789abcdef.tmp");
     fs::rename(r.user(&a).maildir(), &trash).unwrap();
     assert_eq!(r.ok(&["list", "--json"], None), "[]\n");
     let b = addr("deleted02");

@@ -13,27 +13,25 @@ use std::process::ExitCode;
 use chatmaild::Config;
 
 use chatmaild::cli::{
-    Command, UsageError, parse_int, print_stdout, resolve_long, textfile_path, tool_main, usage,
-    write_report,
+    Command, parse_int, print_stdout, resolve_long, textfile_path, tool_main, usage, write_report,
 };
 use chatmaild::clock;
+use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::{default_threads, progress_wanted};
+use chatmaild::privileges::{Afterwards, Owner, as_owner, open_tree};
 
 use crate::Error;
-use crate::expire::{Policy, Stopwatch};
-use crate::quota::{expire_to_target, list_entries, unlink};
+use crate::expire::{Policy, Stopwatch, Summary};
+
+mod quota;
+
+pub use quota::{QUOTA_EXIT_USAGE, QUOTA_USAGE, QuotaArgs, parse_quota_args, quota_main};
 
 /// Usage text of `chatmail-expire`.
 pub const EXPIRE_USAGE: &str = "usage: chatmail-expire [CHATMAIL_INI] [--days DAYS] [--maxnum MAXNUM] [-v] [--remove] [--textfile PATH]";
 
 /// The file name used when `--textfile` names a directory.
 pub const TEXTFILE_NAME: &str = "expire.prom";
-
-/// Usage text of `chatmail-quota-expire`.
-pub const QUOTA_USAGE: &str = "usage: chatmail-quota-expire TARGET_MB MAILBOX_PATH";
-
-/// Exit status of `chatmail-quota-expire` on a bad command line (argparse's).
-pub const QUOTA_EXIT_USAGE: u8 = 2;
 
 /// Parsed `chatmail-expire` arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,63 +99,6 @@ pub fn parse_expire_args(
     Ok(Command::Run(out))
 }
 
-/// Parsed `chatmail-quota-expire` arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaArgs {
-    /// Target size in MB (MiB).
-    pub target_mb: i64,
-    /// The mailbox directory.
-    pub mailbox: PathBuf,
-}
-
-/// Parses the arguments of `chatmail-quota-expire` (without the program name). Written
-/// by hand because a negative `TARGET_MB` is a positional value, not an option.
-pub fn parse_quota_args(
-    args: impl IntoIterator<Item = OsString>,
-) -> Result<Command<QuotaArgs>, Error> {
-    let mut positional = Vec::new();
-    let mut options_done = false;
-    for arg in args {
-        let text = arg.to_string_lossy();
-        if !options_done && text == "--" {
-            options_done = true;
-        } else if !options_done && (text == "-h" || text == "--help") {
-            return Ok(Command::Help);
-        } else if !options_done
-            && text.starts_with('-')
-            && text.len() > 1
-            && text.trim().parse::<i64>().is_err()
-        {
-            return Err(Error::Usage(UsageError(format!(
-                "unrecognized arguments: {text}"
-            ))));
-        } else {
-            positional.push(arg);
-        }
-    }
-    match positional.as_slice() {
-        [target, mailbox] => {
-            let target_mb = parse_int("target_mb", target)?
-                .ok_or_else(|| UsageError("argument target_mb: invalid int value: ''".into()))?;
-            Ok(Command::Run(QuotaArgs {
-                target_mb,
-                mailbox: PathBuf::from(mailbox),
-            }))
-        }
-        [] | [_] => Err(Error::Usage(UsageError(
-            "the following arguments are required: target_mb, mailbox_path".into(),
-        ))),
-        [_, _, extra @ ..] => Err(Error::Usage(UsageError(format!(
-            "unrecognized arguments: {}",
-            extra
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        )))),
-    }
-}
-
 /// Loads the config, mapping every failure (missing file included) to a config error.
 pub fn load_config(ini: &Path) -> Result<Config, Error> {
     Config::load(ini).map_err(Error::Config)
@@ -168,24 +109,32 @@ pub fn expire_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     tool_main(&crate::manual::EXPIRE, parse_expire_args(args), expire)
 }
 
-fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
-    let stopwatch = Stopwatch::start();
-    let config = load_config(&args.ini)?;
-    let real_now = clock::now();
-    #[expect(clippy::cast_precision_loss, reason = "day counts are far below 2^53")]
-    let now = real_now - 86_400.0 * args.days as f64;
-    let policy = Policy::new(&config, now, real_now, !args.remove, args.verbose);
+/// The tree work of `chatmail-expire`, all beneath `root` (as the tree's owner).
+fn expire_tree(
+    args: &ExpireArgs,
+    config: &Config,
+    root: Option<&std::sync::Arc<Dir>>,
+    (now, real_now): (f64, f64),
+) -> Result<Summary, Error> {
+    let mut policy = Policy::new(config, now, real_now, !args.remove, args.verbose);
+    if let Some(root) = root {
+        policy = policy.in_tree(std::sync::Arc::clone(root));
+    }
     let mut stderr = std::io::stderr();
     let summary = crate::expire::run(
         &config.mailboxes_dir,
+        root.map(|r| &**r),
         args.maxnum,
         &policy,
         default_threads(),
         progress_wanted(),
         &mut stderr,
     )?;
-    if args.remove {
-        let registry = chatmaild::registry::Registry::new(&config);
+    if args.remove
+        && let Some(root) = root
+    {
+        let registry =
+            chatmaild::registry::Registry::new(config).in_tree(std::sync::Arc::clone(root));
         #[expect(
             clippy::cast_possible_truncation,
             reason = "Unix seconds of today fit an i64"
@@ -194,6 +143,29 @@ fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
         // What a crash of an earlier run (or of chatmail-admin) left in the trash.
         registry.clean_leftovers();
     }
+    Ok(summary)
+}
+
+fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
+    let stopwatch = Stopwatch::start();
+    let config = load_config(&args.ini)?;
+    let real_now = clock::now();
+    #[expect(clippy::cast_precision_loss, reason = "day counts are far below 2^53")]
+    let now = real_now - 86_400.0 * args.days as f64;
+    // The tree is opened first, then every step in it runs as its owner; the textfile
+    // (outside the tree) is written afterwards by whoever started the run.
+    let root = open_tree(&config.mailboxes_dir).map_err(Error::Scan)?;
+    let work = || expire_tree(args, &config, root.as_ref(), (now, real_now));
+    let summary = match &root {
+        Some(dir) => {
+            let afterwards = match args.textfile {
+                Some(_) => Afterwards::WritesOutside,
+                None => Afterwards::Nothing,
+            };
+            as_owner(Owner::of(dir), afterwards, work).map_err(Error::Scan)??
+        }
+        None => work()?,
+    };
     if let Some(path) = &args.textfile {
         let text = summary.textfile(clock::now(), stopwatch.secs(), !args.remove);
         write_report(&textfile_path(path, TEXTFILE_NAME), &text)?;
@@ -209,63 +181,6 @@ fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The whole `chatmail-quota-expire` program after argv.
-pub fn quota_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let args = match parse_quota_args(args) {
-        Ok(Command::Run(args)) => args,
-        Ok(Command::Help) => return crate::manual::QUOTA_EXPIRE.print_help(),
-        Err(e) => {
-            eprintln!("{QUOTA_USAGE}\nchatmail-quota-expire: error: {e}");
-            return ExitCode::from(QUOTA_EXIT_USAGE);
-        }
-    };
-    let (entries, problems) = list_entries(&args.mailbox);
-    let mut failed = !problems.is_empty();
-    for problem in problems {
-        eprintln!("chatmail-quota-expire: cannot read {problem}");
-    }
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "a size in bytes, far below 2^53"
-    )]
-    let target = args.target_mb.saturating_mul(1024 * 1024) as f64;
-    let removed = expire_to_target(entries, target, clock::now(), |e| match unlink(&e.path) {
-        Ok(()) => true,
-        Err(err) => {
-            eprintln!(
-                "chatmail-quota-expire: failed to remove {}: {err}",
-                e.path.display()
-            );
-            failed = true;
-            false
-        }
-    });
-    if removed > 0 {
-        let maildirsize = args.mailbox.join("maildirsize");
-        if let Err(e) = unlink(&maildirsize) {
-            eprintln!(
-                "chatmail-quota-expire: failed to remove {}: {e}",
-                maildirsize.display()
-            );
-            failed = true;
-        }
-        let name = args
-            .mailbox
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        eprintln!(
-            "{} {removed} message(s) from {name}",
-            crate::QUOTA_LOG_PREFIX
-        );
-    }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
 }
 
 #[cfg(test)]

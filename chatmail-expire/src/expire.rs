@@ -4,21 +4,27 @@
 //! see [`chatmaild::maildir::parallel`]); what it prints is collected in its [`Outcome`] and written in
 //! listing order. A dry run (no `--remove`) decides and reports exactly what a real run
 //! would remove, including the quota pass, but removes nothing.
+//!
+//! Everything is reached beneath the handle of `mailboxes_dir` ([`chatmaild::dir`]): a
+//! message is unlinked in the folder it was scanned in, a mailbox is renamed away from the
+//! handle it was listed in, and no link is ever followed.
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use chatmaild::Config;
 use chatmaild::clock::month_day;
+use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::run_ordered;
 use chatmaild::maildir::scan::{
-    Listing, MailboxStat, MaildirSub, Message, Scan, ScanOptions, list_mailboxes, scan_mailbox,
+    Folders, MailboxStat, MaildirSub, Message, Scan, ScanOptions, list_mailboxes, scan_mailbox,
 };
 
 use crate::Error;
-use crate::quota::{QuotaEntry, expire_to_target, unlink};
-use crate::removal::{finish_interrupted_removals, remove_mailbox};
+use crate::quota::{QuotaEntry, expire_to_target};
+use crate::removal::{finish_interrupted_removals, remove_if_empty, remove_inactive};
 pub use crate::summary::{Stopwatch, Summary};
 
 /// Messages larger than this (bytes, on disk) expire after `delete_large_after` days.
@@ -71,6 +77,13 @@ impl Policy {
             tombstones: (!dry_run).then(|| chatmaild::registry::Registry::new(config)),
         }
     }
+
+    /// The same policy with its tombstones written beneath `root`, the handle of
+    /// `mailboxes_dir` the run works in.
+    pub fn in_tree(mut self, root: Arc<Dir>) -> Policy {
+        self.tombstones = self.tombstones.map(|r| r.in_tree(root));
+        self
+    }
 }
 
 /// The real current time in whole seconds, when a tombstone starts.
@@ -78,7 +91,7 @@ impl Policy {
     clippy::cast_possible_truncation,
     reason = "Unix seconds of today fit an i64"
 )]
-fn now_secs(policy: &Policy) -> i64 {
+pub(crate) fn now_secs(policy: &Policy) -> i64 {
     policy.real_now as i64
 }
 
@@ -102,19 +115,27 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn line(&mut self, args: std::fmt::Arguments<'_>) {
+    pub(crate) fn line(&mut self, args: std::fmt::Arguments<'_>) {
         let _ = self.log.write_fmt(args);
         self.log.push('\n');
     }
 
-    fn failure(&mut self, path: &Path, e: &std::io::Error) {
+    pub(crate) fn failure(&mut self, path: &Path, e: &std::io::Error) {
         self.failures += 1;
         self.line(format_args!("failed to remove {}: {e}", path.display()));
     }
 
     /// Removes one file as the reference's `remove_file` does: `-v` line, vanished files
-    /// reported, and counted in either case.
-    fn remove_file(&mut self, policy: &Policy, path: &Path, mtime_secs: Option<i64>, size: u64) {
+    /// reported, and counted in either case. `unlink` removes it beneath its directory's
+    /// handle and says whether it was there.
+    fn remove_file(
+        &mut self,
+        policy: &Policy,
+        path: &Path,
+        unlink: impl FnOnce() -> std::io::Result<bool>,
+        mtime_secs: Option<i64>,
+        size: u64,
+    ) {
         if policy.verbose {
             match mtime_secs {
                 Some(t) => self.line(format_args!("removing {} {}", month_day(t), path.display())),
@@ -122,8 +143,11 @@ impl Outcome {
             }
         }
         if !policy.dry_run {
-            match fs::remove_file(path) {
-                Ok(()) => {}
+            match unlink() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.line(format_args!("file not found/vanished {}", path.display()));
+                }
                 Err(e) if chatmaild::maildir::scan::vanished(&e) => {
                     self.line(format_args!("file not found/vanished {}", path.display()));
                 }
@@ -135,28 +159,28 @@ impl Outcome {
     }
 }
 
-/// Applies SPEC §7.3 to one mailbox directory.
-pub fn process_mailbox(policy: &Policy, dir: &Path) -> Outcome {
+/// Applies SPEC §7.3 to the mailbox `name` of `root` (the handle of `mailboxes_dir`).
+pub fn process_mailbox(policy: &Policy, root: &Dir, name: &OsStr) -> Outcome {
     let mut out = Outcome {
         mailboxes: 1,
         ..Outcome::default()
     };
-    match scan_mailbox(dir, ScanOptions::default()) {
-        Scan::Done(stat) => apply(policy, &stat),
+    match scan_mailbox(root, name, ScanOptions::default()) {
+        Scan::Done(stat) => apply(policy, root, &stat),
         Scan::Vanished => out,
         Scan::Unreadable(e) => {
             out.failures += 1;
             out.line(format_args!(
                 "skipping unreadable mailbox {}: {e}",
-                dir.display()
+                root.join(name).display()
             ));
             out
         }
     }
 }
 
-/// Applies SPEC §7.3 steps 1–7 to a scanned mailbox.
-pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
+/// Applies SPEC §7.3 steps 1–7 to a scanned mailbox of `root`.
+pub fn apply(policy: &Policy, root: &Dir, stat: &MailboxStat) -> Outcome {
     let mut out = Outcome {
         mailboxes: 1,
         ..Outcome::default()
@@ -165,62 +189,17 @@ pub fn apply(policy: &Policy, stat: &MailboxStat) -> Outcome {
         out.failures += 1;
         out.line(format_args!("skipping unreadable entry {problem}"));
     }
+    for warning in &stat.warnings {
+        out.line(format_args!("skipping {warning}"));
+    }
     match stat.last_login_f64() {
-        None => remove_if_empty(policy, &stat.dir, &mut out),
+        None => remove_if_empty(policy, root, stat, &mut out),
         Some(last_login) if last_login < policy.cutoff_inactive => {
-            remove_inactive(policy, stat, &mut out);
+            remove_inactive(policy, root, stat, &mut out);
         }
         Some(_) => expire_messages(policy, stat, &mut out),
     }
     out
-}
-
-/// No password: only an empty directory goes (a half-created account).
-fn remove_if_empty(policy: &Policy, dir: &Path, out: &mut Outcome) {
-    if !policy.dry_run {
-        match fs::remove_dir(dir) {
-            Ok(()) => out.removed_mailboxes += 1,
-            Err(_) => out.line(format_args!(
-                "Skipped deleting {}, doesn't have last_login but isn't empty",
-                dir.display()
-            )),
-        }
-    }
-}
-
-/// An inactive account: tombstoned, then removed as a whole.
-fn remove_inactive(policy: &Policy, stat: &MailboxStat, out: &mut Outcome) {
-    let dir = stat.dir.as_path();
-    if policy.verbose {
-        out.line(format_args!("removing {}", dir.display()));
-    }
-    if let Some(registry) = &policy.tombstones
-        && let Err(e) = registry.write_tombstone(&stat.name().to_string_lossy(), now_secs(policy))
-    {
-        // Never free an address without its tombstone: keep the mailbox for the next run.
-        out.failures += 1;
-        out.line(format_args!("not removing {}: {e}", dir.display()));
-        return;
-    }
-    // One rename takes the account away at once (a crash while the tree is removed
-    // leaves no half account); where that cannot be done, the tree goes in place.
-    let gone = policy
-        .tombstones
-        .as_ref()
-        .and_then(|r| r.trash_path().ok())
-        .filter(|trash| fs::rename(dir, trash).is_ok());
-    if !policy.dry_run
-        && let Err(e) = match &gone {
-            Some(trash) => fs::remove_dir_all(trash),
-            None => remove_mailbox(dir),
-        }
-        && !chatmaild::maildir::scan::vanished(&e)
-    {
-        out.failure(dir, &e);
-        return;
-    }
-    out.removed_mailboxes += 1;
-    out.removed_bytes += stat.messages.iter().map(|m| m.size).sum::<u64>();
 }
 
 /// An active account: old and large messages go, then the quota pass.
@@ -236,19 +215,40 @@ fn expire_messages(policy: &Policy, stat: &MailboxStat, out: &mut Outcome) {
     // `maildirsize` goes before the first message does: a crash in between leaves Dovecot
     // a quota file to recompute, never a stale one that no later run would remove (the
     // rerun finds nothing left to expire).
-    let maildirsize = stat.dir.join("maildirsize");
+    let maildirsize = Maildirsize(stat);
     if changed {
-        out.remove_file(policy, &maildirsize, None, 0);
+        maildirsize.remove(policy, out);
     }
+    let mut folders = Folders::default();
     for message in doomed {
         out.remove_file(
             policy,
             &message.path,
+            || folders.unlink(&message.at, message.file_name()),
             Some(message.mtime_secs),
             message.size,
         );
     }
-    quota_pass(policy, quota_candidates, &maildirsize, changed, &name, out);
+    let pass = QuotaRun {
+        maildirsize: &maildirsize,
+        maildirsize_gone: changed,
+        folders: &mut folders,
+    };
+    quota_pass(policy, quota_candidates, pass, &name, out);
+}
+
+/// A mailbox's `maildirsize`, removed beneath the mailbox's handle.
+struct Maildirsize<'a>(&'a MailboxStat);
+
+impl Maildirsize<'_> {
+    fn remove(&self, policy: &Policy, out: &mut Outcome) {
+        let path = self.0.dir.join("maildirsize");
+        let unlink = || match &self.0.handle {
+            Some(dir) => dir.remove_file("maildirsize"),
+            None => Ok(false),
+        };
+        out.remove_file(policy, &path, unlink, None, 0);
+    }
 }
 
 /// The messages that expire now, those the quota pass may take, and whether anything
@@ -282,27 +282,34 @@ fn sort_messages<'a>(
     (doomed, quota_candidates, changed)
 }
 
+/// What the quota pass of one mailbox works with.
+struct QuotaRun<'a, 'b> {
+    maildirsize: &'a Maildirsize<'b>,
+    /// Whether `maildirsize` went already.
+    maildirsize_gone: bool,
+    folders: &'a mut Folders,
+}
+
 /// Shrinks the mailbox to the quota target, oldest first; `maildirsize` goes before the
 /// first removal unless it is gone already.
 fn quota_pass(
     policy: &Policy,
     candidates: Vec<QuotaEntry>,
-    maildirsize: &Path,
-    mut maildirsize_gone: bool,
+    mut run: QuotaRun<'_, '_>,
     name: &str,
     out: &mut Outcome,
 ) {
     let mut quota_bytes = 0;
     let removed = expire_to_target(candidates, policy.quota_target, policy.real_now, |e| {
-        if !maildirsize_gone {
-            out.remove_file(policy, maildirsize, None, 0);
-            maildirsize_gone = true;
+        if !run.maildirsize_gone {
+            run.maildirsize.remove(policy, out);
+            run.maildirsize_gone = true;
         }
         if policy.dry_run {
             quota_bytes += e.parsed.size;
             return true;
         }
-        match unlink(&e.path) {
+        match e.remove(run.folders) {
             Ok(()) => {
                 quota_bytes += e.parsed.size;
                 true
@@ -329,15 +336,17 @@ fn quota_pass(
 /// `<mailbox>/new` and has a Dovecot name.
 fn quota_entry(message: &Message) -> Option<QuotaEntry> {
     if message.top_level && message.sub != MaildirSub::Tmp {
-        QuotaEntry::new(message.path.clone(), message.sub)
+        QuotaEntry::new(message.path.clone(), message.at.clone(), message.sub)
     } else {
         None
     }
 }
 
-/// Runs the expiry over `mailboxes_dir`, printing `-v` lines and problems on `log`.
+/// Runs the expiry over `mailboxes_dir` (`root`, its handle; `None` if it does not exist),
+/// printing `-v` lines and problems on `log`.
 pub fn run(
     mailboxes_dir: &Path,
+    root: Option<&Dir>,
     maxnum: Option<i64>,
     policy: &Policy,
     threads: usize,
@@ -345,19 +354,16 @@ pub fn run(
     log: &mut (dyn std::io::Write + Send),
 ) -> Result<Summary, crate::Error> {
     let mut summary = Summary::default();
-    let (listing, skipped) = list_mailboxes(mailboxes_dir, maxnum).map_err(Error::Scan)?;
-    let mailboxes: Vec<PathBuf> = match listing {
-        Listing::Missing => {
-            let _ = writeln!(log, "no mailboxes found at: {}", mailboxes_dir.display());
-            return Ok(summary);
-        }
-        Listing::Mailboxes(m) => m,
+    let Some(root) = root else {
+        let _ = writeln!(log, "no mailboxes found at: {}", mailboxes_dir.display());
+        return Ok(summary);
     };
+    let (mailboxes, skipped) = list_mailboxes(root, maxnum).map_err(Error::Scan)?;
     for path in skipped {
         let _ = writeln!(log, "skipping {}: not a directory", path.display());
     }
     if !policy.dry_run {
-        for (path, error) in finish_interrupted_removals(mailboxes_dir) {
+        for (path, error) in finish_interrupted_removals(root) {
             match error {
                 None => {
                     let _ = writeln!(log, "removed {} left by an interrupted run", path.display());
@@ -374,7 +380,7 @@ pub fn run(
         &mailboxes,
         threads,
         progress,
-        |dir| process_mailbox(policy, dir),
+        |name| process_mailbox(policy, root, name),
         |out: Outcome| {
             if !out.log.is_empty() {
                 let _ = log.write_all(out.log.as_bytes());

@@ -8,32 +8,37 @@
 //! delivered within the last 24 hours is ever removed: a full quota is the signal that
 //! tells the owner's devices something is wrong.
 
+use std::cmp::Ordering;
 use std::ffi::OsString;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::dovecot::{DovecotName, parse_name};
-use chatmaild::maildir::scan::{MaildirSub, vanished};
+use chatmaild::dir::{Dir, Kind};
+use chatmaild::maildir::scan::{Folders, Location, MaildirSub, vanished};
 
 /// Messages younger than this (by their delivery time) are never removed.
 pub const PROTECTED_SECS: f64 = 86_400.0;
 
-/// A message taking part in the quota pass.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// A message taking part in the quota pass, ordered as the reference sorts: by delivery
+/// time and quota size from the name (oldest, then smallest), then `cur/<name>`.
+#[derive(Debug, Clone)]
 pub struct QuotaEntry {
-    /// Delivery time and quota size from the name (compared first: oldest, then smallest).
+    /// Delivery time and quota size from the name.
     pub parsed: DovecotName,
     /// `cur` or `new`; with the name this is the reference's `cur/<name>` tie-breaker.
     pub sub: MaildirSub,
     /// The file name.
     pub name: OsString,
-    /// The full path.
+    /// The full path, for messages.
     pub path: PathBuf,
+    /// Where it is: it is unlinked beneath its mailbox's handle.
+    pub at: Location,
 }
 
 impl QuotaEntry {
-    /// An entry for a file in `<mailbox>/<sub>/<name>` if its name parses.
-    pub fn new(path: PathBuf, sub: MaildirSub) -> Option<QuotaEntry> {
+    /// An entry for a file in `<mailbox>/<sub>/<name>` (at `at`) if its name parses.
+    pub fn new(path: PathBuf, at: Location, sub: MaildirSub) -> Option<QuotaEntry> {
         let name = path.file_name()?.to_os_string();
         let parsed = parse_name(name.as_encoded_bytes())?;
         Some(QuotaEntry {
@@ -41,34 +46,73 @@ impl QuotaEntry {
             sub,
             name,
             path,
+            at,
         })
+    }
+
+    fn key(&self) -> (&DovecotName, MaildirSub, &OsString, &PathBuf) {
+        (&self.parsed, self.sub, &self.name, &self.path)
+    }
+
+    /// Unlinks the file beneath its mailbox's handle (`folders` opens its folder again); a
+    /// file that is already gone counts as removed.
+    pub fn remove(&self, folders: &mut Folders) -> std::io::Result<()> {
+        match folders.unlink(&self.at, &self.name) {
+            Ok(_) => Ok(()),
+            Err(e) if vanished(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
-/// Lists the quota candidates of a mailbox (`cur/` and `new/` directly in it). Only regular
-/// files count (from `readdir`'s type, no `stat`): symlinks are never touched. A missing
-/// folder is empty; an unreadable one is reported in the second list.
-pub fn list_entries(mailbox: &Path) -> (Vec<QuotaEntry>, Vec<String>) {
+impl PartialEq for QuotaEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for QuotaEntry {}
+
+impl PartialOrd for QuotaEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for QuotaEntry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// Lists the quota candidates of an open mailbox (`cur/` and `new/` directly in it). Only
+/// regular files count (from `readdir`'s type, no `stat`): links are never touched, and a
+/// `cur` or `new` that is a link is not entered. A missing folder is empty; an unreadable
+/// one is reported in the second list.
+pub fn list_entries(mailbox: &Arc<Dir>) -> (Vec<QuotaEntry>, Vec<String>) {
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     for sub in [MaildirSub::Cur, MaildirSub::New] {
-        let dir = mailbox.join(sub.name());
-        let listing = match fs::read_dir(&dir) {
+        let path = mailbox.join(sub.name());
+        let listing = match mailbox.open_dir(sub.name()) {
+            Ok(dir) => dir.entries().map(|l| (dir, l)),
+            Err(e) => Err(e),
+        };
+        let at = Location {
+            mailbox: Arc::clone(mailbox),
+            folder: [std::ffi::OsString::from(sub.name())].into(),
+        };
+        let (folder, listing) = match listing {
             Ok(listing) => listing,
             Err(e) if vanished(&e) => continue,
             Err(e) => {
-                problems.push(format!("{}: {e}", dir.display()));
+                problems.push(format!("{}: {e}", path.display()));
                 continue;
             }
         };
-        for entry in listing {
-            match entry {
-                Ok(entry) if entry.file_type().is_ok_and(|t| t.is_file()) => {
-                    entries.extend(QuotaEntry::new(entry.path(), sub));
-                }
-                Ok(_) => {}
-                Err(e) if vanished(&e) => {}
-                Err(e) => problems.push(format!("{}: {e}", dir.display())),
+        for (name, kind) in listing {
+            if kind == Kind::File {
+                entries.extend(QuotaEntry::new(folder.join(&name), at.clone(), sub));
             }
         }
     }
@@ -110,26 +154,23 @@ fn to_f64(n: u64) -> f64 {
     n as f64
 }
 
-/// Unlinks a file; a file that is already gone counts as removed. Other failures are
-/// returned for reporting.
-pub fn unlink(path: &Path) -> Result<(), std::io::Error> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if vanished(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn entry(time: u64, size: u64, sub: MaildirSub, name: &str) -> QuotaEntry {
+        static DIR: std::sync::OnceLock<Arc<Dir>> = std::sync::OnceLock::new();
         QuotaEntry {
             parsed: DovecotName { time, size },
             sub,
             name: name.into(),
             path: PathBuf::from(name),
+            at: Location {
+                mailbox: Arc::clone(
+                    DIR.get_or_init(|| Arc::new(Dir::open(std::path::Path::new("/")).unwrap())),
+                ),
+                folder: [].into(),
+            },
         }
     }
 

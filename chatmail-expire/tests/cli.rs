@@ -415,3 +415,70 @@ fn unreadable_entries_are_reported_and_skipped() {
     summary_re(&text(&out.stdout), (0, 3), (4, 2));
     assert!(closed.exists());
 }
+
+#[test]
+fn directories_left_by_refused_first_logins_go_and_nothing_else() {
+    let relay = Relay::new();
+    let t = now();
+    let lock_only = relay.mailbox("lockonly1@example.org");
+    fs::write(lock_only.join("password.lock"), "").unwrap();
+    // An interrupted creation: lock, temporary password, empty marker, empty folders.
+    let interrupted = relay.mailbox("interrupt@example.org");
+    for f in [
+        "password.lock",
+        "password.0123456789abcdef.tmp",
+        "enforceE2EEincoming",
+    ] {
+        fs::write(interrupted.join(f), "").unwrap();
+    }
+    fs::create_dir_all(interrupted.join("tmp")).unwrap();
+    let busy = relay.mailbox("busylogin@example.org");
+    fs::write(busy.join("password.lock"), "").unwrap();
+    let held = fs::File::open(busy.join("password.lock")).unwrap();
+    held.lock().unwrap();
+    let with_mail = relay.mailbox("withmail1@example.org");
+    fs::write(with_mail.join("password.lock"), "").unwrap();
+    write_file(&with_mail.join("cur/1.M1P1.host,S=1:2,S"), 1, t);
+    let with_tokens = relay.mailbox("withtoken@example.org");
+    fs::write(with_tokens.join("metadata.json"), "{}").unwrap();
+    // A blocked account (its password moved aside) is an account, active or not.
+    let blocked = relay.mailbox("blockedac@example.org");
+    write_file(&blocked.join("blocked"), 20, t - DAY);
+    let account = relay.account("account01@example.org", 1.0);
+    fs::write(account.join("password.lock"), "").unwrap();
+
+    let before = snapshot(&relay.mailboxes);
+    let dry = expire(&[relay.ini.as_os_str(), OsStr::new("-v")]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert_eq!(
+        snapshot(&relay.mailboxes),
+        before,
+        "a dry run removes nothing"
+    );
+
+    let out = expire(&[
+        relay.ini.as_os_str(),
+        OsStr::new("-v"),
+        OsStr::new("--remove"),
+    ]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!lock_only.exists(), "{err}");
+    assert!(!interrupted.exists(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "removing {} (no password, only lock or temporary files)",
+            lock_only.display()
+        )),
+        "{err}"
+    );
+    for kept in [&busy, &with_mail, &with_tokens, &blocked, &account] {
+        assert!(kept.exists(), "{} removed: {err}", kept.display());
+    }
+    assert!(err.contains(&format!(
+        "Skipped deleting {}, doesn't have last_login but isn't empty",
+        with_mail.display()
+    )));
+    summary_re(&text(&out.stdout), (2, 7), (0, 0));
+    drop(held);
+}

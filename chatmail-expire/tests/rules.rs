@@ -15,6 +15,7 @@ use std::path::Path;
 
 use chatmail_expire::expire::{Outcome, Policy, apply, process_mailbox};
 use chatmaild::Config;
+use chatmaild::dir::Dir;
 use chatmaild::maildir::scan::{Scan, ScanOptions, scan_mailbox};
 use common::*;
 
@@ -25,11 +26,24 @@ fn policy(relay: &Relay, dry_run: bool) -> Policy {
     Policy::new(&config, NOW, NOW, dry_run, true)
 }
 
+/// The handle of the directory holding the mailbox `dir`, as a run opens `mailboxes_dir`.
+fn root_of(dir: &Path) -> Dir {
+    Dir::open(dir.parent().unwrap()).unwrap()
+}
+
 fn scan(dir: &Path) -> chatmaild::maildir::scan::MailboxStat {
-    match scan_mailbox(dir, ScanOptions::default()) {
+    match scan_mailbox(
+        &root_of(dir),
+        dir.file_name().unwrap(),
+        ScanOptions::default(),
+    ) {
         Scan::Done(s) => s,
         other => panic!("{other:?}"),
     }
+}
+
+fn process(policy: &Policy, dir: &Path) -> Outcome {
+    process_mailbox(policy, &root_of(dir), dir.file_name().unwrap())
 }
 
 fn account(relay: &Relay) -> std::path::PathBuf {
@@ -42,7 +56,7 @@ fn exactly_delete_mails_after_days_is_kept() {
     let mbox = account(&relay);
     let exact = write_file(&mbox.join("cur/exact"), 10, NOW - 20.0 * DAY);
     let older = write_file(&mbox.join("cur/older"), 10, NOW - 20.0 * DAY - 1.0);
-    let out = process_mailbox(&policy(&relay, false), &mbox);
+    let out = process(&policy(&relay, false), &mbox);
     assert!(exact.exists());
     assert!(!older.exists());
     assert_eq!(
@@ -66,7 +80,7 @@ fn large_messages_boundaries() {
     let over_new = write_file(&mbox.join("new/over_new"), 200_001, old);
     let over_exact_age = write_file(&mbox.join("cur/over_exact"), 200_001, NOW - 7.0 * DAY);
     let nested = write_file(&mbox.join(".DeltaChat/cur/nested"), 200_001, old);
-    let out = process_mailbox(&policy(&relay, false), &mbox);
+    let out = process(&policy(&relay, false), &mbox);
     assert!(at_limit.exists(), "200,000 bytes is not large");
     assert!(!over.exists(), "200,001 bytes in cur/ goes");
     assert!(over_new.exists(), "unseen large mail in new/ stays");
@@ -85,7 +99,7 @@ fn tmp_messages_expire_by_age() {
     let mbox = account(&relay);
     let old_tmp = write_file(&mbox.join("tmp/old"), 10, NOW - 30.0 * DAY);
     let big_tmp = write_file(&mbox.join("tmp/big"), 300_000, NOW - 10.0 * DAY);
-    process_mailbox(&policy(&relay, false), &mbox);
+    process(&policy(&relay, false), &mbox);
     assert!(!old_tmp.exists());
     assert!(big_tmp.exists(), "large rule only for cur/");
 }
@@ -98,9 +112,9 @@ fn inactive_boundary_and_mtime_zero() {
     let zero = relay.account_at("zero@example.org", 0.0);
     write_file(&older.join("cur/m"), 10, NOW);
     let p = policy(&relay, false);
-    let out_exact = process_mailbox(&p, &exact);
-    let out_older = process_mailbox(&p, &older);
-    let out_zero = process_mailbox(&p, &zero);
+    let out_exact = process(&p, &exact);
+    let out_older = process(&p, &older);
+    let out_zero = process(&p, &zero);
     assert!(exact.exists());
     assert!(!older.exists());
     assert!(!zero.exists(), "mtime 0 is a valid, very old login");
@@ -119,7 +133,7 @@ fn password_in_subfolder_is_not_a_login() {
     write_file(&mbox.join(".Folder/password"), 5, NOW - DAY);
     let stat = scan(&mbox);
     assert_eq!(stat.last_login, None);
-    let out = apply(&policy(&relay, false), &stat);
+    let out = apply(&policy(&relay, false), &root_of(&mbox), &stat);
     assert!(out.log.contains("doesn't have last_login but isn't empty"));
     assert!(mbox.exists());
 }
@@ -148,7 +162,7 @@ fn quota_pass_to_seventy_percent() {
         NOW - DAY,
     );
     fs::write(mbox.join("maildirsize"), "x").unwrap();
-    let out = process_mailbox(&policy(&relay, false), &mbox);
+    let out = process(&policy(&relay, false), &mbox);
     // 10 MiB > 7 MiB target: remove the 3 oldest (10 -> 7 MiB, 7 MiB <= 7340032).
     let gone: Vec<_> = paths.iter().filter(|p| !p.exists()).collect();
     assert_eq!(gone, paths.iter().take(3).collect::<Vec<_>>());
@@ -174,7 +188,7 @@ fn quota_pass_spares_last_24_hours() {
     );
     let old = (NOW as u64) - 2 * 86_400;
     let p2 = write_file(&mbox.join("cur").join(dovecot_name(old, 1, 2)), 10, NOW);
-    let out = process_mailbox(&policy(&relay, false), &mbox);
+    let out = process(&policy(&relay, false), &mbox);
     assert!(!p2.exists(), "the old one goes first");
     assert!(
         p1.exists(),
@@ -196,7 +210,7 @@ fn quota_pass_skips_messages_already_expired() {
         NOW - 30.0 * DAY,
     );
     for dry in [true, false] {
-        let out = process_mailbox(&policy(&relay, dry), &mbox);
+        let out = process(&policy(&relay, dry), &mbox);
         assert_eq!(out.removed_files, 2, "dry={dry}: message + maildirsize");
         assert!(!out.log.contains("quota-expire"), "dry={dry}: {}", out.log);
     }
@@ -217,9 +231,9 @@ fn dry_run_counts_without_touching() {
     let empty = relay.mailbox("empty@example.org");
     let before = snapshot(&relay.mailboxes);
     let p = policy(&relay, true);
-    let a = process_mailbox(&p, &mbox);
-    let b = process_mailbox(&p, &inactive);
-    let c = process_mailbox(&p, &empty);
+    let a = process(&p, &mbox);
+    let b = process(&p, &inactive);
+    let c = process(&p, &empty);
     assert_eq!(snapshot(&relay.mailboxes), before);
     assert_eq!(a.removed_files, 3, "old + quota + maildirsize");
     assert_eq!(b.removed_mailboxes, 1);
@@ -234,7 +248,7 @@ fn vanished_file_is_reported_not_failed() {
     let old = write_file(&mbox.join("cur/old"), 10, NOW - 30.0 * DAY);
     let stat = scan(&mbox);
     fs::remove_file(&old).unwrap();
-    let out: Outcome = apply(&policy(&relay, false), &stat);
+    let out: Outcome = apply(&policy(&relay, false), &root_of(&stat.dir), &stat);
     assert!(
         out.log
             .contains(&format!("file not found/vanished {}", old.display())),
@@ -248,7 +262,7 @@ fn vanished_file_is_reported_not_failed() {
 #[test]
 fn vanished_mailbox_is_skipped() {
     let relay = Relay::new();
-    let out = process_mailbox(&policy(&relay, false), &relay.mailboxes.join("x@y"));
+    let out = process(&policy(&relay, false), &relay.mailboxes.join("x@y"));
     assert_eq!(
         (out.mailboxes, out.failures, out.removed_mailboxes),
         (1, 0, 0)
@@ -275,8 +289,8 @@ fn symlinks_are_never_followed() {
     let other = relay.mailbox("linked@example.org");
     std::os::unix::fs::symlink(outside.join("password"), other.join("password")).unwrap();
     assert_eq!(scan(&other).last_login, None);
-    process_mailbox(&policy(&relay, false), &mbox);
-    process_mailbox(&policy(&relay, false), &other);
+    process(&policy(&relay, false), &mbox);
+    process(&policy(&relay, false), &other);
     assert!(victim.exists());
     assert!(outside.join("password").exists());
 }
@@ -288,7 +302,7 @@ fn inactive_mailbox_removal_does_not_follow_symlinks() {
     let victim = write_file(&outside.join("victim"), 10, NOW);
     let mbox = relay.account_at("old@example.org", NOW - 200.0 * DAY);
     std::os::unix::fs::symlink(&outside, mbox.join("cur")).unwrap();
-    let out = process_mailbox(&policy(&relay, false), &mbox);
+    let out = process(&policy(&relay, false), &mbox);
     assert_eq!(out.removed_mailboxes, 1);
     assert!(!mbox.exists());
     assert!(victim.exists());
@@ -300,7 +314,7 @@ fn unchanged_mailbox_keeps_maildirsize() {
     let mbox = account(&relay);
     write_file(&mbox.join("cur/fresh"), 10, NOW - DAY);
     fs::write(mbox.join("maildirsize"), "x").unwrap();
-    let out = process_mailbox(&policy(&relay, false), &mbox);
+    let out = process(&policy(&relay, false), &mbox);
     assert!(mbox.join("maildirsize").exists());
     assert_eq!(out.removed_files, 0);
     assert_eq!(out.files, 1);
@@ -316,7 +330,7 @@ fn old_large_unseen_message_stays_but_counts_as_change() {
     let mbox = account(&relay);
     let unseen = write_file(&mbox.join("new/big"), 300_000, NOW - 8.0 * DAY);
     fs::write(mbox.join("maildirsize"), "x").unwrap();
-    let out = process_mailbox(&policy(&relay, false), &mbox);
+    let out = process(&policy(&relay, false), &mbox);
     assert!(unseen.exists());
     assert!(!mbox.join("maildirsize").exists());
     assert_eq!(out.removed_files, 1);
@@ -330,13 +344,13 @@ fn removed_inactive_account_is_tombstoned_and_a_dry_run_writes_none() {
     let config = Config::load(&relay.ini).unwrap();
     let registry = chatmaild::registry::Registry::new(&config);
 
-    process_mailbox(&policy(&relay, true), &gone);
+    process(&policy(&relay, true), &gone);
     assert!(gone.exists());
     assert_eq!(registry.tombstone_until("gone@example.org").unwrap(), None);
     assert!(!registry.state_dir().exists(), "a dry run writes nothing");
 
-    process_mailbox(&policy(&relay, false), &gone);
-    process_mailbox(&policy(&relay, false), &kept);
+    process(&policy(&relay, false), &gone);
+    process(&policy(&relay, false), &kept);
     assert!(!gone.exists());
     assert_eq!(
         registry.tombstone_until("gone@example.org").unwrap(),
@@ -351,7 +365,7 @@ fn removed_inactive_account_goes_through_the_trash() {
     let relay = Relay::new();
     let gone = relay.account_at("gone@example.org", NOW - 100.0 * DAY);
     write_file(&gone.join("cur/m"), 10, NOW);
-    let out = process_mailbox(&policy(&relay, false), &gone);
+    let out = process(&policy(&relay, false), &gone);
     assert_eq!(out.removed_mailboxes, 1);
     assert!(!gone.exists());
     let config = Config::load(&relay.ini).unwrap();

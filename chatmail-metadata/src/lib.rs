@@ -5,7 +5,8 @@
 //! TURN credentials, SMTP recipient limit, app versions) and, when Dovecot's LMTP push
 //! hook sets `/private/messagenew`, queues one push notification per device token in a
 //! persistent queue that survives restarts and crashes, then posts them to the
-//! notification service with exponential back-off.
+//! notification service with exponential back-off, fairly between accounts and within a
+//! bound ([`scheduler`]).
 //!
 //! Dovecot side: `mail_attribute_dict = proxy:<socket>:metadata` and `imap_metadata = yes`;
 //! for notifications, the LMTP `push_notification_lua` driver with the hook in
@@ -23,8 +24,10 @@ pub mod handler;
 pub mod manual;
 pub mod metrics;
 pub mod notifier;
+pub mod push;
 pub mod pyjson;
 pub mod queue;
+pub mod scheduler;
 pub mod tokens;
 pub mod turn;
 
@@ -67,18 +70,17 @@ pub fn start(
     let notifier = Notifier::new(
         queue_dir.clone(),
         config.notification_url.clone(),
-        notifier::http_client()?,
+        push::http_client()?,
         store,
         clock,
+        config.max_queued_notifications,
     );
     let items = queue::load_dir(&queue_dir)?;
     info!(url = %config.notification_url, "sending notifications");
     if !items.is_empty() {
         info!("re-queued {} pending notification(s)", items.len());
     }
-    for item in items {
-        notifier.queue(item, 0);
-    }
+    notifier.load(items);
     notifier.start(stop);
     Ok(MetadataService::new(config, notifier, clock))
 }

@@ -23,6 +23,11 @@ labels! {
         GivenUp => "given_up",
         /// The service does not know the token (410): dropped, token removed.
         Gone => "gone",
+        /// Joined the notification already waiting for the same device (a push only says
+        /// "there is new mail"), or dropped for a newer one waiting for it.
+        Coalesced => "coalesced",
+        /// Not queued: the queue holds `max_queued_notifications`.
+        Dropped => "dropped",
     }
 }
 
@@ -90,7 +95,7 @@ impl Metrics {
         );
         enc.counter_vec(
             NOTIFICATIONS,
-            "Push notifications: queued, sent, retried, given up, gone (410).",
+            "Push notifications: queued, sent, retried, given up, gone (410), coalesced, dropped (queue full).",
             &self.notifications,
         );
         enc.histogram(

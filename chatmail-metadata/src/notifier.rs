@@ -1,33 +1,32 @@
 //! Delivery of queued notifications to the notification service (SPEC §5.5).
 //!
-//! Every attempt level has its own priority queue (earliest due first, ties by message
-//! time) and its own workers: 4 for first tries, 2 for each retry level, so a backlog of
-//! retries never delays a first try. All workers share one HTTP client (HTTP/2 where the
-//! server offers it, keep-alive connections, 60 s total timeout). The queue file is
-//! deleted only after a final answer, so a crash or `kill -9` at any point loses nothing:
-//! start-up loads every remaining file again.
+//! Every attempt level has its own senders: 4 for first tries, 2 for each retry level, so a
+//! backlog of retries never delays a first try. Which notification a sender takes is the
+//! [`Scheduler`]'s choice: accounts take turns, one account has at most two requests in
+//! flight, a device has at most one notification waiting, and the queue is bounded. A
+//! notification whose message is older than [`DROP_DEADLINE`] when its turn comes is
+//! dropped, not sent late. All senders share one HTTP client ([`push`]). The queue file
+//! is deleted only after a final answer, so a crash or `kill -9` at any point loses
+//! nothing: start-up loads every remaining file again.
 
-use std::cmp::Ordering;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use chatmaild::fs::{Durability, write_atomic};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::metrics::{Event, Metrics};
-use crate::queue::{LEVELS, QueueItem, schedule};
+use crate::push;
+use crate::queue::{DROP_DEADLINE, LEVELS, QueueItem, encode, schedule};
+use crate::scheduler::{Claim, Next, Scheduler};
 use crate::tokens::TokenStore;
-
-/// Total time allowed for one notification request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Concurrent senders for first tries.
 pub const FIRST_TRY_WORKERS: usize = 4;
@@ -41,89 +40,19 @@ pub const FAILED_LOG: &str = "Notification request failed";
 /// Logged (at error) when a notification is given up; the reference's text.
 pub const DEADLINE_LOG: &str = "notification exceeded deadline";
 
-/// At most this much of a response body is read (to keep the connection reusable).
-const MAX_RESPONSE_BODY: usize = 64 * 1024;
+/// Logged (at warning, at most once a minute) while notifications are dropped because the
+/// queue holds `max_queued_notifications`.
+pub const QUEUE_FULL_LOG: &str = "notification queue full";
 
-/// The HTTP client for notifications: rustls verifying against the system trust store
-/// (which honours `SSL_CERT_FILE` and `SSL_CERT_DIR` like OpenSSL), HTTP/2 via ALPN,
-/// pooled keep-alive connections.
-pub fn http_client() -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_keepalive(Some(Duration::from_secs(60)))
-        .user_agent(concat!("chatmail-metadata/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(Error::HttpClient)
+/// How an attempt ended.
+enum Outcome {
+    /// 200 or 410: the file goes.
+    Final,
+    /// Anything else: try again at the next level.
+    Failed(String),
 }
 
-/// A scheduled attempt.
-#[derive(Debug)]
-struct Entry {
-    due: Instant,
-    start_ts: i64,
-    seq: u64,
-    item: QueueItem,
-}
-
-impl Entry {
-    fn key(&self) -> (Instant, i64, u64) {
-        (self.due, self.start_ts, self.seq)
-    }
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
-    }
-}
-
-/// The priority queue of one attempt level.
-#[derive(Debug, Default)]
-struct Level {
-    heap: Mutex<BinaryHeap<Reverse<Entry>>>,
-    ready: Notify,
-}
-
-impl Level {
-    fn push(&self, entry: Entry) {
-        if let Ok(mut heap) = self.heap.lock() {
-            heap.push(Reverse(entry));
-        }
-        // A stored permit wakes the next worker even if none is waiting yet.
-        self.ready.notify_one();
-    }
-
-    fn try_pop(&self) -> Option<Entry> {
-        self.heap.lock().ok()?.pop().map(|Reverse(e)| e)
-    }
-
-    async fn pop(&self) -> Entry {
-        loop {
-            if let Some(e) = self.try_pop() {
-                return e;
-            }
-            self.ready.notified().await;
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.heap.lock().map(|h| h.len()).unwrap_or(0)
-    }
-}
-
-/// The notification machinery: queue directory, levels, workers and HTTP client.
+/// The notification machinery: queue directory, scheduler, senders and HTTP client.
 #[derive(Debug)]
 pub struct Notifier {
     queue_dir: PathBuf,
@@ -131,20 +60,25 @@ pub struct Notifier {
     client: reqwest::Client,
     store: TokenStore,
     clock: Clock,
-    levels: Vec<Level>,
-    seq: AtomicU64,
+    scheduler: Mutex<Scheduler>,
+    /// Per level: woken when a notification may have become ready there.
+    wake: Vec<Notify>,
     metrics: Metrics,
+    /// Unix time of the last [`QUEUE_FULL_LOG`] line.
+    full_logged: AtomicI64,
 }
 
 impl Notifier {
-    /// A notifier posting to `url`, queueing in `queue_dir`, removing gone tokens from
-    /// `store`. No worker runs until [`Notifier::start`].
+    /// A notifier posting to `url`, queueing at most `max_items` notifications (0: no
+    /// bound) in `queue_dir`, removing gone tokens from `store`. No sender runs until
+    /// [`Notifier::start`].
     pub fn new(
         queue_dir: PathBuf,
         url: String,
         client: reqwest::Client,
         store: TokenStore,
         clock: Clock,
+        max_items: usize,
     ) -> Arc<Notifier> {
         Arc::new(Notifier {
             queue_dir,
@@ -152,14 +86,15 @@ impl Notifier {
             client,
             store,
             clock,
-            levels: (0..LEVELS).map(|_| Level::default()).collect(),
-            seq: AtomicU64::new(0),
+            scheduler: Mutex::new(Scheduler::new(max_items)),
+            wake: (0..LEVELS).map(|_| Notify::new()).collect(),
             metrics: Metrics::default(),
+            full_logged: AtomicI64::new(i64::MIN),
         })
     }
 
     /// The queue directory.
-    pub fn queue_dir(&self) -> &std::path::Path {
+    pub fn queue_dir(&self) -> &Path {
         &self.queue_dir
     }
 
@@ -168,26 +103,30 @@ impl Notifier {
         &self.metrics
     }
 
+    /// The scheduler; a sender that panicked while holding it left it consistent (every
+    /// change is one call), so a poisoned lock is used as is.
+    fn scheduler(&self) -> MutexGuard<'_, Scheduler> {
+        self.scheduler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The unix time of the oldest message with a waiting notification (a scan of the
-    /// queues: called per scrape, not per event).
+    /// queue: called per scrape, not per event).
     pub fn oldest_waiting(&self) -> Option<i64> {
-        self.levels
-            .iter()
-            .filter_map(|l| {
-                let heap = l.heap.lock().ok()?;
-                heap.iter().map(|Reverse(e)| e.start_ts).min()
-            })
-            .min()
+        self.scheduler().oldest_waiting()
     }
 
     /// Items waiting (not in flight) per level.
     pub fn pending(&self) -> Vec<usize> {
-        self.levels.iter().map(Level::len).collect()
+        self.scheduler().pending()
     }
 
-    /// Persists one item per token for a message to `addr` at `now` and schedules first
-    /// tries. Returns once every file is in place (blocking I/O: call it off the runtime
-    /// threads). On a write error, the items written so far are still delivered.
+    /// Notifications for a message to `addr` at `now`, one per device token: each joins
+    /// the one waiting for its device, or is persisted and scheduled for a first try, or
+    /// is dropped when the queue is full. Returns once every file is in place (blocking
+    /// I/O: call it off the runtime threads). On a write error, the items written so far
+    /// are still delivered.
     pub fn new_message(&self, addr: &str, tokens: &[String], now: i64) -> Result<(), Error> {
         if !tokens.is_empty() && !self.queue_dir.is_dir() {
             // Removed while running (an operator cleaning up): recreate rather than fail
@@ -199,45 +138,79 @@ impl Notifier {
             std::fs::create_dir(&self.queue_dir).map_err(|e| Error::io(&self.queue_dir, e))?;
         }
         for token in tokens {
-            let item = QueueItem::create(&self.queue_dir, addr, now, token)?;
-            self.metrics.event(Event::Queued);
-            self.queue(item, 0);
+            // File work under the lock (one small file, no fsync), so a concurrent message
+            // for the same device sees this one and joins it.
+            let mut scheduler = self.scheduler();
+            let event = match scheduler.claim(addr, token, now, Instant::now()) {
+                Claim::Coalesced(rewrite) => {
+                    if let Some(item) = rewrite {
+                        rewrite_file(&item);
+                    }
+                    Event::Coalesced
+                }
+                Claim::Full => Event::Dropped,
+                Claim::New => match QueueItem::create(&self.queue_dir, addr, now, token) {
+                    Ok(item) => {
+                        scheduler.add(item, 0, Instant::now());
+                        Event::Queued
+                    }
+                    Err(e) => {
+                        scheduler.unreserve();
+                        return Err(e);
+                    }
+                },
+            };
+            drop(scheduler);
+            self.metrics.event(event);
+            if event == Event::Dropped {
+                self.log_full(now);
+            } else {
+                self.wake_level(0);
+            }
         }
         Ok(())
     }
 
-    /// Schedules `item` for an attempt at `level`, or drops it (file deleted, error
-    /// logged) past the last level or the deadline.
-    pub fn queue(&self, item: QueueItem, level: usize) {
+    /// Schedules the items found at start-up for a first try, oldest message first.
+    /// Items past the deadline are given up; of several for one device only the newest is
+    /// kept; past the bound the oldest are dropped (their files deleted, all counted).
+    pub fn load(&self, mut items: Vec<QueueItem>) {
         let now = self.clock.now();
-        let scheduled = schedule(level, now, item.start_ts);
-        match (scheduled, self.levels.get(level)) {
-            (Some((_, delay)), Some(queue)) => {
-                let entry = Entry {
-                    due: Instant::now() + self.clock.delay(delay),
-                    start_ts: item.start_ts,
-                    seq: self.seq.fetch_add(1, AtomicOrdering::Relaxed),
-                    item,
-                };
-                if level > 0 {
-                    self.metrics.event(Event::Retried);
-                }
-                queue.push(entry);
+        items.sort_by_key(|item| std::cmp::Reverse(item.start_ts));
+        let mut seen = HashSet::new();
+        let mut kept = Vec::new();
+        let (mut coalesced, mut dropped) = (0usize, 0usize);
+        for item in items {
+            if schedule(0, now, item.start_ts).is_none() {
+                self.give_up(&item);
+            } else if !seen.insert((item.addr.clone(), item.token.clone())) {
+                self.metrics.event(Event::Coalesced);
+                coalesced += 1;
+                delete(&item);
+            } else if !self.scheduler().reserve() {
+                self.metrics.event(Event::Dropped);
+                dropped += 1;
+                delete(&item);
+            } else {
+                kept.push(item);
             }
-            _ => {
-                self.metrics.event(Event::GivenUp);
-                if let Err(e) = item.delete() {
-                    error!("cannot delete queue item: {e}");
-                }
-                error!("{DEADLINE_LOG}: {}", item.token);
-            }
+        }
+        if coalesced + dropped > 0 {
+            info!(
+                "{coalesced} queued notification(s) joined another for the same device, {dropped} dropped over the queue bound"
+            );
+        }
+        let due = Instant::now();
+        let mut scheduler = self.scheduler();
+        for item in kept.into_iter().rev() {
+            scheduler.add(item, 0, due);
         }
     }
 
-    /// Starts the workers of every level; they stop when `stop` is cancelled (queued
+    /// Starts the senders of every level; they stop when `stop` is cancelled (queued
     /// files stay for the next start).
     pub fn start(self: &Arc<Self>, stop: &CancellationToken) {
-        for level in 0..self.levels.len() {
+        for level in 0..LEVELS {
             let workers = if level == 0 {
                 FIRST_TRY_WORKERS
             } else {
@@ -251,77 +224,145 @@ impl Notifier {
     }
 
     async fn work(&self, level: usize, stop: CancellationToken) {
-        let Some(queue) = self.levels.get(level) else {
+        let Some(wake) = self.wake.get(level) else {
             return;
         };
-        loop {
-            let entry = tokio::select! {
-                () = stop.cancelled() => return,
-                e = queue.pop() => e,
+        while !stop.is_cancelled() {
+            // Registered before looking, so a change in between is not missed.
+            let woken = wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let next = self.scheduler().pop(level, Instant::now());
+            let until = match next {
+                Next::Ready(entry) => {
+                    self.attempt(entry.item, level).await;
+                    continue;
+                }
+                Next::Wait(until) => until,
+            };
+            let timer = async {
+                match until {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
             };
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep_until(entry.due) => {}
+                () = woken => {}
+                () = timer => {}
             }
-            self.attempt(entry.item, level).await;
         }
     }
 
-    /// One POST of the token: 200 → done, 410 → done and the token removed from the
-    /// user, anything else → the next level.
+    fn wake_level(&self, level: usize) {
+        if let Some(w) = self.wake.get(level) {
+            w.notify_waiters();
+        }
+    }
+
+    /// A request ended: if its account left the in-flight cap, the senders of every level
+    /// that passed its notifications over look again.
+    fn ended(&self, mut scheduler: MutexGuard<'_, Scheduler>) {
+        let unblocked = scheduler.take_unblocked();
+        drop(scheduler);
+        if unblocked {
+            self.wake.iter().for_each(Notify::notify_waiters);
+        }
+    }
+
+    /// One POST of the token, unless the message is past the deadline: 200 → done, 410 →
+    /// done and the token removed from the user, anything else → the next level.
     async fn attempt(&self, item: QueueItem, level: usize) {
+        if self.clock.now() > item.start_ts.saturating_add(DROP_DEADLINE) {
+            self.give_up(&item);
+            let mut scheduler = self.scheduler();
+            scheduler.done(&item.addr);
+            self.ended(scheduler);
+            return;
+        }
         self.metrics.in_flight.inc();
-        let started = Instant::now();
-        self.attempt_counted(item, level, started).await;
+        let outcome = self.post(&item).await;
         self.metrics.in_flight.dec();
-    }
-
-    async fn attempt_counted(&self, item: QueueItem, level: usize, started: Instant) {
-        let result = self
-            .client
-            .post(&self.url)
-            .body(item.token.clone())
-            .send()
-            .await;
-        let failure = match result {
-            Ok(mut response) => {
-                let status = response.status();
-                // Read (a bounded amount of) the body so the connection can be reused.
-                let mut read = 0;
-                while read < MAX_RESPONSE_BODY {
-                    match response.chunk().await {
-                        Ok(Some(chunk)) => read += chunk.len(),
-                        _ => break,
-                    }
-                }
-                self.metrics
-                    .request_seconds
-                    .observe_duration(started.elapsed());
-                match status.as_u16() {
-                    200 => {
-                        self.metrics.event(Event::Sent);
-                        debug!("notification delivered");
-                        self.finish(&item);
-                        return;
-                    }
-                    410 => {
-                        self.metrics.event(Event::Gone);
-                        self.remove_token(&item).await;
-                        self.finish(&item);
-                        return;
-                    }
-                    _ => format!("HTTP status {status}"),
-                }
+        match outcome {
+            Outcome::Final => {
+                delete(&item);
+                let mut scheduler = self.scheduler();
+                scheduler.done(&item.addr);
+                self.ended(scheduler);
             }
-            Err(e) => error_chain(&e),
-        };
-        warn!("{FAILED_LOG}: {failure}");
-        self.queue(item, level + 1);
+            Outcome::Failed(why) => {
+                warn!("{FAILED_LOG}: {why}");
+                self.retry(item, level + 1);
+            }
+        }
     }
 
-    fn finish(&self, item: &QueueItem) {
-        if let Err(e) = item.delete() {
-            error!("cannot delete queue item: {e}");
+    /// Schedules a failed `item` for an attempt at `level`, or gives it up past the last
+    /// level or the deadline.
+    fn retry(&self, item: QueueItem, level: usize) {
+        let Some((_, delay)) = schedule(level, self.clock.now(), item.start_ts) else {
+            self.give_up(&item);
+            let mut scheduler = self.scheduler();
+            scheduler.done(&item.addr);
+            self.ended(scheduler);
+            return;
+        };
+        self.metrics.event(Event::Retried);
+        let due = Instant::now() + self.clock.delay(delay);
+        let mut scheduler = self.scheduler();
+        let dropped = scheduler.requeue(item, level, due);
+        self.ended(scheduler);
+        self.wake_level(level);
+        if let Some(dropped) = dropped {
+            self.metrics.event(Event::Coalesced);
+            delete(&dropped);
+        }
+    }
+
+    /// Drops `item` past its deadline: file deleted, counted, logged as the reference does.
+    fn give_up(&self, item: &QueueItem) {
+        self.metrics.event(Event::GivenUp);
+        delete(item);
+        error!("{DEADLINE_LOG}: {}", item.token);
+    }
+
+    fn log_full(&self, now: i64) {
+        let last = self.full_logged.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60
+            && self
+                .full_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            warn!(
+                "{QUEUE_FULL_LOG}: dropping new notifications ({} dropped so far)",
+                self.metrics.events(Event::Dropped)
+            );
+        }
+    }
+
+    /// The request for `item` and what its answer means.
+    async fn post(&self, item: &QueueItem) -> Outcome {
+        let started = Instant::now();
+        let status = match push::post(&self.client, &self.url, &item.token).await {
+            Ok(status) => status,
+            Err(why) => return Outcome::Failed(why),
+        };
+        self.metrics
+            .request_seconds
+            .observe_duration(started.elapsed());
+        match status {
+            200 => {
+                self.metrics.event(Event::Sent);
+                debug!("notification delivered");
+                Outcome::Final
+            }
+            410 => {
+                self.metrics.event(Event::Gone);
+                self.remove_token(item).await;
+                Outcome::Final
+            }
+            _ => Outcome::Failed(format!("HTTP status {status}")),
         }
     }
 
@@ -344,95 +385,80 @@ impl Notifier {
     }
 }
 
-/// An error and all its sources, `: `-separated (reqwest's top-level text alone hides
-/// the cause, e.g. "connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+/// Deletes `item`'s file, logging a failure.
+fn delete(item: &QueueItem) {
+    if let Err(e) = item.delete() {
+        error!("cannot delete queue item: {e}");
     }
-    text
+}
+
+/// Writes `item`'s file again with its new message time (the same format and name, so the
+/// reference reads it too).
+fn rewrite_file(item: &QueueItem) {
+    let content = encode(&item.addr, item.start_ts, &item.token);
+    if let Err(e) = write_atomic(&item.path, content.as_bytes(), Durability::Rename) {
+        error!("cannot update queue item: {e}");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn item(start_ts: i64) -> QueueItem {
-        QueueItem {
-            path: PathBuf::from("/nonexistent/x"),
-            addr: "a@b".into(),
-            start_ts,
-            token: "t".into(),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn level_pops_earliest_due_then_oldest_message() {
-        let level = Level::default();
-        let now = Instant::now();
-        for (due, start, seq) in [(5, 1, 0), (1, 9, 1), (1, 3, 2), (3, 0, 3)] {
-            level.push(Entry {
-                due: now + Duration::from_secs(due),
-                start_ts: start,
-                seq,
-                item: item(start),
-            });
-        }
-        let order: Vec<u64> = (0..4).map(|_| level.try_pop().unwrap().seq).collect();
-        assert_eq!(order, [2, 1, 3, 0]);
-        assert!(level.try_pop().is_none());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn queue_schedules_with_backoff_and_drops_past_deadline() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = TokenStore::new(dir.path());
-        let client = http_client().unwrap();
-        let n = Notifier::new(
-            dir.path().into(),
+    fn notifier(dir: &Path, max_items: usize) -> Arc<Notifier> {
+        Notifier::new(
+            dir.into(),
             "http://127.0.0.1:9/".into(),
-            client,
-            store,
+            push::http_client().unwrap(),
+            TokenStore::new(dir),
             Clock::default(),
-        );
+            max_items,
+        )
+    }
+
+    #[tokio::test]
+    async fn load_gives_up_coalesces_and_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = notifier(dir.path(), 3);
         let now = n.clock.now();
-        let start = Instant::now();
-        for level in 0..LEVELS {
-            n.queue(item(now), level);
+        let mut items = Vec::new();
+        for (addr, ts, token) in [
+            ("a@b", now - 5, "t"),
+            ("a@b", now - 1, "t"),
+            ("a@b", now - 9, "u"),
+            ("c@d", now - 2, "t"),
+            ("e@f", now - 20, "t"),
+            ("g@h", now - DROP_DEADLINE - 1, "late"),
+        ] {
+            items.push(QueueItem::create(dir.path(), addr, ts, token).unwrap());
         }
-        assert_eq!(n.pending(), [1, 1, 1, 1, 1]);
-        let dues: Vec<Duration> = n
-            .levels
-            .iter()
-            .map(|l| l.try_pop().unwrap().due - start)
-            .collect();
+        n.load(items);
+        assert_eq!(n.pending(), [3, 0, 0, 0, 0]);
+        assert_eq!(n.metrics.events(Event::Coalesced), 1);
         assert_eq!(
-            dues,
-            [0, 8, 64, 512, 4096].map(Duration::from_secs).to_vec()
-        );
-        let file = dir.path().join("item");
-        std::fs::write(&file, "a@b\n1\nt").unwrap();
-        n.queue(
-            QueueItem {
-                path: file.clone(),
-                ..item(now)
-            },
-            LEVELS,
-        );
-        assert!(!file.exists(), "dropped item's file is deleted");
-        std::fs::write(&file, "a@b\n1\nt").unwrap();
-        n.queue(
-            QueueItem {
-                path: file.clone(),
-                ..item(now - crate::queue::DROP_DEADLINE)
-            },
+            n.metrics.events(Event::Dropped),
             1,
+            "the oldest, over the bound"
         );
-        assert!(!file.exists(), "past the deadline");
-        assert_eq!(n.pending(), [0; LEVELS]);
+        assert_eq!(n.metrics.events(Event::GivenUp), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+        assert_eq!(n.oldest_waiting(), Some(now - 9));
+    }
+
+    #[tokio::test]
+    async fn a_joined_notification_rewrites_its_file_with_the_later_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = notifier(dir.path(), 0);
+        let tokens = ["t".to_owned()];
+        n.new_message("a@b", &tokens, 100).unwrap();
+        n.new_message("a@b", &tokens, 107).unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(std::fs::read(&files[0]).unwrap(), b"a@b\n107\nt");
+        assert_eq!(n.metrics.events(Event::Queued), 1);
+        assert_eq!(n.metrics.events(Event::Coalesced), 1);
     }
 }

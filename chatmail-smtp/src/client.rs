@@ -46,6 +46,8 @@ pub struct Capabilities {
     pub pipelining: bool,
     /// `STARTTLS` (RFC 3207).
     pub starttls: bool,
+    /// `DSN` (RFC 3461): `NOTIFY=` on `RCPT` is understood.
+    pub dsn: bool,
 }
 
 impl Capabilities {
@@ -64,6 +66,7 @@ impl Capabilities {
             size: has("SIZE"),
             pipelining: has("PIPELINING"),
             starttls: has("STARTTLS"),
+            dsn: has("DSN"),
         }
     }
 }
@@ -295,6 +298,17 @@ impl Client {
         mail
     }
 
+    /// `RCPT TO:<rcpt>`; with `notify_never`, and when the server offers `DSN`, followed by
+    /// `NOTIFY=NEVER` (RFC 3461 §4.1): the server then sends no delivery status notification
+    /// for this recipient, a bounce included.
+    pub fn rcpt_command(&self, rcpt: &str, notify_never: bool) -> String {
+        if notify_never && self.caps.dsn {
+            format!("RCPT TO:<{rcpt}> NOTIFY=NEVER")
+        } else {
+            format!("RCPT TO:<{rcpt}>")
+        }
+    }
+
     /// `mail`, a `RCPT TO` per recipient and `DATA`. Pipelined, all go out in one write and
     /// every reply is read (the first refusal counts); otherwise the first refusal stops.
     /// An error carries the step it happened at.
@@ -304,12 +318,22 @@ impl Client {
         recipients: &[String],
         pipelined: bool,
     ) -> Result<Sent, (Step, Error)> {
+        let rcpts: Vec<String> = recipients
+            .iter()
+            .map(|r| self.rcpt_command(r, false))
+            .collect();
+        self.envelope_commands(mail, &rcpts, pipelined).await
+    }
+
+    /// [`Client::envelope`] with each `RCPT TO` line given whole ([`Client::rcpt_command`]).
+    pub async fn envelope_commands(
+        &mut self,
+        mail: &str,
+        rcpt_commands: &[String],
+        pipelined: bool,
+    ) -> Result<Sent, (Step, Error)> {
         let mut commands = vec![(Step::Mail, mail.to_owned())];
-        commands.extend(
-            recipients
-                .iter()
-                .map(|r| (Step::Rcpt, format!("RCPT TO:<{r}>"))),
-        );
+        commands.extend(rcpt_commands.iter().map(|c| (Step::Rcpt, c.clone())));
         commands.push((Step::Data, "DATA".to_owned()));
         if pipelined {
             for (_, c) in &commands {

@@ -16,7 +16,12 @@ async fn ehlo_capabilities() {
     assert_eq!(r.lines.len(), 4);
     let caps = c.capabilities();
     assert!(caps.starttls && caps.eight_bit_mime && caps.size);
-    assert!(!caps.smtputf8 && !caps.pipelining);
+    assert!(!caps.smtputf8 && !caps.pipelining && !caps.dsn);
+    assert_eq!(
+        c.rcpt_command("x@y", true),
+        "RCPT TO:<x@y>",
+        "no NOTIFY= to a server without DSN"
+    );
     assert_eq!(
         c.mail_command("a@b", true, true, Some(7)),
         "MAIL FROM:<a@b> BODY=8BITMIME SIZE=7"
@@ -29,6 +34,15 @@ async fn ehlo_capabilities() {
         !Capabilities::of(&only_name).pipelining,
         "the first line names the server"
     );
+}
+
+#[tokio::test]
+async fn notify_never_only_with_dsn() {
+    let mut c = client(b"250-postfix\r\n250-PIPELINING\r\n250 DSN\r\n");
+    c.ehlo("me").await.unwrap();
+    assert!(c.capabilities().dsn);
+    assert_eq!(c.rcpt_command("x@y", true), "RCPT TO:<x@y> NOTIFY=NEVER");
+    assert_eq!(c.rcpt_command("x@y", false), "RCPT TO:<x@y>");
 }
 
 #[tokio::test]

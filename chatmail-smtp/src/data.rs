@@ -246,6 +246,40 @@ pub fn stuff(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether `message[i]` is a dot that starts a line (which stuffing doubles).
+fn dot_at_line_start(message: &[u8], i: usize) -> bool {
+    message.get(i) == Some(&b'.') && (i == 0 || message.get(i - 1) == Some(&b'\n'))
+}
+
+/// The length of [`stuff`]`(message)`.
+pub fn stuffed_len(message: &[u8]) -> usize {
+    let dots = (0..message.len())
+        .filter(|&i| dot_at_line_start(message, i))
+        .count();
+    message.len() + dots
+}
+
+/// [`stuff`] in place: the message grows by one byte per line that starts with a dot and
+/// its bytes move towards the end, so a large message is never held twice.
+pub fn stuff_in_place(message: &mut Vec<u8>) {
+    let old = message.len();
+    let mut shift = stuffed_len(message) - old;
+    message.resize(old + shift, 0);
+    // `message[..end]` is still unmoved; everything from `end` on is in place.
+    let mut end = old;
+    while shift > 0 {
+        let Some(p) = (0..end).rev().find(|&i| dot_at_line_start(message, i)) else {
+            break;
+        };
+        message.copy_within(p..end, p + shift);
+        shift -= 1;
+        if let Some(b) = message.get_mut(p + shift) {
+            *b = b'.';
+        }
+        end = p;
+    }
+}
+
 #[cfg(test)]
 #[path = "data_tests.rs"]
 mod tests;

@@ -230,3 +230,36 @@ fn chunking_never_changes_the_outcome() {
         }
     }
 }
+
+#[test]
+fn stuffing_in_place_is_stuffing() {
+    let mut state = 0x9e37_79b9_7f4a_7c15;
+    let mut cases: Vec<Vec<u8>> = [
+        &b""[..],
+        b".",
+        b"..",
+        b"a\r\n",
+        b".\r\n.\r\n.\r\n",
+        b"x\n.y\r.z\r\n.",
+        b".a\r\nb\r\n.\r\n",
+    ]
+    .iter()
+    .map(|c| c.to_vec())
+    .collect();
+    let alphabet = b".\r\nx";
+    for _ in 0..500 {
+        let n = below(&mut state, 40);
+        cases.push((0..n).map(|_| alphabet[below(&mut state, 4)]).collect());
+    }
+    for case in cases {
+        let mut in_place = case.clone();
+        stuff_in_place(&mut in_place);
+        assert_eq!(
+            in_place,
+            stuff(&case),
+            "{:?}",
+            String::from_utf8_lossy(&case)
+        );
+        assert_eq!(stuffed_len(&case), in_place.len());
+    }
+}

@@ -7,13 +7,16 @@
 //! - [`command`]: SMTP/LMTP verbs, paths and ESMTP parameters;
 //! - [`data`]: the DATA receiver (dot-stuffing undone, end marker, size limit counted on the
 //!   unstuffed message as Postfix counts it, bare CR or LF refused) and [`data::stuff`];
-//! - [`reply`]: the reply type with its named values, and the capped multi-line reply reader.
+//! - [`reply`]: the reply type with its named values, and the capped multi-line reply reader;
+//! - [`budget`]: the process-wide budget of message bytes held, an [`Allowance`] of the
+//!   DATA receiver.
 //!
 //! [`client`] is the async client (greeting, EHLO capabilities, STARTTLS, pipelining, RSET,
 //! QUIT) with its idle [`pool`]. The `testing` feature adds the scripted fake server and the
 //! transcript client tests and benches use.
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod client;
 pub mod command;
 pub mod data;
@@ -24,9 +27,12 @@ pub mod reply;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use budget::{MemoryBudget, Reservation};
 pub use client::{Capabilities, Client, Sent, Step};
 pub use command::{Command, Verb};
-pub use data::{Allowance, DataEnd, DataReceiver, stuff, stuffed_slices};
+pub use data::{
+    Allowance, DataEnd, DataReceiver, stuff, stuff_in_place, stuffed_len, stuffed_slices,
+};
 pub use error::Error;
 pub use line::{Line, next_line};
 pub use pool::Pool;

@@ -41,6 +41,9 @@ impl Reply {
     pub const INVALID_DATA: Reply = Reply::fixed(500, "Invalid DATA");
     /// DATA exceeded `max_message_size` (sent after the end-of-data line).
     pub const TOO_BIG: Reply = Reply::fixed(552, "Message exceeds maximum size");
+    /// Sent to a client between commands when the server stops (RFC 5321 §3.8: the
+    /// client treats it as a temporary failure and retries later); the server then closes.
+    pub const SHUTTING_DOWN: Reply = Reply::fixed(421, "4.3.2 Service shutting down");
 
     /// A named reply with a fixed text (which must hold no control characters).
     pub const fn fixed(code: u16, text: &'static str) -> Reply {

@@ -123,18 +123,7 @@ pub fn canonical_mailbox(addr: &str) -> Result<Mailbox, NotPlain> {
     if !is_dot_atom(base) {
         return Err(NotPlain);
     }
-    let domain = if domain.starts_with('[') {
-        if !is_domain_literal(domain) {
-            return Err(NotPlain);
-        }
-        domain
-    } else {
-        let d = domain.strip_suffix('.').unwrap_or(domain);
-        if !is_domain_name(d) {
-            return Err(NotPlain);
-        }
-        d
-    };
+    let domain = plain_domain(domain)?;
     // A mailbox is a directory name: no longer than a file name may be.
     if base.len() + 1 + domain.len() > crate::user::MAX_ADDR_LEN {
         return Err(NotPlain);
@@ -145,6 +134,32 @@ pub fn canonical_mailbox(addr: &str) -> Result<Mailbox, NotPlain> {
     mailbox.push_str(domain);
     mailbox.make_ascii_lowercase();
     Ok(Mailbox(mailbox))
+}
+
+/// `domain` without its trailing dot if it is a domain name or a domain literal.
+fn plain_domain(domain: &str) -> Result<&str, NotPlain> {
+    if domain.starts_with('[') {
+        return if is_domain_literal(domain) {
+            Ok(domain)
+        } else {
+            Err(NotPlain)
+        };
+    }
+    let d = domain.strip_suffix('.').unwrap_or(domain);
+    if is_domain_name(d) {
+        Ok(d)
+    } else {
+        Err(NotPlain)
+    }
+}
+
+/// The domain of `addr` (the text after its last `@`) as [`canonical_mailbox`] writes it:
+/// ASCII lower-case, without a trailing dot. Unlike [`canonical_mailbox`] it takes any
+/// local part (quoted, routed, 8-bit), because Postfix routes by the domain alone: a
+/// bounce to `"x"@domain` goes wherever mail for `domain` goes.
+pub fn canonical_domain(addr: &str) -> Result<String, NotPlain> {
+    let (_, domain) = addr.rsplit_once('@').ok_or(NotPlain)?;
+    Ok(plain_domain(domain)?.to_ascii_lowercase())
 }
 
 /// Whether `a` and `b` are plain spellings of the same mailbox.
@@ -222,6 +237,33 @@ mod tests {
         }
         let long = format!("{}@example.org", "u".repeat(250));
         assert_eq!(canonical_mailbox(&long), Err(NotPlain), "over 255 bytes");
+    }
+
+    #[test]
+    fn canonical_domain_ignores_the_local_part() {
+        for (addr, domain) in [
+            ("user@Example.ORG.", "example.org"),
+            ("\"us er\"@example.org", "example.org"),
+            ("@relay:user@example.org", "example.org"),
+            ("a%b@[127.0.0.1]", "[127.0.0.1]"),
+            ("x@[IPv6:::1]", "[ipv6:::1]"),
+            ("@example.org", "example.org"),
+        ] {
+            assert_eq!(canonical_domain(addr).as_deref(), Ok(domain), "{addr}");
+            if let Ok(m) = canonical_mailbox(addr) {
+                assert_eq!(m.domain(), domain, "the same reading as canonical_mailbox");
+            }
+        }
+        for addr in [
+            "",
+            "user",
+            "user@",
+            "user@example..org",
+            "u@[1.2.3.4",
+            "u@ex ample.org",
+        ] {
+            assert_eq!(canonical_domain(addr), Err(NotPlain), "{addr:?}");
+        }
     }
 
     #[test]

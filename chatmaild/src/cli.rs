@@ -8,7 +8,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::fs::{Durability, write_atomic_mode};
+use crate::dir::Dir;
+use crate::fs::Durability;
 
 /// A wrong command line; the text says how, in argparse's words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,9 +93,10 @@ pub fn print_stdout(text: &str) -> bool {
     writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
 }
 
-/// Where `--textfile PATH` writes: `PATH`, or `PATH/name` when it is a directory.
+/// Where `--textfile PATH` writes: `PATH`, or `PATH/name` when it is a directory (reached
+/// as [`write_report`] reaches it).
 pub fn textfile_path(path: &Path, name: &str) -> PathBuf {
-    if path.is_dir() {
+    if Dir::open_trusted(path).is_ok() {
         path.join(name)
     } else {
         path.to_path_buf()
@@ -102,10 +104,22 @@ pub fn textfile_path(path: &Path, name: &str) -> PathBuf {
 }
 
 /// Writes a report file atomically with mode 0644: node-exporter reads it as another user
-/// and must never see half a file.
+/// and must never see half a file. This is done by whoever started the tool (root, for a
+/// system directory), after the tree work: the directory is opened with
+/// [`Dir::open_trusted`] and the file created new and renamed into place, so a link
+/// there is replaced, never written through.
 pub fn write_report(path: &Path, text: &str) -> Result<(), RunError> {
-    write_atomic_mode(path, text.as_bytes(), Durability::Rename, Some(0o644))
-        .map_err(RunError::Write)
+    let name = path.file_name().ok_or_else(|| {
+        RunError::Write(crate::Error::io(
+            path,
+            std::io::ErrorKind::InvalidInput.into(),
+        ))
+    })?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir = Dir::open_trusted(parent.unwrap_or(Path::new(".")))
+        .map_err(|e| RunError::Write(crate::Error::io(path, e)))?;
+    dir.write_atomic(name, text.as_bytes(), Durability::Rename, Some(0o644))
+        .map_err(|e| RunError::Write(crate::Error::io(path, e)))
 }
 
 /// What a command line asks for.

@@ -34,6 +34,13 @@ pub const DOVEAUTH_HTTP_PORT: u16 = 10084;
 /// The notification service the reference posts device tokens to (SPEC §5.5).
 pub const DEFAULT_NOTIFICATION_URL: &str = "https://notifications.delta.chat/notify";
 
+/// Default `max_queued_notifications`. chatmail-metadata keeps at most one waiting
+/// notification per device token (a burst of messages is one push) plus the few in flight,
+/// so legitimate traffic reaches this only with tens of thousands of devices waiting at
+/// once; the files then take about 400 MB of disk (one block each) and as much memory as
+/// their tokens (about 100 MB with today's 900-byte tokens).
+pub const DEFAULT_MAX_QUEUED_NOTIFICATIONS: usize = 100_000;
+
 /// The reference's flag file: while it exists, no account is created.
 pub const DEFAULT_NOCREATE_FILE: &str = "/etc/chatmail-nocreate";
 
@@ -151,6 +158,13 @@ pub struct Config {
     pub filtermail_max_dkim_signatures: usize,
     /// Port of `chatmail-exporter`'s `/metrics` on 127.0.0.1.
     pub metrics_port: u16,
+    /// Dovecot's IMAP connection limit (deploy only: read by the relay's configuration).
+    pub max_imap_connections: u64,
+    /// Postfix's SMTP connection limit (deploy only: read by the relay's configuration).
+    pub max_smtp_connections: u64,
+    /// Whether Dovecot offers IMAP COMPRESS (deploy only; `true` in any letter case, as
+    /// Python's `.lower() == "true"`; any other value is false).
+    pub imap_compress: bool,
     /// Unix socket of chatmail-turn.
     pub turn_socket_path: PathBuf,
     /// Iroh relay URL handed to clients; empty disables it.
@@ -177,6 +191,9 @@ pub struct Config {
     pub notification_url: String,
     /// An operator-provided `appversions.json`, read on every lookup.
     pub appversions_path: Option<PathBuf>,
+    /// Most notifications chatmail-metadata keeps queued (files in
+    /// `pending_notifications/`); past it new ones are dropped and counted. 0: no bound.
+    pub max_queued_notifications: usize,
     /// Scheme of new password hashes.
     pub password_scheme: PasswordScheme,
     /// Days an address removed by `chatmail-admin delete` or by `chatmail-expire` cannot be
@@ -230,9 +247,18 @@ impl Config {
         let mut p = Reader::new(params);
         let domain = Domain::read(&mut p)?;
         let mut config = Config::read_keys(&mut p, domain)?;
-        check_deploy_keys(&mut p)?;
+        check_deploy_keys(&mut p);
         config.unused_keys = unused_keys(params, &p.used);
         Ok(config)
+    }
+
+    /// The bytes of messages one filtermail process holds at once (the filters and
+    /// transport mode alike): `filtermail_memory_budget`, but never less than one message of
+    /// `max_message_size` (a smaller budget would defer such messages forever).
+    pub fn filtermail_memory_budget_bytes(&self) -> u64 {
+        self.filtermail_memory_budget_mb
+            .saturating_mul(1024 * 1024)
+            .max(self.max_message_size)
     }
 
     /// Every key of SPEC §1.2 with its default, in one literal: a table, not logic, which
@@ -282,6 +308,11 @@ impl Config {
             filtermail_memory_budget_mb: p.size_mb("filtermail_memory_budget", "256M")?,
             filtermail_max_dkim_signatures: p.int("filtermail_max_dkim_signatures", 5)?,
             metrics_port: p.int("metrics_port", DEFAULT_METRICS_PORT)?,
+            max_imap_connections: p.int("max_imap_connections", 10_000)?,
+            max_smtp_connections: p.int("max_smtp_connections", 1_000)?,
+            imap_compress: p
+                .string("imap_compress", "false")
+                .eq_ignore_ascii_case("true"),
             turn_socket_path: p
                 .string("turn_socket_path", "/run/chatmail-turn/turn.socket")
                 .into(),
@@ -302,6 +333,8 @@ impl Config {
             passdb_path: p.string("passdb_path", "/home/vmail/passdb.sqlite").into(),
             notification_url: p.string("notification_url", DEFAULT_NOTIFICATION_URL),
             appversions_path: p.get("appversions_path").map(|(_, v)| PathBuf::from(v)),
+            max_queued_notifications: p
+                .int("max_queued_notifications", DEFAULT_MAX_QUEUED_NOTIFICATIONS)?,
             password_scheme,
             mail_domain: domain.mail_domain,
             mail_domain_bare: domain.bare,
@@ -312,18 +345,15 @@ impl Config {
     }
 }
 
-/// Deploy-only keys (SPEC §1.2): read so they are not "unused", and the two the reference
-/// still validates refused as it refuses them.
-fn check_deploy_keys(p: &mut Reader<'_>) -> Result<(), Error> {
-    for key in ["max_imap_connections", "max_smtp_connections"] {
-        p.int::<u64>(key, 0)?;
-    }
+/// Deploy-only keys (SPEC §1.2) no service and no template reads: read so they are not
+/// "unused". (The connection limits and `imap_compress` are typed fields: the relay's
+/// Postfix and Dovecot configuration is rendered from them.)
+fn check_deploy_keys(p: &mut Reader<'_>) {
     for key in [
         "www_folder",
         "mtail_address",
         "disable_ipv6",
         "imap_rawlog",
-        "imap_compress",
         "acme_email",
         "privacy_postal",
         "privacy_mail",
@@ -332,7 +362,6 @@ fn check_deploy_keys(p: &mut Reader<'_>) -> Result<(), Error> {
     ] {
         p.get(key);
     }
-    Ok(())
 }
 
 /// The keys of `params` no service read (SPEC §1.4), in file order.
@@ -384,9 +413,13 @@ mod tests {
         assert_eq!(c.postfix_reinject_port_incoming, 10026);
         assert_eq!(c.filtermail_host, "127.0.0.1");
         assert_eq!(c.filtermail_memory_budget_mb, 256);
+        assert_eq!(c.filtermail_memory_budget_bytes(), 256 * 1024 * 1024);
         assert_eq!(c.filtermail_max_dkim_signatures, 5);
         assert_eq!(c.postfix_host, "127.0.0.1");
         assert_eq!(c.metrics_port, 10089);
+        assert_eq!(c.max_imap_connections, 10_000);
+        assert_eq!(c.max_smtp_connections, 1_000);
+        assert!(!c.imap_compress);
         assert_eq!(
             c.turn_socket_path,
             Path::new("/run/chatmail-turn/turn.socket")
@@ -407,6 +440,7 @@ mod tests {
         );
         assert_eq!(c.passdb_path, Path::new("/home/vmail/passdb.sqlite"));
         assert_eq!(c.notification_url, DEFAULT_NOTIFICATION_URL);
+        assert_eq!(c.max_queued_notifications, 100_000);
         assert_eq!(c.password_scheme, PasswordScheme::Sha512Crypt);
         assert_eq!(c.tombstone_days, 365);
         assert_eq!(c.max_creations_per_minute, 0, "no cap, as the reference");
@@ -493,6 +527,19 @@ mod tests {
         ] {
             assert_eq!(parse_size_mb(s), mb, "{s:?}");
         }
+    }
+
+    #[test]
+    fn deploy_keys_the_relay_configuration_reads() {
+        let c =
+            cfg("max_imap_connections = 1_000\nmax_smtp_connections = 100\nimap_compress = True\n");
+        assert_eq!(
+            (c.max_imap_connections, c.max_smtp_connections),
+            (1000, 100)
+        );
+        assert!(c.imap_compress);
+        assert!(!cfg("imap_compress = yes\n").imap_compress);
+        assert!(c.unused_keys.is_empty(), "{:?}", c.unused_keys);
     }
 
     #[test]

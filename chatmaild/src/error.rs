@@ -39,6 +39,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A tool could not switch to the mailbox tree's owner.
+    #[error("cannot switch to uid {uid} gid {gid} (the owner of the mailbox tree): {source}")]
+    Privileges {
+        /// The owner's user id.
+        uid: u32,
+        /// The owner's group id.
+        gid: u32,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// A socket could not be set up.
     #[error("socket {path}: {source}")]
     Socket {

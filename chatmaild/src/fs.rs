@@ -80,31 +80,40 @@ pub fn write_atomic_mode(
     Ok(())
 }
 
+/// Opens `path` with `options`, never through a symbolic link at its last component and
+/// never waiting on a FIFO (`O_NOFOLLOW | O_NONBLOCK`), and only if it is a regular file.
+pub(crate) fn open_regular(
+    options: &mut fs::OpenOptions,
+    path: &Path,
+) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = options
+        .custom_flags(i32::try_from(flags.bits()).unwrap_or(0))
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(crate::dir::refusal("not a regular file"));
+    }
+    Ok(file)
+}
+
 /// `fsync` of a directory: makes the names created, renamed or removed in it durable.
 pub fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir)
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NONBLOCK;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(i32::try_from(flags.bits()).unwrap_or(0))
+        .open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))
 }
 
-/// `fsync` of a file's data and metadata (the file is opened read-only, which Linux allows).
+/// `fsync` of a file's data and metadata (the file is opened read-only, which Linux allows;
+/// a regular file only, never through a link).
 pub fn sync_file(path: &Path) -> Result<(), Error> {
-    File::open(path)
+    open_regular(OpenOptions::new().read(true), path)
         .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(path, e))
-}
-
-/// Gives `path` the owner and group of `like` if they differ (without following a symlink
-/// at `path`). `chatmail-admin` runs as root and creates files that the services, which run
-/// as the owner of `mailboxes_dir`, must still be able to lock and replace.
-pub fn match_owner(path: &Path, like: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::MetadataExt;
-    let want = fs::metadata(like).map_err(|e| Error::io(like, e))?;
-    let have = fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-    if have.uid() == want.uid() && have.gid() == want.gid() {
-        return Ok(());
-    }
-    std::os::unix::fs::lchown(path, Some(want.uid()), Some(want.gid()))
         .map_err(|e| Error::io(path, e))
 }
 
@@ -123,13 +132,49 @@ pub struct FileLock {
 }
 
 impl FileLock {
+    /// Locks an open lock file, waiting at most `timeout`; `Ok(None)` on timeout.
+    pub fn wait_for(file: File, timeout: Duration) -> std::io::Result<Option<FileLock>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(FileLock { file })),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the file under `path` is still the one this lock holds (not moved away or
+    /// replaced since it was opened).
+    pub fn is_at(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), fs::symlink_metadata(path)) {
+            (Ok(held), Ok(there)) => (held.dev(), held.ino()) == (there.dev(), there.ino()),
+            _ => false,
+        }
+    }
+
+    /// The locked file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Locks an open lock file, waiting as long as it takes.
+    pub fn wait(file: File) -> std::io::Result<FileLock> {
+        file.lock()?;
+        Ok(FileLock { file })
+    }
+
     /// Opens (creating) `path` and blocks until the lock is held.
     pub fn acquire(path: &Path) -> Result<FileLock, Error> {
         loop {
             let file = open_lock_file(path)?;
             file.lock().map_err(|e| Error::io(path, e))?;
             let lock = FileLock { file };
-            if lock.is_at(path)? {
+            if lock.is_at(path) {
                 return Ok(lock);
             }
         }
@@ -144,7 +189,7 @@ impl FileLock {
             match file.try_lock() {
                 Ok(()) => {
                     let lock = FileLock { file };
-                    if lock.is_at(path)? {
+                    if lock.is_at(path) {
                         return Ok(Some(lock));
                     }
                     drop(lock);
@@ -156,18 +201,6 @@ impl FileLock {
                 Err(fs::TryLockError::WouldBlock) => return Ok(None),
                 Err(fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
             }
-        }
-    }
-
-    /// Whether `path` still names the locked file (it was not removed or replaced while
-    /// this process waited for the lock).
-    fn is_at(&self, path: &Path) -> Result<bool, Error> {
-        use std::os::unix::fs::MetadataExt;
-        let held = self.file.metadata().map_err(|e| Error::io(path, e))?;
-        match fs::metadata(path) {
-            Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io(path, e)),
         }
     }
 
@@ -188,14 +221,18 @@ impl Drop for FileLock {
     }
 }
 
+/// Opens (creating) a lock file: a regular file only, never through a link, never waiting
+/// on a FIFO.
 fn open_lock_file(path: &Path) -> Result<File, Error> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io(path, e))
+    open_regular(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+        path,
+    )
+    .map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]
@@ -284,6 +321,6 @@ mod tests {
         );
         drop(newer);
         let got = waiter.join().unwrap().unwrap().expect("locked");
-        assert!(got.is_at(&p).unwrap());
+        assert!(got.is_at(&p));
     }
 }

@@ -9,8 +9,14 @@
 //! - `password.lock`, `metadata.json.lock`: `flock` files, left in place, except that a
 //!   first login that creates no account removes the `password.lock` and empty mailbox it
 //!   made ([`User::remove_if_unused`]);
-//! - `blocked` (ours, [`crate::registry`]): empty; its presence makes the account unknown to
-//!   doveauth, so it can neither log in nor receive mail. The reference ignores it.
+//! - `blocked` (ours, [`crate::registry`]): the account is blocked while it exists, whatever
+//!   its kind; `chatmail-admin block` renames `password` to it, so it holds the hash, and
+//!   every reader of `password` (any Dovecot Lua script, the reference's services) sees no
+//!   account. An empty one (a marker made by hand) blocks only in our doveauth.
+//!
+//! The tools reach the same files through directory handles ([`crate::mailbox`]); the
+//! services run as the tree's owner and use the paths here, opening the last component
+//! without following a link and never blocking on a FIFO.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -20,6 +26,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::config::Config;
 use crate::error::Error;
 use crate::fs::{Durability, FileLock, sync_dir, sync_file, write_atomic};
+
+/// The password file's name.
+pub const PASSWORD: &str = "password";
+/// The creation lock's name (the reference's `filelock` path).
+pub const PASSWORD_LOCK: &str = "password.lock";
+/// The E2EE marker's name.
+pub const ENFORCE_E2EE: &str = "enforceE2EEincoming";
+/// The name of a blocked account's password (or of a marker made by hand).
+pub const BLOCKED: &str = "blocked";
+/// The device-token file's name.
+pub const METADATA: &str = "metadata.json";
+/// The lock of `metadata.json`.
+pub const METADATA_LOCK: &str = "metadata.json.lock";
 
 /// Seconds of a day: last login is stored with this granularity.
 pub const DAY: i64 = 86_400;
@@ -81,22 +100,22 @@ impl User {
 
     /// The password file.
     pub fn password_path(&self) -> PathBuf {
-        self.maildir.join("password")
+        self.maildir.join(PASSWORD)
     }
 
     /// The lock serialising account creation.
     pub fn password_lock_path(&self) -> PathBuf {
-        self.maildir.join("password.lock")
+        self.maildir.join(PASSWORD_LOCK)
     }
 
     /// The marker that rejects incoming cleartext.
     pub fn enforce_e2ee_path(&self) -> PathBuf {
-        self.maildir.join("enforceE2EEincoming")
+        self.maildir.join(ENFORCE_E2EE)
     }
 
     /// The marker of a blocked account (written by `chatmail-admin block`).
     pub fn blocked_path(&self) -> PathBuf {
-        self.maildir.join("blocked")
+        self.maildir.join(BLOCKED)
     }
 
     /// Whether the account is blocked: one `stat`, on every lookup.
@@ -104,14 +123,24 @@ impl User {
         fs::symlink_metadata(self.blocked_path()).is_ok()
     }
 
+    /// Whether mail for this address may be accepted: the account exists as Dovecot sees
+    /// it (a non-empty password file; the relay's Lua and dict userdb answer "unknown user"
+    /// without one) and is not blocked. The one place that decides "has a mailbox": the
+    /// incoming filter refuses every other recipient at `RCPT` (`550 5.1.1`), so nothing is
+    /// queued that Dovecot would refuse and Postfix would then bounce. Two `stat`s.
+    pub fn accepts_mail(&self) -> bool {
+        fs::metadata(self.password_path()).is_ok_and(|m| m.is_file() && m.len() > 0)
+            && !self.is_blocked()
+    }
+
     /// The user's metadata (device tokens).
     pub fn metadata_path(&self) -> PathBuf {
-        self.maildir.join("metadata.json")
+        self.maildir.join(METADATA)
     }
 
     /// The lock serialising metadata changes.
     pub fn metadata_lock_path(&self) -> PathBuf {
-        self.maildir.join("metadata.json.lock")
+        self.maildir.join(METADATA_LOCK)
     }
 
     /// The stored password hash; `None` if there is no file or it is empty.
@@ -206,10 +235,7 @@ impl User {
         self.create_maildir()?;
         self.remove_stale_password_temps();
         let marker = self.enforce_e2ee_path();
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&marker)
+        crate::fs::open_regular(fs::OpenOptions::new().create(true).append(true), &marker)
             .map_err(|e| Error::io(marker, e))?;
         // With `Fsync`, the directory fsync after the rename also persists the marker's entry.
         write_atomic(&self.password_path(), hash.as_bytes(), durability)?;
@@ -252,15 +278,16 @@ impl User {
         }
     }
 
-    /// Whether incoming cleartext may be delivered (no `enforceE2EEincoming`).
+    /// Whether incoming cleartext may be delivered (no `enforceE2EEincoming`, of any kind:
+    /// a marker that is there counts, even a link).
     pub fn incoming_cleartext_ok(&self) -> bool {
-        !self.enforce_e2ee_path().exists()
+        fs::symlink_metadata(self.enforce_e2ee_path()).is_err()
     }
 
-    /// The last-login time: the password file's mtime in whole seconds.
+    /// The last-login time: the password file's mtime in whole seconds (a regular file only).
     pub fn last_login(&self) -> Option<i64> {
-        let meta = fs::metadata(self.password_path()).ok()?;
-        Some(mtime_secs(&meta))
+        let meta = fs::symlink_metadata(self.password_path()).ok()?;
+        meta.is_file().then(|| mtime_secs(&meta))
     }
 
     /// Records a login at `timestamp` with day granularity: the password file's mtime
@@ -268,8 +295,11 @@ impl User {
     /// A missing password file is logged and is not an error, as in chatmaild.
     pub fn set_last_login(&self, timestamp: i64) -> Result<bool, Error> {
         let path = self.password_path();
-        let meta = match fs::metadata(&path) {
-            Ok(m) => m,
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => {
+                return Err(Error::io(path, crate::dir::refusal("not a regular file")));
+            }
             Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
                 tracing::error!("Can not get last login timestamp for {}", self.addr);
                 return Ok(false);
@@ -281,9 +311,7 @@ impl User {
             return Ok(false);
         }
         let when = system_time(day);
-        let file = fs::File::options()
-            .write(true)
-            .open(&path)
+        let file = crate::fs::open_regular(fs::File::options().write(true), &path)
             .map_err(|e| Error::io(&path, e))?;
         file.set_times(fs::FileTimes::new().set_accessed(when).set_modified(when))
             .map_err(|e| Error::io(&path, e))?;
@@ -296,7 +324,7 @@ impl User {
 /// means end of file, so one `read` suffices; longer files fall back to `read_to_end`.
 fn read_small_file(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut file = fs::File::open(path)?;
+    let mut file = crate::fs::open_regular(fs::File::options().read(true), path)?;
     let mut buf = vec![0u8; 1024];
     let n = file.read(&mut buf)?;
     if n < buf.len() {
@@ -322,93 +350,4 @@ fn system_time(secs: i64) -> SystemTime {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn address_validation() {
-        for (addr, ok) in [
-            ("user@example.org", true),
-            ("..@x", true),
-            ("a@[1.2.3.4]", true),
-            ("", false),
-            ("nodomain", false),
-            ("../../etc@x", false),
-            ("/abs@x", false),
-            ("a@x/..", false),
-            ("nul\0@x", false),
-            ("tab\t@x", false),
-            ("nl\n@x", false),
-            ("del\u{7f}@x", false),
-            ("c1\u{85}@x", false),
-        ] {
-            assert_eq!(validate_address(addr).is_ok(), ok, "{addr:?}");
-        }
-        assert!(validate_address(&format!("{}@x", "a".repeat(300))).is_err());
-    }
-
-    #[test]
-    fn paths_stay_inside() {
-        let u = User::in_dir(Path::new("/m"), "..@x").unwrap();
-        assert_eq!(u.maildir(), Path::new("/m/..@x"));
-        assert_eq!(u.maildir().parent(), Some(Path::new("/m")));
-        assert_eq!(u.password_path(), Path::new("/m/..@x/password"));
-        assert_eq!(
-            u.enforce_e2ee_path(),
-            Path::new("/m/..@x/enforceE2EEincoming")
-        );
-        assert_eq!(
-            u.metadata_lock_path(),
-            Path::new("/m/..@x/metadata.json.lock")
-        );
-    }
-
-    #[test]
-    fn an_unused_mailbox_is_removed_under_its_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let u = User::in_dir(dir.path(), "a@c.org").unwrap();
-        let lock = u.lock_password(Duration::from_secs(1)).unwrap().unwrap();
-        assert!(u.remove_if_unused(lock).unwrap());
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left");
-        // A mailbox with anything else in it stays, with its lock file.
-        let lock = u.lock_password(Duration::from_secs(1)).unwrap().unwrap();
-        fs::write(u.maildir().join("enforceE2EEincoming"), b"").unwrap();
-        assert!(!u.remove_if_unused(lock).unwrap());
-        assert!(u.password_lock_path().exists());
-    }
-
-    #[test]
-    fn password_and_last_login() {
-        let dir = tempfile::tempdir().unwrap();
-        let u = User::in_dir(dir.path(), "a@c.org").unwrap();
-        assert_eq!(u.password().unwrap(), None);
-        assert!(!u.set_last_login(1_700_000_123).unwrap(), "never creates");
-        assert!(!u.password_path().exists());
-        fs::create_dir_all(u.maildir()).unwrap();
-        fs::write(u.maildir().join("password.0123456789abcdef.tmp"), b"{SHA5").unwrap();
-        u.set_password("{SHA512-CRYPT}$6$abc").unwrap();
-        assert!(
-            !u.maildir().join("password.0123456789abcdef.tmp").exists(),
-            "crash leftovers removed"
-        );
-        assert_eq!(
-            u.password().unwrap().as_deref(),
-            Some("{SHA512-CRYPT}$6$abc")
-        );
-        assert!(!u.incoming_cleartext_ok());
-        assert!(u.set_last_login(1_700_000_123).unwrap());
-        assert_eq!(u.last_login(), Some(1_699_920_000));
-        assert!(
-            !u.set_last_login(1_699_999_999).unwrap(),
-            "same day: no write"
-        );
-        fs::write(u.password_path(), b"").unwrap();
-        assert_eq!(u.password().unwrap(), None);
-        let long = "x".repeat(5000);
-        fs::write(u.password_path(), &long).unwrap();
-        assert_eq!(u.password().unwrap().as_deref(), Some(long.as_str()));
-        fs::write(u.password_path(), "y".repeat(1024)).unwrap();
-        assert_eq!(u.password().unwrap().map(|p| p.len()), Some(1024));
-        assert_eq!(day_timestamp(-1), -DAY);
-    }
-}
+mod tests;

@@ -9,9 +9,9 @@
 //!
 //! A "not blocked" answer (no `<maildir>/blocked`) is kept with the entry for
 //! [`BLOCK_RECHECK`], so a login repeated within that time costs no second `stat`.
-//! `chatmail-admin block` also touches the password file's ctime, which drops the entry, so
-//! its block takes effect at once; a marker made by hand takes effect within
-//! [`BLOCK_RECHECK`].
+//! `chatmail-admin block` renames the password file to `blocked`, so the next lookup finds
+//! no file and drops the entry: its block takes effect at once; a marker made by hand
+//! beside the password takes effect within [`BLOCK_RECHECK`].
 
 use std::collections::HashMap;
 use std::io::ErrorKind;

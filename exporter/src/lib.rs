@@ -39,22 +39,14 @@ use tracing::{debug, error, info, warn};
 /// The binary's name.
 pub const NAME: &str = "chatmail-exporter";
 
-/// The services read by default, with their metrics sockets (beside their service sockets,
-/// or in their unit's `RuntimeDirectory=`).
-pub const DEFAULT_SERVICES: &[(&str, &str)] = &[
-    ("doveauth", "/run/doveauth/metrics.socket"),
-    ("lastlogin", "/run/chatmail-lastlogin/metrics.socket"),
-    ("chatmail-metadata", "/run/chatmail-metadata/metrics.socket"),
-    ("filtermail", "/run/filtermail/metrics.socket"),
-    (
-        "filtermail-incoming",
-        "/run/filtermail-incoming/metrics.socket",
-    ),
-    (
-        "filtermail-transport",
-        "/run/filtermail-transport/metrics.socket",
-    ),
-];
+/// The services read by default: every daemon of the relay's table that publishes a
+/// metrics socket, at its deployed path.
+pub fn default_services() -> Vec<(String, PathBuf)> {
+    chatmaild::daemons::DAEMONS
+        .iter()
+        .filter_map(|d| Some((d.name.to_owned(), d.metrics_socket()?)))
+        .collect()
+}
 
 /// The textfiles read by default; a missing one is skipped.
 pub const DEFAULT_TEXTFILES: &[&str] = &[
@@ -107,10 +99,7 @@ pub struct Sources {
 impl Default for Sources {
     fn default() -> Self {
         Sources {
-            services: DEFAULT_SERVICES
-                .iter()
-                .map(|(n, p)| ((*n).to_owned(), PathBuf::from(p)))
-                .collect(),
+            services: default_services(),
             textfiles: DEFAULT_TEXTFILES.iter().map(PathBuf::from).collect(),
             filesystem: None,
         }
@@ -435,7 +424,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.ini, PathBuf::from("/x.ini"));
-        assert_eq!(a.sources.services.len(), DEFAULT_SERVICES.len() + 1);
+        assert_eq!(a.sources.services.len(), default_services().len() + 1);
         assert!(
             a.sources
                 .services

@@ -1,21 +1,28 @@
-//! The exporter reads by default exactly where the daemons publish by default.
+//! The exporter reads by default exactly where the daemons publish by default, and that is
+//! where their systemd units give them a directory: all three from `chatmaild::daemons`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use chatmail_exporter::DEFAULT_SERVICES;
+use std::path::{Path, PathBuf};
+
+use chatmail_exporter::default_services;
+use chatmaild::daemons::{DAEMONS, RUN_ROOT};
 use filtermail::Mode;
 use filtermail::metrics::default_socket;
 
-fn socket_of(service: &str) -> &'static str {
-    DEFAULT_SERVICES
-        .iter()
-        .find(|(n, _)| *n == service)
-        .map(|(_, p)| *p)
+fn socket_of(service: &str) -> PathBuf {
+    default_services()
+        .into_iter()
+        .find(|(n, _)| n == service)
+        .map(|(_, p)| p)
         .unwrap_or_else(|| panic!("{service} is not read by default"))
 }
 
 #[test]
 fn default_sockets_agree_with_the_daemons() {
-    assert_eq!(socket_of("doveauth"), doveauth::http::METRICS_SOCKET);
+    assert_eq!(
+        socket_of("doveauth"),
+        Path::new(doveauth::http::METRICS_SOCKET)
+    );
     assert_eq!(
         socket_of("filtermail"),
         default_socket(Some(Mode::Outgoing))
@@ -25,18 +32,46 @@ fn default_sockets_agree_with_the_daemons() {
         default_socket(Some(Mode::Incoming))
     );
     assert_eq!(socket_of("filtermail-transport"), default_socket(None));
-    // Dict daemons publish beside their service sockets (the paths of their units).
-    for (service, dict_socket) in [
-        ("doveauth", "/run/doveauth/doveauth.socket"),
-        ("lastlogin", "/run/chatmail-lastlogin/lastlogin.socket"),
-        (
-            "chatmail-metadata",
-            "/run/chatmail-metadata/metadata.socket",
-        ),
-    ] {
-        assert_eq!(
-            std::path::Path::new(socket_of(service)),
-            chatmaild::metrics::socket_path(std::path::Path::new(dict_socket))
+    // Every daemon but the exporter itself is read.
+    assert_eq!(default_services().len(), DAEMONS.len() - 1);
+}
+
+/// `Key=value` lines of a unit file.
+fn unit_values(unit: &str, key: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../systemd")
+        .join(unit);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{unit}: {e}"));
+    text.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn units_agree_with_the_table() {
+    for d in DAEMONS {
+        let unit = format!("{}.service", d.name);
+        let exec = unit_values(&unit, "ExecStart").concat();
+        assert!(
+            exec.split(' ')
+                .next()
+                .unwrap()
+                .ends_with(&format!("/{}", d.binary)),
+            "{unit}: {exec}"
         );
+        let runtime: Vec<String> = d.runtime_dir.map(str::to_owned).into_iter().collect();
+        assert_eq!(unit_values(&unit, "RuntimeDirectory"), runtime, "{unit}");
+        if let Some(socket) = d.socket_in(Path::new(RUN_ROOT)) {
+            let socket = socket.display().to_string();
+            assert!(exec.contains(&socket), "{unit}: {exec}");
+            let socket_unit = format!("{}.socket", d.name);
+            assert_eq!(unit_values(&socket_unit, "ListenStream"), [socket]);
+        }
     }
+    // doveauth's HTTP mode shares the dict mode's runtime directory (and metrics socket).
+    assert_eq!(
+        unit_values("doveauth-http.service", "RuntimeDirectory"),
+        ["doveauth"]
+    );
 }

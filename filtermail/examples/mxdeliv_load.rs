@@ -7,7 +7,9 @@
 //! Every answer must be `200`. Prints messages/s and p50/p99 request latency.
 //!
 //! Run filtermail in incoming mode with `FILTERMAIL_SKIP_DKIM=1` against an SMTP sink
-//! (`bench/filtermail-load sink PORT` as `postfix_reinject_port_incoming`).
+//! (`bench/filtermail-load sink PORT` as `postfix_reinject_port_incoming`), with the account
+//! `bob@chat.example.org` in its `mailboxes_dir` (a non-empty `password` file): incoming
+//! mode refuses recipients without a mailbox. The senders are `sender<i>@remote.example`.
 #![forbid(unsafe_code)]
 
 use std::io::Write;

@@ -35,8 +35,9 @@
 //!    `--boundary` is exactly a delimiter or the close delimiter (no transport padding, no
 //!    longer line that a prefix-matching parser would take for a delimiter); a close
 //!    delimiter ends the body; the preamble is short 7-bit text and the epilogue empty
-//!    lines only; every part has a header block.
-//! 5. **Forms** ([`forms`]): the exact shape of each of the four messages.
+//!    lines only; no part is empty.
+//! 5. **Forms** ([`forms`]): the exact shape of each of the four messages, each (but the
+//!    self-sent setup message) with `MIME-Version: 1.0`.
 //!
 //! Everything here is pure: the functions read bytes and return a verdict, so table tests
 //! and the fuzz targets call the code the filter runs.

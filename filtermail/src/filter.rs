@@ -11,6 +11,7 @@ use tracing::warn;
 use crate::budget::MemoryBudget;
 use crate::dkim::{self, DkimVerifier};
 use crate::host_port;
+use crate::local::Local;
 use crate::policy::{Envelope, MailParams, Verdict, check_incoming, check_outgoing};
 use crate::ratelimit::RateLimiter;
 use crate::reinject::Reinjector;
@@ -30,6 +31,8 @@ pub struct Filter {
     pub mode: Mode,
     /// Where `enforceE2EEincoming` markers live.
     pub mailboxes_dir: PathBuf,
+    /// Our domain and mailboxes: incoming envelopes are checked against them.
+    pub local: Arc<Local>,
     /// `max_message_size` in bytes.
     pub max_message_size: u64,
     /// The outgoing send rate limit (outgoing mode only).
@@ -44,13 +47,9 @@ pub struct Filter {
     pub metrics: crate::metrics::Metrics,
 }
 
-/// The memory budget for `config`: `filtermail_memory_budget`, but never less than one
-/// message of `max_message_size` (a smaller budget would defer such messages forever).
+/// The memory budget for `config` ([`Config::filtermail_memory_budget_bytes`]).
 pub fn memory_budget_bytes(config: &Config) -> u64 {
-    config
-        .filtermail_memory_budget_mb
-        .saturating_mul(1024 * 1024)
-        .max(config.max_message_size)
+    config.filtermail_memory_budget_bytes()
 }
 
 impl Filter {
@@ -61,9 +60,11 @@ impl Filter {
             Mode::Outgoing => config.postfix_reinject_port,
             Mode::Incoming => config.postfix_reinject_port_incoming,
         };
+        let reinject_addr = host_port(&config.postfix_host, port);
         Filter {
             mode,
             mailboxes_dir: config.mailboxes_dir.clone(),
+            local: Arc::new(Local::new(config)),
             max_message_size: config.max_message_size,
             limiter: (mode == Mode::Outgoing).then(|| {
                 RateLimiter::new(
@@ -72,7 +73,13 @@ impl Filter {
                 )
             }),
             dkim: if mode == Mode::Incoming { dkim } else { None },
-            reinjector: Reinjector::new(host_port(&config.postfix_host, port), REINJECT_TIMEOUT),
+            reinjector: match mode {
+                Mode::Outgoing => Reinjector::new(reinject_addr, REINJECT_TIMEOUT),
+                // Incoming mail must never come back as a bounce (see `reinject`).
+                Mode::Incoming => {
+                    Reinjector::new(reinject_addr, REINJECT_TIMEOUT).without_notifications()
+                }
+            },
             budget: MemoryBudget::new(memory_budget_bytes(config)),
             metrics: crate::metrics::Metrics::new(mode),
         }

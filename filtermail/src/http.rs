@@ -8,7 +8,9 @@
 //!
 //! Status codes: accepted → 200 `250 OK`; oversized → 413 as soon as that is known (the
 //! rest of the body is discarded, within bounds, so the client can read it); a permanent rejection (5xx) →
-//! 400 with the SMTP reply text; a temporary failure (4xx: DKIM key lookup, reinjection
+//! 400 with the SMTP reply text, also for an envelope the SMTP listener refuses at `MAIL`
+//! or `RCPT` (a sender of our domain, a recipient without a mailbox; the whole request, the
+//! body unread); a temporary failure (4xx: DKIM key lookup, reinjection
 //! unreachable, ...) → 503 with the SMTP reply text and `Retry-After`. The reference answers
 //! 400 to everything; its senders fall back to SMTP on any non-2xx status, where the same
 //! temporary failure becomes a 4xx SMTP reply and the message is retried. 503 keeps that
@@ -22,7 +24,7 @@ use std::time::Duration;
 use chatmaild::accept::accept_loop;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
-use hyper::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,14 +34,16 @@ use tracing::{debug, info, warn};
 use crate::Filter;
 use crate::budget::Reservation;
 use crate::error::Error;
-use crate::policy::{Envelope, MailParams};
+use crate::policy::MailParams;
 use crate::reply::{FilterReply, Reply};
 use crate::smtp::MAX_RECIPIENTS;
 
 mod body;
+mod envelope;
 mod timeout;
 
 pub use body::MessageBody;
+pub use envelope::envelope;
 pub use timeout::TimeoutIo;
 
 /// Envelope sender header (absent: the null sender).
@@ -190,6 +194,12 @@ async fn handle(req: Request<Incoming>, filter: &Arc<Filter>) -> Response<Full<B
             return text(StatusCode::BAD_REQUEST, why);
         }
     };
+    // As SMTP refuses them at MAIL and RCPT: the whole request, before reading the body.
+    if let Err(reply) = filter.local.check_envelope(&env) {
+        debug!("HTTP request refused: {reply}");
+        filter.metrics.command(&reply);
+        return text(StatusCode::BAD_REQUEST, reply.to_string());
+    }
     // A declared length that cannot fit even after undoing dot-stuffing (which removes at
     // most one byte per line of at least three) is refused before reading anything.
     if let Some(len) = req.body().size_hint().exact()
@@ -278,111 +288,9 @@ fn max_stuffed_size(max: u64) -> u64 {
     max.saturating_add(max / 3).saturating_add(4)
 }
 
-/// The envelope from the request headers, or the text of a 400 reply.
-pub fn envelope(headers: &HeaderMap) -> Result<Envelope, &'static str> {
-    let mut senders = headers.get_all(HEADER_MAIL_FROM).iter();
-    let mail_from = match (senders.next(), senders.next()) {
-        (None, _) => String::new(),
-        (Some(v), None) => address(v).ok_or("501 Invalid address in X-MAIL-FROM header")?,
-        (Some(_), Some(_)) => return Err("501 More than one X-MAIL-FROM header"),
-    };
-    let mut rcpt_to = Vec::new();
-    for v in headers.get_all(HEADER_RCPT_TO) {
-        match address(v) {
-            Some(a) if chatmaild::address::canonical_mailbox(&a).is_ok() => rcpt_to.push(a),
-            Some(a) if !a.is_empty() => {
-                return Err("553 5.1.3 Recipient address not in plain form");
-            }
-            _ => return Err("501 Invalid address in X-MAIL-TO header"),
-        }
-    }
-    if rcpt_to.is_empty() {
-        return Err(NO_RECIPIENTS);
-    }
-    if rcpt_to.len() > MAX_RECIPIENTS {
-        return Err("452 4.5.3 Error: too many recipients");
-    }
-    Ok(Envelope { mail_from, rcpt_to })
-}
-
-/// An address header value: UTF-8, optionally in `<...>`, no spaces, angle brackets or
-/// control characters (they would corrupt the reinjection commands). `<>` and the empty
-/// value are the null address.
-fn address(value: &HeaderValue) -> Option<String> {
-    let s = std::str::from_utf8(value.as_bytes()).ok()?.trim();
-    let s = match s.strip_prefix('<') {
-        Some(inner) => inner.strip_suffix('>')?,
-        None => s,
-    };
-    if s.chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
-    {
-        return None;
-    }
-    Some(s.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    #[test]
-    fn envelope_table() {
-        let env = envelope(&headers(&[
-            ("X-Mail-From", b"a@b.org"),
-            ("X-MAIL-TO", b"c@d.org"),
-            ("x-mail-to", b"<E@f.org>"),
-        ]))
-        .unwrap();
-        assert_eq!(env.mail_from, "a@b.org");
-        assert_eq!(env.rcpt_to, vec!["c@d.org", "E@f.org"]);
-        let env = envelope(&headers(&[("X-MAIL-TO", b"c@d.org")])).unwrap();
-        assert_eq!(env.mail_from, "", "absent sender is the null sender");
-        let env = envelope(&headers(&[("X-MAIL-FROM", b"<>"), ("X-MAIL-TO", b"c@d")])).unwrap();
-        assert_eq!(env.mail_from, "");
-        let env = envelope(&headers(&[
-            ("X-MAIL-FROM", "ü@b.org".as_bytes()),
-            ("X-MAIL-TO", b"c@d"),
-        ]))
-        .unwrap();
-        assert_eq!(env.mail_from, "ü@b.org");
-        let bad: &[&[(&str, &[u8])]] = &[
-            &[],
-            &[("X-MAIL-FROM", b"a@b")],
-            &[("X-MAIL-TO", b"")],
-            &[("X-MAIL-TO", b"<>")],
-            &[("X-MAIL-TO", b"a b@c")],
-            &[("X-MAIL-TO", b"a@c>")],
-            &[("X-MAIL-TO", b"<a@c")],
-            &[("X-MAIL-TO", b"\xff@c")],
-            &[("X-MAIL-TO", b"a\t@c")],
-            &[
-                ("X-MAIL-TO", b"a@c"),
-                ("X-MAIL-FROM", b"x@y"),
-                ("X-MAIL-FROM", b"x@y"),
-            ],
-            &[("X-MAIL-TO", b"a@c"), ("X-MAIL-FROM", b"x>@y")],
-        ];
-        for case in bad {
-            let got = envelope(&headers(case));
-            assert!(got.is_err(), "{case:?}: {got:?}");
-        }
-        let many: Vec<(&str, &[u8])> = (0..=MAX_RECIPIENTS)
-            .map(|_| ("X-MAIL-TO", &b"a@b"[..]))
-            .collect();
-        assert!(envelope(&headers(&many)).is_err());
-    }
 
     #[test]
     fn status_table() {

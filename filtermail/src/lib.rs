@@ -9,7 +9,7 @@
 //! [`openpgp`] are pure; [`dkim`] and [`reinject`] do the network work; [`Filter`]
 //! ([`filter`]) chains them for one message; [`server`] is the SMTP listener (with the
 //! protocol state machines in [`smtp`]) and [`http`] the `/mxdeliv` listener of incoming
-//! mode. [`daemon`] holds the two life cycles: the filter and transport mode, which runs the
+//! mode; both check an incoming envelope against [`local`] (our domain, our mailboxes). [`daemon`] holds the two life cycles: the filter and transport mode, which runs the
 //! `mxdeliver` crate.
 #![forbid(unsafe_code)]
 
@@ -20,6 +20,7 @@ pub mod dkim;
 pub mod error;
 pub mod filter;
 pub mod http;
+pub mod local;
 pub mod manual;
 pub mod metrics;
 pub mod mime;

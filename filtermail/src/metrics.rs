@@ -6,7 +6,10 @@
 //! the reply decides what the client sees, so counting it cannot disagree with it, and the
 //! protocol code needs only a one-line call where a reply is decided.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use chatmaild::daemons::{self, Daemon};
 
 use chatmaild::metrics::names::filtermail as names;
 use chatmaild::metrics::{
@@ -18,14 +21,25 @@ use crate::smtp::Mode;
 
 pub use names::{BYTES, DKIM, MESSAGE_SECONDS, MESSAGES, RATE_LIMITED, SESSIONS};
 
-/// Default metrics socket of each mode (`$CHATMAIL_METRICS_SOCKET` overrides it), in the
-/// unit's `RuntimeDirectory=`.
-pub fn default_socket(mode: Option<Mode>) -> &'static str {
+/// The daemon of each mode in the relay's table: its default metrics socket
+/// (`$CHATMAIL_METRICS_SOCKET` overrides it) is in that unit's `RuntimeDirectory=`.
+pub fn daemon(mode: Option<Mode>) -> Daemon {
     match mode {
-        Some(Mode::Outgoing) => "/run/filtermail/metrics.socket",
-        Some(Mode::Incoming) => "/run/filtermail-incoming/metrics.socket",
-        None => "/run/filtermail-transport/metrics.socket",
+        Some(Mode::Outgoing) => daemons::FILTERMAIL,
+        Some(Mode::Incoming) => daemons::FILTERMAIL_INCOMING,
+        None => daemons::FILTERMAIL_TRANSPORT,
     }
+}
+
+/// Default metrics socket of each mode (`$CHATMAIL_METRICS_SOCKET` overrides it).
+#[expect(
+    clippy::expect_used,
+    reason = "a static table entry, pinned by its tests"
+)]
+pub fn default_socket(mode: Option<Mode>) -> PathBuf {
+    daemon(mode)
+        .metrics_socket()
+        .expect("every filtermail daemon has a runtime directory")
 }
 
 labels! {
@@ -142,6 +156,7 @@ impl Reason {
             (Reply::INVALID_MAIL_FROM, Reason::InvalidFrom),
             (Reply::INVALID_RCPT_TO, Reason::InvalidRecipient),
             (Reply::RECIPIENT_NOT_PLAIN, Reason::InvalidRecipient),
+            (Reply::SENDER_IS_LOCAL, Reason::InvalidFrom),
             (Reply::TOO_MANY_RECIPIENTS, Reason::TooManyRecipients),
             (Reply::NO_DKIM_SIGNATURE, Reason::NoDkimSignature),
             (Reply::NO_VALID_DKIM_SIGNATURE, Reason::InvalidDkimSignature),
@@ -162,6 +177,7 @@ impl Reason {
                 Reason::InvalidFrom
             }
             500 if text.starts_with("Failed to parse message") => Reason::Malformed,
+            550 if text.starts_with("5.1.1 ") => Reason::InvalidRecipient,
             _ => Reason::Other,
         }
     }
@@ -391,6 +407,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_mode_publishes_in_its_units_runtime_directory() {
+        for (mode, path) in [
+            (Some(Mode::Outgoing), "/run/filtermail/metrics.socket"),
+            (
+                Some(Mode::Incoming),
+                "/run/filtermail-incoming/metrics.socket",
+            ),
+            (None, "/run/filtermail-transport/metrics.socket"),
+        ] {
+            assert_eq!(default_socket(mode), PathBuf::from(path));
+        }
+    }
+
+    #[test]
     fn lists_match_the_enums() {
         assert_eq!(Reason::VALUES.len(), Reason::Other.index() + 1);
         assert_eq!(Reason::RateLimited.label(), "rate_limited");
@@ -449,6 +479,16 @@ mod tests {
                 Reason::TooManyRecipients,
             ),
             (Reply::OVER_BUDGET, Verdict::Deferred, Reason::OverBudget),
+            (
+                Reply::SENDER_IS_LOCAL,
+                Verdict::Rejected,
+                Reason::InvalidFrom,
+            ),
+            (
+                Reply::unknown_recipient("x@y"),
+                Verdict::Rejected,
+                Reason::InvalidRecipient,
+            ),
             (
                 Reply::new(554, "5.7.1 refused by Postfix"),
                 Verdict::Rejected,

@@ -6,6 +6,15 @@
 //! Nagle on and the final dot written separately, each message would stall for a
 //! delayed-ACK period. The remote reply is relayed with its class (4xx stays 4xx); a
 //! connection failure becomes a 451 so the sender retries and nothing accepted is lost.
+//!
+//! Incoming mail is reinjected with `NOTIFY=NEVER` on every recipient (RFC 3461; Postfix's
+//! reinjection listener offers `DSN`): should Postfix later fail to deliver it (the account
+//! deleted or blocked meanwhile, a mailbox over quota until `maximal_queue_lifetime`), it
+//! sends no bounce. A bounce would carry the message, which passed only the incoming filter,
+//! to its envelope sender: out through the transport to a sender that may be forged
+//! (backscatter of content the outgoing filter never saw), or into a local mailbox. Postfix's
+//! bounce daemon counts only recipients whose NOTIFY includes FAILURE (or who have none)
+//! and cancels the notice when there are none (`bounce_notify_service.c`, 3.7 and 3.10).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +48,8 @@ pub struct Reinjector {
     /// Connections kept open between messages (Postfix serves many transactions per
     /// connection, so each message need not pay for connect, greeting and EHLO).
     pool: Arc<Pool<Client>>,
+    /// Ask for no delivery status notifications (`NOTIFY=NEVER`): incoming mail.
+    notify_never: bool,
 }
 
 /// Why a reinjection attempt failed on our side (not a remote rejection).
@@ -107,6 +118,16 @@ impl Reinjector {
             addr,
             timeout,
             pool,
+            notify_never: false,
+        }
+    }
+
+    /// This reinjector with `NOTIFY=NEVER` on every recipient, so Postfix never bounces what
+    /// it reinjects (see the module documentation).
+    pub fn without_notifications(self) -> Reinjector {
+        Reinjector {
+            notify_never: true,
+            ..self
         }
     }
 
@@ -197,7 +218,12 @@ impl Reinjector {
         // With PIPELINING (RFC 2920; Postfix offers it) the envelope goes out in one write
         // and the replies are read in order afterwards; otherwise one command at a time.
         let pipelined = conn.capabilities().pipelining;
-        match conn.envelope(&mail, env.rcpt_to, pipelined).await {
+        let rcpts: Vec<String> = env
+            .rcpt_to
+            .iter()
+            .map(|r| conn.rcpt_command(r, self.notify_never))
+            .collect();
+        match conn.envelope_commands(&mail, &rcpts, pipelined).await {
             Ok(Sent::Accepted) => {}
             // A kept connection that the server closed (or is closing) meanwhile.
             Ok(Sent::Refused(Step::Mail, r)) if r.code == 421 => return Err(ClientError::Stale),

@@ -42,14 +42,34 @@ pub trait FilterReply {
     /// The reinjection port could not be reached or spoke nonsense; the sender retries.
     const REINJECT_FAILED: Reply = Reply::fixed(451, "4.3.0 Error: queue file write error");
     /// The messages in flight already fill the memory budget; the sender retries.
-    const OVER_BUDGET: Reply =
-        Reply::fixed(451, "4.3.1 Error: too much mail in flight, try again later");
+    const OVER_BUDGET: Reply = chatmail_smtp::budget::OVER_BUDGET;
     /// A recipient spelling Postfix could route differently (quoted, source route, `%`,
     /// `!`, characters no mailbox name has): refused rather than guessed.
     const RECIPIENT_NOT_PLAIN: Reply =
         Reply::fixed(553, "5.1.3 Recipient address not in plain form");
     /// An internal failure while handling the message; the sender retries.
     const LOCAL_ERROR: Reply = Reply::fixed(451, "4.3.0 Local error");
+    /// Incoming mail whose envelope sender is of the relay's own domain: our users send
+    /// through submission only, so a remote server never sends as them, and a bounce to such
+    /// a sender would land in a local mailbox without passing the filter.
+    const SENDER_IS_LOCAL: Reply = Reply::fixed(
+        550,
+        "5.7.1 Sender address rejected: users of this domain send only through submission",
+    );
+
+    /// `550 5.1.1 <addr>: Recipient address rejected: User unknown`: an incoming recipient
+    /// without a mailbox (no account, or a blocked one), refused before anything is queued
+    /// that Dovecot would refuse and Postfix would bounce. Postfix's own wording, so senders'
+    /// MTAs and their users read it as the usual "no such user".
+    fn unknown_recipient(addr: &str) -> Reply {
+        Reply::new(
+            550,
+            format!(
+                "5.1.1 <{}>: Recipient address rejected: User unknown",
+                printable(addr)
+            ),
+        )
+    }
 
     /// `450 4.7.1: Too much mail from <addr>, <detail>` (SPEC §6.8).
     fn rate_limited(addr: &str, retry_secs: u64) -> Reply {
@@ -137,6 +157,14 @@ mod tests {
                 "500 Invalid FROM <x@y> for <a@b>",
             ),
             (Reply::invalid_from_header(""), "500 Invalid FROM header: "),
+            (
+                Reply::unknown_recipient("nobody@x.org"),
+                "550 5.1.1 <nobody@x.org>: Recipient address rejected: User unknown",
+            ),
+            (
+                Reply::SENDER_IS_LOCAL,
+                "550 5.7.1 Sender address rejected: users of this domain send only through submission",
+            ),
         ];
         for (reply, want) in cases {
             assert_eq!(reply.to_string(), want);

@@ -1,7 +1,8 @@
 //! The SMTP listener: accept loop and per-connection I/O around the state machines of
 //! [`crate::smtp`]. Many sessions run at once (one task each, bounded by a semaphore);
-//! idle clients are timed out; on shutdown, accepting stops and sessions in flight get a
-//! grace period to finish.
+//! idle clients are timed out. On shutdown accepting stops, a session waiting for a command
+//! gets `421` and is closed at once (RFC 5321 §3.8), and a session receiving or processing
+//! a message gets a grace period to finish it, then its `421`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +39,9 @@ pub async fn run(
 ) -> Result<(), Error> {
     let result = accept_loop(&listener, MAX_SESSIONS, &stop, GRACE, |(stream, peer)| {
         let filter = Arc::clone(&filter);
+        let stop = stop.clone();
         async move {
-            if let Err(e) = session(stream, &filter).await {
+            if let Err(e) = session(stream, &filter, &stop).await {
                 debug!(%peer, "session ended: {e}");
             }
         }
@@ -66,12 +68,36 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result
     }
 }
 
-/// One SMTP connection from Postfix.
-async fn session(mut stream: TcpStream, filter: &Arc<Filter>) -> std::io::Result<()> {
+/// Reads the next command bytes into `buf`; `Ok(false)` on EOF, or after a `421` once
+/// `stop` is cancelled (no transaction is open between commands that matters: Postfix
+/// retries one cut short).
+async fn read_command(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    stop: &CancellationToken,
+) -> std::io::Result<bool> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => {
+            write(stream, &Reply::SHUTTING_DOWN.to_wire()).await?;
+            let _ = stream.shutdown().await;
+            Ok(false)
+        }
+        more = read_more(stream, buf) => more,
+    }
+}
+
+/// One SMTP connection from Postfix, until it ends or `stop` finds it between commands.
+async fn session(
+    mut stream: TcpStream,
+    filter: &Arc<Filter>,
+    stop: &CancellationToken,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let _in_flight = filter.metrics.session();
     write(&mut stream, &Reply::GREETING.to_wire()).await?;
-    let mut smtp = Session::new(filter.mode, filter.max_message_size);
+    let mut smtp =
+        Session::new(filter.mode, filter.max_message_size).with_local(Arc::clone(&filter.local));
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         let (step, used) = match next_line(&buf) {
@@ -80,7 +106,7 @@ async fn session(mut stream: TcpStream, filter: &Arc<Filter>) -> std::io::Result
                 used,
             ),
             Line::Incomplete => {
-                if !read_more(&mut stream, &mut buf).await? {
+                if !read_command(&mut stream, &mut buf, stop).await? {
                     return Ok(());
                 }
                 continue;

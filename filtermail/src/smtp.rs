@@ -11,6 +11,7 @@ use std::time::Instant;
 use chatmail_smtp::{Command, DataReceiver, Verb};
 
 use crate::budget::{MemoryBudget, Reservation};
+use crate::local::Local;
 use crate::policy::{Envelope, MailParams, check_outgoing_mail_from};
 use crate::ratelimit::RateLimiter;
 use crate::reply::{FilterReply, Reply};
@@ -70,20 +71,33 @@ pub enum Step {
 pub struct Session {
     mode: Mode,
     max_message_size: u64,
+    /// Incoming mode: senders of our domain and recipients without a mailbox are refused.
+    local: Option<Arc<Local>>,
     mail_from: Option<String>,
     rcpt_to: Vec<String>,
     smtputf8: bool,
 }
 
 impl Session {
-    /// A fresh connection.
+    /// A fresh connection. In incoming mode, recipients are only checked for their spelling
+    /// until [`Session::with_local`] names the relay's domain and mailboxes.
     pub fn new(mode: Mode, max_message_size: u64) -> Session {
         Session {
             mode,
             max_message_size,
+            local: None,
             mail_from: None,
             rcpt_to: Vec::new(),
             smtputf8: false,
+        }
+    }
+
+    /// This session checking incoming senders and recipients against `local` (the
+    /// listener always sets it; outgoing mode ignores it).
+    pub fn with_local(self, local: Arc<Local>) -> Session {
+        Session {
+            local: Some(local),
+            ..self
         }
     }
 
@@ -121,29 +135,45 @@ impl Session {
     }
 
     fn mail(&mut self, command: &Command, limiter: Option<&RateLimiter>, now: Instant) -> Step {
+        // A new MAIL starts a new transaction (Postfix never nests them); a refused one
+        // leaves none, so no recipient can join the sender of an earlier MAIL.
+        self.reset();
         let Some(addr) = plain_path(command) else {
             return Step::Reply(Reply::INVALID_MAIL_FROM);
         };
-        if self.mode == Mode::Outgoing {
-            if let Err(reply) = check_outgoing_mail_from(&addr) {
-                return Step::Reply(reply);
-            }
-            // One budget per mailbox, however the address is spelled.
-            let key = chatmaild::address::canonical_mailbox(&addr)
-                .map_or_else(|_| addr.to_ascii_lowercase(), |m| m.as_str().to_owned());
-            if let Some(limiter) = limiter
-                && let Err(wait) = limiter.check(&key, now)
-            {
-                tracing::warn!(sender = %addr, "rate limit exceeded");
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                return Step::Reply(Reply::rate_limited(&addr, secs));
-            }
+        if let Err(reply) = self.check_sender(&addr, limiter, now) {
+            return Step::Reply(reply);
         }
-        // A new MAIL starts a new transaction (Postfix never nests them).
-        self.rcpt_to.clear();
         self.mail_from = Some(addr);
         self.smtputf8 = command.has_param("SMTPUTF8");
         Step::Reply(Reply::OK)
+    }
+
+    /// The rules of this mode for a MAIL FROM address.
+    fn check_sender(
+        &self,
+        addr: &str,
+        limiter: Option<&RateLimiter>,
+        now: Instant,
+    ) -> Result<(), Reply> {
+        match (self.mode, &self.local) {
+            (Mode::Incoming, Some(local)) => local.check_sender(addr),
+            (Mode::Incoming, None) => Ok(()),
+            (Mode::Outgoing, _) => {
+                check_outgoing_mail_from(addr)?;
+                // One budget per mailbox, however the address is spelled.
+                let key = chatmaild::address::canonical_mailbox(addr)
+                    .map_or_else(|_| addr.to_ascii_lowercase(), |m| m.as_str().to_owned());
+                if let Some(limiter) = limiter
+                    && let Err(wait) = limiter.check(&key, now)
+                {
+                    tracing::warn!(sender = %addr, "rate limit exceeded");
+                    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    return Err(Reply::rate_limited(addr, secs));
+                }
+                Ok(())
+            }
+        }
     }
 
     fn rcpt(&mut self, command: &Command) -> Step {
@@ -155,11 +185,18 @@ impl Session {
                 if self.rcpt_to.len() >= MAX_RECIPIENTS {
                     return Step::Reply(Reply::TOO_MANY_RECIPIENTS);
                 }
-                // Incoming recipients are ours: only spellings whose mailbox is certain.
-                if self.mode == Mode::Incoming
-                    && chatmaild::address::canonical_mailbox(&addr).is_err()
-                {
-                    return Step::Reply(Reply::RECIPIENT_NOT_PLAIN);
+                // Incoming recipients are ours: only spellings whose mailbox is certain,
+                // and only mailboxes that take mail.
+                if self.mode == Mode::Incoming {
+                    let checked = match &self.local {
+                        Some(local) => local.check_recipient(&addr),
+                        None => chatmaild::address::canonical_mailbox(&addr)
+                            .map(drop)
+                            .map_err(|_| Reply::RECIPIENT_NOT_PLAIN),
+                    };
+                    if let Err(reply) = checked {
+                        return Step::Reply(reply);
+                    }
                 }
                 self.rcpt_to.push(addr);
                 Step::Reply(Reply::OK)
@@ -287,6 +324,61 @@ mod tests {
         assert_eq!(
             s.on_line(b"MAIL FROM:<\xff@x>", None, Instant::now()),
             Step::Reply(Reply::INVALID_MAIL_FROM)
+        );
+    }
+
+    #[test]
+    fn incoming_envelope_against_local() {
+        let dir = tempfile::tempdir().unwrap();
+        chatmaild::User::in_dir(dir.path(), "bob@chat.example.org")
+            .unwrap()
+            .set_password("{SHA512-CRYPT}$6$x")
+            .unwrap();
+        let local = Arc::new(Local::with_domains(
+            &["chat.example.org"],
+            dir.path().into(),
+        ));
+        let mut s = Session::new(Mode::Incoming, 100).with_local(Arc::clone(&local));
+        assert_eq!(
+            step(&mut s, "MAIL FROM:<alice@Chat.Example.org>"),
+            Step::Reply(Reply::SENDER_IS_LOCAL)
+        );
+        assert_eq!(
+            step(&mut s, "RCPT TO:<bob@chat.example.org>"),
+            Step::Reply(Reply::NEED_MAIL)
+        );
+        assert_eq!(
+            step(&mut s, "MAIL FROM:<a@remote.example>"),
+            Step::Reply(Reply::OK)
+        );
+        assert_eq!(
+            step(&mut s, "RCPT TO:<nobody@chat.example.org>"),
+            Step::Reply(Reply::unknown_recipient("nobody@chat.example.org"))
+        );
+        assert_eq!(
+            step(&mut s, "RCPT TO:<\"bob\"@chat.example.org>"),
+            Step::Reply(Reply::RECIPIENT_NOT_PLAIN)
+        );
+        assert_eq!(
+            step(&mut s, "RCPT TO:<Bob+x@chat.example.org>"),
+            Step::Reply(Reply::OK)
+        );
+        assert_eq!(step(&mut s, "DATA"), Step::Data);
+        assert_eq!(s.take_envelope().rcpt_to, vec!["Bob+x@chat.example.org"]);
+        assert_eq!(
+            step(&mut s, "MAIL FROM:<>"),
+            Step::Reply(Reply::OK),
+            "null sender"
+        );
+        // Outgoing mode: our users send to anyone, as themselves.
+        let mut s = Session::new(Mode::Outgoing, 100).with_local(local);
+        assert_eq!(
+            step(&mut s, "MAIL FROM:<alice@chat.example.org>"),
+            Step::Reply(Reply::OK)
+        );
+        assert_eq!(
+            step(&mut s, "RCPT TO:<nobody@chat.example.org>"),
+            Step::Reply(Reply::OK)
         );
     }
 

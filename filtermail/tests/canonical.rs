@@ -197,6 +197,7 @@ fn parameter_tricks_are_refused() {
         ("transfer encoding quoted-printable on the payload", enc.replacen("Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n", "Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\nContent-Transfer-Encoding: quoted-printable\r\n", 1)),
         ("protocol other than PGP", enc.replacen("protocol=\"application/pgp-encrypted\"", "protocol=\"text/plain\"", 1)),
         ("MIME-Version 2.0", enc.replacen("MIME-Version: 1.0", "MIME-Version: 2.0", 1)),
+        ("no MIME-Version", enc.replacen("MIME-Version: 1.0\r\n", "", 1)),
     ];
     for (name, msg) in type_cases {
         assert_refused(name, msg.as_bytes(), FROM);
@@ -392,4 +393,50 @@ fn non_canonical_mail_reaches_recipients_who_accept_cleartext() {
         check_incoming(&env(FROM), msg.as_bytes(), dir.path()),
         Verdict::Accept(_)
     ));
+}
+
+/// Every disagreement the structure-aware fuzz target (`filtermail_grammar`) found on the
+/// rules before the canonical grammar, replayed with its envelope: each is refused now.
+#[test]
+fn grammar_fuzz_findings_are_refused() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/findings/filtermail_grammar");
+    let mailboxes = tempfile::tempdir().unwrap();
+    let bob = mailboxes.path().join("bob@example.org");
+    std::fs::create_dir(&bob).unwrap();
+    std::fs::write(bob.join("enforceE2EEincoming"), b"").unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".eml"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 19, "{names:?}");
+    for name in names {
+        let msg = std::fs::read(dir.join(&name)).unwrap();
+        let number = &name[..2];
+        // The envelope of each reproducer (fuzz/findings/filtermail_grammar/README.md).
+        let verdict = match number {
+            "04" => check_outgoing(
+                &Envelope {
+                    mail_from: "alice@example.org".into(),
+                    rcpt_to: vec!["carol@remote.example".into()],
+                },
+                &msg,
+            ),
+            _ => {
+                let mail_from = match number {
+                    "11" | "12" | "15" | "16" => "",
+                    "14" => "MAILER-DAEMON@remote.example",
+                    _ => "carol@remote.example",
+                };
+                let env = Envelope {
+                    mail_from: mail_from.into(),
+                    rcpt_to: vec!["bob@example.org".into()],
+                };
+                check_incoming(&env, &msg, mailboxes.path())
+            }
+        };
+        assert_eq!(verdict, Verdict::Reject(Reply::ENCRYPTION_NEEDED), "{name}");
+    }
 }

@@ -406,6 +406,70 @@ async fn oversized_body_is_discarded_and_the_connection_kept() {
     assert_eq!(sink.messages().len(), 1);
 }
 
+/// The envelope rules of SMTP's MAIL and RCPT: a sender of our own domain or a recipient
+/// without a mailbox refuses the whole request with 400 and the SMTP reply; nothing is
+/// reinjected, also for the recipients that exist.
+#[tokio::test]
+async fn local_senders_and_unknown_recipients_are_400() {
+    let sink = sink::start("250 2.0.0 Ok").await;
+    let d = daemon(&sink, "");
+    let blocked = common::create_account(&d.mailboxes(), "dave@chat.example.org");
+    std::fs::write(blocked.join("blocked"), b"").unwrap();
+    let body = common::stuff(&eml("encrypted.eml", FROM, TO, "hi", Eol::Crlf));
+    for rcpt in [
+        "nobody@chat.example.org",
+        "dave@chat.example.org",
+        "bob@other.example",
+    ] {
+        let r = post(
+            d.http_port,
+            &[
+                ("X-MAIL-FROM", FROM),
+                ("X-MAIL-TO", TO),
+                ("X-MAIL-TO", rcpt),
+            ],
+            &body,
+        )
+        .await;
+        assert_eq!(r.status, 400, "{rcpt}: {r:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            format!("550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown")
+        );
+    }
+    for sender in [
+        "carol@chat.example.org",
+        "<Carol+x@Chat.Example.ORG.>",
+        "\"carol\"@chat.example.org",
+    ] {
+        let r = post(
+            d.http_port,
+            &[("X-MAIL-FROM", sender), ("X-MAIL-TO", TO)],
+            &body,
+        )
+        .await;
+        assert_eq!(r.status, 400, "{sender}: {r:?}");
+        assert_eq!(
+            r.body,
+            b"550 5.7.1 Sender address rejected: users of this domain send only through submission"
+        );
+    }
+    assert!(sink.messages().is_empty());
+    // The null sender, and a remote one, to an existing mailbox.
+    for headers in [
+        &[("X-MAIL-TO", TO)][..],
+        &[("X-MAIL-FROM", "<>"), ("X-MAIL-TO", TO)],
+        &[
+            ("X-MAIL-FROM", FROM),
+            ("X-MAIL-TO", "Bob+x@chat.example.org"),
+        ],
+    ] {
+        let r = post(d.http_port, headers, &body).await;
+        assert_eq!(r.status, 200, "{headers:?}: {r:?}");
+    }
+    assert_eq!(sink.messages().len(), 3);
+}
+
 #[tokio::test]
 async fn malformed_requests_are_400() {
     let sink = sink::start("250 2.0.0 Ok").await;

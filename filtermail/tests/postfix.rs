@@ -119,6 +119,82 @@ postlog unix-dgram n - n - 1 postlogd
     Postfix { conf, _dir: dir }
 }
 
+/// Waits (bounded) until `port` accepts connections.
+async fn wait_listening(port: u16) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("postfix did not listen on {port}");
+}
+
+impl Postfix {
+    fn maillog(&self) -> String {
+        let log = self.conf.parent().unwrap().join("maillog");
+        String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
+    }
+
+    fn queue_is_empty(&self) -> bool {
+        let out = Command::new("postqueue")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("-p")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("Mail queue is empty")
+    }
+}
+
+/// Incoming mail that filtermail accepted but Postfix cannot deliver comes back to no one:
+/// filtermail reinjects it with `NOTIFY=NEVER`, so Postfix's bounce daemon finds no
+/// recipient to report and sends nothing (a bounce would carry the message, which only the
+/// incoming filter saw, to a sender that may be forged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeliverable_incoming_mail_is_not_bounced() {
+    if !runnable() {
+        eprintln!("skipped: needs {POSTFIX} and root");
+        return;
+    }
+    // Postfix relays everything to this sink, which refuses bob: a permanent failure.
+    let mut script = chatmail_smtp::testing::Script::reinjection("250 2.0.0 Ok: queued");
+    script.refuse_rcpt = Some(("bob@", "550 5.1.1 <bob@chat.example.org>: User unknown"));
+    let sink = chatmail_smtp::testing::FakeServer::start(script).await;
+    let (port25, reinject) = (free_port(), free_port());
+    let fm = Daemon::start("incoming", reinject, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
+    let postfix = start_postfix(port25, fm.port, reinject, sink.port);
+    wait_listening(port25).await;
+    let from = "alice@remote.example";
+    let to = "bob@chat.example.org";
+    let mut c = common::connect_port(port25).await;
+    assert!(c.cmd("EHLO peer.example").await.starts_with("250"));
+    let msg = eml("plain.eml", from, to, "cleartext", Eol::Crlf);
+    let r = c.transaction(from, &[to], &msg).await;
+    assert!(r.starts_with("250"), "{r}");
+    for _ in 0..300 {
+        if postfix.maillog().contains("status=bounced") && postfix.queue_is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = postfix.maillog();
+    assert!(
+        log.contains("status=bounced"),
+        "not delivered nor bounced: {log}"
+    );
+    assert!(postfix.queue_is_empty(), "{log}");
+    assert!(!log.contains("non-delivery notification"), "{log}");
+    assert!(
+        sink.messages().iter().all(|m| !m.from.is_empty()),
+        "a bounce left: {:?}",
+        sink.messages()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_real_postfix() {
     if !runnable() {

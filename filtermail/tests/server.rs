@@ -73,25 +73,33 @@ async fn idle_reinjection_connections_are_closed() {
     assert_eq!(sink.messages().len(), 2);
 }
 
-/// The HTTP listener in process with an incoming-mode filter.
+/// The HTTP listener in process with an incoming-mode filter for `x.org`, whose mailboxes
+/// (in the returned directory) hold the account `a@x.org`.
 #[allow(clippy::unwrap_used, reason = "test setup")]
 async fn http_server() -> (
     std::net::SocketAddr,
     CancellationToken,
     tokio::task::JoinHandle<Result<(), filtermail::Error>>,
+    tempfile::TempDir,
 ) {
-    let config = chatmaild::Config::parse("[params]\nmail_domain = x.org\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    common::create_account(dir.path(), "a@x.org");
+    let config = chatmaild::Config::parse(&format!(
+        "[params]\nmail_domain = x.org\nmailboxes_dir = {}\n",
+        dir.path().display()
+    ))
+    .unwrap();
     let filter = Arc::new(Filter::new(&config, Mode::Incoming, None));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let server = tokio::spawn(filtermail::http::run(listener, filter, stop.clone()));
-    (addr, stop, server)
+    (addr, stop, server, dir)
 }
 
 #[tokio::test(start_paused = true)]
 async fn http_trickling_or_idle_clients_are_closed() {
-    let (addr, stop, server) = http_server().await;
+    let (addr, stop, server, _dir) = http_server().await;
     // Half a request head, then silence: closed once the head timeout passes.
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     c.write_all(b"POST /mxdeliv HTTP/1.1\r\nHost: x\r\n")
@@ -119,7 +127,7 @@ async fn http_trickling_or_idle_clients_are_closed() {
 
 #[tokio::test]
 async fn http_stop_closes_idle_connections() {
-    let (addr, stop, server) = http_server().await;
+    let (addr, stop, server, _dir) = http_server().await;
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await

@@ -4,7 +4,7 @@
 mod common;
 
 use common::sink;
-use common::{Daemon, Eol, eml, free_port};
+use common::{Daemon, Eol, REMOTE, eml, free_port};
 
 const FROM: &str = "alice@chat.example.org";
 const TO: &str = "bob@chat.example.org";
@@ -127,7 +127,6 @@ async fn incoming_enforced_recipient_523() {
         &[("FILTERMAIL_SKIP_DKIM", "true")],
     );
     let mbox = d.mailboxes().join(TO);
-    std::fs::create_dir(&mbox).unwrap();
     std::fs::write(mbox.join("enforceE2EEincoming"), b"").unwrap();
     let mut c = d.connect().await;
     c.cmd("EHLO x").await;
@@ -183,7 +182,7 @@ async fn oversize_552_after_end_marker_and_no_command_injection() {
     );
     let mut c = d.connect().await;
     c.cmd("EHLO x").await;
-    assert_eq!(c.cmd(&format!("MAIL FROM:<{FROM}>")).await, "250 OK");
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{REMOTE}>")).await, "250 OK");
     assert_eq!(c.cmd(&format!("RCPT TO:<{TO}>")).await, "250 OK");
     assert!(c.cmd("DATA").await.starts_with("354"));
     let mut body = b"From: a@b.example\r\n\r\n".to_vec();
@@ -375,7 +374,6 @@ async fn incoming_recipient_spellings() {
     let sink = sink::start("250 Ok").await;
     let d = Daemon::start("incoming", sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
     let mbox = d.mailboxes().join(TO);
-    std::fs::create_dir(&mbox).unwrap();
     std::fs::write(mbox.join("enforceE2EEincoming"), b"").unwrap();
     let mut c = d.connect().await;
     c.cmd("EHLO x").await;
@@ -415,16 +413,21 @@ async fn incoming_recipient_spellings() {
     assert_eq!(sink.messages().len(), 1);
 }
 
-/// Ambiguous structure is 523 in both modes; a bare LF in DATA is 500 after the end marker
-/// and the connection stays usable.
+/// Ambiguous structure is 523 in both modes (incoming: for a recipient who enforces
+/// encryption); a bare LF in DATA is 500 after the end marker and the connection stays usable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_messages_and_bare_line_ends() {
     let sink = sink::start("250 Ok").await;
     for mode in ["outgoing", "incoming"] {
         let d = Daemon::start(mode, sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
+        let mbox = d.mailboxes().join(TO);
+        std::fs::create_dir_all(&mbox).unwrap();
+        std::fs::write(mbox.join("enforceE2EEincoming"), b"").unwrap();
         let mut c = d.connect().await;
         c.cmd("EHLO x").await;
-        let enc = eml("encrypted.eml", FROM, TO, "hi", Eol::Crlf);
+        // Incoming mail comes from elsewhere: our own domain is refused as a sender there.
+        let from = if mode == "incoming" { REMOTE } else { FROM };
+        let enc = eml("encrypted.eml", from, TO, "hi", Eol::Crlf);
         let text = String::from_utf8(enc.clone()).unwrap();
         let two_ct = text.replacen(
             "Content-Type: multipart/encrypted",
@@ -433,17 +436,17 @@ async fn ambiguous_messages_and_bare_line_ends() {
         );
         assert_ne!(two_ct, text);
         assert_eq!(
-            c.transaction(FROM, &[TO], two_ct.as_bytes()).await,
+            c.transaction(from, &[TO], two_ct.as_bytes()).await,
             "523 Encryption Needed: Invalid Unencrypted Mail",
             "{mode}"
         );
         let bare = text.replacen("\r\n", "\n", 1);
         assert_eq!(
-            c.transaction(FROM, &[TO], bare.as_bytes()).await,
+            c.transaction(from, &[TO], bare.as_bytes()).await,
             "500 Invalid DATA",
             "{mode}"
         );
-        assert_eq!(c.transaction(FROM, &[TO], &enc).await, "250 OK", "{mode}");
+        assert_eq!(c.transaction(from, &[TO], &enc).await, "250 OK", "{mode}");
     }
     assert_eq!(sink.messages().len(), 2, "only the two clean messages");
 }
@@ -488,4 +491,55 @@ async fn memory_budget_defers_with_451() {
     // Once the first is done, the budget is free again.
     let small = eml("encrypted.eml", FROM, TO, "hi", Eol::Crlf);
     assert_eq!(a.transaction(FROM, &[TO], &small).await, "250 OK");
+}
+
+/// Incoming mode: a recipient without a mailbox (none, or a blocked account) is refused at
+/// RCPT with 550 5.1.1, a sender of our own domain at MAIL with 550 5.7.1; nothing of such
+/// a transaction is reinjected. Outgoing mode sends to anyone, as our users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_unknown_recipients_and_local_senders_are_refused() {
+    let sink = sink::start("250 Ok").await;
+    let d = Daemon::start("incoming", sink.port, "", &[("FILTERMAIL_SKIP_DKIM", "1")]);
+    let blocked = common::create_account(&d.mailboxes(), "dave@chat.example.org");
+    std::fs::write(blocked.join("blocked"), b"").unwrap();
+    let mut c = d.connect().await;
+    c.cmd("EHLO x").await;
+    for sender in [
+        FROM,
+        "Alice+x@CHAT.example.org.",
+        "\"alice\"@chat.example.org",
+        "nobody@chat.example.org",
+    ] {
+        assert_eq!(
+            c.cmd(&format!("MAIL FROM:<{sender}>")).await,
+            "550 5.7.1 Sender address rejected: users of this domain send only through submission",
+            "{sender}"
+        );
+        assert!(c.cmd(&format!("RCPT TO:<{TO}>")).await.starts_with("503"));
+    }
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{REMOTE}>")).await, "250 OK");
+    for rcpt in [
+        "nobody@chat.example.org",
+        "dave@chat.example.org",
+        "nobody@other.example",
+    ] {
+        assert_eq!(
+            c.cmd(&format!("RCPT TO:<{rcpt}>")).await,
+            format!("550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown")
+        );
+    }
+    assert_eq!(c.cmd("DATA").await, "503 Error: need RCPT command");
+    assert_eq!(c.cmd(&format!("RCPT TO:<{TO}>")).await, "250 OK");
+    assert_eq!(c.cmd("RSET").await, "250 OK");
+    let enc = eml("encrypted.eml", REMOTE, TO, "x", Eol::Crlf);
+    assert_eq!(c.transaction("", &[TO], &enc).await, "250 OK");
+    let got = sink.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpts, vec![TO.to_string()]);
+
+    let out = Daemon::start("outgoing", sink.port, "", &[]);
+    let mut c = out.connect().await;
+    c.cmd("EHLO x").await;
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{FROM}>")).await, "250 OK");
+    assert_eq!(c.cmd("RCPT TO:<nobody@chat.example.org>").await, "250 OK");
 }

@@ -1,6 +1,10 @@
 //! What several fuzz targets share.
 #![forbid(unsafe_code)]
 
+pub mod grammar;
+pub mod oracle;
+pub mod postfix;
+
 /// `data` cut into the read sizes `cuts` gives (cycled; 0 is read as 1), or one piece when
 /// `cuts` is empty: streaming parsers must give the same answer however their input arrives.
 pub fn chunks<'a>(data: &'a [u8], cuts: &[u8]) -> Vec<&'a [u8]> {

@@ -15,8 +15,10 @@ use chatmaild::cli::{
     Command, parse_int, resolve_long, textfile_path, tool_main, usage, write_report,
 };
 use chatmaild::clock;
+use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::{default_threads, progress_wanted, run_ordered};
-use chatmaild::maildir::scan::{Listing, Scan, ScanOptions, list_mailboxes, scan_mailbox};
+use chatmaild::maildir::scan::{Scan, ScanOptions, list_mailboxes, scan_mailbox};
+use chatmaild::privileges::{Afterwards, Owner, as_owner, open_tree};
 
 use crate::Error;
 use crate::report::{Params, Report};
@@ -134,9 +136,11 @@ pub struct Collected {
     pub failures: u64,
 }
 
-/// Scans `mailboxes_dir` and sums the report, printing problems on `log`.
+/// Scans `mailboxes_dir` (`root`, its handle; `None` if it does not exist) and sums the
+/// report, printing problems and skipped links on `log`.
 pub fn collect(
     mailboxes_dir: &Path,
+    root: Option<&Dir>,
     maxnum: Option<i64>,
     params: &Params,
     threads: usize,
@@ -144,33 +148,37 @@ pub fn collect(
     log: &mut (dyn Write + Send),
 ) -> Result<Collected, Error> {
     let mut collected = Collected::default();
-    let (listing, _skipped) = list_mailboxes(mailboxes_dir, maxnum).map_err(Error::Scan)?;
-    let mailboxes = match listing {
-        Listing::Missing => {
-            let _ = writeln!(log, "no mailboxes found at: {}", mailboxes_dir.display());
-            return Ok(collected);
-        }
-        Listing::Mailboxes(m) => m,
+    let Some(root) = root else {
+        let _ = writeln!(log, "no mailboxes found at: {}", mailboxes_dir.display());
+        return Ok(collected);
     };
+    let (mailboxes, _skipped) = list_mailboxes(root, maxnum).map_err(Error::Scan)?;
     let options = ScanOptions { extra_sizes: true };
     run_ordered(
         &mailboxes,
         threads,
         progress,
-        |dir| match scan_mailbox(dir, options) {
+        |name| match scan_mailbox(root, name, options) {
             Scan::Done(stat) => {
                 let mut report = Report::default();
                 report.add(params, &stat);
-                (report, stat.problems)
+                (report, stat.problems, stat.warnings)
             }
-            Scan::Vanished => (Report::default(), Vec::new()),
-            Scan::Unreadable(e) => (Report::default(), vec![format!("{}: {e}", dir.display())]),
+            Scan::Vanished => (Report::default(), Vec::new(), Vec::new()),
+            Scan::Unreadable(e) => (
+                Report::default(),
+                vec![format!("{}: {e}", root.join(name).display())],
+                Vec::new(),
+            ),
         },
-        |(report, problems): (Report, Vec<String>)| {
+        |(report, problems, warnings): (Report, Vec<String>, Vec<String>)| {
             collected.report.merge(&report);
             for problem in problems {
                 collected.failures += 1;
                 let _ = writeln!(log, "skipping unreadable entry {problem}");
+            }
+            for warning in warnings {
+                let _ = writeln!(log, "skipping {warning}");
             }
         },
     );
@@ -186,15 +194,31 @@ fn run(args: &ReportArgs) -> Result<ExitCode, Error> {
         min_login_age: args.min_login_age,
         mdir: args.mdir.clone(),
     };
-    let mut stderr = std::io::stderr();
-    let collected = collect(
-        &config.mailboxes_dir,
-        args.maxnum,
-        &params,
-        default_threads(),
-        progress_wanted(),
-        &mut stderr,
-    )?;
+    // The tree is opened first and scanned as its owner; the report files (outside the
+    // tree) are written afterwards by whoever started the run.
+    let root = open_tree(&config.mailboxes_dir).map_err(Error::Scan)?;
+    let work = || {
+        collect(
+            &config.mailboxes_dir,
+            root.as_deref(),
+            args.maxnum,
+            &params,
+            default_threads(),
+            progress_wanted(),
+            &mut std::io::stderr(),
+        )
+    };
+    let collected = match &root {
+        Some(dir) => {
+            let afterwards = if args.textfile.is_some() || args.legacy_metrics.is_some() {
+                Afterwards::WritesOutside
+            } else {
+                Afterwards::Nothing
+            };
+            as_owner(Owner::of(dir), afterwards, work).map_err(Error::Scan)??
+        }
+        None => work()?,
+    };
     let report = &collected.report;
     if let Some(path) = &args.textfile {
         write_report(&textfile_path(path, TEXTFILE_NAME), &report.textfile())?;

@@ -118,6 +118,7 @@ pub async fn run(
         queues: queue::Queues::with_limits(opts.per_destination, opts.max_destinations),
         deliverer: deliverer.clone(),
         max_message_size: usize::try_from(config.max_message_size).unwrap_or(usize::MAX),
+        budget: chatmail_smtp::MemoryBudget::new(config.filtermail_memory_budget_bytes()),
     });
     let pruner = {
         let stop = stop.clone();

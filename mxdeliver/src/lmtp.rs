@@ -7,10 +7,13 @@
 //! the rest of an oversized message be read as commands.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chatmail_smtp as wire;
 use chatmail_smtp::command::strip_source_route;
-use chatmail_smtp::{DataEnd, DataReceiver, Verb, stuff};
+use chatmail_smtp::{
+    DataEnd, DataReceiver, MemoryBudget, Reservation, Verb, stuff_in_place, stuffed_len,
+};
 
 /// One parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,26 +129,42 @@ pub enum DataOutcome {
     Message(Vec<u8>),
     /// More than `max_message_size` bytes; the rest was discarded up to the end marker.
     TooBig,
+    /// The messages held already fill the memory budget; the rest was discarded.
+    OverBudget,
     /// A bare CR or LF, or a line starting with an unstuffed `.`: forwarding it would change the
     /// message, so it is refused.
     Invalid,
 }
 
-/// The DATA receiver of the transport: limited to `limit` message bytes, refusing an
-/// unstuffed dot line.
-pub fn data_receiver(limit: usize) -> DataReceiver {
-    DataReceiver::new(u64::try_from(limit).unwrap_or(u64::MAX)).refuse_unstuffed_dot()
+/// The DATA receiver of the transport: limited to `limit` message bytes, held under
+/// `budget` (`None`: unlimited), refusing an unstuffed dot line.
+pub fn data_receiver(limit: usize, budget: Option<Arc<MemoryBudget>>) -> DataReceiver<Reservation> {
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+    DataReceiver::with_allowance(limit, Reservation::new(budget)).refuse_unstuffed_dot()
 }
 
-impl From<DataEnd> for DataOutcome {
-    fn from(end: DataEnd) -> Self {
+impl DataOutcome {
+    /// What the receiver's `end` becomes. A message is dot-stuffed again for delivery, in
+    /// place (a second copy would double what a large message holds); `held`, the
+    /// receiver's reservation, then covers the stuffed message, which the transport keeps
+    /// until its deliveries end. If the budget cannot cover the few added bytes, the message
+    /// is refused like one over the budget.
+    pub fn new(end: DataEnd, held: &mut Reservation) -> DataOutcome {
         match end {
-            DataEnd::Message(message) => {
-                let mut wire = stuff(&message);
-                wire.extend_from_slice(b".\r\n");
-                DataOutcome::Message(wire)
+            DataEnd::Message(mut message) => {
+                let wire_len = stuffed_len(&message).saturating_add(3);
+                if !held.cover_alone(wire_len) {
+                    held.release();
+                    return DataOutcome::OverBudget;
+                }
+                held.shrink_to(wire_len);
+                message.reserve_exact(wire_len - message.len());
+                stuff_in_place(&mut message);
+                message.extend_from_slice(b".\r\n");
+                DataOutcome::Message(message)
             }
-            DataEnd::TooBig | DataEnd::OverBudget => DataOutcome::TooBig,
+            DataEnd::TooBig => DataOutcome::TooBig,
+            DataEnd::OverBudget => DataOutcome::OverBudget,
             DataEnd::BareLineEnd | DataEnd::UnstuffedDot => DataOutcome::Invalid,
         }
     }
@@ -195,6 +214,26 @@ mod tests {
             assert_eq!(&parse_command(line.as_bytes()), want, "{line}");
         }
         assert_eq!(parse_command(b"MAIL FROM:<\xff>"), Command::Unknown);
+    }
+
+    #[test]
+    fn a_message_is_held_as_its_stuffed_copy() {
+        let budget = MemoryBudget::new(1024 * 1024);
+        let mut held = Reservation::new(Some(Arc::clone(&budget)));
+        let message = b"a\r\n.b\r\n".to_vec();
+        assert!(held.cover(message.len(), usize::MAX));
+        let outcome = DataOutcome::new(DataEnd::Message(message), &mut held);
+        assert_eq!(outcome, DataOutcome::Message(b"a\r\n..b\r\n.\r\n".to_vec()));
+        assert_eq!((held.bytes(), budget.in_use()), (11, 11));
+        // The added bytes do not fit beside another message: refused, nothing held.
+        let small = MemoryBudget::new(10);
+        let mut other = Reservation::new(Some(Arc::clone(&small)));
+        assert!(other.cover(2, 2));
+        let mut held = Reservation::new(Some(Arc::clone(&small)));
+        assert!(held.cover(8, 8));
+        let outcome = DataOutcome::new(DataEnd::Message(b"a\r\n.b\r\n".to_vec()), &mut held);
+        assert_eq!(outcome, DataOutcome::OverBudget);
+        assert_eq!(small.in_use(), 2);
     }
 
     #[test]

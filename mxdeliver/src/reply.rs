@@ -20,14 +20,14 @@ pub trait TransportReply {
     const TOO_MANY_RECIPIENTS: Reply = Reply::fixed(452, "4.5.3 Too many recipients");
     /// A command line longer than the limit; the connection is closed after it.
     const LINE_TOO_LONG: Reply = Reply::fixed(500, "Line too long");
-    /// Sent to connections still open when the transport stops.
-    const SHUTTING_DOWN: Reply = Reply::fixed(421, "Shutting down");
     /// Delivered through the remote relay's HTTPS `/mxdeliv` endpoint.
     const OK_HTTPS: Reply = Reply::fixed(250, "OK (HTTPS)");
     /// Delivered over SMTP.
     const OK_SMTP: Reply = Reply::fixed(250, "OK (SMTP)");
     /// No queue slot for the destination: Postfix defers and retries later.
     const BUSY: Reply = Reply::fixed(421, "Transport busy");
+    /// The messages held already fill the memory budget: Postfix retries later.
+    const OVER_BUDGET: Reply = chatmail_smtp::budget::OVER_BUDGET;
     /// Our own failure (a delivery task died): temporary, Postfix retries.
     const LOCAL_ERROR: Reply = Reply::fixed(451, "Local error");
     /// RFC 7505 null MX: the domain accepts no mail.

@@ -1,5 +1,10 @@
 //! The LMTP server Postfix delivers to (`default_transport`, SPEC §6.12): connection loop,
 //! transactions with per-destination queue slots, and per-recipient replies after DATA.
+//!
+//! Message bytes are held under the process's memory budget (`filtermail_memory_budget`,
+//! as in the filters): from the first byte of DATA until the last destination's delivery
+//! has ended, whether or not Postfix is still connected. Past the budget a message gets
+//! `451` (at `DATA` when nothing is left, else after its data), so Postfix retries later.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::deliver::{Batch, Deliverer};
-use chatmail_smtp::{Line, MAX_RECIPIENTS, next_line};
+use chatmail_smtp::{Line, MAX_RECIPIENTS, MemoryBudget, Reservation, next_line};
 
 use crate::lmtp::{
     Command, DataOutcome, Destination, data_receiver, parse_command, parse_recipient,
@@ -34,6 +39,8 @@ pub struct Shared {
     pub deliverer: Arc<Deliverer>,
     /// `max_message_size` in bytes.
     pub max_message_size: usize,
+    /// Message bytes held by all connections and deliveries together.
+    pub budget: Arc<MemoryBudget>,
 }
 
 struct Recipient {
@@ -94,14 +101,21 @@ impl Conn {
         }
     }
 
-    async fn read_data(&mut self, limit: usize) -> std::io::Result<Option<DataOutcome>> {
-        let mut rx = data_receiver(limit);
+    /// The message up to the end marker and its share of `budget`; `None` on EOF.
+    async fn read_data(
+        &mut self,
+        limit: usize,
+        budget: &Arc<MemoryBudget>,
+    ) -> std::io::Result<Option<(DataOutcome, Reservation)>> {
+        let mut rx = data_receiver(limit, Some(Arc::clone(budget)));
         loop {
             if !self.buf.is_empty() {
                 let (used, end) = rx.feed(&self.buf);
                 self.buf.advance(used);
                 if let Some(end) = end {
-                    return Ok(Some(end.into()));
+                    let mut held = rx.take_allowance();
+                    let outcome = DataOutcome::new(end, &mut held);
+                    return Ok(Some((outcome, held)));
                 }
             }
             if self.read_more().await? == 0 {
@@ -193,16 +207,24 @@ async fn data(
     tx: &mut Transaction,
     shared: &Shared,
 ) -> std::io::Result<Option<Vec<u8>>> {
+    // Both before 354, so Postfix defers without sending the message.
     if tx.destinations.values().all(|(_, slot)| slot.is_none()) {
-        // Before 354, so Postfix defers without sending the message.
         *tx = Transaction::default();
         return Ok(Some(Reply::BUSY.to_wire()));
     }
+    if shared.budget.exhausted() {
+        tracing::warn!("memory budget exhausted, deferring a message");
+        *tx = Transaction::default();
+        return Ok(Some(Reply::OVER_BUDGET.to_wire()));
+    }
     conn.stream.write_all(&Reply::START_DATA.to_wire()).await?;
-    let Some(outcome) = conn.read_data(shared.max_message_size).await? else {
+    let read = conn
+        .read_data(shared.max_message_size, &shared.budget)
+        .await?;
+    let Some((outcome, held)) = read else {
         return Ok(None);
     };
-    let replies = finish(std::mem::take(tx), outcome, shared).await;
+    let replies = finish(std::mem::take(tx), outcome, held, shared).await;
     Ok(Some(replies.iter().flat_map(Reply::to_wire).collect()))
 }
 
@@ -226,14 +248,27 @@ fn rcpt(tx: &mut Transaction, shared: &Shared, addr: String) -> Reply {
 }
 
 /// Delivers each destination's batch concurrently; one reply per recipient, in RCPT order.
-async fn finish(tx: Transaction, outcome: DataOutcome, shared: &Shared) -> Vec<Reply> {
-    let wire = match outcome {
-        DataOutcome::Message(w) => Bytes::from(w),
-        DataOutcome::TooBig => {
-            return vec![Reply::TOO_BIG; tx.recipients.len()];
+/// `held` is the message's share of the memory budget, kept until every delivery ended.
+async fn finish(
+    tx: Transaction,
+    outcome: DataOutcome,
+    held: Reservation,
+    shared: &Shared,
+) -> Vec<Reply> {
+    let refusal = match outcome {
+        DataOutcome::Message(w) => Ok(Bytes::from(w)),
+        DataOutcome::TooBig => Err(Reply::TOO_BIG),
+        DataOutcome::OverBudget => {
+            tracing::warn!("memory budget exhausted, deferring a message");
+            Err(Reply::OVER_BUDGET)
         }
-        DataOutcome::Invalid => return vec![Reply::INVALID_DATA; tx.recipients.len()],
+        DataOutcome::Invalid => Err(Reply::INVALID_DATA),
     };
+    let wire = match refusal {
+        Ok(wire) => wire,
+        Err(reply) => return vec![reply; tx.recipients.len()],
+    };
+    let held = Arc::new(held);
     let sender = tx.sender.unwrap_or_default();
     let mut tasks = HashMap::new();
     for (key, (destination, slot)) in tx.destinations {
@@ -252,10 +287,11 @@ async fn finish(tx: Transaction, outcome: DataOutcome, shared: &Shared) -> Vec<R
             smtputf8: tx.smtputf8,
         };
         let deliverer = shared.deliverer.clone();
-        // The slot moves into the task: it stays reserved until the delivery really ends, even
-        // if Postfix hangs up first.
+        let held = Arc::clone(&held);
+        // The slot and the budget move into the task: they stay reserved until the delivery
+        // really ends, even if Postfix hangs up first.
         let task = tokio::spawn(async move {
-            let _slot = slot;
+            let _held = (slot, held);
             deliverer.deliver(&batch).await
         });
         tasks.insert(key, task);

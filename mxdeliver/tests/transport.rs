@@ -569,7 +569,7 @@ async fn shutdown_closes_idle_sessions_and_returns() {
     let mut c = Lmtp::connect(addr).await;
     assert_eq!(c.cmd("NOOP").await, "250 OK");
     stop.cancel();
-    assert_eq!(c.reply().await, "421 Shutting down");
+    assert_eq!(c.reply().await, "421 4.3.2 Service shutting down");
     server.await.unwrap().unwrap();
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),

@@ -8,6 +8,7 @@ server), and stops and removes it at the end.
 """
 
 import configparser
+import gzip
 import http.server
 import imaplib
 import json
@@ -34,6 +35,9 @@ RELAY = REPO / "scripts" / "relay"
 # The command that runs scripts/relay: itself, or (CHATMAIL_E2E_RELAY, e.g. set by
 # `scripts/e2e --debian13`) a wrapper that runs it in another distribution's root.
 RELAY_CMD = os.environ.get("CHATMAIL_E2E_RELAY", "").split() or [str(RELAY)]
+# The prefix that runs a program where the relay runs (set by `scripts/e2e --debian13` to
+# enter the Debian 13 root), for Postfix's queue tools.
+RUN_CMD = os.environ.get("CHATMAIL_E2E_RUN", "").split()
 # The sample messages: the repository's corpus (the filter's tests read the same files).
 TESTDATA = Path(os.environ.get("CHATMAIL_TESTDATA", REPO / "filtermail" / "tests" / "data"))
 RUN_DIR = Path(os.environ.get("CHATMAIL_RELAY_RUN", "/run/chatmail-local"))
@@ -178,6 +182,30 @@ class Relay:
 
     def maildir(self, addr):
         return self.mailboxes_dir / addr
+
+    def postfix(self, tool, *args):
+        """Runs one of Postfix's tools (postqueue, postsuper) on the relay's instance."""
+        cmd = [*RUN_CMD, tool, "-c", str(self.state / "postfix"), *map(str, args)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    def queue(self):
+        """The relay's Postfix queue: one dict per message (`postqueue -j`)."""
+        proc = self.postfix("postqueue", "-j")
+        assert proc.returncode == 0, proc.stderr
+        return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+    def postfix_log(self):
+        return (self.state / "log" / "postfix.log").read_text(errors="replace")
+
+    def message_files(self):
+        """Every message file of every mailbox (any folder's new/cur/tmp), as path -> bytes,
+        decompressed (the relay's Dovecot stores mail gzipped)."""
+        out = {}
+        for f in self.mailboxes_dir.glob("*@*/**/*"):
+            if f.is_file() and f.parent.name in ("new", "cur", "tmp"):
+                data = f.read_bytes()
+                out[f] = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        return out
 
     def run_as_vmail(self, *args, **kw):
         cmd = ["setpriv", "--reuid=vmail", "--regid=vmail", "--init-groups", *map(str, args)]

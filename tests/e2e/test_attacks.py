@@ -31,13 +31,10 @@ def peer_smtp():
 
 
 def mailbox_files(relay, addr):
-    """Every message file of the maildir (all folders), as bytes."""
+    """Every message file of the maildir (all folders), as bytes, decompressed (Dovecot
+    stores mail gzipped, where a marker would not show)."""
     root = relay.maildir(addr)
-    out = []
-    for sub in root.rglob("*"):
-        if sub.is_file() and sub.parent.name in ("new", "cur", "tmp"):
-            out.append(sub.read_bytes())
-    return out
+    return [data for path, data in relay.message_files().items() if path.is_relative_to(root)]
 
 
 def marked(data, marker):

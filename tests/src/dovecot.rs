@@ -3,14 +3,12 @@
 //! `relay/dovecot/` templates rendered with dict auth (`auth-dict.conf.in`, `auth.conf.in`),
 //! as scripts/relay renders them with `CHATMAIL_RELAY_AUTH=dict` (SPEC §3.1, §4, §10.2).
 
-use crate::dovecot_conf::{Auth, Instance, Series};
+use crate::dovecot_conf::{Auth, Dovecot as Series23, Instance, Series};
 use crate::service::{Service, binary};
+use chatmaild::daemons;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::Duration;
-
-/// `max_mailbox_size` of relay/chatmail.ini.in in MB, which these tests' chatmail.ini keeps.
-const DEPLOYED_MAX_MAILBOX_MB: u64 = 500;
 
 /// The uid and gid of user `vmail`, creating the system user if it does not exist.
 pub fn vmail_ids() -> (u32, u32) {
@@ -41,13 +39,10 @@ fn lookup_ids(user: &str) -> Option<(u32, u32)> {
     })
 }
 
-/// Whether this machine's Dovecot is 2.3, the last series with dict passdb/userdb and the
-/// configuration language these dict-mode tests write (Debian 12; Debian 13 has 2.4).
+/// Whether this machine's Dovecot is 2.3, the last series with dict passdb/userdb (Debian
+/// 12; Debian 13 has 2.4).
 pub fn host_dovecot_is_23() -> bool {
-    Command::new("dovecot")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"2.3."))
+    Series23::installed().is_ok_and(Series23::has_dict_passdb)
 }
 
 pub use crate::support::free_port;
@@ -81,13 +76,11 @@ impl Dovecot {
         let root = dir.path();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let instance = Instance::new(Series::Host, root, Auth::Dict, (uid, gid));
         let mailboxes = root.join("mail");
-        let run = root.join("svc");
-        for d in [&mailboxes, &run] {
-            std::fs::create_dir(d).unwrap();
-            std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
-        }
-        let ini = root.join("chatmail.ini");
+        std::fs::create_dir(&mailboxes).unwrap();
+        std::os::unix::fs::chown(&mailboxes, Some(uid), Some(gid)).unwrap();
+        let ini = instance.ini();
         std::fs::write(
             &ini,
             format!(
@@ -97,33 +90,22 @@ impl Dovecot {
             ),
         )
         .unwrap();
-        let auth_socket = run.join("doveauth.socket");
-        let lastlogin_socket = run.join("lastlogin.socket");
         let ids = Some((uid, gid));
+        // chatmail-metadata does not run: these tests use no IMAP METADATA.
         let services = vec![
-            Service::start_dict(&binary("doveauth", "doveauth"), &auth_socket, &ini, ids),
+            Service::start_dict(
+                &binary("doveauth", "doveauth"),
+                &instance.socket(&daemons::DOVEAUTH),
+                &ini,
+                ids,
+            ),
             Service::start_dict(
                 &binary("lastlogin", "lastlogin"),
-                &lastlogin_socket,
+                &instance.socket(&daemons::LASTLOGIN),
                 &ini,
                 ids,
             ),
         ];
-        let instance = Instance {
-            series: Series::Host,
-            root: root.to_path_buf(),
-            auth: Auth::Dict {
-                socket: auth_socket,
-            },
-            mail_domain: domain.into(),
-            mailboxes: mailboxes.clone(),
-            max_mailbox_mb: DEPLOYED_MAX_MAILBOX_MB,
-            lastlogin_socket,
-            // chatmail-metadata does not run: these tests use no IMAP METADATA.
-            metadata_socket: run.join("metadata.socket"),
-            imap_port: free_port(),
-            lmtp_port: free_port(),
-        };
         let child = instance.start();
         Dovecot {
             child: Some(child),

@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use chatmaild::daemons;
+
 use crate::dovecot::{free_port, vmail_ids};
 use crate::dovecot_conf::{Auth, Instance};
 use crate::service::binary;
@@ -20,7 +22,7 @@ use crate::support::wait_until;
 // A started service process, killed on drop.
 use crate::support::KillOnDrop as Daemon;
 
-pub use crate::dovecot_conf::{Series, render, repo};
+pub use crate::dovecot_conf::{Series, repo};
 
 /// A local stand-in for the notification service: records every POST body.
 pub struct NotifyMock {
@@ -114,6 +116,11 @@ impl RelayDovecot {
 
     /// Like [`RelayDovecot::start`] with another auth cache TTL (the relay's default is 60s).
     pub fn start_with_cache_ttl(series: Series, extra_ini: &str, ttl: &str) -> RelayDovecot {
+        RelayDovecot::start_with(series, extra_ini, ttl, "")
+    }
+
+    /// Like [`RelayDovecot::start_with_cache_ttl`] with `lua_tail` appended to auth.lua.
+    pub fn start_with(series: Series, extra_ini: &str, ttl: &str, lua_tail: &str) -> RelayDovecot {
         let (uid, gid) = vmail_ids();
         let dir = tempfile::Builder::new()
             .prefix("rd")
@@ -122,15 +129,15 @@ impl RelayDovecot {
         let root = dir.path().to_path_buf();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut instance = Instance::new(series, &root, Auth::Lua, (uid, gid));
+        instance.cache_ttl = ttl.into();
+        instance.lua_tail = lua_tail.into();
         let mailboxes = root.join("mail");
-        let svc = root.join("svc");
-        for d in [&mailboxes, &svc] {
-            std::fs::create_dir(d).unwrap();
-            std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
-        }
+        std::fs::create_dir(&mailboxes).unwrap();
+        std::os::unix::fs::chown(&mailboxes, Some(uid), Some(gid)).unwrap();
         let notify = NotifyMock::start();
         let http_port = free_port();
-        let ini = root.join("chatmail.ini");
+        let ini = instance.ini();
         std::fs::write(
             &ini,
             format!(
@@ -141,8 +148,8 @@ impl RelayDovecot {
             ),
         )
         .unwrap();
-        let lastlogin_socket = svc.join("lastlogin.socket");
-        let metadata_socket = svc.join("metadata.socket");
+        let lastlogin_socket = instance.socket(&daemons::LASTLOGIN);
+        let metadata_socket = instance.socket(&daemons::METADATA);
         let services = vec![
             (
                 "doveauth",
@@ -181,21 +188,6 @@ impl RelayDovecot {
             std::fs::set_permissions(s, std::fs::Permissions::from_mode(0o666)).unwrap();
         }
 
-        let instance = Instance {
-            series,
-            root: root.clone(),
-            auth: Auth::Lua {
-                http_port,
-                cache_ttl: ttl.into(),
-            },
-            mail_domain: DOMAIN.into(),
-            mailboxes: mailboxes.clone(),
-            max_mailbox_mb: QUOTA_MB,
-            lastlogin_socket,
-            metadata_socket,
-            imap_port: free_port(),
-            lmtp_port: free_port(),
-        };
         let child = instance.start();
         RelayDovecot {
             series,
@@ -225,6 +217,11 @@ impl RelayDovecot {
     /// Dovecot's log so far.
     pub fn log(&self) -> String {
         self.instance.log()
+    }
+
+    /// The `chatmail.ini` of this relay.
+    pub fn ini(&self) -> PathBuf {
+        self.instance.ini()
     }
 
     /// A service's stderr so far (`doveauth`, `lastlogin`, `metadata`).

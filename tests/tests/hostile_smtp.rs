@@ -16,6 +16,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const MIB: usize = 1024 * 1024;
+/// The one account of the relay: incoming mode refuses recipients without a mailbox.
+const ACCOUNT: &str = "abcdefghi@chat.example.org";
 
 struct Filtermail {
     child: Child,
@@ -32,6 +34,9 @@ impl Filtermail {
                 "max_message_size = {MIB}\nfiltermail_smtp_port = {port}\nfiltermail_smtp_port_incoming = {port}\nfiltermail_http_port_incoming = {http_port}\npostfix_reinject_port = {closed}\npostfix_reinject_port_incoming = {closed}\n"
             )
         });
+        let account = scratch.mailboxes.join(ACCOUNT);
+        std::fs::create_dir(&account).unwrap();
+        std::fs::write(account.join("password"), "{SHA512-CRYPT}$6$x").unwrap();
         let log = File::create(scratch.path("filtermail.log")).unwrap();
         let child = Command::new(binary("filtermail", "filtermail"))
             .arg(&scratch.ini)
@@ -77,10 +82,21 @@ impl Filtermail {
         self.child.wait().unwrap();
         let log = read_lossy(&self.scratch.path("filtermail.log"));
         assert!(!log.contains("panicked"), "panic in log:\n{log}");
+        let entries = |dir: &std::path::Path| -> Vec<String> {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
         assert_eq!(
-            std::fs::read_dir(&self.scratch.mailboxes).unwrap().count(),
-            0,
+            entries(&self.scratch.mailboxes),
+            [ACCOUNT],
             "filtermail wrote below mailboxes_dir"
+        );
+        assert_eq!(
+            entries(&self.scratch.mailboxes.join(ACCOUNT)),
+            ["password"],
+            "filtermail wrote into a mailbox"
         );
     }
 }
@@ -224,7 +240,7 @@ async fn slowloris_and_half_closed_clients() {
     assert_eq!(c.try_last_reply().await, None);
     // Gone in the middle of DATA.
     let mut c = f.connect().await;
-    start_data(&mut c, "a@example.org", "abcdefghi@chat.example.org").await;
+    start_data(&mut c, "a@example.org", ACCOUNT).await;
     c.send(b"Subject: half\r\n\r\nbody").await;
     drop(c);
     f.finish().await;
@@ -290,12 +306,12 @@ async fn mime_bombs_get_a_verdict() {
         for (parts, depth) in [(10_000, 0), (1, 1_000), (2_000, 500)] {
             let mut c = f.connect().await;
             assert_eq!(code(&mut c, "EHLO client").await, "250");
-            start_data(
-                &mut c,
-                "sender@chat.example.org",
-                "abcdefghi@chat.example.org",
-            )
-            .await;
+            // Incoming mail comes from elsewhere (our own domain is refused as its sender).
+            let sender = match mode {
+                "incoming" => "sender@example.org",
+                _ => "sender@chat.example.org",
+            };
+            start_data(&mut c, sender, ACCOUNT).await;
             let bomb = mime_bomb(parts, depth);
             assert!(bomb.len() < MIB, "bomb of {} bytes", bomb.len());
             c.send(&bomb).await;

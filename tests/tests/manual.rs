@@ -27,6 +27,7 @@ fn pages() -> Vec<(&'static str, &'static Page)> {
         ("chatmail-fsreport", &chatmail_fsreport::manual::PAGE),
         ("chatmail-admin", &chatmail_admin::manual::PAGE),
         ("chatmail-exporter", &chatmail_exporter::manual::PAGE),
+        ("chatmail-render", &chatmail_render::manual::PAGE),
     ]
 }
 

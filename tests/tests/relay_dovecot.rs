@@ -1,7 +1,8 @@
 //! The relay's Dovecot templates on a real Dovecot, this machine's (2.3 on Debian 12) and
 //! Debian 13's 2.4:
 //! Lua passdb/userdb with doveauth's HTTP /create, last login, IMAP METADATA, a push from
-//! an LMTP delivery and the quota warning (SPEC §3.9, §4, §5, §7.5, §10.2).
+//! an LMTP delivery, the quota warning and a full mailbox as a temporary failure (SPEC §3.9,
+//! §4, §5, §7.5, §10.2).
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -217,6 +218,51 @@ fn metadata_push_and_quota_this_machine() {
 #[test]
 fn metadata_push_and_quota_debian13() {
     metadata_push_quota(Series::Debian13);
+}
+
+/// A full mailbox refuses a delivery temporarily (`quota_full_tempfail`), so Postfix keeps
+/// the message and retries instead of bouncing it to its sender (a bounce would pass no
+/// filter), and nothing is stored.
+fn full_mailbox_tempfails(series: Series) {
+    let d = RelayDovecot::start(series, "");
+    let addr = format!("quotafull@{DOMAIN}");
+    assert!(
+        Imap::connect(d.imap_port).login(&addr, "correct-horse-battery"),
+        "log:
+{}",
+        d.log()
+    );
+    // Dovecot's maildir++ quota trusts a fresh `maildirsize` with the configured limit and
+    // a single usage line: this one says the mailbox is over its quota.
+    let maildir = d.mailboxes.join(&addr);
+    let owner = std::fs::metadata(&maildir).unwrap();
+    let limit = QUOTA_MB * 1_048_576;
+    let size_file = maildir.join("maildirsize");
+    std::fs::write(&size_file, format!("{limit}S\n{} 1\n", limit + 1)).unwrap();
+    std::os::unix::fs::chown(&size_file, Some(owner.uid()), Some(owner.gid())).unwrap();
+    let msg = format!(
+        "From: <other@example.org>\r\nTo: <{addr}>\r\nSubject: hi\r\nMessage-ID: <full1@x>\r\n\r\nhello\r\n"
+    );
+    let reply = d.lmtp_deliver("other@example.org", &addr, msg.as_bytes());
+    assert!(
+        reply.starts_with("452 4.2.2"),
+        "{reply} ({series:?}); log:\n{}",
+        d.log()
+    );
+    for sub in ["new", "cur", "tmp"] {
+        let stored = std::fs::read_dir(maildir.join(sub)).map_or(0, Iterator::count);
+        assert_eq!(stored, 0, "{sub} ({series:?})");
+    }
+}
+
+#[test]
+fn full_mailbox_tempfails_this_machine() {
+    full_mailbox_tempfails(Series::Host);
+}
+
+#[test]
+fn full_mailbox_tempfails_debian13() {
+    full_mailbox_tempfails(Series::Debian13);
 }
 
 /// The auth cache keeps a replaced password file's old hash working for at most the TTL.

@@ -236,17 +236,29 @@ pub fn gated_notification_server(
     respond: Responder,
     gate: Option<Gate>,
 ) -> mpsc::UnboundedReceiver<Received> {
+    slow_notification_server(listener, respond, gate, Duration::ZERO)
+}
+
+/// Like [`gated_notification_server`], taking `latency` to answer every request (as a
+/// distant notification service does).
+pub fn slow_notification_server(
+    listener: TcpListener,
+    respond: Responder,
+    gate: Option<Gate>,
+    latency: Duration,
+) -> mpsc::UnboundedReceiver<Received> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            tokio::spawn(serve_http_gated(
+            tokio::spawn(serve_http_slow(
                 stream,
                 respond.clone(),
                 tx.clone(),
                 gate.clone(),
+                latency,
             ));
         }
     });
@@ -267,6 +279,19 @@ pub async fn serve_http_gated<S>(
     respond: Responder,
     tx: mpsc::UnboundedSender<Received>,
     gate: Option<Gate>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    serve_http_slow(stream, respond, tx, gate, Duration::ZERO).await;
+}
+
+/// [`serve_http_gated`], answering each request `latency` after it arrived.
+pub async fn serve_http_slow<S>(
+    stream: S,
+    respond: Responder,
+    tx: mpsc::UnboundedSender<Received>,
+    gate: Option<Gate>,
+    latency: Duration,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -306,6 +331,7 @@ pub async fn serve_http_gated<S>(
         if let Some(g) = gated {
             g.release.notified().await;
         }
+        tokio::time::sleep(latency).await;
         let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
         if r.get_mut().write_all(resp.as_bytes()).await.is_err() {
             return;
@@ -344,4 +370,46 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+impl Service {
+    /// The text the service publishes on its metrics socket.
+    pub async fn metrics(&self) -> String {
+        let path = self.socket.with_file_name("metrics.socket");
+        let mut s = UnixStream::connect(&path).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+            .await
+            .expect("metrics in time")
+            .unwrap();
+        out
+    }
+
+    /// The value of the `chatmail_metadata_notifications_total` sample of `event`.
+    pub async fn notification_events(&self, event: &str) -> u64 {
+        let needle = format!("chatmail_metadata_notifications_total{{event=\"{event}\"}} ");
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .unwrap_or_else(|| panic!("no {needle} in {text}"))
+            .parse()
+            .unwrap()
+    }
+}
+
+/// A notification service answering 200 after `latency`; its URL and channel.
+pub async fn slow_server(latency: Duration) -> (String, mpsc::UnboundedReceiver<Received>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", l.local_addr().unwrap());
+    let rx = slow_notification_server(l, Arc::new(|_: &str| 200), None, latency);
+    (url, rx)
+}
+
+/// Every request received within `within`.
+pub async fn drain(rx: &mut mpsc::UnboundedReceiver<Received>, within: Duration) -> Vec<Received> {
+    let mut got = Vec::new();
+    while let Ok(Some(r)) = tokio::time::timeout(within, rx.recv()).await {
+        got.push(r);
+    }
+    got
 }

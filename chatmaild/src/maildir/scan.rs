@@ -1,26 +1,34 @@
 //! The mailbox scan shared by `chatmail-expire`, `chatmail-fsreport` and `chatmail-admin`
 //! (SPEC §7.2), so every tool sees a mailbox tree the same way.
 //!
-//! One `readdir` per directory; the entry type comes from `readdir` itself (`d_type`), so
-//! directories are never `stat`ed. Only messages (for mtime and size), the top-level
-//! `password` (for the last login) and, when asked, other files (for their sizes) are
-//! `stat`ed, always relative to the directory and without following symlinks.
+//! Every directory is opened beneath its parent's handle ([`crate::dir::Dir`]), never
+//! through a link, and each message keeps its mailbox's handle and its folder's names
+//! ([`Location`]), so a later removal (`chatmail-expire`) opens the same folder again the
+//! same way ([`Folders`]) and unlinks the entry that was scanned. Folder handles are not kept
+//! open: a mailbox may have thousands of folders, and the descriptors are the process's. One `readdir` per
+//! directory; the entry type comes from `readdir` itself (`d_type`), so directories are
+//! never `stat`ed. Only messages (for mtime and size), the top-level `password` (for the
+//! last login) and, when asked, other files (for their sizes) are `stat`ed, relative to
+//! their directory and without following links.
 //!
 //! Differences to the reference, all required by SPEC §7 Note:
-//! - symlinks are never followed, neither into directories nor to files: a symlink is
-//!   neither a message nor an extra file;
-//! - only the `password` directly in the mailbox sets the last login;
+//! - symlinks are never followed, neither into directories nor to files: a symlink, a
+//!   FIFO, a socket or a device is neither a message nor an extra file, and is reported
+//!   in [`MailboxStat::warnings`];
+//! - only the `password` directly in the mailbox sets the last login (or, for an account
+//!   blocked by `chatmail-admin`, the same file moved to `blocked`);
 //! - entries that vanish while we look (Dovecot is live) are skipped silently, while
 //!   entries that cannot be read are reported in [`MailboxStat::problems`] and skipped.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, DirEntry, FileType};
 use std::io::ErrorKind;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::clock::float_time;
+use crate::dir::{Dir, Kind};
 use crate::error::Error;
+use crate::user::{BLOCKED, PASSWORD};
 
 /// Folders nested deeper than this are reported and skipped (Dovecot's Maildir++ layout
 /// is flat: `.Folder/cur`, so real mailboxes are two or three levels deep).
@@ -61,8 +69,10 @@ impl MaildirSub {
 /// One message file.
 #[derive(Debug, Clone)]
 pub struct Message {
-    /// Full path (mailbox directory joined with the relative path).
+    /// Full path (mailbox directory joined with the relative path), for messages.
     pub path: PathBuf,
+    /// Where it is, for removal.
+    pub at: Location,
     /// Modification time, seconds part.
     pub mtime_secs: i64,
     /// Modification time, nanoseconds part.
@@ -88,6 +98,50 @@ impl Message {
     }
 }
 
+/// Where a message is: its mailbox's handle and the names of its folder below it
+/// (`["cur"]`, `[".DeltaChat", "cur"]`).
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The mailbox.
+    pub mailbox: Arc<Dir>,
+    /// The folder's names below it.
+    pub folder: Arc<[OsString]>,
+}
+
+/// Opens message folders again for removals beneath their mailbox's handle, one at a time
+/// (the last one stays open, as removals come folder by folder).
+#[derive(Debug, Default)]
+pub struct Folders {
+    last: Option<(Location, Dir)>,
+}
+
+impl Folders {
+    /// Unlinks `name` in the folder `at`; `false` if it was gone already. A folder that is
+    /// a link now is refused, not entered.
+    pub fn unlink(&mut self, at: &Location, name: &OsStr) -> std::io::Result<bool> {
+        let same = |(l, _): &(Location, Dir)| {
+            Arc::ptr_eq(&l.mailbox, &at.mailbox) && Arc::ptr_eq(&l.folder, &at.folder)
+        };
+        if !self.last.as_ref().is_some_and(same) {
+            self.last = None;
+            let mut dir: Option<Dir> = None;
+            for name in at.folder.iter() {
+                let parent = dir.as_ref().unwrap_or(&at.mailbox);
+                dir = Some(parent.open_dir(name)?);
+            }
+            let dir = match dir {
+                Some(dir) => dir,
+                None => at.mailbox.try_clone()?,
+            };
+            self.last = Some((at.clone(), dir));
+        }
+        match &self.last {
+            Some((_, dir)) => dir.remove_file(name),
+            None => Ok(false),
+        }
+    }
+}
+
 /// What to collect besides messages and the last login.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScanOptions {
@@ -100,7 +154,10 @@ pub struct ScanOptions {
 pub struct MailboxStat {
     /// The mailbox directory.
     pub dir: PathBuf,
-    /// mtime of the top-level `password` file (seconds, nanoseconds), if present.
+    /// Its handle (`None` only in a default value).
+    pub handle: Option<Arc<Dir>>,
+    /// mtime of the top-level `password` file (seconds, nanoseconds), if present; for an
+    /// account blocked by `chatmail-admin`, of `blocked` (the same file, renamed).
     pub last_login: Option<(i64, i64)>,
     /// All messages, in directory listing order (depth first).
     pub messages: Vec<Message>,
@@ -110,6 +167,9 @@ pub struct MailboxStat {
     pub extra_bytes: u64,
     /// Entries that could not be read, as `path: error` texts.
     pub problems: Vec<String>,
+    /// Entries skipped because they are neither regular files nor directories (links,
+    /// FIFOs, sockets, devices), as `path: kind` texts.
+    pub warnings: Vec<String>,
 }
 
 impl MailboxStat {
@@ -135,142 +195,158 @@ pub enum Scan {
     Unreadable(std::io::Error),
 }
 
-/// Scans one mailbox directory (SPEC §7.2).
-pub fn scan_mailbox(dir: &Path, options: ScanOptions) -> Scan {
-    let entries = match fs::read_dir(dir) {
+/// Scans the mailbox `name` below `root` (SPEC §7.2).
+pub fn scan_mailbox(root: &Dir, name: &OsStr, options: ScanOptions) -> Scan {
+    match root.open_dir(name) {
+        Ok(dir) => scan_dir(dir, options),
+        Err(e) if vanished(&e) => Scan::Vanished,
+        Err(e) => Scan::Unreadable(e),
+    }
+}
+
+/// Scans an open mailbox directory (SPEC §7.2).
+pub fn scan_dir(dir: Dir, options: ScanOptions) -> Scan {
+    let entries = match dir.entries() {
         Ok(entries) => entries,
         Err(e) if vanished(&e) => return Scan::Vanished,
         Err(e) => return Scan::Unreadable(e),
     };
+    let dir = Arc::new(dir);
     let mut stat = MailboxStat {
-        dir: dir.to_path_buf(),
+        dir: dir.path().to_path_buf(),
+        handle: Some(Arc::clone(&dir)),
         ..MailboxStat::default()
     };
     let mut walker = Walker {
         stat: &mut stat,
         options,
+        blocked_login: None,
+        mailbox: Arc::clone(&dir),
     };
-    walker.entries(dir, entries, 0);
+    walker.entries(&dir, entries, &[]);
+    let blocked_login = walker.blocked_login;
+    if stat.last_login.is_none() {
+        stat.last_login = blocked_login;
+    }
     Scan::Done(stat)
 }
 
 struct Walker<'a> {
     stat: &'a mut MailboxStat,
     options: ScanOptions,
+    /// The mtime of a non-empty top-level `blocked` (a blocked account's password).
+    blocked_login: Option<(i64, i64)>,
+    /// The mailbox's handle, for the messages' [`Location`].
+    mailbox: Arc<Dir>,
 }
 
 impl Walker<'_> {
-    fn problem(&mut self, path: &Path, e: &std::io::Error) {
+    fn problem(&mut self, path: &std::path::Path, e: &std::io::Error) {
         self.stat.problems.push(format!("{}: {e}", path.display()));
     }
 
-    fn folder(&mut self, dir: &Path, depth: usize) {
-        if depth > MAX_DEPTH {
+    fn skipped(&mut self, dir: &Dir, name: &OsStr, kind: Kind) {
+        self.stat.warnings.push(format!(
+            "{}: {}, not followed",
+            dir.join(name).display(),
+            kind.name()
+        ));
+    }
+
+    /// `names`: the folder's names below the mailbox (its depth is their number).
+    fn folder(&mut self, parent: &Dir, names: &[OsString]) {
+        let Some(name) = names.last() else { return };
+        let path = parent.join(name);
+        if names.len() > MAX_DEPTH {
             self.stat.problems.push(format!(
                 "{}: folders nested too deep, skipped",
-                dir.display()
+                path.display()
             ));
             return;
         }
-        match fs::read_dir(dir) {
-            Ok(entries) => self.entries(dir, entries, depth),
+        match parent.open_dir(name).and_then(|d| Ok((d.entries()?, d))) {
+            Ok((entries, dir)) => self.entries(&dir, entries, names),
             Err(e) if vanished(&e) => {}
-            Err(e) => self.problem(dir, &e),
+            Err(e) => self.problem(&path, &e),
         }
     }
 
-    fn entries(&mut self, dir: &Path, entries: fs::ReadDir, depth: usize) {
-        for entry in entries {
-            let Some((entry, file_type)) = self.entry(dir, entry) else {
-                continue;
-            };
-            let name = entry.file_name();
-            if file_type.is_dir() {
-                match MaildirSub::from_name(&name) {
-                    Some(sub) => self.messages(&entry.path(), sub, depth == 0),
-                    None => self.folder(&entry.path(), depth + 1),
-                }
-            } else if file_type.is_file() {
-                self.extra_file(&entry, &name, depth == 0);
-            }
-            // Symlinks, sockets, fifos and devices are neither messages nor extra files.
-        }
-    }
-
-    /// Unpacks a directory entry and its type (from `d_type`; `lstat` only on file
-    /// systems that do not fill it in).
-    fn entry(
-        &mut self,
-        dir: &Path,
-        entry: std::io::Result<DirEntry>,
-    ) -> Option<(DirEntry, FileType)> {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                if !vanished(&e) {
-                    self.problem(dir, &e);
-                }
-                return None;
-            }
-        };
-        match entry.file_type() {
-            Ok(t) => Some((entry, t)),
-            Err(e) => {
-                if !vanished(&e) {
-                    self.problem(&entry.path(), &e);
-                }
-                None
+    /// The entries of `dir`, the folder `names` below the mailbox (none: the mailbox).
+    fn entries(&mut self, dir: &Dir, entries: Vec<(OsString, Kind)>, names: &[OsString]) {
+        let top_level = names.is_empty();
+        for (name, kind) in entries {
+            let below = || [names, std::slice::from_ref(&name)].concat();
+            match kind {
+                Kind::Dir => match MaildirSub::from_name(&name) {
+                    Some(sub) => self.messages(dir, &below(), sub, top_level),
+                    None => self.folder(dir, &below()),
+                },
+                Kind::File => self.extra_file(dir, &name, top_level),
+                other => self.skipped(dir, &name, other),
             }
         }
     }
 
-    fn extra_file(&mut self, entry: &DirEntry, name: &OsStr, top_level: bool) {
-        let is_password = top_level && name == "password";
-        if !is_password && !self.options.extra_sizes {
+    fn extra_file(&mut self, dir: &Dir, name: &OsStr, top_level: bool) {
+        let is_password = top_level && name == PASSWORD;
+        let is_blocked = top_level && name == BLOCKED;
+        if !is_password && !is_blocked && !self.options.extra_sizes {
             self.stat.extra_files += 1;
             return;
         }
-        match entry.metadata() {
-            Ok(meta) if meta.is_file() => {
+        match dir.stat(name) {
+            Ok(Some(meta)) if meta.kind == Kind::File => {
                 self.stat.extra_files += 1;
-                self.stat.extra_bytes += meta.len();
+                self.stat.extra_bytes += meta.size;
                 if is_password {
-                    self.stat.last_login = Some((meta.mtime(), meta.mtime_nsec()));
+                    self.stat.last_login = Some((meta.mtime, meta.mtime_nsec));
+                } else if is_blocked && meta.size > 0 {
+                    self.blocked_login = Some((meta.mtime, meta.mtime_nsec));
                 }
             }
             Ok(_) => {}
             Err(e) if vanished(&e) => {}
-            Err(e) => self.problem(&entry.path(), &e),
+            Err(e) => self.problem(&dir.join(name), &e),
         }
     }
 
-    fn messages(&mut self, dir: &Path, sub: MaildirSub, top_level: bool) {
-        let entries = match fs::read_dir(dir) {
+    fn messages(&mut self, parent: &Dir, names: &[OsString], sub: MaildirSub, top_level: bool) {
+        let Some(name) = names.last() else { return };
+        let folder = match parent.open_dir(name) {
+            Ok(folder) => folder,
+            Err(e) if vanished(&e) => return,
+            Err(e) => return self.problem(&parent.join(name), &e),
+        };
+        let at = Location {
+            mailbox: Arc::clone(&self.mailbox),
+            folder: names.into(),
+        };
+        let entries = match folder.entries() {
             Ok(entries) => entries,
             Err(e) if vanished(&e) => return,
-            Err(e) => return self.problem(dir, &e),
+            Err(e) => return self.problem(folder.path(), &e),
         };
-        for entry in entries {
-            let Some((entry, file_type)) = self.entry(dir, entry) else {
-                continue;
-            };
-            if !file_type.is_file() {
+        for (name, kind) in entries {
+            if kind != Kind::File {
+                if kind != Kind::Dir {
+                    self.skipped(&folder, &name, kind);
+                }
                 continue;
             }
-            // `DirEntry::metadata` is an `fstatat` relative to the open directory that
-            // does not follow symlinks.
-            match entry.metadata() {
-                Ok(meta) if meta.is_file() => self.stat.messages.push(Message {
-                    path: entry.path(),
-                    mtime_secs: meta.mtime(),
-                    mtime_nsec: meta.mtime_nsec(),
-                    size: meta.len(),
+            // `fstatat` relative to the open folder, not following links.
+            match folder.stat(&name) {
+                Ok(Some(meta)) if meta.kind == Kind::File => self.stat.messages.push(Message {
+                    path: folder.join(&name),
+                    at: at.clone(),
+                    mtime_secs: meta.mtime,
+                    mtime_nsec: meta.mtime_nsec,
+                    size: meta.size,
                     sub,
                     top_level,
                 }),
                 Ok(_) => {}
                 Err(e) if vanished(&e) => {}
-                Err(e) => self.problem(&entry.path(), &e),
+                Err(e) => self.problem(&folder.join(&name), &e),
             }
         }
     }
@@ -281,51 +357,30 @@ pub fn vanished(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory)
 }
 
-/// The mailboxes directory listing, cut like the reference's `listdir(...)[:maxnum]`.
-#[derive(Debug)]
-pub enum Listing {
-    /// `mailboxes_dir` does not exist.
-    Missing,
-    /// The mailbox directories (names containing `@`), in listing order.
-    Mailboxes(Vec<PathBuf>),
-}
-
-/// Lists `mailboxes_dir`: the first `maxnum` entries (Python slice semantics, so a
-/// negative value drops entries from the end), then those whose name contains `@`.
-///
-/// Entries that are not directories (a stray file, a symlink) are never mailboxes: a
-/// symlink could point anywhere, and removing or scanning through it could reach
-/// outside `mailboxes_dir`. They are returned in the second list for reporting.
+/// Lists `mailboxes_dir` (its open handle): the first `maxnum` entries (Python slice
+/// semantics, so a negative value drops entries from the end), then those whose name
+/// contains `@`. Returns the mailbox names, and the paths of `@` entries that are not
+/// directories (a stray file, a link: never mailboxes, since removing or scanning through
+/// a link could reach outside `mailboxes_dir`), for reporting.
 pub fn list_mailboxes(
-    mailboxes_dir: &Path,
+    root: &Dir,
     maxnum: Option<i64>,
-) -> Result<(Listing, Vec<PathBuf>), Error> {
-    let entries = match fs::read_dir(mailboxes_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok((Listing::Missing, Vec::new())),
-        Err(e) => return Err(Error::io(mailboxes_dir, e)),
-    };
-    let mut all: Vec<(OsString, Option<FileType>)> = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(mailboxes_dir, e))?;
-        let file_type = entry.file_type().ok();
-        all.push((entry.file_name(), file_type));
-    }
+) -> Result<(Vec<OsString>, Vec<PathBuf>), Error> {
+    let all = root.entries().map_err(|e| Error::io(root.path(), e))?;
     let keep = python_slice_len(all.len(), maxnum);
     let mut mailboxes = Vec::new();
     let mut skipped = Vec::new();
-    for (name, file_type) in all.into_iter().take(keep) {
+    for (name, kind) in all.into_iter().take(keep) {
         if !name.as_encoded_bytes().contains(&b'@') {
             continue;
         }
-        let path = mailboxes_dir.join(&name);
-        if file_type.is_some_and(|t| t.is_dir()) {
-            mailboxes.push(path);
+        if kind == Kind::Dir {
+            mailboxes.push(name);
         } else {
-            skipped.push(path);
+            skipped.push(root.join(&name));
         }
     }
-    Ok((Listing::Mailboxes(mailboxes), skipped))
+    Ok((mailboxes, skipped))
 }
 
 /// How many items `list[:maxnum]` keeps.
@@ -338,34 +393,4 @@ fn python_slice_len(len: usize, maxnum: Option<i64>) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slice_semantics() {
-        assert_eq!(python_slice_len(5, None), 5);
-        assert_eq!(python_slice_len(5, Some(0)), 0);
-        assert_eq!(python_slice_len(5, Some(3)), 3);
-        assert_eq!(python_slice_len(5, Some(9)), 5);
-        assert_eq!(python_slice_len(5, Some(-2)), 3);
-        assert_eq!(python_slice_len(5, Some(-9)), 0);
-    }
-
-    #[test]
-    fn sub_names() {
-        assert_eq!(
-            MaildirSub::from_name(OsStr::new("cur")),
-            Some(MaildirSub::Cur)
-        );
-        assert_eq!(
-            MaildirSub::from_name(OsStr::new("new")),
-            Some(MaildirSub::New)
-        );
-        assert_eq!(
-            MaildirSub::from_name(OsStr::new("tmp")),
-            Some(MaildirSub::Tmp)
-        );
-        assert_eq!(MaildirSub::from_name(OsStr::new("Cur")), None);
-        assert_eq!(MaildirSub::Tmp.name(), "tmp");
-    }
-}
+mod tests;

@@ -36,11 +36,12 @@ pub fn socket_path(service_socket: &Path) -> PathBuf {
 pub const SOCKET_ENV: &str = "CHATMAIL_METRICS_SOCKET";
 
 /// The metrics socket of a daemon without a service socket: `$CHATMAIL_METRICS_SOCKET`,
-/// else `default` (e.g. `/run/filtermail-transport/metrics.socket`).
-pub fn socket_from_env(default: &str) -> PathBuf {
+/// else `default` (its [`crate::daemons`] entry, e.g.
+/// `/run/filtermail-transport/metrics.socket`).
+pub fn socket_from_env(default: impl AsRef<Path>) -> PathBuf {
     std::env::var_os(SOCKET_ENV)
         .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from(default), PathBuf::from)
+        .map_or_else(|| default.as_ref().to_path_buf(), PathBuf::from)
 }
 
 /// Something that has figures to publish.

@@ -1,15 +1,18 @@
 //! Invitations: tokens with a use count and an expiry, one JSON file each in
 //! `<state>/invites/`, used up under `invites.lock` (see [`super`] for the layout).
 
-use std::fs;
-use std::io::ErrorKind;
 use std::path::PathBuf;
 
 use rand::Rng;
 
-use super::{Registry, remove_if_present};
+use super::Registry;
+use super::state::remove_entry;
+use crate::dir::is_absent;
 use crate::error::Error;
 use crate::fs::Durability;
+
+/// Largest invitation file read (a comment of a few lines).
+const MAX_INVITATION_FILE: u64 = 64 * 1024;
 
 /// Length of generated invitation tokens: 20 of 36 characters, 103 bits.
 pub const TOKEN_LEN: usize = 20;
@@ -105,7 +108,7 @@ impl Registry {
         comment: &str,
         now: i64,
     ) -> Result<Invitation, Error> {
-        let dir = self.state_subdir("invites")?;
+        let dir = self.made_subdir("invites")?;
         let invitation = Invitation {
             token: new_token(),
             uses_left: uses,
@@ -113,12 +116,13 @@ impl Registry {
             created: now,
             comment: comment.to_owned(),
         };
-        let path = dir.join(&invitation.token);
-        self.write_file(
-            &path,
+        dir.write_atomic(
+            &invitation.token,
             invitation.to_json().to_string().as_bytes(),
             Durability::Fsync,
-        )?;
+            Some(0o600),
+        )
+        .map_err(|e| Error::io(dir.join(&invitation.token), e))?;
         Ok(invitation)
     }
 
@@ -127,9 +131,13 @@ impl Registry {
         let Some(path) = self.invite_path(token) else {
             return Ok(None);
         };
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        let Some(dir) = self.state_subdir("invites", false)? else {
+            return Ok(None);
+        };
+        let bytes = match dir.read_file(token, MAX_INVITATION_FILE) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(e) if is_absent(&e) => return Ok(None),
             Err(e) => return Err(Error::io(path, e)),
         };
         serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -144,16 +152,15 @@ impl Registry {
 
     /// Every invitation, oldest first.
     pub fn invitations(&self) -> Result<Vec<Invitation>, Error> {
-        let dir = self.state.join("invites");
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(dir, e)),
+        let Some(dir) = self.state_subdir("invites", false)? else {
+            return Ok(Vec::new());
         };
+        let entries = dir.entries().map_err(|e| Error::io(dir.path(), e))?;
         let mut all = Vec::new();
-        for entry in entries.flatten() {
-            // Temporary files of a write in progress and damaged files are not invitations.
-            if let Some(name) = entry.file_name().to_str()
+        for (name, _) in entries {
+            // Temporary files of a write in progress, damaged files and links are not
+            // invitations.
+            if let Some(name) = name.to_str()
                 && let Ok(Some(inv)) = self.invitation(name)
             {
                 all.push(inv);
@@ -169,7 +176,12 @@ impl Registry {
             return Ok(false);
         };
         let _lock = self.lock("invites.lock")?;
-        remove_if_present(&path)
+        let Some(dir) = self.state_subdir("invites", false)? else {
+            return Ok(false);
+        };
+        let there = dir.exists(token).map_err(|e| Error::io(&path, e))?;
+        remove_entry(&dir, token).map_err(|e| Error::io(&path, e))?;
+        Ok(there)
     }
 
     /// Uses up one creation of the invitation `token`; `false` if it cannot create.
@@ -188,12 +200,14 @@ impl Registry {
             return Ok(false);
         }
         inv.uses_left -= 1;
-        let path = self.state.join("invites").join(token);
-        self.write_file(
-            &path,
+        let dir = self.made_subdir("invites")?;
+        dir.write_atomic(
+            token,
             inv.to_json().to_string().as_bytes(),
             Durability::Fsync,
-        )?;
+            Some(0o600),
+        )
+        .map_err(|e| Error::io(dir.join(token), e))?;
         Ok(true)
     }
 }
@@ -227,7 +241,7 @@ mod tests {
         assert!(!r.consume_invitation("../../x", NOW).unwrap());
         assert_eq!(r.invitation("UPPER").unwrap(), None);
         let damaged = r.create_invitation(5, None, "", NOW).unwrap();
-        fs::write(r.state_dir().join("invites").join(&damaged.token), b"{").unwrap();
+        std::fs::write(r.state_dir().join("invites").join(&damaged.token), b"{").unwrap();
         assert!(!r.consume_invitation(&damaged.token, NOW).unwrap());
         assert!(r.invitation(&damaged.token).is_err());
         assert_eq!(

@@ -1,13 +1,16 @@
 //! Tombstones: addresses that cannot be registered again until a given time.
 
-use std::fs;
-use std::io::ErrorKind;
 use std::path::PathBuf;
 
-use super::{Registry, remove_if_present};
+use super::Registry;
+use super::state::remove_entry;
+use crate::dir::is_absent;
 use crate::error::Error;
-use crate::fs::{Durability, match_owner, write_atomic};
+use crate::fs::Durability;
 use crate::user::validate_address;
+
+/// Largest tombstone file read (a number and a newline).
+const MAX_TOMBSTONE_FILE: u64 = 64;
 
 impl Registry {
     /// `tombstones/<addr>`; `addr` must be a valid mailbox name.
@@ -17,13 +20,15 @@ impl Registry {
     }
 
     /// Until when `addr` is tombstoned (`i64::MAX`: forever), whether or not that has passed.
+    /// A tombstone that is not a plain file (a link, a FIFO) is an error.
     pub fn tombstone_until(&self, addr: &str) -> Result<Option<i64>, Error> {
         let path = self.tombstone_path(addr)?;
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(parse_until(&bytes))),
-            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
-                Ok(None)
-            }
+        let Some(dir) = self.state_subdir("tombstones", false)? else {
+            return Ok(None);
+        };
+        match dir.read_file(addr, MAX_TOMBSTONE_FILE) {
+            Ok(bytes) => Ok(bytes.map(|b| parse_until(&b))),
+            Err(e) if is_absent(&e) => Ok(None),
             Err(e) => Err(Error::io(path, e)),
         }
     }
@@ -37,39 +42,54 @@ impl Registry {
     }
 
     /// Tombstones `addr` for `tombstone_days` from `now` (never shortening an existing one);
-    /// returns the end, or `None` when `tombstone_days` is 0.
+    /// returns the end, or `None` when `tombstone_days` is 0. An unreadable old tombstone is
+    /// replaced by a new one (a link is replaced, never written through).
     pub fn write_tombstone(&self, addr: &str, now: i64) -> Result<Option<i64>, Error> {
         let path = self.tombstone_path(addr)?;
         if self.tombstone_secs == 0 {
             return Ok(None);
         }
-        self.state_subdir("tombstones")?;
+        let dir = self.made_subdir("tombstones")?;
         let until = now
             .saturating_add(self.tombstone_secs)
-            .max(self.tombstone_until(addr)?.unwrap_or(0));
-        write_atomic(&path, format!("{until}\n").as_bytes(), Durability::Fsync)?;
-        match_owner(&path, &self.mailboxes_dir)?;
+            .max(self.tombstone_until(addr).ok().flatten().unwrap_or(0));
+        dir.write_atomic(
+            addr,
+            format!("{until}\n").as_bytes(),
+            Durability::Fsync,
+            Some(0o600),
+        )
+        .map_err(|e| Error::io(path, e))?;
         Ok(Some(until))
     }
 
     /// Lifts the tombstone of `addr`; returns whether there was one.
     pub fn remove_tombstone(&self, addr: &str) -> Result<bool, Error> {
         let path = self.tombstone_path(addr)?;
-        remove_if_present(&path)
+        let Some(dir) = self.state_subdir("tombstones", false)? else {
+            return Ok(false);
+        };
+        let there = dir.exists(addr).map_err(|e| Error::io(&path, e))?;
+        remove_entry(&dir, addr).map_err(|e| Error::io(&path, e))?;
+        if there {
+            dir.sync().map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(there)
     }
 
-    /// Removes tombstones that ended before `now`; returns how many.
+    /// Removes tombstones that ended before `now`; returns how many. Entries that are not
+    /// readable tombstones are left alone (they keep their address reserved).
     pub fn prune_tombstones(&self, now: i64) -> Result<usize, Error> {
-        let dir = self.state.join("tombstones");
-        let Ok(entries) = fs::read_dir(&dir) else {
+        let Some(dir) = self.state_subdir("tombstones", false)? else {
             return Ok(0);
         };
+        let entries = dir.entries().map_err(|e| Error::io(dir.path(), e))?;
         let mut removed = 0;
-        for entry in entries.flatten() {
-            let Ok(bytes) = fs::read(entry.path()) else {
+        for (name, _) in entries {
+            let Ok(Some(bytes)) = dir.read_file(&name, MAX_TOMBSTONE_FILE) else {
                 continue;
             };
-            if parse_until(&bytes) <= now && fs::remove_file(entry.path()).is_ok() {
+            if parse_until(&bytes) <= now && dir.remove_file(&name).unwrap_or(false) {
                 removed += 1;
             }
         }

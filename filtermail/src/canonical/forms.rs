@@ -22,10 +22,12 @@ fn plain_7bit(part: &Entity<'_>) -> bool {
     part.encoding == TransferEncoding::SevenBit && part.body.is_ascii()
 }
 
-/// The top level of a multipart of `subtype` with `count` parts, written in 7 or 8 bit as
-/// RFC 2045 §6.4 requires of a multipart.
+/// The parts of a top-level multipart of `subtype`, written in 7 or 8 bit as RFC 2045
+/// §6.4 requires of a multipart, in a message that declares `MIME-Version: 1.0` (without
+/// it, RFC 2045 §4 lets a reader take the whole body for text, preamble included).
 fn multipart_of<'m, 'a>(msg: &'m Message<'a>, subtype: &str) -> Option<&'m [Entity<'a>]> {
-    (msg.top.content_type.is("multipart", subtype)
+    (msg.top.field("MIME-Version").is_some()
+        && msg.top.content_type.is("multipart", subtype)
         && matches!(
             msg.top.encoding,
             TransferEncoding::SevenBit | TransferEncoding::EightBit
@@ -90,7 +92,12 @@ pub fn is_setup_message(msg: &Message<'_>) -> bool {
     {
         return false;
     }
-    let Some([text, setup]) = multipart_of(msg, "mixed") else {
+    // Self-sent, so read only by its sender's own devices: Delta Chat writes no
+    // MIME-Version here.
+    if !msg.top.content_type.is("multipart", "mixed") {
+        return false;
+    }
+    let [text, setup] = msg.parts.as_slice() else {
         return false;
     };
     let body = setup.body;

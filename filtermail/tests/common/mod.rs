@@ -56,6 +56,23 @@ use std::sync::{Arc, Mutex};
 
 pub use chatmail_tests::support::free_port;
 
+/// The accounts of the relay every daemon starts with (`mail_domain = chat.example.org`):
+/// incoming mode refuses recipients without a mailbox at `RCPT`, so the recipients the
+/// tests write to exist.
+pub const ACCOUNTS: &[&str] = &["bob@chat.example.org", "carol@chat.example.org"];
+
+/// A remote sender for incoming mail (incoming mode refuses senders of our own domain).
+pub const REMOTE: &str = "alice@remote.example";
+
+/// Creates the account `addr` below `mailboxes`: its password file only, so it takes
+/// incoming cleartext until a test writes `enforceE2EEincoming`; returns its mailbox.
+pub fn create_account(mailboxes: &std::path::Path, addr: &str) -> PathBuf {
+    let user = chatmaild::User::in_dir(mailboxes, addr).unwrap();
+    user.create_maildir().unwrap();
+    std::fs::write(user.password_path(), "{SHA512-CRYPT}$6$test").unwrap();
+    user.maildir().to_path_buf()
+}
+
 /// A running `filtermail` binary; killed on drop.
 pub struct Daemon {
     child: Child,
@@ -86,6 +103,9 @@ impl Daemon {
         let http_port = free_port();
         let mailboxes = dir.path().join("mailboxes");
         std::fs::create_dir(&mailboxes).unwrap();
+        for addr in ACCOUNTS {
+            create_account(&mailboxes, addr);
+        }
         let ini = dir.path().join("chatmail.ini");
         std::fs::write(
             &ini,
@@ -141,19 +161,32 @@ impl Daemon {
 
     /// Sends SIGTERM and waits (bounded) for the exit; `None` if it did not exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal_term();
+        self.wait_exit(std::time::Duration::from_secs(10))
+    }
+
+    /// Sends SIGTERM.
+    pub fn signal_term(&self) {
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status()
             .unwrap();
         assert!(status.success());
-        for _ in 0..1000 {
+    }
+
+    /// Waits up to `limit` for the exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Some(status);
             }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        None
     }
 
     /// The mailboxes directory.
