@@ -33,7 +33,8 @@ fn mailboxes() -> &'static PathBuf {
 /// The canonical reading's tree of `type/subtype` (lower case), depth first, as
 /// (depth, type).
 fn ours(msg: &canonical::Message<'_>) -> Vec<(usize, String)> {
-    let ty = |e: &canonical::Entity<'_>| format!("{}/{}", e.content_type.ty, e.content_type.subtype);
+    let ty =
+        |e: &canonical::Entity<'_>| format!("{}/{}", e.content_type.ty, e.content_type.subtype);
     std::iter::once((0, ty(&msg.top)))
         .chain(msg.parts.iter().map(|p| (1, ty(p))))
         .collect()
@@ -57,7 +58,11 @@ fn check(message: &[u8], outgoing: bool) {
     // A delivery report passes only with the null envelope sender.
     let daemon = !outgoing && from.to_ascii_lowercase().starts_with("mailer-daemon@");
     let env = Envelope {
-        mail_from: if daemon { String::new() } else { from.to_owned() },
+        mail_from: if daemon {
+            String::new()
+        } else {
+            from.to_owned()
+        },
         rcpt_to: vec![if outgoing {
             from.to_owned()
         } else {
@@ -101,7 +106,11 @@ fn check(message: &[u8], outgoing: bool) {
     }
 
     if forms::is_encrypted(&canonical, outgoing) {
-        let payload = canonical.parts.get(1).map(|p| p.body.to_vec()).expect("payload part");
+        let payload = canonical
+            .parts
+            .get(1)
+            .map(|p| p.body.to_vec())
+            .expect("payload part");
         let sub = parsed.subparts.get(1).expect("mailparse payload part");
         let body = sub.get_body_raw().expect("payload body");
         assert_eq!(body, payload, "encrypted payload differs");

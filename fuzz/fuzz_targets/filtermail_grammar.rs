@@ -25,7 +25,7 @@ use arbitrary::Unstructured;
 use chatmail_fuzz::grammar::{self, Case};
 use chatmail_fuzz::oracle::{self, Violation};
 use chatmail_fuzz::postfix;
-use filtermail::{Envelope, Verdict, check_incoming, check_outgoing};
+use filtermail::{Envelope, Verdict, canonical, check_incoming, check_outgoing};
 use libfuzzer_sys::fuzz_target;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
@@ -44,21 +44,19 @@ fn mailboxes() -> &'static PathBuf {
     })
 }
 
-/// The encrypted payload as mail-parser (the filter's reader) decodes it.
+/// The encrypted payload as the filter reads it (`filtermail::canonical`, whose encrypted
+/// form has no transfer encoding).
 fn filter_payload(message: &[u8]) -> Option<Vec<u8>> {
-    let msg = MessageParser::default().parse(message)?;
-    let root = msg.root_part();
-    let ct = root.content_type()?;
-    if !ct.c_type.eq_ignore_ascii_case("multipart")
-        || !ct.c_subtype.as_deref()?.eq_ignore_ascii_case("encrypted")
-    {
+    let msg = canonical::read(message).ok()?;
+    let ct = &msg.top.content_type;
+    if ct.ty != "multipart" || ct.subtype != "encrypted" {
         return None;
     }
-    let id = *root.sub_parts()?.get(1)?;
-    Some(msg.part(id)?.contents().to_vec())
+    Some(msg.parts.get(1)?.body.to_vec())
 }
 
-/// Where the two readings of `message` first part ways (pre-order), to group findings:
+/// Where mail-parser's and mailparse's readings of `message` first part ways (pre-order),
+/// to group findings:
 /// media type, boundary, number of parts, or nowhere in the tree.
 fn first_difference(message: &[u8]) -> &'static str {
     let Some(ours) = MessageParser::default().parse(message) else {

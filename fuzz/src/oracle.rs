@@ -6,7 +6,7 @@
 //! Accepted shapes, as `mailparse` reads them:
 //! - encrypted: `multipart/encrypted` of exactly `application/pgp-encrypted` saying
 //!   `Version: 1` and `application/octet-stream` whose decoded body is byte for byte the
-//!   payload the filter read (mail-parser) and passes `filtermail::openpgp`'s armor check;
+//!   payload the filter read (`filtermail::canonical`) and passes `filtermail::openpgp`'s armor check;
 //!   no other part anywhere;
 //! - securejoin: a `Secure-Join: vc-request`/`vg-request` header and `multipart/mixed` of one
 //!   `text/plain` part saying the same;
@@ -50,7 +50,7 @@ pub struct Accepted<'a> {
     pub rcpt_to: &'a [String],
     /// The From address of `Verdict::Accept`.
     pub from_addr: &'a str,
-    /// The encrypted payload as mail-parser gave it to the filter, if it read one.
+    /// The encrypted payload as the filter read it, if it read one.
     pub payload: Option<&'a [u8]>,
 }
 

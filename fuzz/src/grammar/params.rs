@@ -216,8 +216,9 @@ fn equals(g: &mut Gen<'_, '_>) -> &'static [u8] {
 fn quoted_pairs(g: &mut Gen<'_, '_>, value: &[u8], readings: &mut Vec<Vec<u8>>) -> Vec<u8> {
     g.tag("param:quoted-pair");
     let mut inner = Vec::new();
-    for &c in value {
-        if g.flag() || c == b'"' || c == b'\\' {
+    for (i, &c) in value.iter().enumerate() {
+        // At least the first character is escaped, so the trick is always there.
+        if i == 0 || g.flag() || c == b'"' || c == b'\\' {
             inner.push(b'\\');
         }
         inner.push(c);

@@ -11,7 +11,8 @@ pub fn fold(g: &mut Gen<'_, '_>, field: &mut Vec<u8>, start: usize) {
         let at = start + g.pick(field.len() - start + 1);
         // Never inside or right after the CRLF of an existing fold (a blank line would end
         // the header block).
-        if at > 0 && matches!(field.get(at - 1), Some(b'\r' | b'\n')) {
+        // Nor at the very start of a line (that is a blank line too).
+        if at == 0 || matches!(field.get(at - 1), Some(b'\r' | b'\n')) {
             continue;
         }
         let before = field.get(..at).unwrap_or_default();
