@@ -16,22 +16,8 @@ use crate::Error;
 use crate::commands::{afterwards, creates_tree, finish, print, run};
 use crate::relay::Relay;
 
-/// The usage text.
-pub const USAGE: &str = "usage: chatmail-admin [--config INI] COMMAND
-commands:
-  list [--json]                     every account
-  info ADDR [--json]                one account, with its queued notifications
-  create ADDR [--force]             new account; password from stdin, or a random one is printed
-  passwd ADDR                       new password from stdin
-  delete ADDR                       remove the account for good and tombstone the address
-  block ADDR | unblock ADDR         refuse or allow logins and mail of an account
-  registration open|close|invite-only|status
-  invite create [--uses N] [--expires DAYS] [--comment TEXT]
-  invite list [--json]
-  invite revoke TOKEN
-  export [FILE|-]                   accounts as JSON lines (default: stdout)
-  import [FILE|-]                   accounts from an export (default: stdin)
-";
+/// The usage text (the commands are in [`crate::manual::PAGE`]).
+pub const USAGE: &str = "usage: chatmail-admin [--config INI] COMMAND";
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +136,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let result = parse(args).and_then(|a| {
         if a.help {
-            print(&mut std::io::stdout(), USAGE.trim_end())?;
+            print(&mut std::io::stdout(), &crate::manual::PAGE.help())?;
             return Ok(());
         }
         let config = Config::load(&a.config).map_err(Error::Config)?;
@@ -174,7 +160,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Err(e) => {
             eprintln!("chatmail-admin: {e}");
             if let Error::Usage(_) = e {
-                eprint!("{USAGE}");
+                eprintln!("{}", crate::manual::PAGE.help());
             }
             ExitCode::from(e.exit_code())
         }

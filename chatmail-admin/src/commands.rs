@@ -20,6 +20,7 @@ use chatmaild::user::DAY;
 use crate::Error;
 use crate::account::random_password;
 use crate::cli::Args;
+use crate::progress::Progress;
 use crate::relay::{Relay, day, now};
 use crate::transfer;
 
@@ -98,13 +99,20 @@ pub fn run(
             print(out, "revoked the invitation")?;
         }
         ["export"] | ["export", "-"] => {
-            let done = transfer::export(relay, out)?;
+            // Progress lines would break into the export on a terminal.
+            let mut progress = if std::io::stdout().is_terminal() {
+                Progress::hidden()
+            } else {
+                Progress::on_terminal("export")
+            };
+            let done = transfer::export(relay, out, &mut progress)?;
+            drop(progress);
             eprintln!("exported {} accounts", done.count);
             skipped(&done)?;
         }
         ["export", file] => {
             let mut bytes = Vec::new();
-            let done = transfer::export(relay, &mut bytes)?;
+            let done = transfer::export(relay, &mut bytes, &mut Progress::on_terminal("export"))?;
             skipped(&done)?;
             return Ok(Outside::Export {
                 file: PathBuf::from(file),
@@ -227,11 +235,16 @@ fn write_export(file: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 fn list(relay: &Relay, a: &Args, out: &mut dyn Write) -> Result<(), Error> {
     let mut infos = Vec::new();
-    for addr in relay.addresses()? {
+    let addresses = relay.addresses()?;
+    let mut progress = Progress::on_terminal("list");
+    progress.set_total(addresses.len());
+    for addr in addresses {
+        progress.tick();
         if let Some(mailbox) = relay.mailbox(&addr)? {
             infos.push(relay.info(&mailbox));
         }
     }
+    drop(progress);
     if a.json {
         let list: Vec<_> = infos.iter().map(|i| i.to_json()).collect();
         print(out, &serde_json::Value::Array(list).to_string())?;
@@ -343,7 +356,7 @@ fn invite_list(relay: &Relay, a: &Args, out: &mut dyn Write) -> Result<(), Error
 }
 
 fn import(relay: &Relay, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), Error> {
-    let r = transfer::import(relay, input)?;
+    let r = transfer::import(relay, input, &mut Progress::on_terminal("import"))?;
     for (line, why) in &r.refused {
         eprintln!("chatmail-admin: import line {line}: {why}");
     }

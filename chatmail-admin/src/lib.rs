@@ -13,6 +13,8 @@ pub mod account;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod manual;
+pub mod progress;
 pub mod relay;
 pub mod transfer;
 

@@ -33,6 +33,7 @@ use chatmaild::user::{BLOCKED, ENFORCE_E2EE, METADATA, PASSWORD, PASSWORD_LOCK};
 use serde_json::{Value, json};
 
 use crate::Error;
+use crate::progress::Progress;
 use crate::relay::{LOCK_TIMEOUT, Relay};
 
 /// The header key and format version.
@@ -54,12 +55,19 @@ pub struct Exported {
 }
 
 /// Writes every account to `out`.
-pub fn export(relay: &Relay, out: &mut dyn Write) -> Result<Exported, Error> {
+pub fn export(
+    relay: &Relay,
+    out: &mut dyn Write,
+    progress: &mut Progress,
+) -> Result<Exported, Error> {
     let header = json!({FORMAT_KEY: FORMAT_VERSION, "mail_domain": relay.config.mail_domain});
     let mut done = Exported::default();
     let write_err = |e| Error::io("-", e);
     writeln!(out, "{header}").map_err(write_err)?;
-    for addr in relay.addresses()? {
+    let addresses = relay.addresses()?;
+    progress.set_total(addresses.len());
+    for addr in addresses {
+        progress.tick();
         match export_line(relay, &addr) {
             Ok(Some(line)) => {
                 writeln!(out, "{line}").map_err(write_err)?;
@@ -107,7 +115,11 @@ pub struct Imported {
 }
 
 /// Reads an export from `input` and creates its accounts.
-pub fn import(relay: &Relay, input: &mut dyn BufRead) -> Result<Imported, Error> {
+pub fn import(
+    relay: &Relay,
+    input: &mut dyn BufRead,
+    progress: &mut Progress,
+) -> Result<Imported, Error> {
     let mut result = Imported::default();
     let mut lines = input.lines().enumerate();
     let header = match lines.next() {
@@ -128,6 +140,7 @@ pub fn import(relay: &Relay, input: &mut dyn BufRead) -> Result<Imported, Error>
         if line.trim().is_empty() {
             continue;
         }
+        progress.tick();
         match import_line(relay, &line) {
             Ok(true) => result.created += 1,
             Ok(false) => result.existing += 1,

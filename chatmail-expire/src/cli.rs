@@ -106,12 +106,7 @@ pub fn load_config(ini: &Path) -> Result<Config, Error> {
 
 /// The whole `chatmail-expire` program after argv.
 pub fn expire_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    tool_main(
-        "chatmail-expire",
-        EXPIRE_USAGE,
-        parse_expire_args(args),
-        expire,
-    )
+    tool_main(&crate::manual::EXPIRE, parse_expire_args(args), expire)
 }
 
 /// The tree work of `chatmail-expire`, all beneath `root` (as the tree's owner).

@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod dovecot;
 pub mod expire;
+pub mod manual;
 pub mod quota;
 pub mod removal;
 pub mod summary;

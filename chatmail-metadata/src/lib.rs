@@ -21,6 +21,7 @@ pub mod appversions;
 pub mod clock;
 pub mod error;
 pub mod handler;
+pub mod manual;
 pub mod metrics;
 pub mod notifier;
 pub mod push;
@@ -99,7 +100,7 @@ pub async fn run(
 
 /// The whole program: `chatmail-metadata SOCKET_PATH INI_PATH`.
 pub fn main_entry() -> ExitCode {
-    service::run_dict_daemon(NAME, |config, stop| {
+    service::run_dict_daemon(&manual::PAGE, |config, stop| {
         let clock = Clock::from_env()?;
         start(config, clock, stop)
     })

@@ -11,21 +11,9 @@ use crate::ini::{parse_setting, write_ini};
 use crate::layout::Layout;
 use crate::relay::Relay;
 
-/// The usage text.
-pub const USAGE: &str = "usage: chatmail-render --state DIR --run DIR --socket-root DIR [OPTIONS] COMMAND
-The configuration of a local relay, from its chatmail.ini and the templates in relay/.
-commands:
-  paths                     its files and directories, one NAME=PATH a line
-  daemons                   its daemons in start order, one NAME<TAB>METRICS_SOCKET a line (- for none)
-  ini [--set KEY=VALUE]...  write <state>/chatmail.ini from chatmail.ini.in with these settings
-  vars                      every value the templates are rendered with, one NAME=VALUE a line
-  render                    write every file rendered from the templates into the state directory
-options:
-  --templates DIR           the templates (relay/ of the repository); ini and render need it
-  --dovecot VERSION         the Dovecot the configuration is for (default: `dovecot --version`)
-  --auth lua|dict           Dovecot's passdb/userdb (default lua; dict needs Dovecot 2.3)
-  --auth-cache-ttl TTL      Dovecot's auth cache TTL with Lua auth (default 0: no cache)
-";
+/// The usage text (the commands and options are in [`crate::manual::PAGE`]).
+pub const USAGE: &str =
+    "usage: chatmail-render --state DIR --run DIR --socket-root DIR [OPTIONS] COMMAND";
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,13 +166,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let result = parse(args).and_then(|a| run(a, &mut std::io::stdout().lock()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `--help` (see `parse`).
+        Err(Error::Usage(m)) if m.is_empty() => crate::manual::PAGE.print_help(),
         Err(e) => {
-            match &e {
-                Error::Usage(m) if m.is_empty() => {}
-                e => eprintln!("chatmail-render: {e}"),
-            }
+            eprintln!("chatmail-render: {e}");
             if let Error::Usage(_) = e {
-                eprint!("{USAGE}");
+                eprintln!("{}", crate::manual::PAGE.help());
             }
             ExitCode::from(e.exit_code())
         }

@@ -15,6 +15,7 @@ pub mod dovecot;
 pub mod error;
 pub mod ini;
 pub mod layout;
+pub mod manual;
 pub mod relay;
 pub mod template;
 

@@ -60,24 +60,21 @@ pub fn usage(e: lexopt::Error) -> RunError {
     RunError::Usage(UsageError::from(e))
 }
 
-/// The `main` flow of a report tool named `prog`: `-h`/`--help` prints `usage` on stdout;
-/// a wrong command line prints `usage` and the error on stderr; otherwise `run` decides,
-/// and an error of its own is printed on stderr. Each error exits with its
+/// The `main` flow of a report tool with manual `page`: `-h`/`--help` prints its help on
+/// stdout; a wrong command line prints its usage and the error on stderr; otherwise `run`
+/// decides, and an error of its own is printed on stderr. Each error exits with its
 /// [`RunError::exit_code`].
 pub fn tool_main<T>(
-    prog: &str,
-    usage: &str,
+    page: &crate::manual::Page,
     parsed: Result<Command<T>, RunError>,
     run: impl FnOnce(&T) -> Result<ExitCode, RunError>,
 ) -> ExitCode {
+    let prog = page.name;
     let args = match parsed {
         Ok(Command::Run(args)) => args,
-        Ok(Command::Help) => {
-            print_stdout(usage);
-            return ExitCode::SUCCESS;
-        }
+        Ok(Command::Help) => return page.print_help(),
         Err(e) => {
-            eprintln!("{usage}\n{prog}: error: {e}");
+            eprintln!("{}\n{prog}: error: {e}", page.usage);
             return ExitCode::from(e.exit_code());
         }
     };

@@ -19,6 +19,7 @@ pub mod fs;
 pub mod hash;
 pub mod mailbox;
 pub mod maildir;
+pub mod manual;
 pub mod metrics;
 pub mod privileges;
 pub mod pyjson;

@@ -13,9 +13,11 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::cli::Command;
 use crate::config::Config;
 use crate::dict::server::{DictHandler, Limits, serve};
 use crate::error::Error;
+use crate::manual::Page;
 
 /// Exit status for a wrong command line (sysexits `EX_USAGE`).
 pub const EXIT_USAGE: u8 = 64;
@@ -153,25 +155,25 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-/// The two positional arguments of a dict daemon: `SOCKET_PATH INI_PATH`.
+/// The two positional arguments of a dict daemon, `SOCKET_PATH INI_PATH`, or a request for
+/// help; the error is the text for stderr (`usage`, after what was wrong).
 pub fn parse_socket_and_ini(
-    name: &str,
+    usage: &str,
     args: impl IntoIterator<Item = OsString>,
-) -> Result<(PathBuf, PathBuf), String> {
+) -> Result<Command<(PathBuf, PathBuf)>, String> {
     use lexopt::prelude::*;
-    let usage = format!("usage: {name} SOCKET_PATH INI_PATH");
-    let mut parser = lexopt::Parser::from_iter(std::iter::once(OsString::from(name)).chain(args));
+    let mut parser = lexopt::Parser::from_args(args);
     let mut positional = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| format!("{e}\n{usage}"))? {
         match arg {
             Value(v) => positional.push(PathBuf::from(v)),
-            Long("help") | Short('h') => return Err(usage),
+            Long("help") | Short('h') => return Ok(Command::Help),
             other => return Err(format!("{}\n{usage}", other.unexpected())),
         }
     }
     match <[PathBuf; 2]>::try_from(positional) {
-        Ok([socket, ini]) => Ok((socket, ini)),
-        Err(_) => Err(usage),
+        Ok([socket, ini]) => Ok(Command::Run((socket, ini))),
+        Err(_) => Err(usage.to_owned()),
     }
 }
 
@@ -277,14 +279,16 @@ pub async fn serve_dict<H: DictHandler>(
 /// The whole `main` of a dict daemon `NAME SOCKET_PATH INI_PATH`: arguments, tracing,
 /// config, the service's own start-up (`make`, given the stop token for its tasks), bind,
 /// readiness, serve until stopped.
-pub fn run_dict_daemon<H, E, F>(name: &str, make: F) -> ExitCode
+pub fn run_dict_daemon<H, E, F>(page: &Page, make: F) -> ExitCode
 where
     H: DictHandler,
     E: StartError,
     F: FnOnce(Arc<Config>, &CancellationToken) -> Result<H, E>,
 {
-    let (socket, ini) = match parse_socket_and_ini(name, std::env::args_os().skip(1)) {
-        Ok(v) => v,
+    let name = page.name;
+    let (socket, ini) = match parse_socket_and_ini(page.usage, std::env::args_os().skip(1)) {
+        Ok(Command::Run(v)) => v,
+        Ok(Command::Help) => return page.print_help(),
         Err(msg) => {
             eprintln!("{msg}");
             return ExitCode::from(EXIT_USAGE);
@@ -322,13 +326,26 @@ mod tests {
 
     #[test]
     fn two_positionals_exactly() {
+        let usage = "usage: x SOCKET_PATH INI_PATH";
         assert_eq!(
-            parse_socket_and_ini("doveauth", args(&["/run/s", "/etc/c.ini"])).unwrap(),
-            (PathBuf::from("/run/s"), PathBuf::from("/etc/c.ini"))
+            parse_socket_and_ini(usage, args(&["/run/s", "/etc/c.ini"])).unwrap(),
+            Command::Run((PathBuf::from("/run/s"), PathBuf::from("/etc/c.ini")))
         );
-        assert!(parse_socket_and_ini("doveauth", args(&["/run/s"])).is_err());
-        assert!(parse_socket_and_ini("doveauth", args(&["a", "b", "c"])).is_err());
-        assert!(parse_socket_and_ini("doveauth", args(&["--bogus", "a", "b"])).is_err());
+        assert_eq!(
+            parse_socket_and_ini(usage, args(&["--help"])).unwrap(),
+            Command::Help
+        );
+        assert_eq!(
+            parse_socket_and_ini(usage, args(&["-h", "a", "b"])),
+            Ok(Command::Help)
+        );
+        assert_eq!(
+            parse_socket_and_ini(usage, args(&["/run/s"])),
+            Err(usage.to_owned())
+        );
+        assert!(parse_socket_and_ini(usage, args(&["a", "b", "c"])).is_err());
+        let bogus = parse_socket_and_ini(usage, args(&["--bogus", "a", "b"])).unwrap_err();
+        assert!(bogus.ends_with(usage), "{bogus}");
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ pub mod error;
 pub mod hash;
 pub mod http;
 pub mod keys;
+pub mod manual;
 pub mod metrics;
 pub mod migrate;
 pub mod newemail;

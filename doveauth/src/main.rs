@@ -5,22 +5,26 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use doveauth::manual::DOVEAUTH;
 use doveauth::{AuthHandler, migrate};
-
-const USAGE: &str = "usage: doveauth INI_PATH          (HTTP /create on 127.0.0.1:doveauth_http_port)\n       doveauth SOCKET_PATH INI_PATH  (dict passdb/userdb)";
 
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if let [flag] = args.as_slice()
+        && (flag == "--help" || flag == "-h")
+    {
+        return DOVEAUTH.print_help();
+    }
     if args
         .iter()
         .any(|a| a.to_str().is_some_and(|s| s.starts_with('-')))
     {
-        eprintln!("{USAGE}");
+        eprintln!("{}", DOVEAUTH.usage);
         return ExitCode::from(chatmaild::service::EXIT_USAGE);
     }
     match args.as_slice() {
         [ini] => doveauth::http::run(&PathBuf::from(ini)),
-        [_, _] => chatmaild::service::run_dict_daemon("doveauth", |config, _| {
+        [_, _] => chatmaild::service::run_dict_daemon(&DOVEAUTH, |config, _| {
             migrate::migrate_if_present(&config).map_err(|e| match e {
                 doveauth::Error::Chatmaild(inner) => inner,
                 other => chatmaild::Error::io(
@@ -31,7 +35,7 @@ fn main() -> ExitCode {
             Ok::<_, chatmaild::Error>(AuthHandler::new(config))
         }),
         _ => {
-            eprintln!("{USAGE}");
+            eprintln!("{}", DOVEAUTH.usage);
             ExitCode::from(chatmaild::service::EXIT_USAGE)
         }
     }

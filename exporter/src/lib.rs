@@ -11,6 +11,8 @@
 //! Prometheus (through a tunnel or a local agent), never for the internet.
 #![forbid(unsafe_code)]
 
+pub mod filesystem;
+pub mod manual;
 pub mod merge;
 
 use std::convert::Infallible;
@@ -21,6 +23,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use chatmaild::cli::Command;
 use chatmaild::metrics::{Encoder, Kind};
 use chatmaild::service;
 use http_body_util::Full;
@@ -89,6 +92,8 @@ pub struct Sources {
     pub services: Vec<(String, PathBuf)>,
     /// Prometheus textfiles.
     pub textfiles: Vec<PathBuf>,
+    /// A directory whose file system is reported ([`filesystem`]): `mailboxes_dir`.
+    pub filesystem: Option<PathBuf>,
 }
 
 impl Default for Sources {
@@ -96,6 +101,7 @@ impl Default for Sources {
         Sources {
             services: default_services(),
             textfiles: DEFAULT_TEXTFILES.iter().map(PathBuf::from).collect(),
+            filesystem: None,
         }
     }
 }
@@ -109,12 +115,13 @@ pub struct Args {
     pub sources: Sources,
 }
 
-const USAGE: &str =
+/// The usage text.
+pub const USAGE: &str =
     "usage: chatmail-exporter [INI] [--service NAME=SOCKET]... [--textfile PATH]...";
 
 /// Parses the command line. `--service NAME=SOCKET` replaces the socket of a default
 /// service or adds one; `--textfile PATH` (repeatable) replaces the default textfiles.
-pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
+pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command<Args>, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_iter(std::iter::once(OsString::from(NAME)).chain(args));
     let mut ini = None;
@@ -143,17 +150,17 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Stri
                     .push((name.to_owned(), PathBuf::from(path)));
             }
             Long("textfile") => textfiles.push(PathBuf::from(parser.value().map_err(err)?)),
-            Long("help") | Short('h') => return Err(USAGE.to_owned()),
+            Long("help") | Short('h') => return Ok(Command::Help),
             other => return Err(format!("{}\n{USAGE}", other.unexpected())),
         }
     }
     if !textfiles.is_empty() {
         sources.textfiles = textfiles;
     }
-    Ok(Args {
+    Ok(Command::Run(Args {
         ini: ini.unwrap_or_else(|| PathBuf::from(chatmaild::config::DEFAULT_INI)),
         sources,
-    })
+    }))
 }
 
 /// Reads one service's snapshot; `None` if it is down, too slow or sent no text.
@@ -225,6 +232,10 @@ pub async fn scrape(sources: &Sources) -> String {
         read_textfile(&p).await
     })
     .await;
+    let disk = match &sources.filesystem {
+        Some(dir) => filesystem::read_within(dir.clone(), SERVICE_TIMEOUT).await,
+        None => None,
+    };
     let mut enc = Encoder::new();
     enc.family(
         SERVICE_UP,
@@ -252,6 +263,9 @@ pub async fn scrape(sources: &Sources) -> String {
                 *mtime,
             );
         }
+    }
+    if let Some(usage) = &disk {
+        filesystem::render(&mut enc, usage);
     }
     let own = enc.finish();
     let mut docs: Vec<&str> = vec![&own];
@@ -348,8 +362,9 @@ pub async fn serve(
 
 /// The whole program.
 pub fn main_entry() -> ExitCode {
-    let args = match parse_args(std::env::args_os().skip(1)) {
-        Ok(a) => a,
+    let mut args = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Command::Run(a)) => a,
+        Ok(Command::Help) => return manual::PAGE.print_help(),
         Err(msg) => {
             eprintln!("{msg}");
             return ExitCode::from(service::EXIT_USAGE);
@@ -360,6 +375,7 @@ pub fn main_entry() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    args.sources.filesystem = Some(config.mailboxes_dir.clone());
     service::run_daemon(|stop| async move {
         let addr = SocketAddr::from(([127, 0, 0, 1], config.metrics_port));
         let listener = TcpListener::bind(addr).await.map_err(|source| {
@@ -387,7 +403,10 @@ mod tests {
     use super::*;
 
     fn args(v: &[&str]) -> Result<Args, String> {
-        parse_args(v.iter().map(OsString::from))
+        match parse_args(v.iter().map(OsString::from))? {
+            Command::Run(a) => Ok(a),
+            Command::Help => Err("help".into()),
+        }
     }
 
     #[test]
@@ -416,6 +435,7 @@ mod tests {
         assert!(args(&["--service", "bad\"name=/x"]).is_err());
         assert!(args(&["a", "b"]).is_err());
         assert!(args(&["--bogus"]).is_err());
+        assert_eq!(args(&["--help"]), Err("help".into()));
     }
 
     #[tokio::test]
@@ -430,11 +450,24 @@ mod tests {
         let sources = Sources {
             services: vec![("lastlogin".into(), dir.path().join("none.socket"))],
             textfiles: vec![prom, dir.path().join("missing.prom")],
+            filesystem: None,
         };
         let text = scrape(&sources).await;
         assert!(text.contains("chatmail_service_up{service=\"lastlogin\"} 0\n"));
         assert!(text.contains("chatmail_accounts{kind=\"all\"} 7\n"));
         assert!(text.contains("chatmail_textfile_mtime_seconds{file=\"fsreport.prom\"} "));
         assert!(!text.contains("missing.prom"));
+        assert!(!text.contains("filesystem"));
+        let sources = Sources {
+            filesystem: Some(dir.path().to_owned()),
+            ..sources
+        };
+        let text = scrape(&sources).await;
+        assert!(text.contains("\nchatmail_mailboxes_filesystem_avail_bytes "));
+        let sources = Sources {
+            filesystem: Some(dir.path().join("absent")),
+            ..sources
+        };
+        assert!(!scrape(&sources).await.contains("filesystem"));
     }
 }

@@ -1,5 +1,7 @@
-//! The Grafana dashboard asks only for metrics the relay serves, and the report tools'
-//! textfiles use only names of that list.
+//! The Grafana dashboard and the Prometheus alert rules ask only for metrics the relay
+//! serves, and the report tools' textfiles use only names of that list. (Prometheus itself
+//! evaluates both against a running relay in tests/e2e/test_prometheus.py; promtool tests
+//! the rules in scripts/check-alerts.)
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -99,6 +101,87 @@ fn every_panel_queries_served_metrics() {
             "{needed} on no panel"
         );
     }
+}
+
+/// The `expr:` of every rule in an alert rules file: one line, or a `|` block of deeper
+/// indented lines.
+fn rule_exprs(yaml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = yaml.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some((indent, rest)) = line.split_once("expr:") else {
+            continue;
+        };
+        let rest = rest.trim();
+        if rest != "|" {
+            out.push(rest.to_owned());
+            continue;
+        }
+        let mut block = String::new();
+        while let Some(next) = lines.peek() {
+            if next.len() - next.trim_start().len() <= indent.len() {
+                break;
+            }
+            block.push_str(next.trim());
+            block.push('\n');
+            lines.next();
+        }
+        out.push(block);
+    }
+    out
+}
+
+#[test]
+fn alert_rules_use_served_metrics_and_each_has_a_test() {
+    let dir = repo().join("contrib/prometheus");
+    let rules = std::fs::read_to_string(dir.join("alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(dir.join("alerts_test.yml")).unwrap();
+    let exprs = rule_exprs(&rules);
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(exprs.len(), alerts.len(), "one expr per alert");
+    assert!(alerts.len() >= 10, "{alerts:?}");
+    let mut used = BTreeSet::new();
+    for expr in &exprs {
+        let found = metric_names(expr);
+        assert!(
+            !found.is_empty() || expr.contains("up{job=\"chatmail\"}"),
+            "{expr}: names no metric"
+        );
+        for name in found {
+            assert!(names::is_known(&name), "{name} in {expr} is not served");
+            used.insert(name);
+        }
+    }
+    for needed in [
+        names::SERVICE_UP,
+        names::metadata::QUEUE_ITEMS,
+        names::metadata::QUEUE_OLDEST,
+        names::filtermail::MESSAGES,
+        names::filtermail::DKIM,
+        names::filesystem::AVAIL_BYTES,
+        names::filesystem::FILES_FREE,
+        names::doveauth::CREATIONS_REFUSED,
+        names::transport::FAILURES,
+    ] {
+        assert!(used.contains(needed), "no rule on {needed}");
+    }
+    // Each alert is shown to fire by the promtool tests, not only to stay quiet.
+    for alert in alerts {
+        let fires = tests
+            .split("alertname: ")
+            .skip(1)
+            .any(|case| case.starts_with(&format!("{alert}\n")) && case.contains("exp_labels"));
+        assert!(fires, "alerts_test.yml never expects {alert} to fire");
+    }
+}
+
+#[test]
+fn rule_expression_extraction() {
+    let yaml = "  - alert: A\n    expr: up == 0\n  - alert: B\n    expr: |\n      x\n      and y\n    for: 5m\n";
+    assert_eq!(rule_exprs(yaml), ["up == 0", "x\nand y\n"]);
 }
 
 #[test]

@@ -21,6 +21,7 @@ pub mod error;
 pub mod filter;
 pub mod http;
 pub mod local;
+pub mod manual;
 pub mod metrics;
 pub mod mime;
 pub mod openpgp;

@@ -5,8 +5,7 @@
 use std::process::ExitCode;
 
 use filtermail::Mode;
-
-const USAGE: &str = "usage: filtermail INI_PATH outgoing|incoming|transport";
+use filtermail::manual::PAGE;
 
 fn main() -> ExitCode {
     // `args_os`: a non-UTF-8 path is still a path (and must not panic).
@@ -15,8 +14,9 @@ fn main() -> ExitCode {
         [ini, mode] if mode == "outgoing" => (ini, Some(Mode::Outgoing)),
         [ini, mode] if mode == "incoming" => (ini, Some(Mode::Incoming)),
         [ini, mode] if mode == "transport" => (ini, None),
+        [flag] if flag == "--help" || flag == "-h" => return PAGE.print_help(),
         _ => {
-            eprintln!("{USAGE}");
+            eprintln!("{}", PAGE.usage);
             return ExitCode::FAILURE;
         }
     };

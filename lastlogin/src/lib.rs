@@ -6,6 +6,8 @@
 //! write; lastlogin never creates a user, a file or a directory.
 #![forbid(unsafe_code)]
 
+pub mod manual;
+
 use std::sync::Arc;
 
 use chatmaild::dict::{DictHandler, Lookup};

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    chatmaild::service::run_dict_daemon("lastlogin", |config, _| {
+    chatmaild::service::run_dict_daemon(&lastlogin::manual::PAGE, |config, _| {
         Ok::<_, chatmaild::Error>(lastlogin::LastLoginHandler::new(config))
     })
 }

@@ -124,7 +124,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command<Re
 
 /// The whole program after argv.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    tool_main("chatmail-fsreport", USAGE, parse_args(args), run)
+    tool_main(&crate::manual::PAGE, parse_args(args), run)
 }
 
 /// What a scan of all mailboxes found.

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod manual;
 pub mod report;
 
 /// What stops a run as a whole; the error type of every report tool's command line.

@@ -17,8 +17,10 @@ BUILD_PACKAGES=(build-essential pkg-config libsqlite3-dev)
 # The end-to-end tests' Python virtualenv (pytest and a Delta Chat client).
 E2E_PACKAGES=(python3 python3-venv)
 # The rest of scripts/test: systemd-analyze (scripts/check-units), debootstrap (the Debian
-# 13 root), strace (tests/tests/durability.rs).
-TEST_PACKAGES=(systemd debootstrap strace)
+# 13 root), strace (tests/tests/durability.rs), prometheus and its promtool
+# (scripts/check-alerts, tests/e2e/test_prometheus.py), mtail (tests/e2e/test_mtail.py),
+# man-db (tests/tests/manual.rs renders the man pages).
+TEST_PACKAGES=(systemd debootstrap strace prometheus mtail man-db)
 
 pkg_installed() {
 	[[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]

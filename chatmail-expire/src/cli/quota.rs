@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chatmaild::cli::{Command, UsageError, parse_int, print_stdout};
+use chatmaild::cli::{Command, UsageError, parse_int};
 use chatmaild::clock;
 use chatmaild::dir::{Dir, is_absent};
 use chatmaild::maildir::scan::Folders;
@@ -80,10 +80,7 @@ pub fn parse_quota_args(
 pub fn quota_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let args = match parse_quota_args(args) {
         Ok(Command::Run(args)) => args,
-        Ok(Command::Help) => {
-            print_stdout(QUOTA_USAGE);
-            return ExitCode::SUCCESS;
-        }
+        Ok(Command::Help) => return crate::manual::QUOTA_EXPIRE.print_help(),
         Err(e) => {
             eprintln!("{QUOTA_USAGE}\nchatmail-quota-expire: error: {e}");
             return ExitCode::from(QUOTA_EXIT_USAGE);

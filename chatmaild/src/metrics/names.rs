@@ -79,6 +79,19 @@ pub mod filtermail {
     pub const MESSAGE_SECONDS: &str = "chatmail_filtermail_message_duration_seconds";
 }
 
+/// `chatmail-exporter`: the file system of `mailboxes_dir`, read at every scrape (as
+/// node-exporter's `node_filesystem_*`).
+pub mod filesystem {
+    /// Size in bytes.
+    pub const SIZE_BYTES: &str = "chatmail_mailboxes_filesystem_size_bytes";
+    /// Bytes available to unprivileged users.
+    pub const AVAIL_BYTES: &str = "chatmail_mailboxes_filesystem_avail_bytes";
+    /// Inodes.
+    pub const FILES: &str = "chatmail_mailboxes_filesystem_files";
+    /// Free inodes.
+    pub const FILES_FREE: &str = "chatmail_mailboxes_filesystem_files_free";
+}
+
 /// `chatmail-fsreport --textfile`.
 pub mod fsreport {
     /// Bytes on disk by `kind`.
@@ -115,6 +128,10 @@ pub mod expire {
 pub const ALL: &[&str] = &[
     SERVICE_UP,
     TEXTFILE_MTIME,
+    filesystem::SIZE_BYTES,
+    filesystem::AVAIL_BYTES,
+    filesystem::FILES,
+    filesystem::FILES_FREE,
     lastlogin::UPDATES,
     metadata::TOKENS_SET,
     metadata::TOKENS_REMOVED,

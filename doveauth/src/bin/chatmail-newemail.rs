@@ -9,6 +9,13 @@ use chatmaild::Config;
 use chatmaild::config::DEFAULT_INI;
 
 fn main() -> ExitCode {
+    // `--help` only outside a request: a CGI's arguments could come from a query string.
+    if std::env::var_os("GATEWAY_INTERFACE").is_none()
+        && let Some(flag) = std::env::args_os().nth(1)
+        && (flag == "--help" || flag == "-h")
+    {
+        return doveauth::manual::NEWEMAIL.print_help();
+    }
     // The CGI takes no arguments; the path may be overridden for tests and local relays.
     let ini = std::env::var_os("CHATMAIL_INI").unwrap_or_else(|| DEFAULT_INI.into());
     let config = match Config::load(&ini) {
