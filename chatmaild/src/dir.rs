@@ -29,6 +29,8 @@ use std::io::{self, ErrorKind};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
@@ -184,18 +186,53 @@ const FILE_FLAGS: OFlags = OFlags::NOFOLLOW
     .union(OFlags::NONBLOCK)
     .union(OFlags::NOCTTY);
 
+/// What [`Dir::meta`] says when `fstat` of an open descriptor fails (it does not): no
+/// identity matches it, and it belongs to nobody that could be switched from.
+const UNKNOWN: Meta = Meta {
+    kind: Kind::Unknown,
+    uid: u32::MAX,
+    gid: u32::MAX,
+    nlink: 0,
+    dev: u64::MAX,
+    ino: u64::MAX,
+    size: 0,
+    mtime: 0,
+    mtime_nsec: 0,
+    mode: 0,
+};
+
 /// An open directory; the path is only for messages.
 #[derive(Debug)]
 pub struct Dir {
     fd: OwnedFd,
     path: PathBuf,
-    meta: Meta,
+    /// `fstat` of the descriptor, taken when first asked (a scan opens many directories and
+    /// needs no `stat` of them).
+    meta: OnceLock<Meta>,
+    /// Whether the descriptor's read position was used: a second listing opens `.` anew.
+    listed: AtomicBool,
 }
 
 impl Dir {
+    /// A handle whose `stat` is taken now (a tree's root: its owner is who the tools
+    /// switch to, so a failing `fstat` is an error here).
     fn from_fd(fd: OwnedFd, path: PathBuf) -> io::Result<Dir> {
         let meta = Meta::of(&rustix::fs::fstat(&fd)?);
-        Ok(Dir { fd, path, meta })
+        Ok(Dir {
+            fd,
+            path,
+            meta: OnceLock::from(meta),
+            listed: AtomicBool::new(false),
+        })
+    }
+
+    fn lazy(fd: OwnedFd, path: PathBuf) -> Dir {
+        Dir {
+            fd,
+            path,
+            meta: OnceLock::new(),
+            listed: AtomicBool::new(false),
+        }
     }
 
     /// Opens `path` as the services do: every component followed. Only for processes that
@@ -257,9 +294,10 @@ impl Dir {
         self.path.join(name.as_ref())
     }
 
-    /// What `stat` said when it was opened.
+    /// What `fstat` says of it (taken once).
     pub fn meta(&self) -> &Meta {
-        &self.meta
+        self.meta
+            .get_or_init(|| rustix::fs::fstat(&self.fd).map_or(UNKNOWN, |st| Meta::of(&st)))
     }
 
     /// `lstat` of an entry; `None` if there is none.
@@ -291,7 +329,7 @@ impl Dir {
                     (e, _) => open_error(e, "a directory"),
                 }
             })?;
-        Dir::from_fd(fd, self.join(name))
+        Ok(Dir::lazy(fd, self.join(name)))
     }
 
     /// Opens a subdirectory, making it first if it is not there (`mode` 0700).
@@ -303,10 +341,22 @@ impl Dir {
         }
     }
 
-    /// The entries (without `.` and `..`) and their kinds, in directory order.
+    /// The entries (without `.` and `..`) and their kinds, in directory order. The first
+    /// listing reads the handle itself; a later one (or one at the same time on another
+    /// thread) opens `.` beneath it for a read position of its own.
     pub fn entries(&self) -> io::Result<Vec<(OsString, Kind)>> {
+        if self.listed.swap(true, Ordering::AcqRel) {
+            let again = rustix::fs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())?;
+            return self.read_entries(&again);
+        }
+        self.read_entries(&self.fd)
+    }
+
+    fn read_entries(&self, fd: &OwnedFd) -> io::Result<Vec<(OsString, Kind)>> {
         let mut out = Vec::new();
-        for entry in rustix::fs::Dir::read_from(&self.fd)? {
+        let mut buf: Vec<u8> = Vec::with_capacity(32 * 1024);
+        let mut raw = rustix::fs::RawDir::new(fd, buf.spare_capacity_mut());
+        while let Some(entry) = raw.next() {
             let entry = entry?;
             let name = OsStr::from_bytes(entry.file_name().to_bytes());
             if name == "." || name == ".." {
@@ -327,12 +377,15 @@ impl Dir {
         Ok(())
     }
 
-    /// A second handle on the same directory.
+    /// A second handle on the same directory (it shares the read position, so neither lists
+    /// through the descriptor itself any more).
     pub fn try_clone(&self) -> io::Result<Dir> {
+        self.listed.store(true, Ordering::Release);
         Ok(Dir {
             fd: self.fd.as_fd().try_clone_to_owned()?,
             path: self.path.clone(),
-            meta: self.meta,
+            meta: self.meta.clone(),
+            listed: AtomicBool::new(true),
         })
     }
 }
