@@ -4,8 +4,6 @@
 //! "now" with half-day margins so every bucket is stable. The golden files hold the exact
 //! output; only the reference date in the summary (the current time) is masked. A failed
 //! comparison writes the actual output next to the golden file as `<name>.actual`.
-//! `cargo test -p chatmail-fsreport -- --ignored build_tree_at` with `FSREPORT_TREE=<dir>`
-//! builds the same tree elsewhere, to compare with other implementations.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -111,14 +109,6 @@ fn mask_date(summary: &str) -> String {
             None => format!("{l}\n"),
         })
         .collect()
-}
-
-#[test]
-#[ignore]
-fn build_tree_at() {
-    let dir = std::env::var_os("FSREPORT_TREE").expect("FSREPORT_TREE");
-    let ini = build_tree(Path::new(&dir));
-    eprintln!("{}", ini.display());
 }
 
 #[test]
