@@ -7,7 +7,7 @@
 
 # Relay N of this machine listens on 127.0.0.N (chatmail-render's layout); relay 1 is the
 # default one. The others get directories of their own, suffixed with -N.
-INSTANCE=${CHATMAIL_RELAY_INSTANCE:-1}
+INSTANCE=${CHATMAIL_RELAY_INSTANCE-1}
 [[ $INSTANCE =~ ^[1-9][0-9]{0,2}$ && $INSTANCE -le 254 ]] || die "instance $INSTANCE: expected a number from 1 to 254"
 if [[ $INSTANCE == 1 ]]; then SUFFIX=""; else SUFFIX=-$INSTANCE; fi
 RUN=${CHATMAIL_RELAY_RUN:-/run/chatmail-local$SUFFIX}
