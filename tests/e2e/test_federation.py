@@ -45,6 +45,10 @@ from test_deltachat import dclogin, wait_text  # noqa: E402  (after the importor
 # directories: scripts/relay's defaults for --instance N, and a state directory of the tests'
 # own when it is started here.
 INSTANCE = int(os.environ.get("CHATMAIL_E2E_INSTANCE2", "2"))
+# The command that runs scripts/relay for relay 2 (CHATMAIL_E2E_RELAY2; `scripts/e2e
+# --debian13` runs relay 1 in the Debian 13 root and relay 2 on this machine, so a Dovecot 2.4
+# relay and a Dovecot 2.3 one federate); by default relay 1's.
+RELAY2_CMD = os.environ.get("CHATMAIL_E2E_RELAY2", "").split() or RELAY_CMD
 RUN2 = Path(os.environ.get("CHATMAIL_E2E_RUN2", f"/run/chatmail-local-{INSTANCE}"))
 STATE2 = Path(os.environ.get("CHATMAIL_E2E_STATE2", f"/var/lib/chatmail-e2e-{INSTANCE}"))
 TIMEOUT = 120
@@ -91,7 +95,7 @@ def relay2_env(relay):
 
 def relay2_cmd(relay, *args, check=True):
     proc = subprocess.run(
-        [*RELAY_CMD, "--instance", str(INSTANCE), *args],
+        [*RELAY2_CMD, "--instance", str(INSTANCE), *args],
         env=relay2_env(relay),
         capture_output=True,
         text=True,
