@@ -134,6 +134,7 @@ def relay2(relay):
     relay2_cmd(relay, "stop", check=False)
     if not os.environ.get("CHATMAIL_E2E_KEEP"):
         shutil.rmtree(STATE2, ignore_errors=True)
+        shutil.rmtree(RUN2, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +213,28 @@ def flush(rel):
     """Asks the relay's Postfix to retry its deferred mail now (it would within minutes)."""
     proc = rel.postfix("postqueue", "-f")
     assert proc.returncode == 0, proc.stderr
+
+
+# Every TCP port a relay listens on: Postfix (smtp, smtps, submission, both reinjections),
+# Dovecot (imap, imaps), nginx, filtermail (outgoing, incoming SMTP and HTTP, transport),
+# doveauth's /create, chatmail-exporter.
+PORTS = [25, 465, 587, 10025, 10026, 143, 993, 443, 10080, 10081, 10082, 10083, 10084, 10089]
+
+
+def test_each_relay_listens_on_its_own_address_and_answers_for_itself(relay, relay2):
+    listeners = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
+    local = {line.split()[3] for line in listeners.splitlines()}
+    for port in PORTS:
+        assert f"{relay.host}:{port}" in local, (port, sorted(local))
+        assert f"{relay2.host}:{port}" in local, (port, sorted(local))
+        assert not {f"0.0.0.0:{port}", f"*:{port}", f"[::]:{port}"} & local, port
+    # `account` prints a login of relay 2 and creates it there (its first login).
+    out = relay2_cmd(relay, "account").stdout
+    addr = re.search(r"address:\s+(\S+)", out).group(1)
+    assert addr.endswith(f"@[{relay2.host}]"), out
+    assert re.search(r"created:\s+yes", out), out
+    assert (relay2.mailboxes_dir / addr / "password").is_file()
+    assert not (relay.mailboxes_dir / addr).exists()
 
 
 def test_securejoin_text_file_and_read_receipt_across_relays(relay, relay2, pair, deadline, tmp_path):
@@ -305,6 +328,9 @@ def test_peer_down_then_back_delivers_once(relay, relay2, pair, dc, deadline):
     before = delivered(relay)
     relay2_cmd(relay, "stop")
     try:
+        # `stop` stopped relay 2 only.
+        assert relay2_cmd(relay, "status", check=False).returncode != 0
+        assert subprocess.run([*RELAY_CMD, "status"], capture_output=True).returncode == 0
         alice.create_chat(bob).send_text("while relay 2 was down")
         msgid, data = load_eml("encrypted.eml", alice_login.addr, bob_login.addr)
         alice_login.send(bob_login.addr, data)
