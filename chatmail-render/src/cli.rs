@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use crate::Error;
 use crate::dovecot::{Auth, Dovecot};
 use crate::ini::{parse_setting, write_ini};
-use crate::layout::Layout;
+use crate::layout::{Layout, MAX_INSTANCE};
 use crate::relay::Relay;
 
 /// The usage text (the commands and options are in [`crate::manual::PAGE`]).
@@ -54,6 +54,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Error> {
     let mut parser = lexopt::Parser::from_args(args);
     let (mut state, mut run, mut socket_root, mut templates) = (None, None, None, None);
     let (mut dovecot, mut auth, mut ttl) = (None, Auth::Lua, "0".to_owned());
+    let mut instance = 1u8;
     let (mut words, mut settings) = (Vec::new(), Vec::new());
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
@@ -69,6 +70,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Error> {
             }
             Long("auth") => {
                 auth = Auth::parse(&parser.value().map_err(usage)?.string().map_err(usage)?)?
+            }
+            Long("instance") => {
+                let v = parser.value().map_err(usage)?.string().map_err(usage)?;
+                instance = v.parse().map_err(|_| bad_instance(&v))?;
             }
             Long("auth-cache-ttl") => {
                 ttl = parser.value().map_err(usage)?.string().map_err(usage)?
@@ -103,7 +108,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Error> {
         need(state, "state")?,
         need(run, "run")?,
         need(socket_root, "socket-root")?,
-    );
+    )
+    .instance(instance)
+    .ok_or_else(|| bad_instance(&instance.to_string()))?;
     if matches!(command, Command::Ini(_) | Command::Render) && templates.is_none() {
         return Err(Error::Usage(
             "--templates is required for ini and render".into(),
@@ -117,6 +124,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Error> {
         auth_cache_ttl: ttl,
         command,
     })
+}
+
+/// `--instance` outside 1..=[`MAX_INSTANCE`].
+fn bad_instance(value: &str) -> Error {
+    Error::Usage(format!(
+        "--instance {value:?}: expected a number from 1 to {MAX_INSTANCE}"
+    ))
 }
 
 /// Prints `name=value` lines.
@@ -227,6 +241,8 @@ mod tests {
             (a.dovecot, a.auth_cache_ttl.as_str()),
             (Some(Dovecot::V24), "60s")
         );
+        let a = p(&[&DIRS[..], &["--instance", "2", "paths"]].concat()).unwrap();
+        assert_eq!(a.layout, Layout::new("/s", "/r", "/x").instance(2).unwrap());
         for bad in [
             &[&DIRS[..], &[]].concat()[..],
             &[&DIRS[..], &["frobnicate"]].concat(),
@@ -235,6 +251,9 @@ mod tests {
             &[&DIRS[..], &["render"]].concat(),
             &[&DIRS[..], &["--auth", "ldap", "vars"]].concat(),
             &[&DIRS[..], &["--bogus", "vars"]].concat(),
+            &[&DIRS[..], &["--instance", "0", "vars"]].concat(),
+            &[&DIRS[..], &["--instance", "255", "vars"]].concat(),
+            &[&DIRS[..], &["--instance", "two", "vars"]].concat(),
             &["--state", "/s", "paths"],
         ] {
             assert_eq!(p(bad).map_err(|e| e.exit_code()).err(), Some(64), "{bad:?}");

@@ -56,6 +56,7 @@ pub fn write_ini(
     let template = std::fs::read_to_string(&path).map_err(|e| chatmaild::Error::io(&path, e))?;
     let values: Values = [
         ("MAIL_DOMAIN_BARE", layout.listen.to_string()),
+        ("LISTEN", layout.listen.to_string()),
         (
             "MAILBOXES_DIR",
             layout.mailboxes_dir().display().to_string(),

@@ -4,13 +4,16 @@
 //! directories (`/run` as on a deployed relay, or a scratch directory). `scripts/relay` and
 //! the test harness both take their paths from here, by the names [`Layout::paths`] gives
 //! them, which are also the templates' placeholders. A second relay on the same machine is
-//! another `Layout`: its own directories, `listen` address (and so IP-only mail domain) and
-//! Dovecot `name`.
+//! another `Layout` ([`Layout::instance`]): its own directories, `listen` address (and so
+//! IP-only mail domain) and Dovecot `name`.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use chatmaild::daemons::{self, Daemon};
+
+/// The highest relay number: 127.0.0.255 is loopback's broadcast address.
+pub const MAX_INSTANCE: u8 = 254;
 
 /// One local relay's places.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,26 @@ impl Layout {
             listen: Ipv4Addr::LOCALHOST,
             name: "chatmail-local".into(),
         }
+    }
+
+    /// Local relay number `n` of this machine (1 to 254): it listens on `127.0.0.<n>`, which
+    /// is also its IP-only mail domain, so relays find each other by their domain literals
+    /// without DNS. Relay 1 is the one of [`Layout::new`]; its Dovecot keeps the name
+    /// `chatmail-local`, the others are `chatmail-local-<n>`.
+    pub fn instance(self, n: u8) -> Option<Layout> {
+        if !(1..=MAX_INSTANCE).contains(&n) {
+            return None;
+        }
+        let name = if n == 1 {
+            self.name
+        } else {
+            format!("chatmail-local-{n}")
+        };
+        Some(Layout {
+            listen: Ipv4Addr::new(127, 0, 0, n),
+            name,
+            ..self
+        })
     }
 
     fn state(&self, path: &str) -> PathBuf {
@@ -146,9 +169,13 @@ impl Layout {
         let listen = self.listen.to_string();
         vec![
             ("DOVECOT_INSTANCE", self.name.clone()),
+            // The address of this relay (scripts/relay checks its ports on it).
+            ("LISTEN", listen.clone()),
             ("DOVECOT_LISTEN", listen.clone()),
-            ("NGINX_LISTEN", listen),
-            ("INET_INTERFACES", "loopback-only".into()),
+            ("NGINX_LISTEN", listen.clone()),
+            // Postfix's smtpd services bind this address only (a second local relay binds
+            // its own); the reinjection services name theirs in master.cf (postfix_host).
+            ("INET_INTERFACES", listen),
             ("INET_PROTOCOLS", "ipv4".into()),
             ("POSTFIX_SYSLOG_NAME", "postfix".into()),
             // Its queue directory has no chroot environment.
@@ -211,6 +238,29 @@ mod tests {
             "filtermail-incoming",
             Some("/run/filtermail-incoming/metrics.socket".into())
         )));
+    }
+
+    #[test]
+    fn instances() {
+        let base = Layout::new("/s", "/r", "/x");
+        assert_eq!(base.clone().instance(1), Some(base.clone()));
+        let two = base.clone().instance(2).unwrap();
+        assert_eq!(two.listen, Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(two.name, "chatmail-local-2");
+        assert_eq!(two.mailboxes_dir(), Path::new("/s/mail/127.0.0.2"));
+        let settings = two.settings();
+        for name in [
+            "LISTEN",
+            "DOVECOT_LISTEN",
+            "NGINX_LISTEN",
+            "INET_INTERFACES",
+        ] {
+            let value = settings.iter().find(|s| s.0 == name).map(|s| s.1.as_str());
+            assert_eq!(value, Some("127.0.0.2"), "{name}");
+        }
+        assert_eq!(base.clone().instance(254).unwrap().listen.octets()[3], 254);
+        assert_eq!(base.clone().instance(0), None);
+        assert_eq!(base.instance(255), None);
     }
 
     #[test]

@@ -20,6 +20,8 @@ options:
   --state DIR               the local relay's state directory (configuration, mail, logs)
   --run DIR                 its pid files and Dovecot's base directory
   --socket-root DIR         the prefix of the services' sockets (/run on a deployed relay)
+  --instance N              local relay N of this machine (1-254, default 1): it listens
+                            on 127.0.0.N, its IP-only mail domain
   --templates DIR           the templates (relay/ of the repository); ini and render need it
   --dovecot VERSION         the Dovecot the configuration is for (default: `dovecot --version`)
   --auth lua|dict           Dovecot's passdb/userdb (default lua; dict needs Dovecot 2.3)

@@ -129,10 +129,18 @@ impl Relay {
                 "QUOTA_TARGET_MB",
                 (c.max_mailbox_size_mb * 70 / 100).to_string(),
             ),
+            ("FILTERMAIL_HOST", c.filtermail_host.clone()),
+            ("POSTFIX_HOST", c.postfix_host.clone()),
+            ("DOVEAUTH_HTTP_HOST", c.doveauth_http_host.to_string()),
+            ("METRICS_HOST", c.metrics_host.to_string()),
             ("FILTERMAIL_SMTP_PORT", c.filtermail_smtp_port.to_string()),
             (
                 "FILTERMAIL_SMTP_PORT_INCOMING",
                 c.filtermail_smtp_port_incoming.to_string(),
+            ),
+            (
+                "FILTERMAIL_HTTP_PORT_INCOMING",
+                c.filtermail_http_port_incoming.to_string(),
             ),
             (
                 "FILTERMAIL_LMTP_PORT_TRANSPORT",

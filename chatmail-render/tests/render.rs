@@ -298,3 +298,82 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn relay_two_listens_on_its_own_address_only() {
+    let s = Scratch::new();
+    s.ok(&["--instance", "2", "ini"]);
+    let ini = Config::load(s.ini()).unwrap();
+    assert_eq!(ini.mail_domain, "[127.0.0.2]");
+    assert_eq!(ini.filtermail_host, "127.0.0.2");
+    assert_eq!(ini.postfix_host, "127.0.0.2");
+    assert_eq!(ini.doveauth_http_host.to_string(), "127.0.0.2");
+    assert_eq!(ini.metrics_host.to_string(), "127.0.0.2");
+    let vars = s.ok(&["--instance", "2", "--dovecot", "2.3.19", "vars"]);
+    assert!(vars.contains("\nLISTEN=127.0.0.2\n"), "{vars}");
+    assert!(
+        vars.contains("\nDOVECOT_INSTANCE=chatmail-local-2\n"),
+        "{vars}"
+    );
+    for dovecot in ["2.3.19", "2.4.1"] {
+        s.ok(&["--instance", "2", "--dovecot", dovecot, "render"]);
+        let main = s.read("postfix/main.cf");
+        let master = s.read("postfix/master.cf");
+        let nginx = s.read("nginx/nginx.conf");
+        let lua = s.read("dovecot/auth.lua");
+        let dovecot_conf = s.read("dovecot/dovecot.conf");
+        assert!(main.contains("\ninet_interfaces = 127.0.0.2\n"), "{main}");
+        assert!(
+            main.contains("default_transport = lmtp-filtermail:inet:[127.0.0.2]:10083"),
+            "{main}"
+        );
+        assert!(main.contains("\nmydestination = [127.0.0.2]\n"), "{main}");
+        for listener in [
+            "\n127.0.0.2:10025 inet",
+            "\n127.0.0.2:10026 inet",
+            "smtpd_proxy_filter=127.0.0.2:10080",
+            "smtpd_proxy_filter=127.0.0.2:10081",
+        ] {
+            assert!(master.contains(listener), "{listener}: {master}");
+        }
+        assert!(nginx.contains("listen 127.0.0.2:443 ssl"), "{nginx}");
+        assert!(
+            nginx.contains("proxy_pass http://127.0.0.2:10082;"),
+            "{nginx}"
+        );
+        assert!(lua.contains("\"http://127.0.0.2:10084/create\""), "{lua}");
+        assert!(dovecot_conf.contains("127.0.0.2"), "{dovecot_conf}");
+        // Nothing of relay 2 names relay 1's address.
+        for (name, text) in [
+            ("main.cf", &main),
+            ("master.cf", &master),
+            ("nginx.conf", &nginx),
+            ("auth.lua", &lua),
+            ("dovecot.conf", &dovecot_conf),
+        ] {
+            assert!(!text.contains("127.0.0.1"), "{name} names 127.0.0.1");
+        }
+    }
+}
+
+#[test]
+fn relay_one_keeps_the_loopback_defaults() {
+    let s = Scratch::new();
+    s.ok(&["ini"]);
+    let ini = Config::load(s.ini()).unwrap();
+    assert_eq!(ini.mail_domain, "[127.0.0.1]");
+    assert_eq!(ini.filtermail_host, "127.0.0.1");
+    assert_eq!(ini.metrics_host.to_string(), "127.0.0.1");
+    s.ok(&["--dovecot", "2.3.19", "render"]);
+    let nginx = s.read("nginx/nginx.conf");
+    assert!(nginx.contains("listen 127.0.0.1:443 ssl"), "{nginx}");
+    assert!(nginx.contains("location /mxdeliv {"), "{nginx}");
+    assert!(
+        nginx.contains("proxy_pass http://127.0.0.1:10082;"),
+        "{nginx}"
+    );
+    assert!(
+        s.read("dovecot/dovecot.conf")
+            .contains("instance_name = chatmail-local\n")
+    );
+}

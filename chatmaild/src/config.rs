@@ -12,7 +12,7 @@ mod derived;
 mod ini;
 mod value;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigProblem as Problem, Error};
@@ -58,6 +58,9 @@ pub const DEFAULT_MAX_CREATIONS_PER_MINUTE: u32 = 0;
 /// relay-wide ceiling far above what one client may create, so a few busy clients do not
 /// lock everyone else out, yet a flood from many addresses stays bounded.
 pub const CREATIONS_TOTAL_FACTOR: u32 = 10;
+
+/// Default `doveauth_http_host` and `metrics_host`: loopback only, as the reference.
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Default `metrics_port`: beside filtermail's 10080-10084, clear of mtail's 3903.
 pub const DEFAULT_METRICS_PORT: u16 = 10089;
@@ -141,8 +144,12 @@ pub struct Config {
     pub filtermail_http_port_incoming: u16,
     /// filtermail transport LMTP port.
     pub filtermail_lmtp_port_transport: u16,
-    /// doveauth's HTTP `/create` port on 127.0.0.1 (Lua auth, SPEC §3.9).
+    /// doveauth's HTTP `/create` port (Lua auth, SPEC §3.9).
     pub doveauth_http_port: u16,
+    /// The loopback address doveauth's HTTP mode listens on and its clients (the Lua auth
+    /// script, the newemail CGI) connect to: `127.0.0.1` unless a second relay on the same
+    /// machine needs its own.
+    pub doveauth_http_host: IpAddr,
     /// Postfix port filtermail reinjects outgoing mail to.
     pub postfix_reinject_port: u16,
     /// Postfix port filtermail reinjects incoming mail to.
@@ -156,8 +163,11 @@ pub struct Config {
     pub filtermail_memory_budget_mb: u64,
     /// DKIM signatures filtermail verifies per incoming message at most.
     pub filtermail_max_dkim_signatures: usize,
-    /// Port of `chatmail-exporter`'s `/metrics` on 127.0.0.1.
+    /// Port of `chatmail-exporter`'s `/metrics`.
     pub metrics_port: u16,
+    /// The loopback address `chatmail-exporter` listens on (`127.0.0.1`; another for a
+    /// second relay on the same machine).
+    pub metrics_host: IpAddr,
     /// Dovecot's IMAP connection limit (deploy only: read by the relay's configuration).
     pub max_imap_connections: u64,
     /// Postfix's SMTP connection limit (deploy only: read by the relay's configuration).
@@ -301,6 +311,7 @@ impl Config {
             filtermail_http_port_incoming: p.int("filtermail_http_port_incoming", 10082)?,
             filtermail_lmtp_port_transport: p.int("filtermail_lmtp_port_transport", 10083)?,
             doveauth_http_port: p.int("doveauth_http_port", DOVEAUTH_HTTP_PORT)?,
+            doveauth_http_host: p.ip("doveauth_http_host", LOCALHOST)?,
             postfix_reinject_port: p.int("postfix_reinject_port", 10025)?,
             postfix_reinject_port_incoming: p.int("postfix_reinject_port_incoming", 10026)?,
             filtermail_host: p.string("filtermail_host", "127.0.0.1"),
@@ -308,6 +319,7 @@ impl Config {
             filtermail_memory_budget_mb: p.size_mb("filtermail_memory_budget", "256M")?,
             filtermail_max_dkim_signatures: p.int("filtermail_max_dkim_signatures", 5)?,
             metrics_port: p.int("metrics_port", DEFAULT_METRICS_PORT)?,
+            metrics_host: p.ip("metrics_host", LOCALHOST)?,
             max_imap_connections: p.int("max_imap_connections", 10_000)?,
             max_smtp_connections: p.int("max_smtp_connections", 1_000)?,
             imap_compress: p
@@ -417,6 +429,8 @@ mod tests {
         assert_eq!(c.filtermail_max_dkim_signatures, 5);
         assert_eq!(c.postfix_host, "127.0.0.1");
         assert_eq!(c.metrics_port, 10089);
+        assert_eq!(c.metrics_host.to_string(), "127.0.0.1");
+        assert_eq!(c.doveauth_http_host.to_string(), "127.0.0.1");
         assert_eq!(c.max_imap_connections, 10_000);
         assert_eq!(c.max_smtp_connections, 1_000);
         assert!(!c.imap_compress);
@@ -598,6 +612,8 @@ mod tests {
             "[params]\nmail_domain = x\nmax_imap_connections = many\n",
             "[params]\nmail_domain = x\nno separator here\n",
             "[params]\nmail_domain = x\npassword_scheme = md5\n",
+            "[params]\nmail_domain = x\nmetrics_host = localhost\n",
+            "[params]\nmail_domain = x\ndoveauth_http_host = 127.0.0.300\n",
             "  continuation first\n[params]\nmail_domain = x\n",
         ] {
             assert!(Config::parse(bad).is_err(), "{bad:?}");

@@ -112,6 +112,9 @@ pub enum ConfigProblem {
     /// Not a `parse_size` value.
     #[error("{0:?} is not a size such as 500M, 2G or 256")]
     NotSize(String),
+    /// Not an IPv4 or IPv6 address.
+    #[error("{0:?} is not an IP address")]
+    NotIpAddress(String),
     /// An indented line with no value before it.
     #[error("unexpected value continuation")]
     Continuation,

@@ -25,7 +25,7 @@
 //! Parsing ([`parse_create`]) is separate from the I/O so it can be tested on its own.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -317,7 +317,7 @@ pub fn run(ini: &std::path::Path) -> ExitCode {
     }
     service::raise_nofile_limit();
     service::run_daemon(|stop| async move {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.doveauth_http_port));
+        let addr = SocketAddr::from((config.doveauth_http_host, config.doveauth_http_port));
         let listener = service::bind_tcp(addr).map_err(|e| service::start_failed(&e))?;
         let auth = Arc::new(AuthHandler::new(config));
         let a = Arc::clone(&auth);

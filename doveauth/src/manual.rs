@@ -12,7 +12,8 @@ pub const DOVEAUTH: Page = Page {
     options: "\
 arguments:
   INI_PATH     chatmail.ini; given alone: HTTP /create and /registration on
-               127.0.0.1:doveauth_http_port, for Dovecot's Lua passdb
+               doveauth_http_host:doveauth_http_port (default 127.0.0.1:10084),
+               for Dovecot's Lua passdb
   SOCKET_PATH  the dict passdb/userdb socket to serve (Dovecot 2.3)
 options:
   -h, --help   print this text and exit",

@@ -16,7 +16,7 @@
 //! unchecked and the first login decides, which in open registration is as good as any.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use chatmaild::Config;
@@ -107,17 +107,16 @@ pub enum Created {
     Unavailable,
 }
 
-/// One request to doveauth on 127.0.0.1:`port`, on its own connection, naming `client`
+/// One request to doveauth at `addr` (`doveauth_http_host`:`doveauth_http_port`), on its own connection, naming `client`
 /// (the web client) if known: the whole answer (head and body, at most [`MAX_ANSWER`]
 /// bytes), or `None` if nothing listens there.
 fn ask(
-    port: u16,
+    addr: SocketAddr,
     (method, path): (&str, &str),
     body: &str,
     client: Option<IpAddr>,
     timeout: Duration,
 ) -> std::io::Result<Option<Vec<u8>>> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = match TcpStream::connect_timeout(&addr, timeout) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(None),
@@ -145,16 +144,16 @@ fn unexpected(answer: &[u8]) -> std::io::Error {
     ))
 }
 
-/// Asks doveauth (`POST /create` on 127.0.0.1:`port`) to create `creds` now for the web
+/// Asks doveauth (`POST /create` at `addr`) to create `creds` now for the web
 /// client `client`.
 pub fn create_account(
-    port: u16,
+    addr: SocketAddr,
     creds: &Credentials,
     client: Option<IpAddr>,
 ) -> std::io::Result<Created> {
     let body = format!("{}\t{}", creds.email, creds.password);
     let Some(head) = ask(
-        port,
+        addr,
         ("POST", crate::http::CREATE_PATH),
         &body,
         client,
@@ -184,11 +183,11 @@ pub fn parse_mode(body: &str) -> Option<RegistrationMode> {
     .find(|m| m.name() == word)
 }
 
-/// Asks doveauth (`GET /registration` on 127.0.0.1:`port`) for the registration mode;
+/// Asks doveauth (`GET /registration` at `addr`) for the registration mode;
 /// `None` where there is no `/registration` (dict mode, or doveauth not running).
-pub fn registration_mode(port: u16) -> std::io::Result<Option<RegistrationMode>> {
+pub fn registration_mode(addr: SocketAddr) -> std::io::Result<Option<RegistrationMode>> {
     let Some(answer) = ask(
-        port,
+        addr,
         ("GET", crate::http::REGISTRATION_PATH),
         "",
         None,
@@ -253,8 +252,9 @@ pub fn cgi_refusal(status: &str, reason: &str) -> String {
 /// doveauth when the query carries an invitation; without one, only if doveauth says
 /// registration is open.
 pub fn respond(config: &Config, query: &str, client: Option<IpAddr>) -> String {
+    let doveauth = SocketAddr::from((config.doveauth_http_host, config.doveauth_http_port));
     if !has_invitation(query) {
-        return match registration_mode(config.doveauth_http_port) {
+        return match registration_mode(doveauth) {
             Ok(Some(RegistrationMode::Closed)) => cgi_refusal("403 Forbidden", CLOSED_REASON),
             Ok(Some(RegistrationMode::InviteOnly)) => {
                 cgi_refusal("403 Forbidden", INVITE_ONLY_REASON)
@@ -271,12 +271,12 @@ pub fn respond(config: &Config, query: &str, client: Option<IpAddr>) -> String {
         return cgi_refusal("403 Forbidden", REFUSED_REASON);
     };
     let creds = generate_invited(config, Some(token));
-    match create_account(config.doveauth_http_port, &creds, client) {
+    match create_account(doveauth, &creds, client) {
         Ok(Created::Yes | Created::Unavailable) => cgi_response(config, &creds),
         Ok(Created::Refused) => {
             // A closed relay refuses every token; say so rather than blame the invitation.
             let closed = matches!(
-                registration_mode(config.doveauth_http_port),
+                registration_mode(doveauth),
                 Ok(Some(RegistrationMode::Closed))
             );
             let reason = if closed {

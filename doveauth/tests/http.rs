@@ -445,3 +445,38 @@ fn registration_mode_is_answered_and_the_cgi_refuses_without_an_invitation() {
         .count();
     assert_eq!(accounts, 1, "only the open relay's login created one");
 }
+
+/// A second relay on the same machine gives doveauth another loopback address
+/// (`doveauth_http_host`): it listens there and nowhere else, and the newemail CGI finds it
+/// there (an invited account exists before the CGI answers).
+#[test]
+fn listens_on_doveauth_http_host_and_the_cgi_asks_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (ini, mailboxes) = write_ini(dir.path(), port, "doveauth_http_host = 127.0.0.2\n");
+    let child = Command::new(BIN)
+        .arg(&ini)
+        .env_remove("LISTEN_FDS")
+        .env("CHATMAIL_METRICS_SOCKET", dir.path().join("metrics.socket"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = chatmail_tests::support::KillOnDrop(child);
+    chatmail_tests::support::wait_until("doveauth on 127.0.0.2", || {
+        TcpStream::connect(("127.0.0.2", port)).is_ok()
+    });
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+
+    let config = chatmaild::Config::load(&ini).unwrap();
+    let registry = chatmaild::registry::Registry::new(&config);
+    registry
+        .set_mode(chatmaild::registry::RegistrationMode::InviteOnly)
+        .unwrap();
+    let now = doveauth::policy::now();
+    let one = registry.create_invitation(1, None, "", now).unwrap();
+    let (head, json) = newemail(&ini, &format!("invite={}", one.token));
+    assert_eq!(head, "Content-Type: application/json");
+    let email = json["email"].as_str().unwrap();
+    assert!(mailboxes.join(email).join("password").is_file());
+}

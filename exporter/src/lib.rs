@@ -7,7 +7,7 @@
 //! --textfile`) with `chatmail_textfile_mtime_seconds{file}` so a stale report shows.
 //! Families are merged by name, so each appears once even if two sources share it.
 //!
-//! It serves `127.0.0.1:{metrics_port}` only: the figures are for the operator's
+//! It serves `{metrics_host}:{metrics_port}` only (`127.0.0.1` by default): the figures are for the operator's
 //! Prometheus (through a tunnel or a local agent), never for the internet.
 #![forbid(unsafe_code)]
 
@@ -377,7 +377,7 @@ pub fn main_entry() -> ExitCode {
     };
     args.sources.filesystem = Some(config.mailboxes_dir.clone());
     service::run_daemon(|stop| async move {
-        let addr = SocketAddr::from(([127, 0, 0, 1], config.metrics_port));
+        let addr = SocketAddr::from((config.metrics_host, config.metrics_port));
         let listener = TcpListener::bind(addr).await.map_err(|source| {
             error!("{}", Error::Listen { addr, source });
             ExitCode::FAILURE

@@ -19,7 +19,7 @@ options:
                           list
   -h, --help              print this text and exit",
     description: "\
-It serves GET /metrics on 127.0.0.1:metrics_port (default 10089) only. Each scrape reads \
+It serves GET /metrics on metrics_host:metrics_port (default 127.0.0.1:10089) only. Each scrape reads \
 every service's metrics socket at once (2 s each) and adds chatmail_service_up{service} \
 (0 when a socket did not answer), the filesystem of mailboxes_dir (size, available bytes, \
 inodes and free inodes, read with statvfs), and the textfiles of chatmail-fsreport and \

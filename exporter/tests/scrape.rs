@@ -97,7 +97,11 @@ async fn dict(socket: &Path, request: &str, expect_lines: usize) -> String {
 
 /// `GET /metrics` over plain HTTP/1.1; the parsed samples by `name{labels}`.
 async fn scrape(port: u16) -> HashMap<String, f64> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    scrape_at("127.0.0.1", port).await
+}
+
+async fn scrape_at(host: &str, port: u16) -> HashMap<String, f64> {
+    let mut s = TcpStream::connect((host, port)).await.unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
@@ -320,4 +324,42 @@ async fn counters_move_as_tokens_pushes_and_logins_happen() {
         "the second login of the day writes nothing"
     );
     stop.cancel();
+}
+
+/// A second relay on the same machine gives its exporter another loopback address
+/// (`metrics_host`): it serves there and nowhere else.
+#[tokio::test]
+async fn serves_on_metrics_host_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let ini = dir.path().join("chatmail.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[params]\nmail_domain = example.org\nmailboxes_dir = {}\nmetrics_port = {port}\nmetrics_host = 127.0.0.2\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let _exporter = Exporter(
+        Command::new(env!("CARGO_BIN_EXE_chatmail-exporter"))
+            .arg(&ini)
+            .arg("--textfile")
+            .arg(dir.path().join("none.prom"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.2", port)).await.is_err() {
+        assert!(started.elapsed() < WAIT, "exporter did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    let m = scrape_at("127.0.0.2", port).await;
+    assert!(
+        m.keys()
+            .any(|k| k.starts_with("chatmail_mailboxes_filesystem_size_bytes"))
+    );
 }

@@ -8,7 +8,7 @@
 # for the newemail CGI, openssl for the certificate. (The Debian 13 root's stamp lists them
 # in this order: a new order rebuilds it.)
 RELAY_PACKAGES=(dovecot-core dovecot-imapd dovecot-lmtpd dovecot-auth-lua postfix nginx fcgiwrap openssl ca-certificates)
-# The commands scripts/relay itself uses besides coreutils (ss, ps), where a minimal root
+# The commands scripts/relay itself uses besides coreutils (ss, ps, ip), where a minimal root
 # lacks them.
 RELAY_TOOL_PACKAGES=(procps iproute2)
 # Building the workspace (Rust itself comes from rustup): a C compiler and SQLite for

@@ -2,7 +2,8 @@
 # The local relay's configuration, for scripts/relay: every path, value and rendered file
 # comes from chatmail-render (chatmail-render/), which reads chatmail.ini with the services'
 # own parser and renders relay/. Nothing here reads chatmail.ini or fills a template.
-# Needs common.sh and binaries.sh; STATE, RUN, SOCKET_ROOT, AUTH_MODE, BIN_DIRS, TEMPLATES.
+# Needs common.sh and binaries.sh; INSTANCE, STATE, RUN, SOCKET_ROOT, AUTH_MODE, BIN_DIRS,
+# TEMPLATES.
 
 # The chatmail-render of this build.
 render_tool() {
@@ -16,7 +17,7 @@ render_tool() {
 chatmail_render() {
 	local tool
 	tool=$(render_tool) || exit 1
-	"$tool" --state "$STATE" --run "$RUN" --socket-root "$SOCKET_ROOT" --templates "$TEMPLATES" \
+	"$tool" --instance "$INSTANCE" --state "$STATE" --run "$RUN" --socket-root "$SOCKET_ROOT" --templates "$TEMPLATES" \
 		--auth "$AUTH_MODE" --auth-cache-ttl "${CHATMAIL_AUTH_CACHE_TTL:-0}" "$@"
 }
 
@@ -56,7 +57,7 @@ load_daemons() {
 # of CHATMAIL_NOTIFICATION_URL and CHATMAIL_INI_SET.
 write_ini() {
 	[[ -f $INI ]] && return 0
-	say "writing $INI (loopback relay, mail_domain = 127.0.0.1)"
+	say "writing $INI (loopback relay $INSTANCE, mail_domain = 127.0.0.$INSTANCE)"
 	local settings=() extra kv
 	[[ -n ${CHATMAIL_NOTIFICATION_URL:-} ]] && settings+=(--set "notification_url=$CHATMAIL_NOTIFICATION_URL")
 	if [[ -n ${CHATMAIL_INI_SET:-} ]]; then

@@ -6,13 +6,25 @@
 pid_alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
 pid_of() { if [[ -f $RUN/$1.pid ]]; then cat "$RUN/$1.pid"; fi; }
 
-# port_open PORT: something listens on TCP PORT. Reads /proc instead of connecting, so
-# readiness checks leave no "lost connection" lines in the mail logs.
+# port_open PORT: something listens on TCP PORT of this relay's address ($LISTEN, once the
+# configuration is loaded), or of every address; another local relay's listener on its own
+# address does not count. Reads /proc instead of connecting, so readiness checks leave no
+# "lost connection" lines in the mail logs.
 port_open() {
-	local hex f files=()
-	hex=$(printf ':%04X' "$1")
+	local port f files=() ours=""
+	port=$(printf '%04X' "$1")
+	# /proc/net/tcp writes an IPv4 address as one little-endian hex word.
+	if [[ ${LISTEN:-} =~ ^([0-9]+)\.([0-9]+)\.([0-9]+)\.([0-9]+)$ ]]; then
+		ours=$(printf '%02X%02X%02X%02X' "${BASH_REMATCH[4]}" "${BASH_REMATCH[3]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[1]}")
+	fi
 	for f in /proc/net/tcp /proc/net/tcp6; do [[ -r $f ]] && files+=("$f"); done
-	awk -v p="$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { found = 1 } END { exit !found }' "${files[@]}"
+	awk -v port="$port" -v ours="$ours" '
+		$4 == "0A" {
+			split($2, a, ":")
+			if (a[2] != port) next
+			if (ours == "" || a[1] == ours || a[1] ~ /^0+$/ || a[1] == "0000000000000000FFFF0000" ours) found = 1
+		}
+		END { exit !found }' "${files[@]}"
 }
 
 all_ports_open() {

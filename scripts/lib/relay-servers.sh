@@ -121,6 +121,26 @@ start_web() {
 	say "nginx is up (config $NGINX_CONF, newemail at https://$MAIL_DOMAIN_BARE/new)"
 }
 
+# Postfix listens only on addresses of this machine's interfaces (inet_interfaces), and the
+# loopback interface has just 127.0.0.1 (the rest of 127.0.0.0/8 is routed to it, which is
+# enough for everything else). A relay on another loopback address adds that address to lo
+# (remembered in $RUN/loopback_address and removed again by `stop`); needs CAP_NET_ADMIN.
+add_loopback_address() {
+	ip -4 -o addr show dev lo | grep -q " inet $LISTEN/" && return 0
+	ip addr add "$LISTEN/32" dev lo || die "cannot add $LISTEN to the loopback interface (ip addr add: needs CAP_NET_ADMIN)"
+	echo "$LISTEN" >"$RUN/loopback_address"
+	say "added $LISTEN to the loopback interface"
+}
+
+remove_loopback_address() {
+	[[ -s $RUN/loopback_address ]] || return 0
+	local addr
+	addr=$(<"$RUN/loopback_address")
+	ip addr del "$addr/32" dev lo 2>/dev/null || true
+	rm -f "$RUN/loopback_address"
+	say "removed $addr from the loopback interface"
+}
+
 # The distribution's own mail services hold the same ports; stop them when systemd runs them.
 free_mail_ports() {
 	local p busy=() ports=("${POSTFIX_PORTS[@]}" "${DOVECOT_PORTS[@]}")

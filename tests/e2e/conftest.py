@@ -166,6 +166,18 @@ class Relay:
         return f"[{bare}]" if re.fullmatch(r"[0-9.]+", bare) else bare
 
     @property
+    def host(self):
+        """The address its mail and HTTPS ports listen on: its IP-only domain (127.0.0.N for
+        `scripts/relay --instance N`), else 127.0.0.1."""
+        bare = self.ini["mail_domain"]
+        return bare if re.fullmatch(r"[0-9.]+", bare) else HOST
+
+    @property
+    def metrics_url(self):
+        host = self.ini.get("metrics_host", HOST)
+        return f"http://{host}:{int(self.ini.get('metrics_port', 10089))}/metrics"
+
+    @property
     def mailboxes_dir(self):
         return Path(self.ini.get("mailboxes_dir", f"/home/vmail/mail/{self.ini['mail_domain']}"))
 
@@ -278,9 +290,8 @@ def invite_only(relay):
     admin_ok(relay, "registration", before)
 
 
-@pytest.fixture
-def make_account(relay):
-    """Returns a function that makes a fresh (not yet created) login."""
+def account_maker(relay):
+    """A function that makes a fresh (not yet created) login on `relay`."""
 
     def make():
         # "ci-" marks test accounts: chatmail-fsreport counts them apart from real users.
@@ -292,6 +303,12 @@ def make_account(relay):
     return make
 
 
+@pytest.fixture
+def make_account(relay):
+    """Returns a function that makes a fresh (not yet created) login."""
+    return account_maker(relay)
+
+
 class Account:
     def __init__(self, relay, addr, password):
         self.relay = relay
@@ -299,7 +316,7 @@ class Account:
         self.password = password
 
     def imap(self):
-        conn = imaplib.IMAP4_SSL(HOST, 993, ssl_context=tls_context(), timeout=DEADLINE)
+        conn = imaplib.IMAP4_SSL(self.relay.host, 993, ssl_context=tls_context(), timeout=DEADLINE)
         conn.login(self.addr, self.password)
         return conn
 
@@ -311,9 +328,9 @@ class Account:
 
     def smtp(self, port=465):
         if port == 465:
-            conn = smtplib.SMTP_SSL(HOST, 465, context=tls_context(), timeout=DEADLINE)
+            conn = smtplib.SMTP_SSL(self.relay.host, 465, context=tls_context(), timeout=DEADLINE)
         else:
-            conn = smtplib.SMTP(HOST, port, timeout=DEADLINE)
+            conn = smtplib.SMTP(self.relay.host, port, timeout=DEADLINE)
             conn.starttls(context=tls_context())
         conn.login(self.addr, self.password)
         return conn

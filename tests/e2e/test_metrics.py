@@ -40,8 +40,7 @@ class Scrape:
 
 
 def scrape(relay):
-    port = int(relay.ini.get("metrics_port", 10089))
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+    with urllib.request.urlopen(relay.metrics_url, timeout=10) as r:
         assert r.status == 200
         assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         return Scrape(r.read().decode())

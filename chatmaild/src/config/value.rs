@@ -1,7 +1,7 @@
 //! Typed values of `[params]` (SPEC §1.2): Python `int`, floats, `parse_size`, strict
 //! IPv4; every read remembers its key, so the rest are the unused keys of §1.4.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use super::ini::Params;
@@ -51,6 +51,17 @@ impl<'a> Reader<'a> {
                 Ok(f) if f.is_finite() => Ok(f),
                 _ => Err(cfg_err(line, key, Problem::NotNumber(v.to_owned()))),
             },
+        }
+    }
+
+    /// An IP address (a listen address: no host name, which would need a lookup).
+    pub(super) fn ip(&mut self, key: &str, default: IpAddr) -> Result<IpAddr, Error> {
+        match self.get(key) {
+            None => Ok(default),
+            Some((line, v)) => v
+                .trim()
+                .parse()
+                .map_err(|_| cfg_err(line, key, Problem::NotIpAddress(v.to_owned()))),
         }
     }
 
