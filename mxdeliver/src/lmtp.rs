@@ -180,7 +180,7 @@ mod tests {
         let a = rules.recipient("A@x.example", &[]).unwrap();
         assert!(a.lane.slot.is_some());
         let b = rules
-            .recipient("@r.example:b@X.example", &[a.clone()])
+            .recipient("@r.example:b@X.example", std::slice::from_ref(&a))
             .unwrap();
         assert_eq!(b.addr, "b@X.example");
         assert!(Arc::ptr_eq(&a.lane, &b.lane), "one slot per destination");
