@@ -1,7 +1,7 @@
 //! The SMTP and LMTP wire protocol, shared by filtermail's filter and its delivery transport.
 //!
-//! The parsers are pure byte-fed code without I/O, so the connection loops that drive them
-//! stay thin and every rule is written once:
+//! The parsers are pure byte-fed code without I/O, so the one connection driver that runs
+//! them stays thin and every rule is written once:
 //!
 //! - [`line`](mod@line): command-line framing (CRLF required, length capped at [`MAX_LINE`]);
 //! - [`command`]: SMTP/LMTP verbs, paths and ESMTP parameters;
