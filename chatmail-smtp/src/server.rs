@@ -29,8 +29,11 @@ use crate::{DataEnd, DataReceiver, Line, Reply, next_line};
 
 /// The idle timeout of both servers (Postfix's own proxy timeout is 100 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Bytes asked of the socket per read (a message arrives in large reads).
-const READ_CHUNK: usize = 64 * 1024;
+/// Room made for one read within DATA (a message arrives in large reads).
+const DATA_CHUNK: usize = 64 * 1024;
+/// Room made for one read between commands: a command is short, and an idle session should
+/// hold little (a connection waiting for its next command holds this buffer).
+const COMMAND_CHUNK: usize = 1024;
 
 /// How a server speaks and what it holds.
 #[derive(Debug, Clone)]
@@ -174,9 +177,10 @@ where
         Ok(())
     }
 
-    /// Reads more bytes; `Ok(false)` on EOF. A silent client gets a 421 and is closed.
-    async fn read_more(&mut self) -> Result<bool, Ended> {
-        self.buf.reserve(READ_CHUNK);
+    /// Reads more bytes, with room for at least `chunk`; `Ok(false)` on EOF. A silent
+    /// client gets a 421 and is closed.
+    async fn read_more(&mut self, chunk: usize) -> Result<bool, Ended> {
+        self.buf.reserve(chunk);
         let timeout = self.service.settings().idle_timeout;
         match tokio::time::timeout(timeout, self.io.read_buf(&mut self.buf)).await {
             Ok(n) => Ok(n? > 0),
@@ -196,7 +200,7 @@ where
                 self.close(&Reply::SHUTTING_DOWN).await?;
                 Ok(false)
             }
-            more = self.read_more() => more,
+            more = self.read_more(COMMAND_CHUNK) => more,
         }
     }
 
@@ -222,7 +226,7 @@ where
             if let Some(end) = end {
                 break end;
             }
-            if !self.read_more().await? {
+            if !self.read_more(DATA_CHUNK).await? {
                 return Err(Ended::EofInData);
             }
         };
