@@ -41,6 +41,27 @@ impl Reply {
     pub const INVALID_DATA: Reply = Reply::fixed(500, "Invalid DATA");
     /// DATA exceeded `max_message_size` (sent after the end-of-data line).
     pub const TOO_BIG: Reply = Reply::fixed(552, "Message exceeds maximum size");
+    /// The greeting of an SMTP server (SPEC §6.2: any `220` line will do).
+    pub const SMTP_GREETING: Reply = Reply::fixed(220, "filtermail SMTP");
+    /// The greeting of an LMTP server.
+    pub const LMTP_GREETING: Reply = Reply::fixed(220, "filtermail LMTP");
+    /// Reply to `HELO` (`EHLO` and `LHLO` get the multi-line capability list).
+    pub const HELO: Reply = Reply::fixed(250, "filtermail");
+    /// `RCPT` or `DATA` before a `MAIL` was accepted (Postfix's text).
+    pub const NEED_MAIL: Reply = Reply::fixed(503, "Error: need MAIL command");
+    /// `DATA` before a `RCPT` was accepted.
+    pub const NEED_RCPT: Reply = Reply::fixed(503, "Error: need RCPT command");
+    /// `MAIL` inside a transaction (RFC 5321 §4.1.4: the client must `RSET` first).
+    pub const NESTED_MAIL: Reply = Reply::fixed(503, "Error: nested MAIL command");
+    /// More recipients than one transaction may have ([`crate::MAX_RECIPIENTS`]).
+    pub const TOO_MANY_RECIPIENTS: Reply = Reply::fixed(452, "4.5.3 Error: too many recipients");
+    /// A command line longer than [`crate::MAX_LINE`]; the connection is closed after it.
+    pub const LINE_TOO_LONG: Reply = Reply::fixed(500, "5.5.2 Error: line too long");
+    /// A command line ended by a bare LF; the connection is closed after it.
+    pub const BARE_LF: Reply = Reply::fixed(500, "5.5.2 Error: command line must end with CRLF");
+    /// The client was silent for the idle timeout; sent before closing (RFC 5321 §4.5.3.2:
+    /// a server closing on a timeout should say so with a 421).
+    pub const TIMEOUT: Reply = Reply::fixed(421, "4.4.2 Error: timeout exceeded");
     /// Sent to a client between commands when the server stops (RFC 5321 §3.8: the
     /// client treats it as a temporary failure and retries later); the server then closes.
     pub const SHUTTING_DOWN: Reply = Reply::fixed(421, "4.3.2 Service shutting down");

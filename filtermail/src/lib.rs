@@ -7,8 +7,8 @@
 //!
 //! The layers are separate so other front ends can reuse them: [`policy`], [`canonical`], [`mime`] and
 //! [`openpgp`] are pure; [`dkim`] and [`reinject`] do the network work; [`Filter`]
-//! ([`filter`]) chains them for one message; [`server`] is the SMTP listener (with the
-//! protocol state machines in [`smtp`]) and [`http`] the `/mxdeliv` listener of incoming
+//! ([`filter`]) chains them for one message; [`server`] is the SMTP listener (the shared
+//! connection driver with filtermail's envelope rules from [`smtp`]) and [`http`] the `/mxdeliv` listener of incoming
 //! mode; both check an incoming envelope against [`local`] (our domain, our mailboxes). [`daemon`] holds the two life cycles: the filter and transport mode, which runs the
 //! `mxdeliver` crate.
 #![forbid(unsafe_code)]

@@ -5,28 +5,13 @@
 
 pub use chatmail_smtp::Reply;
 
-/// filtermail's replies beside the shared ones ([`Reply::OK`], [`Reply::TOO_BIG`], ...); in
+/// filtermail's replies beside the shared ones ([`Reply::OK`], [`Reply::TOO_BIG`], the
+/// dialogue's faults such as [`Reply::NEED_MAIL`], ...); in
 /// scope, they read as `Reply::NAME`.
 pub trait FilterReply {
-    /// Reply to `HELO`.
-    const HELO: Reply = Reply::fixed(250, "filtermail");
-    /// The greeting.
-    const GREETING: Reply = Reply::fixed(220, "filtermail SMTP");
     /// The cleartext policy refused the message; clients recognise this exact text.
     const ENCRYPTION_NEEDED: Reply =
         Reply::fixed(523, "Encryption Needed: Invalid Unencrypted Mail");
-    /// `RCPT` before `MAIL`.
-    const NEED_MAIL: Reply = Reply::fixed(503, "Error: need MAIL command");
-    /// `DATA` before `MAIL` and `RCPT`.
-    const NEED_RCPT: Reply = Reply::fixed(503, "Error: need RCPT command");
-    /// More recipients than one transaction may have.
-    const TOO_MANY_RECIPIENTS: Reply = Reply::fixed(452, "4.5.3 Error: too many recipients");
-    /// A command line longer than the limit; the connection is closed after it.
-    const LINE_TOO_LONG: Reply = Reply::fixed(500, "5.5.2 Error: line too long");
-    /// A command line not ended by CRLF; the connection is closed after it.
-    const BARE_LF: Reply = Reply::fixed(500, "5.5.2 Error: command line must end with CRLF");
-    /// The client was idle too long; sent before closing.
-    const TIMEOUT: Reply = Reply::fixed(421, "4.4.2 Error: timeout exceeded");
     /// No DKIM-Signature header in incoming mail.
     const NO_DKIM_SIGNATURE: Reply = Reply::fixed(554, "5.7.1 No DKIM signature found");
     /// No signature that verifies and aligns with the From domain.

@@ -1,35 +1,30 @@
-//! The SMTP listener: accept loop and per-connection I/O around the state machines of
-//! [`crate::smtp`]. Many sessions run at once (one task each, bounded by a semaphore);
-//! idle clients are timed out. On shutdown accepting stops, a session waiting for a command
-//! gets `421` and is closed at once (RFC 5321 §3.8), and a session receiving or processing
-//! a message gets a grace period to finish it, then its `421`.
+//! The SMTP listener: the accept loop, and per connection the shared driver
+//! ([`chatmail_smtp::serve`]) with filtermail's envelope rules and filter chain. Many
+//! sessions run at once (one task each, bounded by a semaphore); idle clients get `421` and
+//! are closed. On shutdown accepting stops, a session waiting for a command gets `421` and
+//! is closed at once (RFC 5321 §3.8), and a session receiving or processing a message gets
+//! a grace period to finish it, then its `421`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chatmail_smtp::server::{IDLE_TIMEOUT, Replied, Service, Settings};
+use chatmail_smtp::{Protocol, Reply, Reservation, Rules, Transaction};
 use chatmaild::accept::accept_loop;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::Filter;
-use crate::budget::Reservation;
 use crate::error::Error;
-use crate::reply::{FilterReply, Reply};
-use crate::smtp::{DataEnd, Session, Step, data_reader, refusal};
-use chatmail_smtp::{Line, next_line};
+use crate::smtp::{Envelopes, envelope};
 
 /// Log line tests wait for before connecting (SPEC §6.1).
 pub const LOG_SERVING: &str = "entering serving loop";
-/// How long a client may stay silent (Postfix's own proxy timeout is 100 s).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Most sessions served at once; further clients wait in the listen queue.
 const MAX_SESSIONS: usize = 2048;
 /// Time sessions in flight get to finish after a stop request.
 const GRACE: Duration = Duration::from_secs(30);
-/// Read size during DATA.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// Serves SMTP on `listener` until `stop` is cancelled.
 pub async fn run(
@@ -37,11 +32,34 @@ pub async fn run(
     filter: Arc<Filter>,
     stop: CancellationToken,
 ) -> Result<(), Error> {
+    run_with(listener, filter, stop, IDLE_TIMEOUT).await
+}
+
+/// [`run`] with another idle timeout (tests shorten it).
+pub async fn run_with(
+    listener: TcpListener,
+    filter: Arc<Filter>,
+    stop: CancellationToken,
+    idle_timeout: Duration,
+) -> Result<(), Error> {
+    let service = Arc::new(Smtp {
+        settings: Settings {
+            protocol: Protocol::Smtp,
+            max_message_size: filter.max_message_size,
+            advertise_size: true,
+            budget: Arc::clone(&filter.budget),
+            idle_timeout,
+        },
+        filter,
+    });
     let result = accept_loop(&listener, MAX_SESSIONS, &stop, GRACE, |(stream, peer)| {
-        let filter = Arc::clone(&filter);
+        let service = Arc::clone(&service);
         let stop = stop.clone();
         async move {
-            if let Err(e) = session(stream, &filter, &stop).await {
+            let _in_flight = service.filter.metrics.session();
+            // Replies are complete lines written at once; never hold them back.
+            let _ = stream.set_nodelay(true);
+            if let Err(e) = chatmail_smtp::serve(stream, &*service, &stop).await {
                 debug!(%peer, "session ended: {e}");
             }
         }
@@ -52,121 +70,44 @@ pub async fn run(
     result
 }
 
-async fn write(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await
+/// The filter as a service of the connection driver.
+struct Smtp {
+    settings: Settings,
+    filter: Arc<Filter>,
 }
 
-/// Reads more bytes into `buf`; `Ok(false)` on EOF. Idle clients get a 421.
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
-    buf.reserve(READ_CHUNK);
-    match tokio::time::timeout(IDLE_TIMEOUT, stream.read_buf(buf)).await {
-        Ok(n) => Ok(n? > 0),
-        Err(_) => {
-            let _ = write(stream, &Reply::TIMEOUT.to_wire()).await;
-            Err(std::io::ErrorKind::TimedOut.into())
+impl Service for Smtp {
+    type Recipient = String;
+
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn rules(&self) -> impl Rules<Recipient = String> + '_ {
+        Envelopes {
+            mode: self.filter.mode,
+            local: Some(&self.filter.local),
+            limiter: self.filter.limiter.as_ref(),
+            now: Instant::now(),
         }
     }
-}
 
-/// Reads the next command bytes into `buf`; `Ok(false)` on EOF, or after a `421` once
-/// `stop` is cancelled (no transaction is open between commands that matters: Postfix
-/// retries one cut short).
-async fn read_command(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    stop: &CancellationToken,
-) -> std::io::Result<bool> {
-    tokio::select! {
-        biased;
-        () = stop.cancelled() => {
-            write(stream, &Reply::SHUTTING_DOWN.to_wire()).await?;
-            let _ = stream.shutdown().await;
-            Ok(false)
-        }
-        more = read_more(stream, buf) => more,
+    async fn message(
+        &self,
+        tx: Transaction<String>,
+        message: Vec<u8>,
+        held: Reservation,
+    ) -> Vec<Reply> {
+        let (env, params) = envelope(tx);
+        let reply = self.filter.process(env, params, message).await;
+        drop(held);
+        vec![reply]
     }
-}
 
-/// One SMTP connection from Postfix, until it ends or `stop` finds it between commands.
-async fn session(
-    mut stream: TcpStream,
-    filter: &Arc<Filter>,
-    stop: &CancellationToken,
-) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let _in_flight = filter.metrics.session();
-    write(&mut stream, &Reply::GREETING.to_wire()).await?;
-    let mut smtp =
-        Session::new(filter.mode, filter.max_message_size).with_local(Arc::clone(&filter.local));
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    loop {
-        let (step, used) = match next_line(&buf) {
-            Line::Complete(line, used) => (
-                smtp.on_line(line, filter.limiter.as_ref(), Instant::now()),
-                used,
-            ),
-            Line::Incomplete => {
-                if !read_command(&mut stream, &mut buf, stop).await? {
-                    return Ok(());
-                }
-                continue;
-            }
-            Line::BareLf => (Step::Close(Reply::BARE_LF), buf.len()),
-            Line::TooLong => (Step::Close(Reply::LINE_TOO_LONG), buf.len()),
-        };
-        buf.drain(..used);
-        match step {
-            Step::Reply(reply) => {
-                filter.metrics.command(&reply);
-                write(&mut stream, &reply.to_wire()).await?;
-            }
-            Step::Raw(bytes) => write(&mut stream, &bytes).await?,
-            Step::Close(reply) => {
-                write(&mut stream, &reply.to_wire()).await?;
-                let _ = stream.shutdown().await;
-                return Ok(());
-            }
-            Step::Data if filter.budget.exhausted() => {
-                // Nothing left for another message: refuse before inviting the data.
-                warn!("memory budget exhausted, deferring a message");
-                smtp.take_transaction();
-                filter.metrics.message(&Reply::OVER_BUDGET);
-                write(&mut stream, &Reply::OVER_BUDGET.to_wire()).await?;
-            }
-            Step::Data => {
-                write(&mut stream, &Reply::START_DATA.to_wire()).await?;
-                let (end, _reservation) = read_data(&mut stream, &mut buf, filter).await?;
-                let (env, params) = smtp.take_transaction();
-                let reply = match end {
-                    DataEnd::Message(message) => filter.process(env, params, message).await,
-                    other => {
-                        warn!("message refused while receiving: {other:?}");
-                        refusal(&other).unwrap_or(Reply::LOCAL_ERROR)
-                    }
-                };
-                filter.metrics.message(&reply);
-                write(&mut stream, &reply.to_wire()).await?;
-            }
-        }
-    }
-}
-
-/// Reads DATA up to the end marker; bytes after it stay in `buf` for the command reader.
-/// The reservation covers the message until it is dropped.
-async fn read_data(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    filter: &Filter,
-) -> std::io::Result<(DataEnd, Reservation)> {
-    let mut reader = data_reader(filter.max_message_size, Some(Arc::clone(&filter.budget)));
-    loop {
-        let (used, end) = reader.feed(buf);
-        buf.drain(..used);
-        if let Some(end) = end {
-            return Ok((end, reader.take_allowance()));
-        }
-        if !read_more(stream, buf).await? {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+    fn replied(&self, what: Replied, reply: &Reply) {
+        match what {
+            Replied::Command => self.filter.metrics.command(reply),
+            Replied::Message => self.filter.metrics.message(reply),
         }
     }
 }

@@ -1,14 +1,16 @@
-//! The server side of the SMTP dialogue with Postfix's before-queue proxy (SPEC §6.2, §6.3):
-//! the transaction state machine, on the wire protocol of [`chatmail_smtp`] (framing,
-//! commands, the DATA receiver), without I/O.
+//! filtermail's side of the SMTP dialogue with Postfix's before-queue proxy (SPEC §6.2,
+//! §6.3): its envelope [`Rules`], pure, beside the transport's. The command sequence, the
+//! framing and the DATA receiver are the shared ones of [`chatmail_smtp`]; the connection
+//! driver is [`chatmail_smtp::serve`], run by [`crate::server`].
 //!
-//! - [`Session`] turns one command line into the next [`Step`].
-//! - [`DataReader`] is the DATA receiver, its message held under the [`MemoryBudget`].
+//! - [`Envelopes`] checks a sender and each recipient for the filter's mode.
+//! - [`DataReader`] is the DATA receiver of the `/mxdeliv` body, its message held under the
+//!   [`MemoryBudget`].
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use chatmail_smtp::{Command, DataReceiver, Verb};
+use chatmail_smtp::{DataReceiver, Rules};
 
 use crate::budget::{MemoryBudget, Reservation};
 use crate::local::Local;
@@ -16,7 +18,7 @@ use crate::policy::{Envelope, MailParams, check_outgoing_mail_from};
 use crate::ratelimit::RateLimiter;
 use crate::reply::{FilterReply, Reply};
 
-pub use chatmail_smtp::{DataEnd, MAX_RECIPIENTS};
+pub use chatmail_smtp::{DataEnd, MAX_RECIPIENTS, Transaction};
 
 /// Receives one message after `354`: dot-stuffing undone, `max_message_size` counted on the
 /// unstuffed message, a bare CR or LF refused; the message is held under a reservation.
@@ -37,13 +39,6 @@ pub fn refusal(end: &DataEnd) -> Option<Reply> {
     }
 }
 
-/// The multi-line EHLO reply: 8BITMIME is required (SPEC §6.2); no PIPELINING, CHUNKING,
-/// STARTTLS, AUTH or XCLIENT, which Postfix would then try to use.
-pub fn ehlo_reply(max_message_size: u64) -> Vec<u8> {
-    format!("250-filtermail\r\n250-8BITMIME\r\n250-SIZE {max_message_size}\r\n250-SMTPUTF8\r\n250 OK\r\n")
-        .into_bytes()
-}
-
 /// Whether the server is the outgoing (submission) or incoming (MX) filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -53,196 +48,90 @@ pub enum Mode {
     Incoming,
 }
 
-/// What the I/O loop does next.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Send this reply, keep reading commands.
-    Reply(Reply),
-    /// Send these raw reply lines (multi-line EHLO).
-    Raw(Vec<u8>),
-    /// Send 354 and read the message with a [`DataReader`].
-    Data,
-    /// Send this reply and close the connection.
-    Close(Reply),
+/// The envelope rules of one mode at one moment: pure, so one command's checks read one
+/// clock reading and tests need no listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelopes<'a> {
+    /// Outgoing or incoming rules.
+    pub mode: Mode,
+    /// Incoming mode: senders of our domain and recipients without a mailbox are refused
+    /// (without it, recipients are only checked for their spelling).
+    pub local: Option<&'a Local>,
+    /// The outgoing rate limit.
+    pub limiter: Option<&'a RateLimiter>,
+    /// The time the command arrived (for the rate limit).
+    pub now: Instant,
 }
 
-/// One SMTP connection's transaction state.
-#[derive(Debug)]
-pub struct Session {
-    mode: Mode,
-    max_message_size: u64,
-    /// Incoming mode: senders of our domain and recipients without a mailbox are refused.
-    local: Option<Arc<Local>>,
-    mail_from: Option<String>,
-    rcpt_to: Vec<String>,
-    smtputf8: bool,
-}
-
-impl Session {
-    /// A fresh connection. In incoming mode, recipients are only checked for their spelling
-    /// until [`Session::with_local`] names the relay's domain and mailboxes.
-    pub fn new(mode: Mode, max_message_size: u64) -> Session {
-        Session {
+impl<'a> Envelopes<'a> {
+    /// The rules of `mode`, with neither mailboxes nor rate limit.
+    pub fn new(mode: Mode) -> Envelopes<'a> {
+        Envelopes {
             mode,
-            max_message_size,
             local: None,
-            mail_from: None,
-            rcpt_to: Vec::new(),
-            smtputf8: false,
+            limiter: None,
+            now: Instant::now(),
         }
     }
+}
 
-    /// This session checking incoming senders and recipients against `local` (the
-    /// listener always sets it; outgoing mode ignores it).
-    pub fn with_local(self, local: Arc<Local>) -> Session {
-        Session {
-            local: Some(local),
-            ..self
-        }
-    }
+impl Rules for Envelopes<'_> {
+    type Recipient = String;
 
-    /// Handles one command line (without CRLF). `limiter` is the outgoing rate limit.
-    pub fn on_line(&mut self, line: &[u8], limiter: Option<&RateLimiter>, now: Instant) -> Step {
-        let command = Command::parse(line);
-        match command.verb {
-            Verb::Ehlo | Verb::Lhlo => {
-                self.reset();
-                Step::Raw(ehlo_reply(self.max_message_size))
-            }
-            Verb::Helo => {
-                self.reset();
-                Step::Reply(Reply::HELO)
-            }
-            Verb::Mail => self.mail(&command, limiter, now),
-            Verb::Rcpt => self.rcpt(&command),
-            Verb::Data => {
-                if self.mail_from.is_none() {
-                    Step::Reply(Reply::NEED_MAIL)
-                } else if self.rcpt_to.is_empty() {
-                    Step::Reply(Reply::NEED_RCPT)
-                } else {
-                    Step::Data
-                }
-            }
-            Verb::Rset => {
-                self.reset();
-                Step::Reply(Reply::OK)
-            }
-            Verb::Noop => Step::Reply(Reply::OK),
-            Verb::Quit => Step::Close(Reply::BYE),
-            Verb::Unknown => Step::Reply(Reply::UNKNOWN_COMMAND),
-        }
-    }
-
-    fn mail(&mut self, command: &Command, limiter: Option<&RateLimiter>, now: Instant) -> Step {
-        // A new MAIL starts a new transaction (Postfix never nests them); a refused one
-        // leaves none, so no recipient can join the sender of an earlier MAIL.
-        self.reset();
-        let Some(addr) = plain_path(command) else {
-            return Step::Reply(Reply::INVALID_MAIL_FROM);
-        };
-        if let Err(reply) = self.check_sender(&addr, limiter, now) {
-            return Step::Reply(reply);
-        }
-        self.mail_from = Some(addr);
-        self.smtputf8 = command.has_param("SMTPUTF8");
-        Step::Reply(Reply::OK)
-    }
-
-    /// The rules of this mode for a MAIL FROM address.
-    fn check_sender(
-        &self,
-        addr: &str,
-        limiter: Option<&RateLimiter>,
-        now: Instant,
-    ) -> Result<(), Reply> {
-        match (self.mode, &self.local) {
-            (Mode::Incoming, Some(local)) => local.check_sender(addr),
-            (Mode::Incoming, None) => Ok(()),
+    fn sender(&self, addr: &str) -> Result<String, Reply> {
+        match (self.mode, self.local) {
+            (Mode::Incoming, Some(local)) => local.check_sender(addr)?,
+            (Mode::Incoming, None) => {}
             (Mode::Outgoing, _) => {
                 check_outgoing_mail_from(addr)?;
                 // One budget per mailbox, however the address is spelled.
                 let key = chatmaild::address::canonical_mailbox(addr)
                     .map_or_else(|_| addr.to_ascii_lowercase(), |m| m.as_str().to_owned());
-                if let Some(limiter) = limiter
-                    && let Err(wait) = limiter.check(&key, now)
+                if let Some(limiter) = self.limiter
+                    && let Err(wait) = limiter.check(&key, self.now)
                 {
                     tracing::warn!(sender = %addr, "rate limit exceeded");
                     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                     return Err(Reply::rate_limited(addr, secs));
                 }
-                Ok(())
             }
         }
+        Ok(addr.to_owned())
     }
 
-    fn rcpt(&mut self, command: &Command) -> Step {
-        if self.mail_from.is_none() {
-            return Step::Reply(Reply::NEED_MAIL);
-        }
-        match plain_path(command) {
-            Some(addr) if !addr.is_empty() => {
-                if self.rcpt_to.len() >= MAX_RECIPIENTS {
-                    return Step::Reply(Reply::TOO_MANY_RECIPIENTS);
+    fn recipient(&self, addr: &str, _accepted: &[String]) -> Result<String, Reply> {
+        // Incoming recipients are ours: only spellings whose mailbox is certain, and only
+        // mailboxes that take mail.
+        if self.mode == Mode::Incoming {
+            match self.local {
+                Some(local) => local.check_recipient(addr)?,
+                None => {
+                    chatmaild::address::canonical_mailbox(addr)
+                        .map_err(|_| Reply::RECIPIENT_NOT_PLAIN)?;
                 }
-                // Incoming recipients are ours: only spellings whose mailbox is certain,
-                // and only mailboxes that take mail.
-                if self.mode == Mode::Incoming {
-                    let checked = match &self.local {
-                        Some(local) => local.check_recipient(&addr),
-                        None => chatmaild::address::canonical_mailbox(&addr)
-                            .map(drop)
-                            .map_err(|_| Reply::RECIPIENT_NOT_PLAIN),
-                    };
-                    if let Err(reply) = checked {
-                        return Step::Reply(reply);
-                    }
-                }
-                self.rcpt_to.push(addr);
-                Step::Reply(Reply::OK)
             }
-            _ => Step::Reply(Reply::INVALID_RCPT_TO),
         }
-    }
-
-    /// The envelope of the transaction that reached DATA; the transaction is reset, so
-    /// further transactions on the connection start clean (SPEC §6.2).
-    pub fn take_envelope(&mut self) -> Envelope {
-        self.take_transaction().0
-    }
-
-    /// Like [`Session::take_envelope`], with the MAIL parameters to pass on.
-    pub fn take_transaction(&mut self) -> (Envelope, MailParams) {
-        let env = Envelope {
-            mail_from: self.mail_from.take().unwrap_or_default(),
-            rcpt_to: std::mem::take(&mut self.rcpt_to),
-        };
-        let params = MailParams {
-            smtputf8: std::mem::take(&mut self.smtputf8),
-        };
-        (env, params)
-    }
-
-    fn reset(&mut self) {
-        self.mail_from = None;
-        self.rcpt_to.clear();
-        self.smtputf8 = false;
+        Ok(addr.to_owned())
     }
 }
 
-/// The address of `FROM:<addr> params` / `TO:<addr> params`, which must be UTF-8 and free of
-/// control characters. ESMTP parameters after it are accepted and ignored (SPEC §6.2).
-fn plain_path(command: &Command) -> Option<String> {
-    let addr = std::str::from_utf8(command.path()?).ok()?;
-    if addr.chars().any(|c| c.is_control() || c == '<') {
-        return None;
-    }
-    Some(addr.to_owned())
+/// The envelope and MAIL parameters of a transaction that reached DATA.
+pub fn envelope(tx: Transaction<String>) -> (Envelope, MailParams) {
+    let params = MailParams {
+        smtputf8: tx.smtputf8,
+    };
+    let env = Envelope {
+        mail_from: tx.sender,
+        rcpt_to: tx.recipients,
+    };
+    (env, params)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatmail_smtp::Dialogue;
+    use chatmail_smtp::session::Step;
 
     #[test]
     fn memory_budget_defers_past_the_limit() {
@@ -265,66 +154,37 @@ mod tests {
         assert_eq!(refusal(&DataEnd::OverBudget), Some(Reply::OVER_BUDGET));
     }
 
-    fn step(s: &mut Session, line: &str) -> Step {
-        s.on_line(line.as_bytes(), None, Instant::now())
+    fn step(d: &mut Dialogue<String>, rules: &Envelopes, line: &str) -> Step {
+        d.on_line(line.as_bytes(), rules)
     }
 
     #[test]
-    fn command_table() {
-        let mut s = Session::new(Mode::Incoming, 100);
-        assert!(matches!(step(&mut s, "ehlo x"), Step::Raw(r) if r.ends_with(b"250 OK\r\n")));
-        assert_eq!(step(&mut s, "DATA"), Step::Reply(Reply::NEED_MAIL));
-        assert_eq!(step(&mut s, "RCPT TO:<a@b>"), Step::Reply(Reply::NEED_MAIL));
-        assert_eq!(step(&mut s, "mail from:<>"), Step::Reply(Reply::OK));
-        assert_eq!(step(&mut s, "DATA"), Step::Reply(Reply::NEED_RCPT));
+    fn incoming_spelling_without_local() {
+        let rules = Envelopes::new(Mode::Incoming);
+        let mut d = Dialogue::new(Some(100));
+        assert_eq!(step(&mut d, &rules, "mail from:<>"), Step::Reply(Reply::OK));
         assert_eq!(
-            step(&mut s, "RCPT TO:garbage"),
-            Step::Reply(Reply::INVALID_RCPT_TO)
+            step(&mut d, &rules, "RCPT TO:<\"q\"@b.org>"),
+            Step::Reply(Reply::RECIPIENT_NOT_PLAIN)
         );
         assert_eq!(
-            step(&mut s, "RCPT TO:<>"),
-            Step::Reply(Reply::INVALID_RCPT_TO)
-        );
-        assert_eq!(
-            step(&mut s, "RCPT TO:<User@B.org> NOTIFY=NEVER ORCPT=rfc822;x@y"),
+            step(
+                &mut d,
+                &rules,
+                "RCPT TO:<User@B.org> NOTIFY=NEVER ORCPT=rfc822;x@y"
+            ),
             Step::Reply(Reply::OK)
         );
-        assert_eq!(step(&mut s, "Data"), Step::Data);
+        assert_eq!(step(&mut d, &rules, "Data"), Step::Data);
+        let (env, params) = envelope(d.take_transaction().unwrap());
         assert_eq!(
-            s.take_envelope(),
+            env,
             Envelope {
                 mail_from: String::new(),
                 rcpt_to: vec!["User@B.org".into()],
             }
         );
-        assert_eq!(step(&mut s, "DATA"), Step::Reply(Reply::NEED_MAIL));
-        assert_eq!(
-            step(&mut s, "MAIL FROM:bad"),
-            Step::Reply(Reply::INVALID_MAIL_FROM)
-        );
-        assert_eq!(
-            step(&mut s, "MAIL FROM:<a@b> SIZE=10 BODY=8BITMIME SMTPUTF8"),
-            Step::Reply(Reply::OK)
-        );
-        assert_eq!(step(&mut s, "RCPT TO:<x@y>"), Step::Reply(Reply::OK));
-        assert!(s.take_transaction().1.smtputf8);
-        assert_eq!(
-            step(&mut s, "MAIL FROM:<a@b> BODY=8BITMIME"),
-            Step::Reply(Reply::OK)
-        );
-        assert!(!s.take_transaction().1.smtputf8);
-        assert_eq!(step(&mut s, "RSET"), Step::Reply(Reply::OK));
-        assert_eq!(step(&mut s, "NOOP"), Step::Reply(Reply::OK));
-        assert_eq!(
-            step(&mut s, "XFORWARD ADDR=1.2.3.4"),
-            Step::Reply(Reply::UNKNOWN_COMMAND)
-        );
-        assert_eq!(step(&mut s, ""), Step::Reply(Reply::UNKNOWN_COMMAND));
-        assert_eq!(step(&mut s, "quit"), Step::Close(Reply::BYE));
-        assert_eq!(
-            s.on_line(b"MAIL FROM:<\xff@x>", None, Instant::now()),
-            Step::Reply(Reply::INVALID_MAIL_FROM)
-        );
+        assert!(!params.smtputf8);
     }
 
     #[test]
@@ -334,82 +194,83 @@ mod tests {
             .unwrap()
             .set_password("{SHA512-CRYPT}$6$x")
             .unwrap();
-        let local = Arc::new(Local::with_domains(
-            &["chat.example.org"],
-            dir.path().into(),
-        ));
-        let mut s = Session::new(Mode::Incoming, 100).with_local(Arc::clone(&local));
+        let local = Local::with_domains(&["chat.example.org"], dir.path().into());
+        let rules = Envelopes {
+            local: Some(&local),
+            ..Envelopes::new(Mode::Incoming)
+        };
+        let mut d = Dialogue::new(None);
         assert_eq!(
-            step(&mut s, "MAIL FROM:<alice@Chat.Example.org>"),
+            step(&mut d, &rules, "MAIL FROM:<alice@Chat.Example.org>"),
             Step::Reply(Reply::SENDER_IS_LOCAL)
         );
         assert_eq!(
-            step(&mut s, "RCPT TO:<bob@chat.example.org>"),
+            step(&mut d, &rules, "RCPT TO:<bob@chat.example.org>"),
             Step::Reply(Reply::NEED_MAIL)
         );
         assert_eq!(
-            step(&mut s, "MAIL FROM:<a@remote.example>"),
+            step(&mut d, &rules, "MAIL FROM:<a@remote.example>"),
             Step::Reply(Reply::OK)
         );
         assert_eq!(
-            step(&mut s, "RCPT TO:<nobody@chat.example.org>"),
+            step(&mut d, &rules, "RCPT TO:<nobody@chat.example.org>"),
             Step::Reply(Reply::unknown_recipient("nobody@chat.example.org"))
         );
         assert_eq!(
-            step(&mut s, "RCPT TO:<\"bob\"@chat.example.org>"),
+            step(&mut d, &rules, "RCPT TO:<\"bob\"@chat.example.org>"),
             Step::Reply(Reply::RECIPIENT_NOT_PLAIN)
         );
         assert_eq!(
-            step(&mut s, "RCPT TO:<Bob+x@chat.example.org>"),
+            step(&mut d, &rules, "RCPT TO:<Bob+x@chat.example.org>"),
             Step::Reply(Reply::OK)
         );
-        assert_eq!(step(&mut s, "DATA"), Step::Data);
-        assert_eq!(s.take_envelope().rcpt_to, vec!["Bob+x@chat.example.org"]);
+        assert_eq!(step(&mut d, &rules, "DATA"), Step::Data);
+        let (env, _) = envelope(d.take_transaction().unwrap());
+        assert_eq!(env.rcpt_to, vec!["Bob+x@chat.example.org"]);
         assert_eq!(
-            step(&mut s, "MAIL FROM:<>"),
+            step(&mut d, &rules, "MAIL FROM:<>"),
             Step::Reply(Reply::OK),
             "null sender"
         );
         // Outgoing mode: our users send to anyone, as themselves.
-        let mut s = Session::new(Mode::Outgoing, 100).with_local(local);
+        let rules = Envelopes {
+            local: Some(&local),
+            ..Envelopes::new(Mode::Outgoing)
+        };
+        let mut d = Dialogue::new(None);
         assert_eq!(
-            step(&mut s, "MAIL FROM:<alice@chat.example.org>"),
+            step(&mut d, &rules, "MAIL FROM:<alice@chat.example.org>"),
             Step::Reply(Reply::OK)
         );
         assert_eq!(
-            step(&mut s, "RCPT TO:<nobody@chat.example.org>"),
+            step(&mut d, &rules, "RCPT TO:<nobody@chat.example.org>"),
             Step::Reply(Reply::OK)
         );
     }
 
     #[test]
     fn outgoing_mail_from_rules() {
-        let mut s = Session::new(Mode::Outgoing, 100);
+        let rules = Envelopes::new(Mode::Outgoing);
+        assert_eq!(rules.sender(""), Err(Reply::invalid_from_address("")));
         assert_eq!(
-            step(&mut s, "MAIL FROM:<>"),
-            Step::Reply(Reply::invalid_from_address(""))
-        );
-        assert_eq!(
-            step(&mut s, "MAIL FROM:<a@b@c>"),
-            Step::Reply(Reply::invalid_from_address("a@b@c"))
+            rules.sender("a@b@c"),
+            Err(Reply::invalid_from_address("a@b@c"))
         );
         let limiter = RateLimiter::new(60, 2);
-        let now = Instant::now();
+        let rules = Envelopes {
+            limiter: Some(&limiter),
+            ..rules
+        };
         for _ in 0..2 {
-            assert_eq!(
-                s.on_line(b"MAIL FROM:<a@b>", Some(&limiter), now),
-                Step::Reply(Reply::OK)
-            );
+            assert_eq!(rules.sender("a@b"), Ok("a@b".into()));
         }
-        match s.on_line(b"MAIL FROM:<a@b>", Some(&limiter), now) {
-            Step::Reply(r) => {
-                assert_eq!(r.code(), 450);
-                assert!(
-                    r.to_string()
-                        .starts_with("450 4.7.1: Too much mail from <a@b>, ")
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        // The same mailbox however spelled.
+        let r = rules.sender("A@B").unwrap_err();
+        assert_eq!(r.code(), 450);
+        assert!(
+            r.to_string()
+                .starts_with("450 4.7.1: Too much mail from <A@B>, "),
+            "{r}"
+        );
     }
 }

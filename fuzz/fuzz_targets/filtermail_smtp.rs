@@ -1,18 +1,18 @@
-//! filtermail's SMTP receiver fed any byte stream in any chunks, driven the way its
-//! connection loop drives it: framing, commands, DATA. Never panics, never stores more
+//! filtermail's SMTP receiver fed any byte stream in any chunks, driven the way the
+//! connection driver (`chatmail_smtp::serve`) drives it: framing, the shared dialogue with
+//! filtermail's envelope rules, DATA. Never panics, never stores more
 //! than the size limit, never consumes more than it was given; and a message
 //! dot-stuffed by `stuffed_slices` comes out of `DataReader` unchanged.
 //! (The wire protocol's pieces have targets of their own: `smtp_framing`, `smtp_command`,
 //! `smtp_data`, `smtp_reply`.)
 #![no_main]
 
-use std::time::Instant;
-
 use arbitrary::Arbitrary;
 use chatmail_fuzz::chunks;
-use chatmail_smtp::{Line, next_line, stuffed_slices};
+use chatmail_smtp::session::Step;
+use chatmail_smtp::{Dialogue, Line, next_line, stuffed_slices};
 use filtermail::Mode;
-use filtermail::smtp::{DataEnd, DataReader, Session, Step};
+use filtermail::smtp::{DataEnd, DataReader, Envelopes};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: u64 = 2048;
@@ -28,8 +28,8 @@ struct Input {
 }
 
 fn drive(mode: Mode, reads: &[&[u8]]) {
-    let now = Instant::now();
-    let mut session = Session::new(mode, MAX);
+    let rules = Envelopes::new(mode);
+    let mut session = Dialogue::new(Some(MAX));
     let mut data: Option<DataReader> = None;
     let mut buf: Vec<u8> = Vec::new();
     for read in reads {
@@ -43,8 +43,8 @@ fn drive(mode: Mode, reads: &[&[u8]]) {
                     None => break,
                     Some(DataEnd::Message(m)) => {
                         assert!(m.len() as u64 <= MAX);
-                        let env = session.take_envelope();
-                        assert!(!env.rcpt_to.is_empty());
+                        let tx = session.take_transaction().expect("DATA needs a transaction");
+                        assert!(!tx.recipients.is_empty());
                     }
                     Some(
                         DataEnd::TooBig
@@ -52,7 +52,7 @@ fn drive(mode: Mode, reads: &[&[u8]]) {
                         | DataEnd::BareLineEnd
                         | DataEnd::UnstuffedDot,
                     ) => {
-                        session.take_envelope();
+                        session.take_transaction();
                     }
                 }
                 data = None;
@@ -63,10 +63,10 @@ fn drive(mode: Mode, reads: &[&[u8]]) {
                 Line::BareLf | Line::TooLong => return,
                 Line::Complete(line, used) => {
                     assert!(used <= buf.len());
-                    let step = session.on_line(line, None, now);
+                    let step = session.on_line(line, &rules);
                     buf.drain(..used);
                     match step {
-                        Step::Data => data = Some(DataReader::new(MAX)),
+                        Step::Data => data = Some(DataReader::new(MAX).refuse_unstuffed_dot()),
                         Step::Close(_) => return,
                         Step::Reply(_) | Step::Raw(_) => {}
                     }

@@ -23,5 +23,10 @@ fuzz_target!(|line: &[u8]| {
     } else {
         assert!(!c.has_param("SMTPUTF8"));
     }
-    let _ = mxdeliver::lmtp::parse_command(line);
+    // Both services' envelope rules behind the shared dialogue.
+    let queues = mxdeliver::queue::Queues::default();
+    let transport = mxdeliver::lmtp::Destinations { queues: &queues };
+    let _ = chatmail_smtp::Dialogue::new(None).on_line(line, &transport);
+    let filter = filtermail::smtp::Envelopes::new(filtermail::Mode::Incoming);
+    let _ = chatmail_smtp::Dialogue::new(None).on_line(line, &filter);
 });

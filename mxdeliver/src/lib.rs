@@ -21,7 +21,8 @@
 //! # }
 //! ```
 //!
-//! Module map: [`lmtp`] parses the LMTP dialogue, [`server`] runs connections and queue slots
+//! Module map: [`lmtp`] holds the envelope rules of the LMTP dialogue (the command sequence and
+//! the connection driver are `chatmail_smtp`'s), [`server`] serves connections and queue slots
 //! ([`queue`]), [`deliver`] resolves ([`dns`]) and delivers over HTTPS or SMTP
 //! ([`smtp_client`], [`tls`]); [`reply`] holds every reply text.
 #![forbid(unsafe_code)]
@@ -76,6 +77,8 @@ pub struct TransportOptions {
     pub max_destinations: usize,
     /// The delivery counters, for the caller to publish.
     pub metrics: Arc<metrics::TransportMetrics>,
+    /// How long Postfix may stay silent on a connection.
+    pub idle_timeout: Duration,
 }
 
 impl Default for TransportOptions {
@@ -90,6 +93,7 @@ impl Default for TransportOptions {
             per_destination: queue::PER_DESTINATION,
             max_destinations: queue::MAX_DESTINATIONS,
             metrics: Arc::default(),
+            idle_timeout: chatmail_smtp::server::IDLE_TIMEOUT,
         }
     }
 }
@@ -117,8 +121,15 @@ pub async fn run(
     let shared = Arc::new(server::Shared {
         queues: queue::Queues::with_limits(opts.per_destination, opts.max_destinations),
         deliverer: deliverer.clone(),
-        max_message_size: usize::try_from(config.max_message_size).unwrap_or(usize::MAX),
-        budget: chatmail_smtp::MemoryBudget::new(config.filtermail_memory_budget_bytes()),
+        settings: chatmail_smtp::Settings {
+            protocol: chatmail_smtp::Protocol::Lmtp,
+            max_message_size: config.max_message_size,
+            // Postfix's LMTP client would bounce a message over an advertised SIZE; the
+            // limit is enforced after the data, with the same reply as the filters.
+            advertise_size: false,
+            budget: chatmail_smtp::MemoryBudget::new(config.filtermail_memory_budget_bytes()),
+            idle_timeout: opts.idle_timeout,
+        },
     });
     let pruner = {
         let stop = stop.clone();

@@ -1,64 +1,86 @@
-//! LMTP (RFC 2033) as the transport reads it: commands, recipient validation, and what a DATA
+//! LMTP (RFC 2033) as the transport reads it: its envelope [`Rules`] (recipients resolved
+//! to destinations, each destination's queue slot reserved at `RCPT`) and what a DATA
 //! section becomes, on the shared wire protocol of [`chatmail_smtp`].
 //!
-//! Pure code without I/O; the connection loop in [`crate::server`] feeds it. Follows SPEC §6.2
-//! (commands, parameters ignored, null sender) and §6.3 (DATA framing, size limit), with the
-//! robustness of their Notes: an unparsable RCPT gets a reply, and the DATA receiver never lets
-//! the rest of an oversized message be read as commands.
+//! Pure code without I/O, the transaction state machine beside filtermail's: the command
+//! sequence is [`chatmail_smtp::Dialogue`], driven by [`chatmail_smtp::serve`] from
+//! [`crate::server`]. Follows SPEC §6.2 (commands, parameters ignored, null sender) and §6.3
+//! (DATA framing, size limit), with the robustness of their Notes: an unparsable RCPT gets a
+//! reply, and the DATA receiver never lets the rest of an oversized message be read as
+//! commands.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use chatmail_smtp as wire;
 use chatmail_smtp::command::strip_source_route;
-use chatmail_smtp::{
-    DataEnd, DataReceiver, MemoryBudget, Reservation, Verb, stuff_in_place, stuffed_len,
-};
+use chatmail_smtp::{Reservation, Rules, stuff_in_place, stuffed_len};
 
-/// One parsed command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// `LHLO`, or the `HELO`/`EHLO` a confused client may send instead.
-    Hello,
-    /// `MAIL FROM:<addr>`; `None` when the path cannot be parsed. `<>` is `Some("")`.
-    Mail(Option<String>),
-    /// `RCPT TO:<addr>`; `None` when the path cannot be parsed.
-    Rcpt(Option<String>),
-    /// `DATA`.
-    Data,
-    /// `RSET`.
-    Rset,
-    /// `NOOP`.
-    Noop,
-    /// `QUIT`.
-    Quit,
-    /// Anything else.
-    Unknown,
+use crate::queue::{Queues, Slot};
+use crate::reply::{Reply, TransportReply};
+
+/// One destination of a transaction: where its recipients' domain points and its queue
+/// slot, shared by its recipients.
+#[derive(Debug)]
+pub struct Lane {
+    /// The key recipients are grouped and slots are counted under.
+    pub key: String,
+    /// Where the domain points.
+    pub destination: Destination,
+    /// The reserved slot; `None`: the queue was full, the recipients get "busy".
+    pub slot: Option<Slot>,
 }
 
-/// Parses one command line without its CRLF. Verbs are case-insensitive; ESMTP parameters after
-/// the path are accepted and ignored (SPEC §6.2); a line that is not UTF-8 is not understood.
-pub fn parse_command(line: &[u8]) -> Command {
-    if std::str::from_utf8(line).is_err() {
-        return Command::Unknown;
-    }
-    let command = wire::Command::parse(line);
-    match command.verb {
-        Verb::Lhlo | Verb::Ehlo | Verb::Helo => Command::Hello,
-        Verb::Mail => Command::Mail(path(&command)),
-        Verb::Rcpt => Command::Rcpt(path(&command)),
-        Verb::Data if command.args.trim_ascii().is_empty() => Command::Data,
-        Verb::Rset => Command::Rset,
-        Verb::Noop => Command::Noop,
-        Verb::Quit => Command::Quit,
-        Verb::Data | Verb::Unknown => Command::Unknown,
-    }
+/// An accepted recipient: the address as received and its destination's lane.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    /// The address, local part in the case received (SPEC §6.2 Note).
+    pub addr: String,
+    /// Its destination, shared with the transaction's other recipients there.
+    pub lane: Arc<Lane>,
 }
 
-/// The address of a MAIL or RCPT path, without an RFC 5321 source route (`<@a,@b:user@d>`).
-fn path(command: &wire::Command<'_>) -> Option<String> {
-    let path = std::str::from_utf8(command.path()?).ok()?;
-    strip_source_route(path).map(str::to_owned)
+/// The transport's envelope rules over the process's queue slots.
+#[derive(Debug, Clone, Copy)]
+pub struct Destinations<'a> {
+    /// The per-destination queue slots.
+    pub queues: &'a Queues,
+}
+
+impl Rules for Destinations<'_> {
+    type Recipient = Recipient;
+
+    /// Any sender; an RFC 5321 source route (`<@a,@b:user@d>`) is dropped.
+    fn sender(&self, addr: &str) -> Result<String, Reply> {
+        strip_source_route(addr)
+            .map(str::to_owned)
+            .ok_or(Reply::INVALID_MAIL_FROM)
+    }
+
+    /// A recipient with a valid domain; the first of its destination in the transaction
+    /// reserves the destination's slot.
+    fn recipient(&self, addr: &str, accepted: &[Recipient]) -> Result<Recipient, Reply> {
+        let addr = strip_source_route(addr).ok_or(Reply::INVALID_RCPT_TO)?;
+        let destination = parse_recipient(addr).ok_or_else(|| Reply::invalid_address(addr))?;
+        let key = destination.key();
+        let lane = match accepted.iter().find(|r| r.lane.key == key) {
+            Some(earlier) => Arc::clone(&earlier.lane),
+            None => {
+                let slot = self.queues.reserve(&key);
+                if slot.is_none() {
+                    tracing::info!(destination = %key, "destination queue full");
+                }
+                Arc::new(Lane {
+                    key,
+                    destination,
+                    slot,
+                })
+            }
+        };
+        Ok(Recipient {
+            addr: addr.to_owned(),
+            lane,
+        })
+    }
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -121,99 +143,61 @@ fn parse_domain(domain: &str) -> Option<Destination> {
     (domain.len() <= 253 && domain.split('.').all(valid_label)).then_some(Destination::Name(domain))
 }
 
-/// How a DATA section ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DataOutcome {
-    /// The message in wire form: dot-stuffed lines followed by the `.` line, ready to be
-    /// written after an SMTP `DATA` (and, without the last three bytes, posted to `/mxdeliv`).
-    Message(Vec<u8>),
-    /// More than `max_message_size` bytes; the rest was discarded up to the end marker.
-    TooBig,
-    /// The messages held already fill the memory budget; the rest was discarded.
-    OverBudget,
-    /// A bare CR or LF, or a line starting with an unstuffed `.`: forwarding it would change the
-    /// message, so it is refused.
-    Invalid,
-}
-
-/// The DATA receiver of the transport: limited to `limit` message bytes, held under
-/// `budget` (`None`: unlimited), refusing an unstuffed dot line.
-pub fn data_receiver(limit: usize, budget: Option<Arc<MemoryBudget>>) -> DataReceiver<Reservation> {
-    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-    DataReceiver::with_allowance(limit, Reservation::new(budget)).refuse_unstuffed_dot()
-}
-
-impl DataOutcome {
-    /// What the receiver's `end` becomes. A message is dot-stuffed again for delivery, in
-    /// place (a second copy would double what a large message holds); `held`, the
-    /// receiver's reservation, then covers the stuffed message, which the transport keeps
-    /// until its deliveries end. If the budget cannot cover the few added bytes, the message
-    /// is refused like one over the budget.
-    pub fn new(end: DataEnd, held: &mut Reservation) -> DataOutcome {
-        match end {
-            DataEnd::Message(mut message) => {
-                let wire_len = stuffed_len(&message).saturating_add(3);
-                if !held.cover_alone(wire_len) {
-                    held.release();
-                    return DataOutcome::OverBudget;
-                }
-                held.shrink_to(wire_len);
-                message.reserve_exact(wire_len - message.len());
-                stuff_in_place(&mut message);
-                message.extend_from_slice(b".\r\n");
-                DataOutcome::Message(message)
-            }
-            DataEnd::TooBig => DataOutcome::TooBig,
-            DataEnd::OverBudget => DataOutcome::OverBudget,
-            DataEnd::BareLineEnd | DataEnd::UnstuffedDot => DataOutcome::Invalid,
-        }
+/// The received (unstuffed) message in wire form for delivery: dot-stuffed lines followed
+/// by the `.` line, ready to be written after an SMTP `DATA` (and, without the last three
+/// bytes, posted to `/mxdeliv`). Stuffed in place (a second copy would double what a large
+/// message holds); `held`, the receiver's reservation, then covers the stuffed message,
+/// which the transport keeps until its deliveries end. `None` when the budget cannot cover
+/// the few added bytes: the message is refused like one over the budget.
+pub fn wire_form(mut message: Vec<u8>, held: &mut Reservation) -> Option<Vec<u8>> {
+    let wire_len = stuffed_len(&message).saturating_add(3);
+    if !held.cover_alone(wire_len) {
+        held.release();
+        return None;
     }
+    held.shrink_to(wire_len);
+    message.reserve_exact(wire_len - message.len());
+    stuff_in_place(&mut message);
+    message.extend_from_slice(b".\r\n");
+    Some(message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatmail_smtp::MemoryBudget;
 
     #[test]
-    fn commands() {
-        let cases: &[(&str, Command)] = &[
-            ("LHLO relay", Command::Hello),
-            ("lhlo relay", Command::Hello),
-            (
-                "MAIL FROM:<a@b.example>",
-                Command::Mail(Some("a@b.example".into())),
-            ),
-            (
-                "mail from:<> BODY=8BITMIME",
-                Command::Mail(Some(String::new())),
-            ),
-            (
-                "MAIL FROM: <A@B.example> SIZE=10",
-                Command::Mail(Some("A@B.example".into())),
-            ),
-            ("MAIL FROM:a@b", Command::Mail(None)),
-            ("MAIL", Command::Mail(None)),
-            (
-                "RCPT TO:<x@y.example> NOTIFY=NEVER ORCPT=rfc822;x@y",
-                Command::Rcpt(Some("x@y.example".into())),
-            ),
-            (
-                "RCPT TO:<@relay.example:x@y.example>",
-                Command::Rcpt(Some("x@y.example".into())),
-            ),
-            ("RCPT TO:<x@y", Command::Rcpt(None)),
-            ("DATA", Command::Data),
-            ("DATA x", Command::Unknown),
-            ("rset", Command::Rset),
-            ("NOOP", Command::Noop),
-            ("QUIT", Command::Quit),
-            ("VRFY x", Command::Unknown),
-            ("", Command::Unknown),
-        ];
-        for (line, want) in cases {
-            assert_eq!(&parse_command(line.as_bytes()), want, "{line}");
-        }
-        assert_eq!(parse_command(b"MAIL FROM:<\xff>"), Command::Unknown);
+    fn recipients_share_their_destination_slot() {
+        let queues = Queues::with_limits(1, 10);
+        let rules = Destinations { queues: &queues };
+        assert_eq!(
+            rules.sender("@r.example:a@b.example"),
+            Ok("a@b.example".into())
+        );
+        assert_eq!(rules.sender(""), Ok(String::new()));
+        assert_eq!(rules.sender("@r.example"), Err(Reply::INVALID_MAIL_FROM));
+        let a = rules.recipient("A@x.example", &[]).unwrap();
+        assert!(a.lane.slot.is_some());
+        let b = rules
+            .recipient("@r.example:b@X.example", std::slice::from_ref(&a))
+            .unwrap();
+        assert_eq!(b.addr, "b@X.example");
+        assert!(Arc::ptr_eq(&a.lane, &b.lane), "one slot per destination");
+        assert_eq!(queues.in_flight("x.example"), 1);
+        // Another transaction finds the queue full: accepted, but busy.
+        let c = rules.recipient("c@x.example", &[]).unwrap();
+        assert!(c.lane.slot.is_none());
+        assert_eq!(
+            rules.recipient("nodomain", &[]).unwrap_err(),
+            Reply::invalid_address("nodomain")
+        );
+        drop((a, b));
+        assert_eq!(
+            queues.in_flight("x.example"),
+            0,
+            "freed with the transaction"
+        );
     }
 
     #[test]
@@ -222,8 +206,8 @@ mod tests {
         let mut held = Reservation::new(Some(Arc::clone(&budget)));
         let message = b"a\r\n.b\r\n".to_vec();
         assert!(held.cover(message.len(), usize::MAX));
-        let outcome = DataOutcome::new(DataEnd::Message(message), &mut held);
-        assert_eq!(outcome, DataOutcome::Message(b"a\r\n..b\r\n.\r\n".to_vec()));
+        let wire = wire_form(message, &mut held);
+        assert_eq!(wire, Some(b"a\r\n..b\r\n.\r\n".to_vec()));
         assert_eq!((held.bytes(), budget.in_use()), (11, 11));
         // The added bytes do not fit beside another message: refused, nothing held.
         let small = MemoryBudget::new(10);
@@ -231,8 +215,7 @@ mod tests {
         assert!(other.cover(2, 2));
         let mut held = Reservation::new(Some(Arc::clone(&small)));
         assert!(held.cover(8, 8));
-        let outcome = DataOutcome::new(DataEnd::Message(b"a\r\n.b\r\n".to_vec()), &mut held);
-        assert_eq!(outcome, DataOutcome::OverBudget);
+        assert_eq!(wire_form(b"a\r\n.b\r\n".to_vec(), &mut held), None);
         assert_eq!(small.in_use(), 2);
     }
 

@@ -8,18 +8,6 @@ pub use chatmail_smtp::Reply;
 
 /// The transport's replies; in scope, they read as `Reply::NAME`.
 pub trait TransportReply {
-    /// The greeting.
-    const GREETING: Reply = Reply::fixed(220, "filtermail LMTP");
-    /// A second `MAIL` within a transaction.
-    const NESTED_MAIL: Reply = Reply::fixed(503, "Nested MAIL command");
-    /// `RCPT` before `MAIL`.
-    const NEED_MAIL: Reply = Reply::fixed(503, "Need MAIL command");
-    /// `DATA` before `MAIL` and `RCPT`.
-    const NEED_MAIL_AND_RCPT: Reply = Reply::fixed(503, "Need MAIL and RCPT commands");
-    /// More recipients than one transaction may have.
-    const TOO_MANY_RECIPIENTS: Reply = Reply::fixed(452, "4.5.3 Too many recipients");
-    /// A command line longer than the limit; the connection is closed after it.
-    const LINE_TOO_LONG: Reply = Reply::fixed(500, "Line too long");
     /// Delivered through the remote relay's HTTPS `/mxdeliv` endpoint.
     const OK_HTTPS: Reply = Reply::fixed(250, "OK (HTTPS)");
     /// Delivered over SMTP.

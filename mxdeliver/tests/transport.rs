@@ -345,8 +345,11 @@ async fn lmtp_dialogue_errors() {
     let dns = dns_server(zone()).await;
     let (lmtp, stop) = start_transport(options(dns, &ca, free_port(), free_port())).await;
     let mut c = Lmtp::connect(lmtp).await;
-    assert_eq!(c.cmd("DATA").await, "503 Need MAIL and RCPT commands");
-    assert_eq!(c.cmd("RCPT TO:<x@a.test>").await, "503 Need MAIL command");
+    assert_eq!(c.cmd("DATA").await, "503 Error: need MAIL command");
+    assert_eq!(
+        c.cmd("RCPT TO:<x@a.test>").await,
+        "503 Error: need MAIL command"
+    );
     assert_eq!(
         c.cmd("MAIL FROM:broken").await,
         "500 Invalid address in MAIL FROM"
@@ -356,7 +359,11 @@ async fn lmtp_dialogue_errors() {
         c.cmd("RCPT TO:<x@a.test").await,
         "501 Invalid address in RCPT TO"
     );
-    assert_eq!(c.cmd("DATA").await, "503 Need MAIL and RCPT commands");
+    assert_eq!(c.cmd("DATA").await, "503 Error: need RCPT command");
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@relay.test>").await,
+        "503 Error: nested MAIL command"
+    );
     assert_eq!(c.cmd("HELP").await, "500 Command not recognized");
     assert_eq!(c.cmd("NOOP").await, "250 OK");
     assert_eq!(c.cmd("QUIT").await, "221 OK");
@@ -517,7 +524,7 @@ async fn hostile_lmtp_input_gets_replies_or_a_clean_close() {
     assert_eq!(c.cmd("MAIL FROM:<\u{fffd}>").await, "250 OK");
     assert_eq!(c.cmd("RSET").await, "250 OK");
     c.stream().write_all(b"MAIL FROM:<\xff>\r\n").await.unwrap();
-    assert_eq!(c.reply().await, "500 Command not recognized");
+    assert_eq!(c.reply().await, "500 Invalid address in MAIL FROM");
     assert_eq!(c.cmd("MAIL FROM:<a@relay.test>").await, "250 OK");
     let long = format!("RCPT TO:<{}@a.test>", "x".repeat(600));
     let reply = c.cmd(&long).await;
@@ -531,7 +538,7 @@ async fn hostile_lmtp_input_gets_replies_or_a_clean_close() {
     );
     // A command line without end: refused and closed, never buffered without bound.
     c.stream().write_all(&vec![b'A'; 10_000]).await.unwrap();
-    assert_eq!(c.reply().await, "500 Line too long");
+    assert_eq!(c.reply().await, "500 5.5.2 Error: line too long");
     // Closed with our unread bytes pending, so the kernel may answer with a reset.
     let mut rest = Vec::new();
     match c.stream().read_to_end(&mut rest).await {
@@ -539,9 +546,13 @@ async fn hostile_lmtp_input_gets_replies_or_a_clean_close() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
     }
 
-    // A bare LF ends the session (SPEC 6.2) without a reply.
+    // A bare LF ends the session (SPEC 6.2), after a 500 that says why.
     let mut c = Lmtp::connect(lmtp).await;
     c.stream().write_all(b"NOOP\n").await.unwrap();
+    assert_eq!(
+        c.reply().await,
+        "500 5.5.2 Error: command line must end with CRLF"
+    );
     let mut rest = Vec::new();
     c.stream().read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty());
