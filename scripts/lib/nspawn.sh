@@ -94,7 +94,7 @@ IN() { nsenter --target="$NSPAWN_INIT" --all /usr/bin/env -i PATH=/usr/local/sbi
 # nspawn_stop NAME: orderly poweroff, then the container's cgroups go.
 nspawn_stop() {
 	local name=$1 h i
-	[[ -n ${NSPAWN_INIT:-} ]] && IN systemctl poweroff >/dev/null 2>&1 || true
+	if [[ -n ${NSPAWN_INIT:-} ]]; then IN systemctl poweroff >/dev/null 2>&1 || true; fi
 	for ((i = 0; i < 100; i++)); do
 		kill -0 "$NSPAWN_PID" 2>/dev/null || break
 		sleep 0.1

@@ -15,13 +15,20 @@ B=bbbbbbbbb@[$DOMAIN]
 PEER="someone@[127.0.0.2]"
 
 # matches TEXT GLOB
+# shellcheck disable=SC2053 # a pattern
 matches() { [[ $1 == $2 ]]; }
+# admin_delete ADDR: the account is created by a login, then deleted with chatmail-admin.
+admin_delete() { mail login "$1" "$PASSWORD" && chatmail-admin delete "$1" >/dev/null; }
+# purge_reinstall: dpkg -P and dpkg -i again; the old account still logs in.
+purge_reinstall() {
+	dpkg -P chatmail-relay >/dev/null 2>&1 && install_package "$NEWER" && mail login "$A" "$PASSWORD"
+}
 # no_failures OUTPUT: the login loop's "ok N failed 0" with N > 0.
 no_failures() { [[ $1 =~ ^ok\ [1-9][0-9]*\ failed\ 0$ ]]; }
 # created ADDR: a login creates the account (its password file appears).
-created() { $MAIL login "$1" "$PASSWORD" && test -s "$MAILBOXES/$1/password"; }
+created() { mail login "$1" "$PASSWORD" && test -s "$MAILBOXES/$1/password"; }
 # refused ADDR: the login fails and creates nothing.
-refused() { ! $MAIL login "$1" "$PASSWORD" 2>/dev/null && test ! -e "$MAILBOXES/$1/password"; }
+refused() { ! mail login "$1" "$PASSWORD" 2>/dev/null && test ! -e "$MAILBOXES/$1/password"; }
 # delivered ADDR: a message is in ADDR's maildir (stored compressed; IMAP shows its text).
 delivered() { find "$MAILBOXES/$1/new" "$MAILBOXES/$1/cur" -type f 2>/dev/null | grep -q .; }
 main_pid() { systemctl show -P MainPID "$1.service"; }
@@ -104,10 +111,10 @@ check_socket_activation() {
 		listening "${LISTENS[$s]}"
 		check "$s.service started by the first connection to ${LISTENS[$s]}" wait_until 10 active "$s.service"
 	done
-	$MAIL login "$A" "$PASSWORD" || fail "login of $A before the restarts"
+	mail login "$A" "$PASSWORD" || fail "login of $A before the restarts"
 	local stop=/tmp/logins.stop out
 	rm -f "$stop"
-	$MAIL logins "[$DOMAIN]" "$PASSWORD" "$stop" >/tmp/logins.out 2>/tmp/logins.err &
+	mail logins "[$DOMAIN]" "$PASSWORD" "$stop" >/tmp/logins.out 2>/tmp/logins.err &
 	local loop=$!
 	sleep 1
 	for s in "${SOCKET_SERVICES[@]}" "${SOCKET_SERVICES[@]}"; do
@@ -128,15 +135,15 @@ check_mail_flow() {
 	local eml=$SRC/filtermail/tests/data
 	check "a login creates $B" created "$B"
 	local out
-	out=$($MAIL send "$A" "$PASSWORD" "$B" "$eml/plain.eml")
+	out=$(mail send "$A" "$PASSWORD" "$B" "$eml/plain.eml")
 	check "cleartext submission refused: $out" matches "$out" "*523*"
-	check "encrypted submission accepted" $MAIL send "$A" "$PASSWORD" "$B" "$eml/encrypted.eml"
+	check "encrypted submission accepted" mail send "$A" "$PASSWORD" "$B" "$eml/encrypted.eml"
 	check "encrypted message delivered to $B's maildir" \
 		wait_until 30 delivered "$B"
-	check "$B fetches it over IMAP" $MAIL fetch "$B" "$PASSWORD" "BEGIN PGP MESSAGE"
-	check "port 25: encrypted mail from outside accepted" $MAIL incoming "$PEER" "$B" "$eml/encrypted.eml"
-	check "port 25: mailer-daemon message accepted" $MAIL incoming "" "$B" "$eml/mailer-daemon.eml"
-	out=$($MAIL incoming "$PEER" "$B" "$eml/plain.eml")
+	check "$B fetches it over IMAP" mail fetch "$B" "$PASSWORD" "BEGIN PGP MESSAGE"
+	check "port 25: encrypted mail from outside accepted" mail incoming "$PEER" "$B" "$eml/encrypted.eml"
+	check "port 25: mailer-daemon message accepted" mail incoming "" "$B" "$eml/mailer-daemon.eml"
+	out=$(mail incoming "$PEER" "$B" "$eml/plain.eml")
 	check "port 25: cleartext from outside refused: $out" matches "$out" "*523*"
 	# registration closed by the nocreate file: the login fails and doveauth says why
 	local nocreate
@@ -146,7 +153,7 @@ check_mail_flow() {
 	rm -f "$nocreate"
 	# a deleted (tombstoned) address is not created again: "registration rejected: "
 	local d="ddddddddd@[$DOMAIN]"
-	check "chatmail-admin delete $d" bash -c "$MAIL login '$d' $PASSWORD && chatmail-admin delete '$d' >/dev/null"
+	check "chatmail-admin delete $d" admin_delete "$d"
 	check "no account for the deleted $d" refused "$d"
 }
 
@@ -275,7 +282,7 @@ check_upgrade() {
 	for s in "${SOCKET_SERVICES[@]}"; do sock_before+=("$(systemctl show -P ActiveEnterTimestampMonotonic "$s.socket")"); done
 	local stop=/tmp/upgrade.stop
 	rm -f "$stop"
-	$MAIL logins "[$DOMAIN]" "$PASSWORD" "$stop" >/tmp/upgrade.out 2>/tmp/upgrade.err &
+	mail logins "[$DOMAIN]" "$PASSWORD" "$stop" >/tmp/upgrade.out 2>/tmp/upgrade.err &
 	local loop=$!
 	sleep 1
 	check "dpkg -i $(basename "$NEWER") (upgrade)" install_package "$NEWER"
@@ -297,7 +304,7 @@ check_upgrade() {
 		check "$s.socket kept open through the upgrade" test "$(systemctl show -P ActiveEnterTimestampMonotonic "$s.socket")" = "${sock_before[i]}"
 		i=$((i + 1))
 	done
-	check "encrypted submission after the upgrade" $MAIL send "$A" "$PASSWORD" "$B" "$SRC/filtermail/tests/data/encrypted.eml"
+	check "encrypted submission after the upgrade" mail send "$A" "$PASSWORD" "$B" "$SRC/filtermail/tests/data/encrypted.eml"
 }
 
 data_digest() {
@@ -329,8 +336,7 @@ check_reinstall() {
 	local s
 	for s in "${SERVICES[@]}"; do check "$s active after the reinstall" active "$s.service"; done
 	check "the reference's doveauth.service set aside again" bash -c "[[ \$(systemctl is-active doveauth.service) != active ]] && test ! -e /etc/systemd/system/doveauth.service"
-	check "$A logs in with its old password (account kept)" $MAIL login "$A" "$PASSWORD"
-	check "$B still has its message" $MAIL fetch "$B" "$PASSWORD" "BEGIN PGP MESSAGE"
-	check "dpkg -P chatmail-relay then dpkg -i (purge keeps the data)" bash -c \
-		"dpkg -P chatmail-relay >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive dpkg -i $NEWER >/dev/null 2>&1 && $MAIL login $A $PASSWORD"
+	check "$A logs in with its old password (account kept)" mail login "$A" "$PASSWORD"
+	check "$B still has its message" mail fetch "$B" "$PASSWORD" "BEGIN PGP MESSAGE"
+	check "dpkg -P chatmail-relay then dpkg -i (purge keeps the data)" purge_reinstall
 }

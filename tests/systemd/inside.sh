@@ -36,7 +36,7 @@ wait_until() {
 	return 1
 }
 
-MAIL="python3 $HERE/mail.py"
+mail() { python3 "$HERE/mail.py" "$@"; }
 DOMAIN=127.0.0.1
 MAILBOXES=/home/vmail/mail/$DOMAIN
 # shellcheck source=setup.sh
