@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # The checks of inside.sh, one function per behaviour under systemd.
 
-SOCKET_SERVICES=(doveauth-http lastlogin chatmail-metadata)
-SERVICES=("${SOCKET_SERVICES[@]}" filtermail filtermail-incoming filtermail-transport chatmail-exporter)
+SOCKET_SERVICES=(doveauth-http lastlogin chatmail-metadata filtermail)
+SERVICES=("${SOCKET_SERVICES[@]}" filtermail-incoming filtermail-transport chatmail-exporter)
 # What each daemon listens on once ready (ports of chatmail.ini's defaults).
 declare -A LISTENS=([filtermail]=10080 [filtermail-incoming]=10081 [filtermail-transport]=10083
 	[chatmail-exporter]=10089 [doveauth-http]=10084
@@ -124,7 +124,7 @@ check_socket_activation() {
 	touch "$stop"
 	wait "$loop"
 	out=$(cat /tmp/logins.out)
-	check "logins (each creating an account) while doveauth-http, lastlogin and metadata restart twice: $out" \
+	check "logins (each creating an account) while ${SOCKET_SERVICES[*]} restart twice: $out" \
 		no_failures "$out"
 	[[ -s /tmp/logins.err ]] && head -n 5 /tmp/logins.err
 }
@@ -284,14 +284,19 @@ check_upgrade() {
 	rm -f "$stop"
 	mail logins "[$DOMAIN]" "$PASSWORD" "$stop" >/tmp/upgrade.out 2>/tmp/upgrade.err &
 	local loop=$!
+	mail sends "$A" "$PASSWORD" "$B" "$SRC/filtermail/tests/data/encrypted.eml" "$stop" >/tmp/upgrade-sends.out 2>/tmp/upgrade-sends.err &
+	local sends=$!
 	sleep 1
 	check "dpkg -i $(basename "$NEWER") (upgrade)" install_package "$NEWER"
 	sleep 1
 	touch "$stop"
-	wait "$loop"
+	wait "$loop" "$sends"
 	local out
 	out=$(cat /tmp/upgrade.out)
 	check "logins during the upgrade: $out" no_failures "$out"
+	out=$(cat /tmp/upgrade-sends.out)
+	check "encrypted submissions during the upgrade: $out" no_failures "$out"
+	[[ -s /tmp/upgrade-sends.err ]] && head -n 5 /tmp/upgrade-sends.err
 	check "upgraded to $(dpkg-query -W -f='${Version}' chatmail-relay)" \
 		test "$(dpkg-query -W -f='${Version}' chatmail-relay)" = "$(dpkg-deb -f "$NEWER" Version)"
 	local i=0

@@ -7,6 +7,8 @@ submission and incoming SMTP against the relay on 127.0.0.1, with the standard l
                                                 STOPFILE exists; prints "ok N failed M"
     mail.py send FROM PASSWORD TO EML           submission on 587 (STARTTLS); exit 0 accepted,
                                                 2 refused (the reply is printed)
+    mail.py sends FROM PASSWORD TO EML STOPFILE submit again and again until STOPFILE exists;
+                                                prints "ok N failed M"
     mail.py incoming FROM TO EML                port 25 from outside, exit as for send
     mail.py fetch ADDR PASSWORD TEXT            exit 0 when a message in INBOX holds TEXT
 """
@@ -47,6 +49,13 @@ def message(path, sender, to):
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
 
 
+def submit(sender, password, to, eml):
+    with smtplib.SMTP(HOST, 587, timeout=20) as s:
+        s.starttls(context=tls())
+        s.login(sender, password)
+        s.sendmail(sender, [to], message(eml, sender, to))
+
+
 def sent(fn):
     try:
         fn()
@@ -75,16 +84,24 @@ def main(cmd, *args):
                 time.sleep(0.05)
         print(f"ok {ok} failed {failed}")
         return 0
+    if cmd == "sends":
+        sender, password, to, eml, stop = args
+        ok = failed = 0
+        while not Path(stop).exists():
+            try:
+                submit(sender, password, to, eml)
+                ok += 1
+                time.sleep(0.1)
+            except Exception as e:  # every failure counts, whatever its kind
+                failed += 1
+                print("failed:", repr(e), file=sys.stderr)
+                time.sleep(0.05)
+        print(f"ok {ok} failed {failed}")
+        return 0
     if cmd == "send":
         sender, password, to, eml = args
 
-        def send():
-            with smtplib.SMTP(HOST, 587, timeout=20) as s:
-                s.starttls(context=tls())
-                s.login(sender, password)
-                s.sendmail(sender, [to], message(eml, sender, to))
-
-        return sent(send)
+        return sent(lambda: submit(sender, password, to, eml))
     if cmd == "incoming":
         sender, to, eml = args
 

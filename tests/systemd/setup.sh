@@ -16,8 +16,10 @@ setup_relay() {
 			--socket-root /run --templates "$x/usr/share/chatmail-relay/relay" "$@"
 	}
 	install -d -m 0755 "$SITE" /usr/local/lib/chatmaild
-	# A small quota, so that the expiry timer's quota pass has work (check_timers).
-	render ini --set "mailboxes_dir=$MAILBOXES" --set max_mailbox_size=1M || fail "chatmail-render ini"
+	# A small quota, so that the expiry timer's quota pass has work (check_timers); a send
+	# rate that submissions in a loop stay within (check_upgrade).
+	render ini --set "mailboxes_dir=$MAILBOXES" --set max_mailbox_size=1M \
+		--set max_user_send_per_minute=6000 --set max_user_send_burst_size=1000 || fail "chatmail-render ini"
 	render render || fail "chatmail-render render"
 	install -m 0644 "$SITE/chatmail.ini" "$INI"
 	site_certificate
