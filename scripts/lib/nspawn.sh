@@ -41,7 +41,7 @@ nspawn_ensure() {
 		tail -n 30 "$new.log" >&2
 		die "debootstrap failed (log: $new.log)"
 	fi
-	rm -f "$new/usr/sbin/policy-rc.d"
+	rm -f "$new/usr/sbin/policy-rc.d" "$new.log"
 	echo "chatmail-$suite" >"$new/etc/hostname"
 	rm -f "$new/etc/machine-id"
 	systemd-machine-id-setup --root="$new" >/dev/null
