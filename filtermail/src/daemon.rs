@@ -68,7 +68,10 @@ async fn start_filter(ini: &Path, mode: Mode, stop: CancellationToken) -> Result
         Mode::Incoming => config.filtermail_smtp_port_incoming,
     };
     let addr = host_port(&config.filtermail_host, port);
-    let listener = bind(&addr).await?;
+    let listener = match mode {
+        Mode::Outgoing => bind_outgoing(&addr).await?,
+        Mode::Incoming => bind(&addr).await?,
+    };
     // Incoming mode also takes mail over HTTP (SPEC §6.11).
     let http = if mode == Mode::Incoming {
         let http_addr = host_port(
@@ -161,6 +164,19 @@ async fn stop_all_on_error(
         stop.cancel();
     }
     result
+}
+
+/// The outgoing filter's listening socket: the one systemd passed (`filtermail.socket`), or
+/// a fresh bind to `addr`. With the socket unit, Postfix's submissions wait in the socket's
+/// backlog while the filter restarts (an upgrade) instead of failing with a 451 "queue file
+/// write error" for the client.
+async fn bind_outgoing(addr: &str) -> Result<tokio::net::TcpListener, Error> {
+    if std::env::var_os("LISTEN_FDS").is_some()
+        && let Ok(socket_addr) = addr.parse()
+    {
+        return Ok(service::bind_tcp(socket_addr)?);
+    }
+    bind(addr).await
 }
 
 /// A listening TCP socket on `addr`.

@@ -19,8 +19,9 @@ E2E_PACKAGES=(python3 python3-venv)
 # The rest of scripts/test: systemd-analyze (scripts/check-units), debootstrap (the Debian
 # 13 root), strace (tests/tests/durability.rs), prometheus and its promtool
 # (scripts/check-alerts, tests/e2e/test_prometheus.py), mtail (tests/e2e/test_mtail.py),
-# man-db (tests/tests/manual.rs renders the man pages).
-TEST_PACKAGES=(systemd debootstrap strace prometheus mtail man-db)
+# man-db (tests/tests/manual.rs renders the man pages), systemd-container and lintian (the
+# package under a real systemd, scripts/systemd-test, and its check in scripts/build-deb).
+TEST_PACKAGES=(systemd debootstrap strace prometheus mtail man-db systemd-container lintian)
 
 pkg_installed() {
 	[[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
