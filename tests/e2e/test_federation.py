@@ -32,6 +32,7 @@ from conftest import (
     RUN_DIR,
     Relay,
     account_maker,
+    auth_mode,
     load_eml,
     load_ini,
     tls_context,
@@ -217,8 +218,11 @@ def flush(rel):
 
 # Every TCP port a relay listens on: Postfix (smtp, smtps, submission, both reinjections),
 # Dovecot (imap, imaps), nginx, filtermail (outgoing, incoming SMTP and HTTP, transport),
-# doveauth's /create, chatmail-exporter.
-PORTS = [25, 465, 587, 10025, 10026, 143, 993, 443, 10080, 10081, 10082, 10083, 10084, 10089]
+# doveauth's /create (with Lua auth only: in dict mode Dovecot asks doveauth over its dict
+# socket), chatmail-exporter.
+PORTS = [25, 465, 587, 10025, 10026, 143, 993, 443, 10080, 10081, 10082, 10083, 10089]
+if auth_mode() == "lua":
+    PORTS.append(10084)
 
 
 def test_each_relay_listens_on_its_own_address_and_answers_for_itself(relay, relay2):
