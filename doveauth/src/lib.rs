@@ -87,7 +87,7 @@ pub enum Refused {
 
 /// The answer of [`AuthHandler::create_or_verify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum AuthVerdict {
     /// The request created the account, or it exists and the password matches.
     Accepted,
     /// No account, or a wrong password.

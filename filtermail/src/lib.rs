@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod dkim;
 pub mod error;
 pub mod filter;
+pub mod filter_reply;
 pub mod http;
 pub mod local;
 pub mod manual;
@@ -28,14 +29,13 @@ pub mod openpgp;
 pub mod policy;
 pub mod ratelimit;
 pub mod reinject;
-pub mod reply;
 pub mod server;
 pub mod smtp;
 
 pub use error::Error;
 pub use filter::{Filter, memory_budget_bytes};
-pub use policy::{Envelope, MailParams, Verdict, check_incoming, check_outgoing};
-pub use reply::{FilterReply, Reply};
+pub use filter_reply::{FilterReply, Reply};
+pub use policy::{Envelope, MailParams, PolicyVerdict, check_incoming, check_outgoing};
 pub use smtp::Mode;
 
 /// `host:port`, with brackets around an IPv6 literal.
