@@ -15,10 +15,10 @@ use chatmaild::Config;
 use chatmaild::cli::{
     Command, parse_int, print_stdout, resolve_long, textfile_path, tool_main, usage, write_report,
 };
-use chatmaild::clock;
 use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::{default_threads, progress_wanted};
 use chatmaild::privileges::{Afterwards, Owner, as_owner, open_tree};
+use chatmaild::wall_time;
 
 use crate::Error;
 use crate::expire::{Policy, Stopwatch, Summary};
@@ -149,7 +149,7 @@ fn expire_tree(
 fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
     let stopwatch = Stopwatch::start();
     let config = load_config(&args.ini)?;
-    let real_now = clock::now();
+    let real_now = wall_time::now();
     #[expect(clippy::cast_precision_loss, reason = "day counts are far below 2^53")]
     let now = real_now - 86_400.0 * args.days as f64;
     // The tree is opened first, then every step in it runs as its owner; the textfile
@@ -167,7 +167,7 @@ fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
         None => work()?,
     };
     if let Some(path) = &args.textfile {
-        let text = summary.textfile(clock::now(), stopwatch.secs(), !args.remove);
+        let text = summary.textfile(wall_time::now(), stopwatch.secs(), !args.remove);
         write_report(&textfile_path(path, TEXTFILE_NAME), &text)?;
     }
     if !print_stdout(&summary.line(stopwatch.secs())) {

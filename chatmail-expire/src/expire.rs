@@ -15,12 +15,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chatmaild::Config;
-use chatmaild::clock::month_day;
 use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::run_ordered;
 use chatmaild::maildir::scan::{
     Folders, MailboxStat, MaildirSub, Message, Scan, ScanOptions, list_mailboxes, scan_mailbox,
 };
+use chatmaild::wall_time::month_day;
 
 use crate::Error;
 use crate::quota::{QuotaEntry, expire_to_target};

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::Value;
 use tracing::{debug, error};
 
-use crate::pyjson::{Style, dumps};
+use crate::json_dump::{Style, dumps};
 
 /// The index the relay ships (`chatmaild/defaults/appversions.json`).
 pub const DEFAULT_APPVERSIONS: &str = include_str!("../data/appversions.json");

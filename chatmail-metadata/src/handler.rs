@@ -14,9 +14,9 @@ use chatmaild::dict::{DictHandler, Lookup};
 use tracing::{debug, error};
 
 use crate::appversions;
-use crate::clock::Clock;
 use crate::metrics::LookupError;
 use crate::notifier::Notifier;
+use crate::scaled_clock::Clock;
 use crate::tokens::{DEVICETOKEN_KEY, TokenStore};
 use crate::turn;
 

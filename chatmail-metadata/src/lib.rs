@@ -13,20 +13,20 @@
 //! `relay/dovecot/push_notification.lua` of the repository. Notifications go to
 //! `notification_url` of `chatmail.ini`; HTTPS certificates are checked against the
 //! system trust store, which `SSL_CERT_FILE`/`SSL_CERT_DIR` override as for OpenSSL.
-//! The environment variable [`clock::TIME_SCALE_ENV`] shortens retry delays and exists
+//! The environment variable [`scaled_clock::TIME_SCALE_ENV`] shortens retry delays and exists
 //! for tests only.
 #![forbid(unsafe_code)]
 
 pub mod appversions;
-pub mod clock;
 pub mod error;
 pub mod handler;
+pub mod json_dump;
 pub mod manual;
 pub mod metrics;
 pub mod notifier;
 pub mod push;
-pub mod pyjson;
 pub mod queue;
+pub mod scaled_clock;
 pub mod scheduler;
 pub mod tokens;
 pub mod turn;
@@ -40,10 +40,10 @@ use chatmaild::service;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use clock::Clock;
 pub use error::Error;
 pub use handler::MetadataService;
 pub use notifier::Notifier;
+pub use scaled_clock::Clock;
 
 /// The binary's name, used in usage and log lines.
 pub const NAME: &str = "chatmail-metadata";

@@ -20,11 +20,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::clock::Clock;
 use crate::error::Error;
 use crate::metrics::{Event, Metrics};
 use crate::push;
 use crate::queue::{DROP_DEADLINE, LEVELS, QueueItem, encode, schedule};
+use crate::scaled_clock::Clock;
 use crate::scheduler::{Claim, Next, Scheduler};
 use crate::tokens::TokenStore;
 

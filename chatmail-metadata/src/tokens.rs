@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use tracing::{error, warn};
 
 use crate::error::Error;
-use crate::pyjson::{Style, dumps};
+use crate::json_dump::{Style, dumps};
 
 /// A JSON object with insertion order kept.
 type JsonObject = Map<String, Value>;

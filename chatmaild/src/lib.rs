@@ -9,7 +9,6 @@
 pub mod accept;
 pub mod address;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod daemons;
 pub mod dict;
@@ -17,15 +16,16 @@ pub mod dir;
 pub mod error;
 pub mod fs;
 pub mod hash;
+pub mod json_string;
 pub mod mailbox;
 pub mod maildir;
 pub mod manual;
 pub mod metrics;
 pub mod privileges;
-pub mod pyjson;
 pub mod registry;
 pub mod service;
 pub mod user;
+pub mod wall_time;
 
 pub use config::Config;
 pub use error::Error;

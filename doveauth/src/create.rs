@@ -17,8 +17,8 @@ use tracing::warn;
 
 use crate::metrics::Refusal;
 use crate::{
-    Asker, AuthHandler, CREATE_LOCK_TIMEOUT, CREATED_ADDRESS, Creation, Error, Refused, Verdict,
-    hash, policy, syslimits,
+    Asker, AuthHandler, AuthVerdict, CREATE_LOCK_TIMEOUT, CREATED_ADDRESS, Creation, Error,
+    Refused, hash, policy, syslimits,
 };
 
 impl AuthHandler {
@@ -30,8 +30,8 @@ impl AuthHandler {
         addr: &str,
         password: String,
         asker: Asker,
-    ) -> Result<Verdict, Error> {
-        const NO: Verdict = Verdict::Refused(Refused::Rules);
+    ) -> Result<AuthVerdict, Error> {
+        const NO: AuthVerdict = AuthVerdict::Refused(Refused::Rules);
         let Some(user) = self.our_user(addr) else {
             warn!("address not in mail domain or invalid: {addr:?}");
             return Ok(NO);
@@ -49,8 +49,8 @@ impl AuthHandler {
             }
         };
         match creation {
-            Creation::Created(_) => Ok(Verdict::Accepted),
-            Creation::Refused(why) => Ok(Verdict::Refused(why)),
+            Creation::Created(_) => Ok(AuthVerdict::Accepted),
+            Creation::Refused(why) => Ok(AuthVerdict::Refused(why)),
             Creation::Exists(hash) => self.check_password(&user, hash, password, asker).await,
         }
     }
@@ -63,7 +63,7 @@ impl AuthHandler {
         hash: String,
         password: String,
         asker: Asker,
-    ) -> Result<Verdict, Error> {
+    ) -> Result<AuthVerdict, Error> {
         let peer = asker.peer.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into());
         let _one_at_a_time = self.checking.lock().await;
         if !self.throttle.allows(user.addr(), peer, Instant::now()) {
@@ -71,7 +71,7 @@ impl AuthHandler {
                 "password check refused for {}: failed checks back off",
                 user.addr()
             );
-            return Ok(Verdict::Refused(Refused::Rules));
+            return Ok(AuthVerdict::Refused(Refused::Rules));
         }
         let metrics = std::sync::Arc::clone(&self.metrics);
         let ok = self
@@ -84,11 +84,11 @@ impl AuthHandler {
             .await?;
         if ok {
             self.throttle.succeeded(user.addr());
-            Ok(Verdict::Accepted)
+            Ok(AuthVerdict::Accepted)
         } else {
             warn!("password mismatch for existing address {}", user.addr());
             self.throttle.failed(user.addr(), peer, Instant::now());
-            Ok(Verdict::Refused(Refused::Rules))
+            Ok(AuthVerdict::Refused(Refused::Rules))
         }
     }
 

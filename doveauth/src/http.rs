@@ -44,7 +44,7 @@ use tracing::{debug, error, info};
 
 use crate::conns::{Conns, MAX_PER_PEER, MAX_TOTAL, Slot};
 use crate::metrics::{LookupKind, LookupResult};
-use crate::{Asker, AuthHandler, Refused, Verdict};
+use crate::{Asker, AuthHandler, AuthVerdict, Refused};
 
 /// Account creation (`POST`).
 pub const CREATE_PATH: &str = "/create";
@@ -210,13 +210,13 @@ async fn create(
         .create_or_verify(addr, password.to_owned(), asker)
         .await;
     let (status, result, busy) = match verdict {
-        Ok(Verdict::Accepted) => (StatusCode::OK, LookupResult::Found, false),
-        Ok(Verdict::Refused(Refused::Rules)) => {
+        Ok(AuthVerdict::Accepted) => (StatusCode::OK, LookupResult::Found, false),
+        Ok(AuthVerdict::Refused(Refused::Rules)) => {
             (StatusCode::FORBIDDEN, LookupResult::NotFound, false)
         }
         // Still 403 for Dovecot ("unknown user"); the header tells the newemail CGI that a
         // retry may succeed.
-        Ok(Verdict::Refused(Refused::Busy)) => {
+        Ok(AuthVerdict::Refused(Refused::Busy)) => {
             (StatusCode::FORBIDDEN, LookupResult::NotFound, true)
         }
         Err(e) => {

@@ -27,6 +27,7 @@ pub mod userdb;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,7 +88,7 @@ pub enum Refused {
 
 /// The answer of [`AuthHandler::create_or_verify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum AuthVerdict {
     /// The request created the account, or it exists and the password matches.
     Accepted,
     /// No account, or a wrong password.
@@ -287,6 +288,42 @@ impl AuthHandler {
                 LookupKind::Passdb,
                 self.passdb(&user, password, client).await,
             ),
+        }
+    }
+}
+
+/// The `doveauth` binary: `doveauth INI_PATH` serves HTTP `/create` for Dovecot's Lua passdb
+/// (Dovecot 2.4, and 2.3.19+); `doveauth SOCKET_PATH INI_PATH` the passdb/userdb dict
+/// (Dovecot 2.3). Every service library's binary calls its `main_entry`.
+pub fn main_entry() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if let [flag] = args.as_slice()
+        && (flag == "--help" || flag == "-h")
+    {
+        return manual::DOVEAUTH.print_help();
+    }
+    if args
+        .iter()
+        .any(|a| a.to_str().is_some_and(|s| s.starts_with('-')))
+    {
+        eprintln!("{}", manual::DOVEAUTH.usage);
+        return ExitCode::from(chatmaild::service::EXIT_USAGE);
+    }
+    match args.as_slice() {
+        [ini] => http::run(&PathBuf::from(ini)),
+        [_, _] => chatmaild::service::run_dict_daemon(&manual::DOVEAUTH, |config, _| {
+            migrate::migrate_if_present(&config).map_err(|e| match e {
+                Error::Chatmaild(inner) => inner,
+                other => chatmaild::Error::io(
+                    &config.passdb_path,
+                    std::io::Error::other(other.to_string()),
+                ),
+            })?;
+            Ok::<_, chatmaild::Error>(AuthHandler::new(config))
+        }),
+        _ => {
+            eprintln!("{}", manual::DOVEAUTH.usage);
+            ExitCode::from(chatmaild::service::EXIT_USAGE)
         }
     }
 }

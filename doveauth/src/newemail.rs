@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use chatmaild::Config;
 use chatmaild::config::TlsCertMode;
-use chatmaild::pyjson::python_json_str;
+use chatmaild::json_string::python_json_str;
 use chatmaild::registry::RegistrationMode;
 use rand::Rng;
 

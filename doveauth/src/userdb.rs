@@ -1,7 +1,7 @@
 //! The userdb/passdb reply object doveauth gives Dovecot (SPEC §3.1, §3.2).
 
 use chatmaild::User;
-use chatmaild::pyjson::python_json_str;
+use chatmaild::json_string::python_json_str;
 
 /// Dovecot's userdb/passdb reply object for `user` with `password`: keys in the
 /// reference's order, serialised like Python's `json.dumps` defaults.

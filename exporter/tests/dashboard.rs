@@ -194,7 +194,7 @@ fn name_extraction() {
 
 #[test]
 fn fsreport_textfile_uses_known_names() {
-    let text = std::fs::read_to_string(repo().join("metrics/tests/golden/fsreport.prom")).unwrap();
+    let text = std::fs::read_to_string(repo().join("fsreport/tests/golden/fsreport.prom")).unwrap();
     let mut n = 0;
     for line in text
         .lines()

@@ -10,7 +10,7 @@ use std::io::Write;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use filtermail::{Envelope, Verdict, check_incoming, check_outgoing};
+use filtermail::{Envelope, PolicyVerdict, check_incoming, check_outgoing};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -65,10 +65,13 @@ fn main() -> Res<()> {
     };
     let mut accepted = 0usize;
     for _ in 0..iterations {
-        accepted += usize::from(matches!(check_outgoing(&env, &message), Verdict::Accept(_)));
+        accepted += usize::from(matches!(
+            check_outgoing(&env, &message),
+            PolicyVerdict::Accept(_)
+        ));
         accepted += usize::from(matches!(
             check_incoming(&env, &message, &dir),
-            Verdict::Accept(_)
+            PolicyVerdict::Accept(_)
         ));
     }
     std::fs::remove_dir_all(&dir)?;

@@ -15,7 +15,7 @@ use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult, MessageAuthenticat
 use tracing::{debug, warn};
 
 use crate::error::Error;
-use crate::reply::{FilterReply, Reply};
+use crate::filter_reply::{FilterReply, Reply};
 
 /// Environment switch that disables the check (testing only; SPEC §6.13).
 pub const ENV_SKIP: &str = "FILTERMAIL_SKIP_DKIM";

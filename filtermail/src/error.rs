@@ -1,5 +1,5 @@
 //! The error type of filtermail: what failed on our side (never a rejection, which is a
-//! [`crate::reply::Reply`]).
+//! [`crate::filter_reply::Reply`]).
 
 /// Start-up and serving failures.
 #[derive(Debug, thiserror::Error)]

@@ -10,12 +10,12 @@ use tracing::warn;
 
 use crate::budget::MemoryBudget;
 use crate::dkim::{self, DkimVerifier};
+use crate::filter_reply::{FilterReply, Reply};
 use crate::host_port;
 use crate::local::Local;
-use crate::policy::{Envelope, MailParams, Verdict, check_incoming, check_outgoing};
+use crate::policy::{Envelope, MailParams, PolicyVerdict, check_incoming, check_outgoing};
 use crate::ratelimit::RateLimiter;
 use crate::reinject::Reinjector;
-use crate::reply::{FilterReply, Reply};
 use crate::smtp::Mode;
 
 /// Messages up to this size are checked on the I/O thread: parsing them takes
@@ -86,7 +86,7 @@ impl Filter {
     }
 
     /// The policy of this filter's mode.
-    pub fn check(&self, env: &Envelope, message: &[u8]) -> Verdict {
+    pub fn check(&self, env: &Envelope, message: &[u8]) -> PolicyVerdict {
         match self.mode {
             Mode::Outgoing => check_outgoing(env, message),
             Mode::Incoming => check_incoming(env, message, &self.mailboxes_dir),
@@ -121,8 +121,8 @@ impl Filter {
             }
         };
         let accepted = match verdict {
-            Verdict::Accept(a) => a,
-            Verdict::Reject(reply) => return reply,
+            PolicyVerdict::Accept(a) => a,
+            PolicyVerdict::Reject(reply) => return reply,
         };
         let message = if self.dkim.is_some() {
             let checked = self.verify_dkim(message, accepted.from_addr).await;

@@ -34,8 +34,8 @@ use tracing::{debug, info, warn};
 use crate::Filter;
 use crate::budget::Reservation;
 use crate::error::Error;
+use crate::filter_reply::{FilterReply, Reply};
 use crate::policy::MailParams;
-use crate::reply::{FilterReply, Reply};
 use crate::smtp::MAX_RECIPIENTS;
 
 mod body;

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use chatmaild::Config;
 use chatmaild::address::{canonical_domain, canonical_mailbox};
 
+use crate::filter_reply::{FilterReply, Reply};
 use crate::policy::Envelope;
-use crate::reply::{FilterReply, Reply};
 
 /// The relay's own domain and mailboxes.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use chatmaild::metrics::{
     Counter, CounterGrid, CounterVec, Encoder, Gauge, Histogram, Kind, LATENCY_BUCKETS, labels,
 };
 
-use crate::reply::{FilterReply, Reply};
+use crate::filter_reply::{FilterReply, Reply};
 use crate::smtp::Mode;
 
 pub use names::{BYTES, DKIM, MESSAGE_SECONDS, MESSAGES, RATE_LIMITED, SESSIONS};
@@ -44,7 +44,7 @@ pub fn default_socket(mode: Option<Mode>) -> PathBuf {
 
 labels! {
     /// What became of a message (the `verdict` label of [`MESSAGES`]), from the reply code.
-    pub enum Verdict {
+    pub enum VerdictLabel {
         /// 2xx: passed on to Postfix.
         Accepted => "accepted",
         /// 5xx: refused for good.
@@ -54,12 +54,12 @@ labels! {
     }
 }
 
-impl Verdict {
-    fn of(reply: &Reply) -> Verdict {
+impl VerdictLabel {
+    fn of(reply: &Reply) -> VerdictLabel {
         match reply.code() {
-            200..=399 => Verdict::Accepted,
-            400..=499 => Verdict::Deferred,
-            _ => Verdict::Rejected,
+            200..=399 => VerdictLabel::Accepted,
+            400..=499 => VerdictLabel::Deferred,
+            _ => VerdictLabel::Rejected,
         }
     }
 }
@@ -124,7 +124,7 @@ impl Direction {
 }
 
 /// The verdict a reason comes with: those series are served from the start, at zero.
-fn usual_verdict(r: usize) -> Verdict {
+fn usual_verdict(r: usize) -> VerdictLabel {
     const DEFERRED: &[Reason] = &[
         Reason::TooManyRecipients,
         Reason::DkimTempfail,
@@ -134,11 +134,11 @@ fn usual_verdict(r: usize) -> Verdict {
         Reason::LocalError,
     ];
     if r == Reason::None.index() {
-        Verdict::Accepted
+        VerdictLabel::Accepted
     } else if DEFERRED.iter().any(|d| d.index() == r) {
-        Verdict::Deferred
+        VerdictLabel::Deferred
     } else {
-        Verdict::Rejected
+        VerdictLabel::Rejected
     }
 }
 
@@ -213,7 +213,7 @@ labels! {
 pub struct Metrics {
     mode: Mode,
     direction: &'static str,
-    /// See [`MESSAGES`]: rows [`Verdict`], columns [`Reason`].
+    /// See [`MESSAGES`]: rows [`VerdictLabel`], columns [`Reason`].
     messages: CounterGrid,
     dkim: CounterVec,
     rate_limited: Counter,
@@ -228,7 +228,7 @@ impl Metrics {
         Metrics {
             mode,
             direction: Direction::of(mode).label(),
-            messages: CounterGrid::new("verdict", Verdict::VALUES, "reason", Reason::VALUES),
+            messages: CounterGrid::new("verdict", VerdictLabel::VALUES, "reason", Reason::VALUES),
             dkim: CounterVec::new("result", DkimResult::VALUES),
             rate_limited: Counter::new(),
             bytes: Counter::new(),
@@ -240,10 +240,10 @@ impl Metrics {
     /// Counts the final reply to a message (after DATA or a `/mxdeliv` request).
     pub fn message(&self, reply: &Reply) {
         let reason = Reason::of(reply);
-        self.count(Verdict::of(reply), reason);
+        self.count(VerdictLabel::of(reply), reason);
     }
 
-    fn count(&self, verdict: Verdict, reason: Reason) {
+    fn count(&self, verdict: VerdictLabel, reason: Reason) {
         if reason == Reason::RateLimited {
             self.rate_limited.inc();
         }
@@ -265,18 +265,18 @@ impl Metrics {
                 | Reason::InvalidRecipient
                 | Reason::TooManyRecipients
         ) {
-            self.count(Verdict::of(reply), reason);
+            self.count(VerdictLabel::of(reply), reason);
         }
     }
 
     /// Counts a `/mxdeliv` request refused for its envelope headers (a 400).
     pub fn envelope_refused(&self, text: &str) {
-        self.count(Verdict::Rejected, Reason::of_envelope_error(text));
+        self.count(VerdictLabel::Rejected, Reason::of_envelope_error(text));
     }
 
     /// Counts a `/mxdeliv` request whose body broke off.
     pub fn protocol_error(&self) {
-        self.count(Verdict::Rejected, Reason::Protocol);
+        self.count(VerdictLabel::Rejected, Reason::Protocol);
     }
 
     /// Counts the result of a DKIM verification.
@@ -309,7 +309,7 @@ impl Metrics {
     }
 
     /// How many messages ended as `verdict` for `reason`.
-    pub fn messages(&self, verdict: Verdict, reason: Reason) -> u64 {
+    pub fn messages(&self, verdict: VerdictLabel, reason: Reason) -> u64 {
         self.messages.get(verdict.index(), reason.index())
     }
 
@@ -425,7 +425,7 @@ mod tests {
         assert_eq!(Reason::VALUES.len(), Reason::Other.index() + 1);
         assert_eq!(Reason::RateLimited.label(), "rate_limited");
         assert_eq!(Reason::Other.label(), "other");
-        assert_eq!(Verdict::VALUES, ["accepted", "rejected", "deferred"]);
+        assert_eq!(VerdictLabel::VALUES, ["accepted", "rejected", "deferred"]);
         assert_eq!(DkimResult::VALUES.len(), DkimResult::Temperror.index() + 1);
         assert_eq!(DkimResult::Temperror.label(), "temperror");
         assert_eq!(Direction::of(Mode::Outgoing).label(), "outgoing");
@@ -435,68 +435,76 @@ mod tests {
     #[test]
     fn every_reply_has_its_reason() {
         let cases = [
-            (Reply::OK, Verdict::Accepted, Reason::None),
+            (Reply::OK, VerdictLabel::Accepted, Reason::None),
             (
                 Reply::ENCRYPTION_NEEDED,
-                Verdict::Rejected,
+                VerdictLabel::Rejected,
                 Reason::EncryptionNeeded,
             ),
-            (Reply::TOO_BIG, Verdict::Rejected, Reason::TooBig),
+            (Reply::TOO_BIG, VerdictLabel::Rejected, Reason::TooBig),
             (
                 Reply::rate_limited("a@b", 3),
-                Verdict::Deferred,
+                VerdictLabel::Deferred,
                 Reason::RateLimited,
             ),
             (
                 Reply::invalid_from_address("ab"),
-                Verdict::Rejected,
+                VerdictLabel::Rejected,
                 Reason::InvalidFrom,
             ),
             (
                 Reply::from_mismatch("x@y", "a@b"),
-                Verdict::Rejected,
+                VerdictLabel::Rejected,
                 Reason::InvalidFrom,
             ),
             (
                 Reply::invalid_from_header(""),
-                Verdict::Rejected,
+                VerdictLabel::Rejected,
                 Reason::InvalidFrom,
             ),
-            (Reply::unparsable("x"), Verdict::Rejected, Reason::Malformed),
+            (
+                Reply::unparsable("x"),
+                VerdictLabel::Rejected,
+                Reason::Malformed,
+            ),
             (
                 Reply::NO_VALID_DKIM_SIGNATURE,
-                Verdict::Rejected,
+                VerdictLabel::Rejected,
                 Reason::InvalidDkimSignature,
             ),
             (
                 Reply::DKIM_TEMPFAIL,
-                Verdict::Deferred,
+                VerdictLabel::Deferred,
                 Reason::DkimTempfail,
             ),
             (
                 Reply::TOO_MANY_RECIPIENTS,
-                Verdict::Deferred,
+                VerdictLabel::Deferred,
                 Reason::TooManyRecipients,
             ),
-            (Reply::OVER_BUDGET, Verdict::Deferred, Reason::OverBudget),
+            (
+                Reply::OVER_BUDGET,
+                VerdictLabel::Deferred,
+                Reason::OverBudget,
+            ),
             (
                 Reply::SENDER_IS_LOCAL,
-                Verdict::Rejected,
+                VerdictLabel::Rejected,
                 Reason::InvalidFrom,
             ),
             (
                 Reply::unknown_recipient("x@y"),
-                Verdict::Rejected,
+                VerdictLabel::Rejected,
                 Reason::InvalidRecipient,
             ),
             (
                 Reply::new(554, "5.7.1 refused by Postfix"),
-                Verdict::Rejected,
+                VerdictLabel::Rejected,
                 Reason::Other,
             ),
         ];
         for (reply, verdict, reason) in cases {
-            assert_eq!(Verdict::of(&reply), verdict, "{reply}");
+            assert_eq!(VerdictLabel::of(&reply), verdict, "{reply}");
             assert_eq!(Reason::of(&reply), reason, "{reply}");
             if reason != Reason::Other {
                 assert_eq!(usual_verdict(reason.index()), verdict, "{reply}");
@@ -514,12 +522,12 @@ mod tests {
         m.command(&Reply::OK);
         m.command(&Reply::UNKNOWN_COMMAND);
         m.command(&Reply::NEED_MAIL);
-        let all = (0..Verdict::VALUES.len())
+        let all = (0..VerdictLabel::VALUES.len())
             .flat_map(|v| (0..Reason::VALUES.len()).map(move |r| (v, r)))
             .map(|(v, r)| m.messages.get(v, r));
         assert_eq!(all.sum::<u64>(), 0);
         m.command(&Reply::rate_limited("a@b", 1));
-        assert_eq!(m.messages(Verdict::Deferred, Reason::RateLimited), 1);
+        assert_eq!(m.messages(VerdictLabel::Deferred, Reason::RateLimited), 1);
         assert_eq!(m.rate_limited.get(), 1);
     }
 

@@ -12,8 +12,8 @@ use mail_parser::Message;
 use tracing::{info, warn};
 
 use crate::canonical::{self, forms};
+use crate::filter_reply::{FilterReply, Reply};
 use crate::mime;
-use crate::reply::{FilterReply, Reply};
 
 /// Log line mtail counts (SPEC §10.4): outgoing encrypted mail.
 pub const LOG_OUTGOING_ENCRYPTED: &str = "Outgoing: Filtering encrypted mail.";
@@ -47,7 +47,7 @@ pub struct MailParams {
 
 /// What the policy decided about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum PolicyVerdict {
     /// Pass the message on (after DKIM, for incoming mail).
     Accept(Accepted),
     /// Refuse the message with this reply.
@@ -126,18 +126,18 @@ enum Form {
 /// The From address must name the same mailbox as MAIL FROM (both in plain spelling, see
 /// [`chatmaild::address`]); Postfix's `reject_sender_login_mismatch` has already tied
 /// MAIL FROM to the login.
-pub fn check_outgoing(env: &Envelope, message: &[u8]) -> Verdict {
+pub fn check_outgoing(env: &Envelope, message: &[u8]) -> PolicyVerdict {
     let msg = match sender_headers(env, message) {
         Ok(m) => m,
-        Err(r) => return Verdict::Reject(r),
+        Err(r) => return PolicyVerdict::Reject(r),
     };
     let Some(from) = mime::from_address(&msg) else {
-        return Verdict::Reject(Reply::invalid_from_header(mime::raw_from_value(&msg)));
+        return PolicyVerdict::Reject(Reply::invalid_from_header(mime::raw_from_value(&msg)));
     };
     if !same_mailbox(from, &env.mail_from) {
-        return Verdict::Reject(Reply::from_mismatch(from, &env.mail_from));
+        return PolicyVerdict::Reject(Reply::from_mismatch(from, &env.mail_from));
     }
-    let accepted = Verdict::Accept(Accepted {
+    let accepted = PolicyVerdict::Accept(Accepted {
         from_addr: from.to_owned(),
         null_sender: false,
     });
@@ -159,7 +159,7 @@ pub fn check_outgoing(env: &Envelope, message: &[u8]) -> Verdict {
         "{LOG_REJECTED} from {} to {:?}: {why}",
         env.mail_from, env.rcpt_to
     );
-    Verdict::Reject(Reply::ENCRYPTION_NEEDED)
+    PolicyVerdict::Reject(Reply::ENCRYPTION_NEEDED)
 }
 
 /// The policy for mail from other servers (SPEC §6.7), before DKIM (§6.10).
@@ -168,15 +168,15 @@ pub fn check_outgoing(env: &Envelope, message: &[u8]) -> Verdict {
 /// Dovecot deliver to ([`canonical_mailbox`]: case, `+detail`, trailing dot); a recipient
 /// in any other spelling counts as enforcing (the front ends already refuse it at `RCPT`)
 /// and never becomes a path.
-pub fn check_incoming(env: &Envelope, message: &[u8], mailboxes_dir: &Path) -> Verdict {
+pub fn check_incoming(env: &Envelope, message: &[u8], mailboxes_dir: &Path) -> PolicyVerdict {
     let msg = match sender_headers(env, message) {
         Ok(m) => m,
-        Err(r) => return Verdict::Reject(r),
+        Err(r) => return PolicyVerdict::Reject(r),
     };
     let Some(from) = mime::from_address(&msg) else {
-        return Verdict::Reject(Reply::invalid_from_header(mime::raw_from_value(&msg)));
+        return PolicyVerdict::Reject(Reply::invalid_from_header(mime::raw_from_value(&msg)));
     };
-    let accepted = Verdict::Accept(Accepted {
+    let accepted = PolicyVerdict::Accept(Accepted {
         from_addr: from.to_owned(),
         null_sender: !(same_mailbox(from, &env.mail_from)
             || from.eq_ignore_ascii_case(&env.mail_from)),
@@ -208,7 +208,7 @@ pub fn check_incoming(env: &Envelope, message: &[u8], mailboxes_dir: &Path) -> V
         };
         if enforced {
             warn!("{LOG_REJECTED} from {} to {rcpt}: {why}", env.mail_from);
-            return Verdict::Reject(Reply::ENCRYPTION_NEEDED);
+            return PolicyVerdict::Reject(Reply::ENCRYPTION_NEEDED);
         }
     }
     accepted

@@ -23,7 +23,7 @@ use chatmail_smtp::client::{Client, Sent, Step, connect};
 use chatmail_smtp::{Pool, ReplyLines, stuffed_slices};
 use tracing::{debug, warn};
 
-use crate::reply::{FilterReply, Reply, printable};
+use crate::filter_reply::{FilterReply, Reply, printable};
 
 /// Upper bound of one whole reinjection.
 const REINJECT_DEADLINE: Duration = Duration::from_secs(60);

@@ -13,10 +13,10 @@ use std::time::Instant;
 use chatmail_smtp::{DataReceiver, Rules};
 
 use crate::budget::{MemoryBudget, Reservation};
+use crate::filter_reply::{FilterReply, Reply};
 use crate::local::Local;
 use crate::policy::{Envelope, MailParams, check_outgoing_mail_from};
 use crate::ratelimit::RateLimiter;
-use crate::reply::{FilterReply, Reply};
 
 pub use chatmail_smtp::{DataEnd, MAX_RECIPIENTS, Transaction};
 

@@ -12,7 +12,7 @@
 mod common;
 
 use common::{Eol, eml};
-use filtermail::{Envelope, FilterReply, Reply, Verdict, check_incoming, check_outgoing};
+use filtermail::{Envelope, FilterReply, PolicyVerdict, Reply, check_incoming, check_outgoing};
 use mailparse::MailHeaderMap;
 
 const FROM: &str = "alice@chat.example.org";
@@ -49,12 +49,12 @@ fn assert_refused(name: &str, msg: &[u8], sender: &str) {
     let dir = enforcing_dir();
     assert_eq!(
         check_outgoing(&env(FROM), msg),
-        Verdict::Reject(Reply::ENCRYPTION_NEEDED),
+        PolicyVerdict::Reject(Reply::ENCRYPTION_NEEDED),
         "outgoing: {name}"
     );
     assert_eq!(
         check_incoming(&env(sender), msg, dir.path()),
-        Verdict::Reject(Reply::ENCRYPTION_NEEDED),
+        PolicyVerdict::Reject(Reply::ENCRYPTION_NEEDED),
         "incoming: {name}"
     );
 }
@@ -71,11 +71,11 @@ fn accepted_forms_read_the_same_by_mailparse() {
     let enc = encrypted();
     assert!(matches!(
         check_outgoing(&env(FROM), enc.as_bytes()),
-        Verdict::Accept(_)
+        PolicyVerdict::Accept(_)
     ));
     assert!(matches!(
         check_incoming(&env(FROM), enc.as_bytes(), dir.path()),
-        Verdict::Accept(_)
+        PolicyVerdict::Accept(_)
     ));
     assert_eq!(
         mailparse_tree(enc.as_bytes()),
@@ -96,13 +96,13 @@ fn accepted_forms_read_the_same_by_mailparse() {
     let sj = eml("securejoin-vc.eml", FROM, TO, "x", Eol::Crlf);
     assert!(matches!(
         check_outgoing(&env(FROM), &sj),
-        Verdict::Accept(_)
+        PolicyVerdict::Accept(_)
     ));
     assert_eq!(mailparse_tree(&sj), ["multipart/mixed", "text/plain"]);
     let report = eml("mailer-daemon.eml", FROM, TO, "x", Eol::Crlf);
     assert!(matches!(
         check_incoming(&env(""), &report, dir.path()),
-        Verdict::Accept(_)
+        PolicyVerdict::Accept(_)
     ));
     assert_eq!(
         mailparse_tree(&report),
@@ -302,10 +302,10 @@ fn delimiting_and_outside_text_are_refused() {
 fn exceptions_are_narrow() {
     let dir = enforcing_dir();
     let report = String::from_utf8(eml("mailer-daemon.eml", FROM, TO, "x", Eol::Crlf)).unwrap();
-    let refused = Verdict::Reject(Reply::ENCRYPTION_NEEDED);
+    let refused = PolicyVerdict::Reject(Reply::ENCRYPTION_NEEDED);
     assert!(matches!(
         check_incoming(&env(""), report.as_bytes(), dir.path()),
-        Verdict::Accept(_)
+        PolicyVerdict::Accept(_)
     ));
     // RFC 3464: a report has the null envelope sender.
     assert_eq!(
@@ -331,7 +331,7 @@ fn exceptions_are_narrow() {
     let sj = String::from_utf8(eml("securejoin-vc.eml", FROM, TO, "x", Eol::Crlf)).unwrap();
     assert!(matches!(
         check_outgoing(&env(FROM), sj.as_bytes()),
-        Verdict::Accept(_)
+        PolicyVerdict::Accept(_)
     ));
     let sj_boundary = "Gl92xgZjOShJ5PGHntqYkoo2OK2Dvi";
     for (name, msg) in [
@@ -391,7 +391,7 @@ fn non_canonical_mail_reaches_recipients_who_accept_cleartext() {
     let msg = encrypted().replacen("Version: 1", "Version: 1\0", 1);
     assert!(matches!(
         check_incoming(&env(FROM), msg.as_bytes(), dir.path()),
-        Verdict::Accept(_)
+        PolicyVerdict::Accept(_)
     ));
 }
 
@@ -437,6 +437,10 @@ fn grammar_fuzz_findings_are_refused() {
                 check_incoming(&env, &msg, mailboxes.path())
             }
         };
-        assert_eq!(verdict, Verdict::Reject(Reply::ENCRYPTION_NEEDED), "{name}");
+        assert_eq!(
+            verdict,
+            PolicyVerdict::Reject(Reply::ENCRYPTION_NEEDED),
+            "{name}"
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use filtermail::canonical::{self, forms};
-use filtermail::{Envelope, Verdict, check_incoming, check_outgoing, mime};
+use filtermail::{Envelope, PolicyVerdict, check_incoming, check_outgoing, mime};
 
 /// The kinds of message the capture makes Delta Chat send (the part of each file name after
 /// its phase number); a regenerated corpus must still hold every one.
@@ -161,14 +161,14 @@ fn every_message_delta_chat_sends_passes_both_ways() {
         let rcpt_to = rcpts.get(name).filter(|r| !r.is_empty());
         let env = envelope(raw, rcpt_to.expect("recipients in envelopes.txt"));
         enforcing(mailboxes.path(), &env.rcpt_to);
-        if let Verdict::Reject(reply) = check_outgoing(&env, raw) {
+        if let PolicyVerdict::Reject(reply) = check_outgoing(&env, raw) {
             refused.push(format!("{name}: outgoing {reply}: {}", reason(raw, true)));
         }
-        if let Verdict::Reject(reply) = check_incoming(&env, raw, mailboxes.path()) {
+        if let PolicyVerdict::Reject(reply) = check_incoming(&env, raw, mailboxes.path()) {
             refused.push(format!("{name}: incoming {reply}: {}", reason(raw, false)));
         }
         let delivered = as_delivered_by_peer(raw, &env.rcpt_to[0]);
-        if let Verdict::Reject(reply) = check_incoming(&env, &delivered, mailboxes.path()) {
+        if let PolicyVerdict::Reject(reply) = check_incoming(&env, &delivered, mailboxes.path()) {
             refused.push(format!(
                 "{name}: incoming from a peer relay {reply}: {}",
                 reason(&delivered, false)

@@ -11,7 +11,7 @@ mod common;
 
 use common::{Eol, all_fixtures, eml};
 use filtermail::policy::Accepted;
-use filtermail::{Envelope, FilterReply, Reply, Verdict, check_incoming, check_outgoing};
+use filtermail::{Envelope, FilterReply, PolicyVerdict, Reply, check_incoming, check_outgoing};
 
 const FROM: &str = "alice@chat.example.org";
 const TO: &str = "bob@chat.example.org";
@@ -23,21 +23,21 @@ fn env(from: &str, to: &[&str]) -> Envelope {
     }
 }
 
-fn accept(from: &str, null_sender: bool) -> Verdict {
-    Verdict::Accept(Accepted {
+fn accept(from: &str, null_sender: bool) -> PolicyVerdict {
+    PolicyVerdict::Accept(Accepted {
         from_addr: from.into(),
         null_sender,
     })
 }
 
-fn reject_523() -> Verdict {
-    Verdict::Reject(Reply::ENCRYPTION_NEEDED)
+fn reject_523() -> PolicyVerdict {
+    PolicyVerdict::Reject(Reply::ENCRYPTION_NEEDED)
 }
 
 /// `(fixture, outgoing verdict, incoming verdict for a recipient enforcing E2EE)`, with
 /// CRLF line ends and `MAIL FROM:<alice@…>` (so the delivery report, which must come with
 /// the null sender, is refused here; `exceptions_carry_no_arbitrary_cleartext` has it).
-fn expectations() -> Vec<(&'static str, Verdict, Verdict)> {
+fn expectations() -> Vec<(&'static str, PolicyVerdict, PolicyVerdict)> {
     let mailer_daemon = "MAILER-DAEMON@example.org";
     vec![
         ("asm.eml", reject_523(), reject_523()),
@@ -46,7 +46,7 @@ fn expectations() -> Vec<(&'static str, Verdict, Verdict)> {
         ("literal.eml", reject_523(), reject_523()),
         (
             "mailer-daemon.eml",
-            Verdict::Reject(Reply::from_mismatch(mailer_daemon, FROM)),
+            PolicyVerdict::Reject(Reply::from_mismatch(mailer_daemon, FROM)),
             reject_523(),
         ),
         ("mdn.eml", reject_523(), reject_523()),
@@ -75,8 +75,8 @@ fn corpus_outgoing_and_incoming() {
             let msg = eml(name, FROM, TO, "Hi", eol);
             // Only CRLF line ends are canonical (SMTP and /mxdeliv never deliver others):
             // with LF ends every message that passed is cleartext.
-            let lf = |v: &Verdict| match (eol, v) {
-                (Eol::Lf, Verdict::Accept(_)) => reject_523(),
+            let lf = |v: &PolicyVerdict| match (eol, v) {
+                (Eol::Lf, PolicyVerdict::Accept(_)) => reject_523(),
                 _ => v.clone(),
             };
             assert_eq!(
@@ -92,7 +92,10 @@ fn corpus_outgoing_and_incoming() {
             // Without the marker every message the policy can parse is accepted incoming.
             let other = "carol@chat.example.org";
             let verdict = check_incoming(&env(FROM, &[other]), &msg, dir.path());
-            assert!(matches!(verdict, Verdict::Accept(_)), "open {name} {eol:?}");
+            assert!(
+                matches!(verdict, PolicyVerdict::Accept(_)),
+                "open {name} {eol:?}"
+            );
         }
     }
 }
@@ -122,13 +125,13 @@ fn from_header_rules() {
     // Case-insensitive match.
     assert!(matches!(
         check_outgoing(&env("ALICE@chat.example.org", &[TO]), &msg),
-        Verdict::Accept(_)
+        PolicyVerdict::Accept(_)
     ));
     // Forged From.
     let forged = eml("encrypted.eml", "forged@evil.example", TO, "x", Eol::Crlf);
     assert_eq!(
         check_outgoing(&env(FROM, &[TO]), &forged),
-        Verdict::Reject(Reply::from_mismatch("forged@evil.example", FROM))
+        PolicyVerdict::Reject(Reply::from_mismatch("forged@evil.example", FROM))
     );
     // Incoming: a differing From is reinjected with the null sender, not refused.
     let dir = tempfile::tempdir().unwrap();
@@ -144,16 +147,16 @@ fn from_header_rules() {
     let no_from = b"Subject: x\r\nTo: b@c\r\n\r\nbody\r\n";
     assert_eq!(
         check_outgoing(&env(FROM, &[TO]), no_from),
-        Verdict::Reject(Reply::invalid_from_header(""))
+        PolicyVerdict::Reject(Reply::invalid_from_header(""))
     );
     assert_eq!(
         check_incoming(&env(FROM, &[TO]), no_from, dir.path()),
-        Verdict::Reject(Reply::invalid_from_header(""))
+        PolicyVerdict::Reject(Reply::invalid_from_header(""))
     );
     let bad_from = b"From: nobody\r\n\r\nbody\r\n";
     assert_eq!(
         check_outgoing(&env(FROM, &[TO]), bad_from),
-        Verdict::Reject(Reply::invalid_from_header("nobody"))
+        PolicyVerdict::Reject(Reply::invalid_from_header("nobody"))
     );
     // Two From headers: parsers pick different ones, so neither counts.
     let two_froms = format!("From: {FROM}\r\nFrom: other@x.org\r\n\r\nhi\r\n");
@@ -193,7 +196,7 @@ fn enforce_e2ee_lookup_is_lower_cased_and_validated() {
 fn unparsable_message() {
     assert_eq!(
         check_outgoing(&env(FROM, &[TO]), b""),
-        Verdict::Reject(Reply::unparsable("no message headers"))
+        PolicyVerdict::Reject(Reply::unparsable("no message headers"))
     );
 }
 
@@ -244,7 +247,7 @@ fn hostile_messages_never_panic() {
         let inc = check_incoming(&env(FROM, &[TO]), msg, dir.path());
         if name != "binary junk" && name != "invalid utf-8 headers" {
             // None of these is encrypted: with an enforcing recipient they must be refused.
-            assert!(!matches!(out, Verdict::Accept(_)), "{name}: {out:?}");
+            assert!(!matches!(out, PolicyVerdict::Accept(_)), "{name}: {out:?}");
         }
         let _ = inc;
     }
@@ -561,7 +564,7 @@ fn outgoing_sender_compared_as_mailbox() {
     );
     assert!(matches!(
         check_outgoing(&env(FROM, &[TO]), other.as_bytes()),
-        Verdict::Reject(r) if r.code() == 500
+        PolicyVerdict::Reject(r) if r.code() == 500
     ));
 }
 
@@ -798,6 +801,6 @@ fn differential_findings_are_refused() {
     );
     assert!(matches!(
         check_incoming(&env("", &[TO]), report.as_bytes(), dir.path()),
-        Verdict::Accept(_)
+        PolicyVerdict::Accept(_)
     ));
 }

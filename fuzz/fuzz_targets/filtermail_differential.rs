@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use filtermail::canonical::{self, forms};
-use filtermail::{Envelope, Verdict, check_incoming, check_outgoing, mime};
+use filtermail::{Envelope, PolicyVerdict, check_incoming, check_outgoing, mime};
 use libfuzzer_sys::fuzz_target;
 use mail_parser::MessageParser;
 use mailparse::{MailHeaderMap, ParsedMail};
@@ -74,7 +74,7 @@ fn check(message: &[u8], outgoing: bool) {
     } else {
         check_incoming(&env, message, mailboxes())
     };
-    if !matches!(verdict, Verdict::Accept(_)) {
+    if !matches!(verdict, PolicyVerdict::Accept(_)) {
         return;
     }
     // Accepted although cleartext is not allowed: mailparse must agree on what it is.

@@ -25,7 +25,7 @@ use arbitrary::Unstructured;
 use chatmail_fuzz::grammar::{self, Case};
 use chatmail_fuzz::oracle::{self, Violation};
 use chatmail_fuzz::postfix;
-use filtermail::{Envelope, Verdict, canonical, check_incoming, check_outgoing};
+use filtermail::{Envelope, PolicyVerdict, canonical, check_incoming, check_outgoing};
 use libfuzzer_sys::fuzz_target;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
@@ -111,7 +111,7 @@ fn run(case: &Case) -> (bool, Result<(), Violation>) {
     } else {
         check_incoming(&env, &case.message, mailboxes())
     };
-    let Verdict::Accept(accepted) = verdict else {
+    let PolicyVerdict::Accept(accepted) = verdict else {
         return (false, Ok(()));
     };
     let payload = filter_payload(&case.message);

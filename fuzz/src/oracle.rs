@@ -48,7 +48,7 @@ pub struct Accepted<'a> {
     pub mail_from: &'a str,
     /// `RCPT TO` addresses.
     pub rcpt_to: &'a [String],
-    /// The From address of `Verdict::Accept`.
+    /// The From address of `PolicyVerdict::Accept`.
     pub from_addr: &'a str,
     /// The encrypted payload as the filter read it, if it read one.
     pub payload: Option<&'a [u8]>,

@@ -121,6 +121,13 @@ impl LastLoginHandler {
     }
 }
 
+/// The `lastlogin SOCKET_PATH INI_PATH` binary: the dict service. Every service library's
+/// binary calls its `main_entry`.
+pub fn main_entry() -> std::process::ExitCode {
+    chatmaild::service::run_dict_daemon(&manual::PAGE, |config, _| {
+        Ok::<_, chatmaild::Error>(LastLoginHandler::new(config))
+    })
+}
 #[cfg(test)]
 mod tests {
     use super::*;

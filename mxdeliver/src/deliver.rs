@@ -16,9 +16,9 @@ use crate::dns::{Dns, HttpResolver, MxAnswer};
 use crate::error::Error;
 use crate::lmtp::Destination;
 use crate::metrics::{FailureClass, Path as DeliveryPath, TransportMetrics};
-use crate::reply::{Reply, TransportReply};
 use crate::smtp_client::{Envelope, Failure, SmtpConn, Target, TlsMode};
 use crate::tls::{CertPolicy, TlsConfigs};
+use crate::transport_reply::{Reply, TransportReply};
 use chatmail_smtp::Pool;
 
 mod https;

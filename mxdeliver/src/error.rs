@@ -1,6 +1,6 @@
 //! The crate's error type: failures of our own side (setup, local I/O), never a reply to a peer.
 //!
-//! What the transport answers Postfix (delivered, deferred, bounced) is a [`crate::reply::Reply`],
+//! What the transport answers Postfix (delivered, deferred, bounced) is a [`crate::transport_reply::Reply`],
 //! not an `Err`: a remote rejection is an ordinary outcome of a delivery.
 
 /// Errors that stop the transport from starting or serving.

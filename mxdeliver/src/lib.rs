@@ -24,7 +24,7 @@
 //! Module map: [`lmtp`] holds the envelope rules of the LMTP dialogue (the command sequence and
 //! the connection driver are `chatmail_smtp`'s), [`server`] serves connections and queue slots
 //! ([`queue`]), [`deliver`] resolves ([`dns`]) and delivers over HTTPS or SMTP
-//! ([`smtp_client`], [`tls`]); [`reply`] holds every reply text.
+//! ([`smtp_client`], [`tls`]); [`transport_reply`] holds every reply text.
 #![forbid(unsafe_code)]
 
 pub mod deliver;
@@ -33,10 +33,10 @@ pub mod error;
 pub mod lmtp;
 pub mod metrics;
 pub mod queue;
-pub mod reply;
 pub mod server;
 pub mod smtp_client;
 pub mod tls;
+pub mod transport_reply;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use chatmail_smtp::command::strip_source_route;
 use chatmail_smtp::{Reservation, Rules, stuff_in_place, stuffed_len};
 
 use crate::queue::{Queues, Slot};
-use crate::reply::{Reply, TransportReply};
+use crate::transport_reply::{Reply, TransportReply};
 
 /// One destination of a transaction: where its recipients' domain points and its queue
 /// slot, shared by its recipients.

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::deliver::{Batch, Deliverer};
 use crate::lmtp::{Destinations, Recipient, wire_form};
 use crate::queue::Queues;
-use crate::reply::{Reply, TransportReply};
+use crate::transport_reply::{Reply, TransportReply};
 
 /// State shared by all connections.
 #[derive(Debug)]

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chatmaild::cli::{Command, UsageError, parse_int};
-use chatmaild::clock;
 use chatmaild::dir::{Dir, is_absent};
 use chatmaild::maildir::scan::Folders;
 use chatmaild::privileges::{Afterwards, Owner, as_owner};
+use chatmaild::wall_time;
 
 use crate::Error;
 use crate::quota::{expire_to_target, list_entries};
@@ -141,7 +141,7 @@ fn quota_pass(args: &QuotaArgs, mailbox: &std::sync::Arc<Dir>) -> bool {
         reason = "a size in bytes, far below 2^53"
     )]
     let target = args.target_mb.saturating_mul(1024 * 1024) as f64;
-    let removed = expire_to_target(entries, target, clock::now(), |e| {
+    let removed = expire_to_target(entries, target, wall_time::now(), |e| {
         match e.remove(&mut folders) {
             Ok(()) => true,
             Err(err) => {

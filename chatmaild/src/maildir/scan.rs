@@ -25,10 +25,10 @@ use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::clock::float_time;
 use crate::dir::{Dir, Kind};
 use crate::error::Error;
 use crate::user::{BLOCKED, PASSWORD};
+use crate::wall_time::float_time;
 
 /// Folders nested deeper than this are reported and skipped (Dovecot's Maildir++ layout
 /// is flat: `.Folder/cur`, so real mailboxes are two or three levels deep).

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::budget::{MemoryBudget, Reservation};
-use crate::reply::{FilterReply, Reply};
+use crate::filter_reply::{FilterReply, Reply};
 use crate::smtp::{DataEnd, DataReader, data_reader, refusal};
 
 /// A request body in SMTP DATA form (dot-stuffed CRLF lines without the final `.` line),

@@ -6,7 +6,7 @@
 //! (`separators=(",", ":")`). Keeping the bytes identical lets an operator switch between
 //! the two implementations and diff their files.
 
-use chatmaild::pyjson::python_json_str;
+use chatmaild::json_string::python_json_str;
 use serde_json::Value;
 
 /// The separators of one of Python's output styles.

@@ -14,11 +14,11 @@ use chatmaild::Config;
 use chatmaild::cli::{
     Command, parse_int, resolve_long, textfile_path, tool_main, usage, write_report,
 };
-use chatmaild::clock;
 use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::{default_threads, progress_wanted, run_ordered};
 use chatmaild::maildir::scan::{Scan, ScanOptions, list_mailboxes, scan_mailbox};
 use chatmaild::privileges::{Afterwards, Owner, as_owner, open_tree};
+use chatmaild::wall_time;
 
 use crate::Error;
 use crate::report::{Params, Report};
@@ -188,7 +188,7 @@ pub fn collect(
 fn run(args: &ReportArgs) -> Result<ExitCode, Error> {
     let config = Config::load(&args.ini).map_err(Error::Config)?;
     #[expect(clippy::cast_precision_loss, reason = "day counts are far below 2^53")]
-    let now = clock::now() - 86_400.0 * args.days as f64;
+    let now = wall_time::now() - 86_400.0 * args.days as f64;
     let params = Params {
         now,
         min_login_age: args.min_login_age,
@@ -227,7 +227,7 @@ fn run(args: &ReportArgs) -> Result<ExitCode, Error> {
         write_report(path, &report.legacy())?;
     }
     if args.textfile.is_none() && args.legacy_metrics.is_none() {
-        let text = report.summary(&params, &clock::local_datetime(now));
+        let text = report.summary(&params, &wall_time::local_datetime(now));
         let mut out = std::io::stdout().lock();
         if out
             .write_all(text.as_bytes())
