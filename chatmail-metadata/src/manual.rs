@@ -1,7 +1,7 @@
 //! The manual of `chatmail-metadata`: its `--help` text and man page (see
 //! [`chatmaild::manual`]).
 
-use chatmaild::manual::{DAEMON_EXIT_STATUS, INI_FILE, Page, RUST_LOG};
+use chatmaild::manual::{DAEMON_EXIT_STATUS, DICT_DAEMON_OPTIONS, INI_FILE, Page, RUST_LOG};
 
 /// `chatmail-metadata`.
 pub const PAGE: Page = Page {
@@ -9,12 +9,7 @@ pub const PAGE: Page = Page {
     section: 8,
     summary: "IMAP METADATA dict for a chatmail relay: device tokens and push notifications that are never lost",
     usage: "usage: chatmail-metadata SOCKET_PATH INI_PATH",
-    options: "\
-arguments:
-  SOCKET_PATH  the dict socket to serve
-  INI_PATH     chatmail.ini
-options:
-  -h, --help   print this text and exit",
+    options: DICT_DAEMON_OPTIONS,
     description: "\
 Dovecot's IMAP METADATA (mail_attribute_dict = proxy:SOCKET_PATH:metadata, imap_metadata \
 = yes) reads and writes through this dict. It keeps each account's device tokens in \

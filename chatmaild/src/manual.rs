@@ -49,6 +49,15 @@ pub const DAEMON_EXIT_STATUS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The arguments and options of a daemon that serves one Dovecot dict socket (`lastlogin`,
+/// `chatmail-metadata`): both are started the same way by their units.
+pub const DICT_DAEMON_OPTIONS: &str = "\
+arguments:
+  SOCKET_PATH  the dict socket to serve
+  INI_PATH     chatmail.ini
+options:
+  -h, --help   print this text and exit";
+
 /// The relay's configuration file, as every binary reads it.
 pub const INI_FILE: (&str, &str) = (
     crate::config::DEFAULT_INI,

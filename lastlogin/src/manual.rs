@@ -1,6 +1,6 @@
 //! The manual of `lastlogin`: its `--help` text and man page (see [`chatmaild::manual`]).
 
-use chatmaild::manual::{DAEMON_EXIT_STATUS, INI_FILE, Page, RUST_LOG};
+use chatmaild::manual::{DAEMON_EXIT_STATUS, DICT_DAEMON_OPTIONS, INI_FILE, Page, RUST_LOG};
 
 /// `lastlogin`.
 pub const PAGE: Page = Page {
@@ -8,12 +8,7 @@ pub const PAGE: Page = Page {
     section: 8,
     summary: "Dovecot's last_login dict for a chatmail relay: the day of each account's last login",
     usage: "usage: lastlogin SOCKET_PATH INI_PATH",
-    options: "\
-arguments:
-  SOCKET_PATH  the dict socket to serve
-  INI_PATH     chatmail.ini
-options:
-  -h, --help   print this text and exit",
+    options: DICT_DAEMON_OPTIONS,
     description: "\
 Dovecot's last_login plugin reports every login through this dict (last_login_dict = \
 proxy:SOCKET_PATH:lastlogin, last_login_precision = s). lastlogin sets the modification \
