@@ -45,7 +45,7 @@ pub use error::Error;
 pub use line::{Line, next_line};
 pub use pool::Pool;
 pub use reply::{Reply, ReplyLines};
-pub use server::{Replied, Service, Settings, serve};
+pub use server::{Replied, Service, Settings, serve, serve_tcp};
 pub use session::{Dialogue, Protocol, Rules, Transaction};
 
 /// Longest command line accepted, CRLF included. RFC 5321 asks for 512; Postfix's proxy

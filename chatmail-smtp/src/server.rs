@@ -109,6 +109,19 @@ struct Conn<'a, IO, S> {
     service: &'a S,
 }
 
+/// [`serve`] on an accepted TCP connection, with Nagle's algorithm off: the driver writes
+/// each reply as a complete line at once, so holding it back for coalescing only adds a
+/// round trip's delay.
+pub async fn serve_tcp<S: Service>(
+    stream: tokio::net::TcpStream,
+    service: &S,
+    stop: &CancellationToken,
+) -> Result<(), Ended> {
+    // A socket that refuses the option still serves; the delay is all it costs.
+    let _ = stream.set_nodelay(true);
+    serve(stream, service, stop).await
+}
+
 /// Serves one connection until `QUIT`, EOF, a fault, or `stop` while between commands.
 pub async fn serve<IO, S>(io: IO, service: &S, stop: &CancellationToken) -> Result<(), Ended>
 where

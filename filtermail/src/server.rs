@@ -57,9 +57,7 @@ pub async fn run_with(
         let stop = stop.clone();
         async move {
             let _in_flight = service.filter.metrics.session();
-            // Replies are complete lines written at once; never hold them back.
-            let _ = stream.set_nodelay(true);
-            if let Err(e) = chatmail_smtp::serve(stream, &*service, &stop).await {
+            if let Err(e) = chatmail_smtp::serve_tcp(stream, &*service, &stop).await {
                 debug!(%peer, "session ended: {e}");
             }
         }

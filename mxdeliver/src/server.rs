@@ -34,9 +34,7 @@ pub struct Shared {
 
 /// Serves one LMTP connection until QUIT, EOF, a fault or shutdown.
 pub async fn serve(stream: TcpStream, shared: Arc<Shared>, stop: CancellationToken) {
-    // Replies are complete lines written at once; never hold them back for coalescing.
-    let _ = stream.set_nodelay(true);
-    if let Err(e) = chatmail_smtp::serve(stream, &*shared, &stop).await {
+    if let Err(e) = chatmail_smtp::serve_tcp(stream, &*shared, &stop).await {
         tracing::debug!(error = %e, "LMTP connection ended");
     }
 }
