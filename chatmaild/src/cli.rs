@@ -89,8 +89,16 @@ pub fn tool_main<T>(
 
 /// Prints `text` and a newline on stdout; false if stdout is gone.
 pub fn print_stdout(text: &str) -> bool {
+    write_stdout(&format!("{text}\n"))
+}
+
+/// Writes `text` as it is (a report that ends its own lines) on stdout and flushes it;
+/// false if stdout is gone, so a tool can exit non-zero instead of panicking.
+pub fn write_stdout(text: &str) -> bool {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
 }
 
 /// Where `--textfile PATH` writes: `PATH`, or `PATH/name` when it is a directory (reached

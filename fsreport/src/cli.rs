@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use chatmaild::Config;
 use chatmaild::cli::{
-    Command, parse_int, resolve_long, textfile_path, tool_main, usage, write_report,
+    Command, parse_int, resolve_long, textfile_path, tool_main, usage, write_report, write_stdout,
 };
 use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::{default_threads, progress_wanted, run_ordered};
@@ -228,12 +228,7 @@ fn run(args: &ReportArgs) -> Result<ExitCode, Error> {
     }
     if args.textfile.is_none() && args.legacy_metrics.is_none() {
         let text = report.summary(&params, &wall_time::local_datetime(now));
-        let mut out = std::io::stdout().lock();
-        if out
-            .write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .is_err()
-        {
+        if !write_stdout(&text) {
             return Ok(ExitCode::FAILURE);
         }
     }
