@@ -10,10 +10,11 @@ use chatmaild::Config;
 use chatmaild::dir::Kind;
 use chatmaild::fs::Durability;
 use chatmaild::user::{BLOCKED, PASSWORD};
+use chatmaild::wall_time::unix_seconds as now;
 use rand::Rng;
 
 use crate::Error;
-use crate::relay::{Relay, no_such_account, now};
+use crate::relay::{Relay, no_such_account};
 
 /// How often a mailbox tree in the trash is attempted to be removed (Dovecot may still add
 /// files to a mailbox it has open).

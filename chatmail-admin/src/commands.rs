@@ -16,12 +16,13 @@ use chatmaild::fs::Durability;
 use chatmaild::privileges::Afterwards;
 use chatmaild::registry::RegistrationMode;
 use chatmaild::user::DAY;
+use chatmaild::wall_time::unix_seconds as now;
 
 use crate::Error;
 use crate::account::random_password;
 use crate::cli::Args;
 use crate::progress::Progress;
-use crate::relay::{Relay, day, now};
+use crate::relay::{Relay, day};
 use crate::transfer;
 
 pub(crate) fn print(out: &mut dyn Write, text: &str) -> Result<(), Error> {

@@ -9,13 +9,21 @@
 //! [`chatmaild::registry`], shared with doveauth and chatmail-expire.
 #![forbid(unsafe_code)]
 
-pub mod account;
-pub mod cli;
-pub mod commands;
-pub mod error;
-pub mod manual;
-pub mod progress;
-pub mod relay;
-pub mod transfer;
+mod account;
+mod cli;
+mod commands;
+mod error;
+mod manual;
+mod progress;
+mod relay;
+mod transfer;
 
 pub use error::Error;
+
+/// The manual of this package's binary.
+pub const MANUALS: &[&chatmaild::manual::Page] = &[&manual::PAGE];
+
+/// The `chatmail-admin` binary (every service library's binary calls its `main_entry`).
+pub fn main_entry() -> std::process::ExitCode {
+    cli::main(std::env::args_os().skip(1))
+}

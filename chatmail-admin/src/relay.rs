@@ -72,13 +72,6 @@ pub fn day(secs: i64) -> String {
         .map_or_else(|| secs.to_string(), |t| t.format("%Y-%m-%d").to_string())
 }
 
-/// The current Unix time in seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// A relay as the commands see it.
 #[derive(Debug, Clone)]
 pub struct Relay {

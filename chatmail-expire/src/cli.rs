@@ -25,7 +25,9 @@ use crate::expire::{Policy, Stopwatch, Summary};
 
 mod quota;
 
-pub use quota::{QUOTA_EXIT_USAGE, QUOTA_USAGE, QuotaArgs, parse_quota_args, quota_main};
+pub use quota::{QUOTA_USAGE, quota_main};
+#[cfg(test)]
+use quota::{QuotaArgs, parse_quota_args};
 
 /// Usage text of `chatmail-expire`.
 pub const EXPIRE_USAGE: &str = "usage: chatmail-expire [CHATMAIL_INI] [--days DAYS] [--maxnum MAXNUM] [-v] [--remove] [--textfile PATH]";

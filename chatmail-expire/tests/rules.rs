@@ -13,7 +13,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use chatmail_expire::expire::{Outcome, Policy, apply, process_mailbox};
+use chatmail_expire::{Outcome, Policy, apply, process_mailbox};
 use chatmaild::Config;
 use chatmaild::dir::Dir;
 use chatmaild::maildir::scan::{Scan, ScanOptions, scan_mailbox};

@@ -24,6 +24,7 @@ pub fn compact(bytes: &[u8]) -> Result<String, serde_json::Error> {
 
 /// The value to serve: from the operator's file if configured (missing → `None`, read
 /// or parse error → `None` and logged), else the built-in default.
+#[cfg(test)]
 pub async fn lookup(path: Option<&Path>, default: Option<&str>) -> Option<String> {
     match lookup_checked(path, default).await {
         AppVersions::Found(v) => Some(v),

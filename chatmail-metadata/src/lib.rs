@@ -6,30 +6,30 @@
 //! hook sets `/private/messagenew`, queues one push notification per device token in a
 //! persistent queue that survives restarts and crashes, then posts them to the
 //! notification service with exponential back-off, fairly between accounts and within a
-//! bound ([`scheduler`]).
+//! bound (`scheduler`).
 //!
 //! Dovecot side: `mail_attribute_dict = proxy:<socket>:metadata` and `imap_metadata = yes`;
 //! for notifications, the LMTP `push_notification_lua` driver with the hook in
 //! `relay/dovecot/push_notification.lua` of the repository. Notifications go to
 //! `notification_url` of `chatmail.ini`; HTTPS certificates are checked against the
 //! system trust store, which `SSL_CERT_FILE`/`SSL_CERT_DIR` override as for OpenSSL.
-//! The environment variable [`scaled_clock::TIME_SCALE_ENV`] shortens retry delays and exists
+//! The environment variable [`TIME_SCALE_ENV`] shortens retry delays and exists
 //! for tests only.
 #![forbid(unsafe_code)]
 
-pub mod appversions;
-pub mod error;
-pub mod handler;
-pub mod json_dump;
-pub mod manual;
-pub mod metrics;
-pub mod notifier;
-pub mod push;
-pub mod queue;
-pub mod scaled_clock;
-pub mod scheduler;
-pub mod tokens;
-pub mod turn;
+mod appversions;
+mod error;
+mod handler;
+mod json_dump;
+mod manual;
+mod metrics;
+mod notifier;
+mod push;
+mod queue;
+mod scaled_clock;
+mod scheduler;
+mod tokens;
+mod turn;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -43,7 +43,18 @@ use tracing::info;
 pub use error::Error;
 pub use handler::MetadataService;
 pub use notifier::Notifier;
-pub use scaled_clock::Clock;
+pub use scaled_clock::{Clock, TIME_SCALE_ENV};
+pub use tokens::MAX_TOKEN_LEN;
+
+/// The manual of this package's binary.
+pub const MANUALS: &[&chatmaild::manual::Page] = &[&manual::PAGE];
+
+/// What the fuzz targets drive beneath the public list (feature `internals`, never on in
+/// a service build).
+#[cfg(feature = "internals")]
+pub mod internals {
+    pub use crate::queue::{decode, encode};
+}
 
 /// The binary's name, used in usage and log lines.
 pub const NAME: &str = "chatmail-metadata";

@@ -116,6 +116,7 @@ impl Scheduler {
     }
 
     /// Notifications queued: waiting, in flight or being written.
+    #[cfg(test)]
     pub fn items(&self) -> usize {
         self.items
     }

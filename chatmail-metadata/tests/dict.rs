@@ -269,13 +269,13 @@ async fn over_long_token_fails_the_commit_with_a_log_line() {
     s.start();
     s.set_token(USER, "short").await;
     let before = s.metadata_json(USER);
-    let long = "x".repeat(chatmail_metadata::tokens::MAX_TOKEN_LEN + 1);
+    let long = "x".repeat(chatmail_metadata::MAX_TOKEN_LEN + 1);
     let req = format!("B1\t{USER}\nS1\tpriv/guid00/devicetoken\t{long}\nC1\n");
     assert_eq!(s.transcript(req.as_bytes()).await, b"F\n");
     s.wait_log("device token of 4097 bytes refused");
     assert_eq!(s.metadata_json(USER), before, "file unchanged");
     // The longest allowed token, and one of the size Delta Chat sends, are kept.
-    let max = "y".repeat(chatmail_metadata::tokens::MAX_TOKEN_LEN);
+    let max = "y".repeat(chatmail_metadata::MAX_TOKEN_LEN);
     s.set_token(USER, &max).await;
     let delta = format!("openpgp:{}", "Q".repeat(912));
     s.set_token(USER, &delta).await;

@@ -299,7 +299,7 @@ async fn over_long_and_surplus_tokens_through_real_dovecot() {
     let set = |t: &str| format!("SETMETADATA INBOX (/private/devicetoken \"{t}\")");
 
     // Longer than the cap: the client is told no, nothing is stored.
-    let long = "L".repeat(chatmail_metadata::tokens::MAX_TOKEN_LEN + 1);
+    let long = "L".repeat(chatmail_metadata::MAX_TOKEN_LEN + 1);
     let reply = imap_status(dovecot.imap_port, login, &set(&long)).await;
     assert!(reply.starts_with("b NO"), "{reply}");
     assert!(!s.metadata_json(USER).contains("LLLL"));

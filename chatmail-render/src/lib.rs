@@ -4,22 +4,32 @@
 //!
 //! Each fact has one place: the ini keys, their defaults and derived forms are
 //! `chatmaild::config`'s; the daemons' sockets are `chatmaild::daemons`'; where a local relay
-//! keeps its files is [`layout`]; what differs between Dovecot series is [`dovecot`]; which
-//! template becomes which file, and with which values, is [`relay`]. `scripts/relay` asks
+//! keeps its files is [`Layout`]; what differs between Dovecot series is [`Dovecot`]; which
+//! template becomes which file, and with which values, is [`Relay`]. `scripts/relay` asks
 //! the binary (`paths`, `daemons`, `ini`, `vars`, `render`) and the test harness calls the
 //! library, so what the tests run is what the local relay runs.
 #![forbid(unsafe_code)]
 
-pub mod cli;
-pub mod dovecot;
-pub mod error;
-pub mod ini;
-pub mod layout;
-pub mod manual;
-pub mod relay;
-pub mod template;
+mod cli;
+mod dovecot;
+mod error;
+mod ini;
+mod layout;
+mod manual;
+mod relay;
+mod template;
 
+pub use cli::repo_templates;
 pub use dovecot::{Auth, Dovecot};
 pub use error::Error;
 pub use layout::Layout;
+pub use layout::path_of;
 pub use relay::{Part, Relay, Rendered};
+
+/// The manual of this package's binary.
+pub const MANUALS: &[&chatmaild::manual::Page] = &[&manual::PAGE];
+
+/// The `chatmail-render` binary (every service library's binary calls its `main_entry`).
+pub fn main_entry() -> std::process::ExitCode {
+    cli::main(std::env::args_os().skip(1))
+}

@@ -2,8 +2,6 @@
 //! configuration, for `scripts/relay`.
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    chatmail_render::cli::main(std::env::args_os().skip(1))
+fn main() -> std::process::ExitCode {
+    chatmail_render::main_entry()
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use chatmail_render::cli::repo_templates;
+use chatmail_render::repo_templates;
 use chatmail_render::{Auth, Dovecot, Layout, Relay};
 use chatmaild::Config;
 

@@ -17,6 +17,13 @@ pub fn now() -> f64 {
     }
 }
 
+/// Whole seconds since the epoch (0 before it), as the account registry stores times.
+pub fn unix_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// A file time as the float Python's `st_mtime` gives: `sec + nsec * 1e-9`.
 pub fn float_time(secs: i64, nsec: i64) -> f64 {
     secs as f64 + nsec as f64 * 1e-9

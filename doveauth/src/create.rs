@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use chatmaild::User;
 use chatmaild::registry::Reservation;
+use chatmaild::wall_time::unix_seconds;
 use tracing::warn;
 
 use crate::metrics::Refusal;
@@ -118,7 +119,7 @@ impl AuthHandler {
         if let Some(refusal) = self.refusal_before_lock(&user, &password) {
             return Ok(Creation::Refused(refusal));
         }
-        let reservation = match self.registry.reserve_creation(asker.client, policy::now()) {
+        let reservation = match self.registry.reserve_creation(asker.client, unix_seconds()) {
             Ok(r) => r,
             Err(refusal) => {
                 warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
@@ -141,7 +142,7 @@ impl AuthHandler {
             self.metrics.refused(class);
             return Some(Refused::Rules);
         }
-        if let Some(refusal) = self.registry.precheck(user, password, policy::now()) {
+        if let Some(refusal) = self.registry.precheck(user, password, unix_seconds()) {
             warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
             self.metrics.refused(Refusal::of_registry(&refusal));
             return Some(Refused::Rules);
@@ -180,7 +181,7 @@ impl AuthHandler {
 
     /// The checks that need the lock, then the hash and the password file.
     fn create_locked(&self, user: &User, password: &str) -> Result<Creation, Error> {
-        if let Some(refusal) = self.registry.admit(user, password, policy::now())? {
+        if let Some(refusal) = self.registry.admit(user, password, unix_seconds())? {
             warn!("{}{refusal}", policy::REGISTRATION_REJECTED);
             self.metrics.refused(Refusal::of_registry(&refusal));
             return Ok(Creation::Refused(Refused::Rules));

@@ -65,8 +65,17 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time requests in flight get to finish after a stop request.
 const GRACE: Duration = Duration::from_secs(10);
 /// The metrics socket in HTTP mode, which has no dict socket to sit beside: where the dict
-/// mode's would be (`$CHATMAIL_METRICS_SOCKET` overrides it).
-pub const METRICS_SOCKET: &str = "/run/doveauth/metrics.socket";
+/// mode's would be, in doveauth's runtime directory of the table of services
+/// (`$CHATMAIL_METRICS_SOCKET` overrides it).
+#[expect(
+    clippy::expect_used,
+    reason = "a static table entry, pinned by its tests"
+)]
+pub fn default_metrics_socket() -> std::path::PathBuf {
+    chatmaild::daemons::DOVEAUTH
+        .metrics_socket()
+        .expect("doveauth has a runtime directory")
+}
 
 /// Why a request body is not a creation request (answered with `400`).
 #[derive(Debug, PartialEq, Eq)]
@@ -322,7 +331,7 @@ pub fn run(ini: &std::path::Path) -> ExitCode {
         let auth = Arc::new(AuthHandler::new(config));
         let a = Arc::clone(&auth);
         chatmaild::metrics::spawn_publisher(
-            &chatmaild::metrics::socket_from_env(METRICS_SOCKET),
+            &chatmaild::metrics::socket_from_env(default_metrics_socket()),
             Arc::new(move |enc: &mut chatmaild::metrics::Encoder| a.metrics().render(enc)),
             stop.clone(),
         );

@@ -3,27 +3,27 @@
 //!
 //! doveauth never compares passwords for Dovecot: it answers with the stored hash and
 //! Dovecot verifies the cleartext against it (only HTTP `/create` verifies, for concurrent
-//! first logins, see [`throttle`]). Lookups of existing users are a file read on the event
+//! first logins, see `throttle`). Lookups of existing users are a file read on the event
 //! loop; creation (hashing, locking, fsync) runs on the blocking pool, so one slow first
 //! login never delays the others, and at most [`hash_permits`] hashes run at once, so a
 //! memory-hard scheme cannot take the machine's memory.
 #![forbid(unsafe_code)]
 
-pub mod cache;
-pub mod conns;
+mod cache;
+mod conns;
 mod create;
-pub mod error;
-pub mod hash;
-pub mod http;
-pub mod keys;
-pub mod manual;
-pub mod metrics;
-pub mod migrate;
-pub mod newemail;
-pub mod policy;
-pub mod syslimits;
-pub mod throttle;
-pub mod userdb;
+mod error;
+mod hash;
+mod http;
+mod keys;
+mod manual;
+mod metrics;
+mod migrate;
+mod newemail;
+mod policy;
+mod syslimits;
+mod throttle;
+mod userdb;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -38,7 +38,19 @@ use tokio::sync::Semaphore;
 use tracing::{debug, error, warn};
 
 pub use error::Error;
+pub use http::default_metrics_socket;
 use keys::{AuthKey, parse_key};
+pub use newemail::main_entry as newemail_entry;
+
+/// The manuals of this package's binaries (`doveauth`, `chatmail-newemail`).
+pub const MANUALS: &[&chatmaild::manual::Page] = &[&manual::DOVEAUTH, &manual::NEWEMAIL];
+
+/// What the fuzz targets drive beneath the public list (feature `internals`, never on in
+/// a service build).
+#[cfg(feature = "internals")]
+pub mod internals {
+    pub use crate::keys::{AuthKey, parse_key};
+}
 use metrics::{LookupKind, LookupResult, Metrics};
 
 /// How long a first login waits for a concurrent creator of the same account (as the

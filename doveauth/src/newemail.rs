@@ -17,10 +17,11 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use chatmaild::Config;
-use chatmaild::config::TlsCertMode;
+use chatmaild::config::{DEFAULT_INI, TlsCertMode};
 use chatmaild::json_string::python_json_str;
 use chatmaild::registry::RegistrationMode;
 use rand::Rng;
@@ -246,6 +247,37 @@ pub fn cgi_refusal(status: &str, reason: &str) -> String {
         "Status: {status}\nContent-Type: application/json\n\n{{\"reason\": {}}}\n",
         python_json_str(reason)
     )
+}
+
+/// `chatmail-newemail`: one CGI request, from the environment the web server sets.
+pub fn main_entry() -> ExitCode {
+    // `--help` only outside a request: a CGI's arguments could come from a query string.
+    if std::env::var_os("GATEWAY_INTERFACE").is_none()
+        && let Some(flag) = std::env::args_os().nth(1)
+        && (flag == "--help" || flag == "-h")
+    {
+        return crate::manual::NEWEMAIL.print_help();
+    }
+    // The CGI takes no arguments; the path may be overridden for tests and local relays.
+    let ini = std::env::var_os("CHATMAIL_INI").unwrap_or_else(|| DEFAULT_INI.into());
+    let config = match Config::load(&ini) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    // An invitation link's token arrives in the query string (`/new?invite=<token>`).
+    let query = std::env::var("QUERY_STRING").unwrap_or_default();
+    // The web client's address (CGI `REMOTE_ADDR`), for doveauth's per-client rate cap.
+    let client = std::env::var("REMOTE_ADDR")
+        .ok()
+        .and_then(|a| a.parse().ok());
+    if chatmaild::cli::write_stdout(&respond(&config, &query, client)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// The whole CGI run for `query` from the web client `client`: credentials, created through

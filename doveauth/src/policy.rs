@@ -17,22 +17,12 @@ use chatmaild::Config;
 
 use crate::metrics::Refusal;
 
-/// While this file exists (any file type) no account is created (the default of
-/// `nocreate_file`).
-pub const NOCREATE_FILE: &str = chatmaild::config::DEFAULT_NOCREATE_FILE;
-
 /// The prefix of every refusal line of the account state and the system limits; mtail
 /// counts it (SPEC §10.4).
 pub const REGISTRATION_REJECTED: &str = "registration rejected: ";
 
-/// The current Unix time in seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// The first reason `user` with `password` may not be created, if any.
+#[cfg(test)]
 pub fn creation_refusal(
     config: &Config,
     nocreate: &Path,
@@ -42,7 +32,8 @@ pub fn creation_refusal(
     classified_refusal(config, nocreate, user, password).map(|(_, text)| text)
 }
 
-/// Like [`creation_refusal`], with the reason's class for the metrics.
+/// The first reason `user` with `password` may not be created, if any, with the reason's
+/// class for the metrics.
 pub fn classified_refusal(
     config: &Config,
     nocreate: &Path,

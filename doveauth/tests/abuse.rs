@@ -106,7 +106,7 @@ fn logins_refused_under_the_lock_leave_no_inode() {
     let registry = Registry::new(&config);
     registry.set_mode(RegistrationMode::InviteOnly).unwrap();
     let inv = registry
-        .create_invitation(1, None, "", doveauth::policy::now())
+        .create_invitation(1, None, "", chatmaild::wall_time::unix_seconds())
         .unwrap();
     let before = inodes(&d.mailboxes);
     let n = 32;

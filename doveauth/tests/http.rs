@@ -300,7 +300,7 @@ fn newemail_creates_invited_accounts_through_doveauth_and_shares_the_rate_cap() 
     registry
         .set_mode(chatmaild::registry::RegistrationMode::InviteOnly)
         .unwrap();
-    let now = doveauth::policy::now();
+    let now = chatmaild::wall_time::unix_seconds();
     let two = registry.create_invitation(2, None, "", now).unwrap();
     let query = format!("invite={}", two.token);
     for _ in 0..2 {
@@ -389,7 +389,7 @@ fn registration_mode_is_answered_and_the_cgi_refuses_without_an_invitation() {
     assert_eq!(head, "Content-Type: application/json");
     assert!(json["email"].as_str().unwrap().ends_with(DOMAIN));
 
-    let now = doveauth::policy::now();
+    let now = chatmaild::wall_time::unix_seconds();
     let inv = registry.create_invitation(1, None, "", now).unwrap();
     for (mode, word, reason) in [
         (
@@ -473,7 +473,7 @@ fn listens_on_doveauth_http_host_and_the_cgi_asks_there() {
     registry
         .set_mode(chatmaild::registry::RegistrationMode::InviteOnly)
         .unwrap();
-    let now = doveauth::policy::now();
+    let now = chatmaild::wall_time::unix_seconds();
     let one = registry.create_invitation(1, None, "", now).unwrap();
     let (head, json) = newemail(&ini, &format!("invite={}", one.token));
     assert_eq!(head, "Content-Type: application/json");

@@ -11,9 +11,9 @@
 //! Prometheus (through a tunnel or a local agent), never for the internet.
 #![forbid(unsafe_code)]
 
-pub mod filesystem;
-pub mod manual;
-pub mod merge;
+mod filesystem;
+mod manual;
+mod merge;
 
 use std::convert::Infallible;
 use std::ffi::OsString;
@@ -35,6 +35,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
+
+/// The manual of this package's binary.
+pub const MANUALS: &[&chatmaild::manual::Page] = &[&manual::PAGE];
 
 /// The binary's name.
 pub const NAME: &str = "chatmail-exporter";
@@ -92,7 +95,7 @@ pub struct Sources {
     pub services: Vec<(String, PathBuf)>,
     /// Prometheus textfiles.
     pub textfiles: Vec<PathBuf>,
-    /// A directory whose file system is reported ([`filesystem`]): `mailboxes_dir`.
+    /// A directory whose file system is reported (module `filesystem`): `mailboxes_dir`.
     pub filesystem: Option<PathBuf>,
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chatmail_exporter::default_services;
 use chatmaild::daemons::{DAEMONS, RUN_ROOT};
 use filtermail::Mode;
-use filtermail::metrics::default_socket;
+use filtermail::default_metrics_socket as default_socket;
 
 fn socket_of(service: &str) -> PathBuf {
     default_services()
@@ -19,10 +19,7 @@ fn socket_of(service: &str) -> PathBuf {
 
 #[test]
 fn default_sockets_agree_with_the_daemons() {
-    assert_eq!(
-        socket_of("doveauth"),
-        Path::new(doveauth::http::METRICS_SOCKET)
-    );
+    assert_eq!(socket_of("doveauth"), doveauth::default_metrics_socket());
     assert_eq!(
         socket_of("filtermail"),
         default_socket(Some(Mode::Outgoing))

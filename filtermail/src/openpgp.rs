@@ -142,6 +142,7 @@ fn is_crc_line(line: &[u8]) -> bool {
 /// New-format headers and, like the deployed reference (since 0.3.0), old-format headers
 /// (GnuPG writes old-format PKESK packets) are understood. Any truncated header or length
 /// running past the end makes the answer `false`.
+#[cfg(any(test, feature = "internals"))]
 pub fn is_encrypted_packet_sequence(data: &[u8]) -> bool {
     let mut walker = PacketWalker::default();
     walker.feed(data);

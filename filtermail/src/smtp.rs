@@ -65,6 +65,7 @@ pub struct Envelopes<'a> {
 
 impl<'a> Envelopes<'a> {
     /// The rules of `mode`, with neither mailboxes nor rate limit.
+    #[cfg(any(test, feature = "internals"))]
     pub fn new(mode: Mode) -> Envelopes<'a> {
         Envelopes {
             mode,

@@ -13,8 +13,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use filtermail::canonical::{self, forms};
-use filtermail::{Envelope, PolicyVerdict, check_incoming, check_outgoing, mime};
+use filtermail::internals::canonical::{self, forms};
+use filtermail::internals::mime;
+use filtermail::{Envelope, PolicyVerdict, check_incoming, check_outgoing};
 
 /// The kinds of message the capture makes Delta Chat send (the part of each file name after
 /// its phase number); a regenerated corpus must still hold every one.

@@ -14,7 +14,7 @@ use base64::Engine;
 use chatmail_tests::dns::{self, Zone};
 use common::sink;
 use common::{Daemon, Eol, eml};
-use filtermail::dkim::DkimVerifier;
+use filtermail::DkimVerifier;
 use filtermail::{FilterReply, Reply};
 use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::common::headers::HeaderWriter;

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{Eol, all_fixtures, eml};
-use filtermail::policy::Accepted;
+use filtermail::Accepted;
 use filtermail::{Envelope, FilterReply, PolicyVerdict, Reply, check_incoming, check_outgoing};
 
 const FROM: &str = "alice@chat.example.org";
@@ -330,18 +330,18 @@ fn random_inputs_never_panic() {
         let msg = junk.bytes(mime_alphabet, pieces);
         let _ = check_outgoing(&env("a@b", &[TO]), &msg);
         let _ = check_incoming(&env("a@b", &[TO]), &msg, dir.path());
-        let _ = filtermail::openpgp::check_armored_payload(&msg, false);
+        let _ = filtermail::internals::openpgp::check_armored_payload(&msg, false);
     }
     for _ in 0..20_000 {
         let len = (junk.next() % 40) as usize;
         let packets: Vec<u8> = (0..len).map(|_| junk.next() as u8).collect();
-        let _ = filtermail::openpgp::is_encrypted_packet_sequence(&packets);
+        let _ = filtermail::internals::openpgp::is_encrypted_packet_sequence(&packets);
     }
     let smtp_alphabet: &[&[u8]] = &[b"\r\n", b".", b"\r", b"\n", b"..", b"x", b"\r\n.\r\n"];
     for _ in 0..20_000 {
         let pieces = (junk.next() % 30) as usize;
         let data = junk.bytes(smtp_alphabet, pieces);
-        let mut reader = filtermail::smtp::DataReader::new(16);
+        let mut reader = filtermail::internals::smtp::DataReader::new(16);
         let (used, _) = reader.feed(&data);
         assert!(used <= data.len());
     }
@@ -783,10 +783,10 @@ fn differential_findings_are_refused() {
         };
         assert_eq!(verdict, reject_523(), "{name}");
         // Refused for its form or its sender, not for some other reason.
-        let sender_ambiguous = filtermail::mime::parse_headers(msg)
-            .is_some_and(|h| filtermail::mime::from_ambiguity(&h).is_some());
+        let sender_ambiguous = filtermail::internals::mime::parse_headers(msg)
+            .is_some_and(|h| filtermail::internals::mime::from_ambiguity(&h).is_some());
         assert!(
-            filtermail::canonical::read(msg).is_err() || sender_ambiguous,
+            filtermail::internals::canonical::read(msg).is_err() || sender_ambiguous,
             "{name}: refused as not canonical or by its sender"
         );
     }

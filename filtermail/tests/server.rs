@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use filtermail::{Filter, Mode, server};
+use filtermail::{Filter, Mode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +16,7 @@ async fn idle_client_gets_421_and_is_closed() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let server = tokio::spawn(server::run(listener, filter, stop.clone()));
+    let server = tokio::spawn(filtermail::run_smtp(listener, filter, stop.clone()));
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     c.write_all(b"EHLO x\r\nNOOP").await.unwrap();
     // Nothing more is sent; once the idle timeout passes, the server says so and closes.
@@ -38,7 +38,7 @@ async fn stop_ends_the_accept_loop() {
     let filter = Arc::new(Filter::new(&config, Mode::Incoming, None));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stop = CancellationToken::new();
-    let server = tokio::spawn(server::run(listener, filter, stop.clone()));
+    let server = tokio::spawn(filtermail::run_smtp(listener, filter, stop.clone()));
     stop.cancel();
     assert!(server.await.unwrap().is_ok());
 }
@@ -46,7 +46,7 @@ async fn stop_ends_the_accept_loop() {
 #[tokio::test]
 async fn idle_reinjection_connections_are_closed() {
     let sink = common::sink::start("250 Ok").await;
-    let r = filtermail::reinject::Reinjector::new(
+    let r = filtermail::Reinjector::new(
         format!("127.0.0.1:{}", sink.port),
         std::time::Duration::from_secs(30),
     );
@@ -93,7 +93,7 @@ async fn http_server() -> (
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let server = tokio::spawn(filtermail::http::run(listener, filter, stop.clone()));
+    let server = tokio::spawn(filtermail::run_mxdeliv(listener, filter, stop.clone()));
     (addr, stop, server, dir)
 }
 
@@ -108,7 +108,7 @@ async fn http_trickling_or_idle_clients_are_closed() {
     let started = tokio::time::Instant::now();
     let mut got = Vec::new();
     let _ = c.read_to_end(&mut got).await;
-    assert!(started.elapsed() >= filtermail::http::IO_TIMEOUT);
+    assert!(started.elapsed() >= filtermail::MXDELIV_IO_TIMEOUT);
     assert!(!String::from_utf8_lossy(&got).contains(" 200 "), "{got:?}");
     // A request body that stops arriving: the connection is closed, nothing hangs.
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -120,7 +120,7 @@ async fn http_trickling_or_idle_clients_are_closed() {
     let started = tokio::time::Instant::now();
     let mut got = Vec::new();
     let _ = c.read_to_end(&mut got).await;
-    assert!(started.elapsed() >= filtermail::http::IO_TIMEOUT);
+    assert!(started.elapsed() >= filtermail::MXDELIV_IO_TIMEOUT);
     stop.cancel();
     server.await.unwrap().unwrap();
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatmail_smtp::MAX_LINE;
-use filtermail::{Filter, Mode, server};
+use filtermail::{Filter, Mode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,12 @@ async fn start_both(idle_timeout: Duration) -> ([SocketAddr; 2], CancellationTok
     let lmtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addrs = [smtp.local_addr().unwrap(), lmtp.local_addr().unwrap()];
     let filter = Arc::new(Filter::new(&config, Mode::Outgoing, None));
-    tokio::spawn(server::run_with(smtp, filter, stop.clone(), idle_timeout));
+    tokio::spawn(filtermail::run_smtp_with(
+        smtp,
+        filter,
+        stop.clone(),
+        idle_timeout,
+    ));
     let opts = mxdeliver::TransportOptions {
         // Never asked: no row delivers.
         dns_server: Some("127.0.0.1:9".parse().unwrap()),

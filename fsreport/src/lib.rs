@@ -6,9 +6,17 @@
 //! counts).
 #![forbid(unsafe_code)]
 
-pub mod cli;
-pub mod manual;
-pub mod report;
+mod cli;
+mod manual;
+mod report;
 
 /// What stops a run as a whole; the error type of every report tool's command line.
 pub use chatmaild::cli::RunError as Error;
+
+/// The manual of this package's binary.
+pub const MANUALS: &[&chatmaild::manual::Page] = &[&manual::PAGE];
+
+/// The `chatmail-fsreport` binary (every service library's binary calls its `main_entry`).
+pub fn main_entry() -> std::process::ExitCode {
+    cli::main(std::env::args_os().skip(1))
+}

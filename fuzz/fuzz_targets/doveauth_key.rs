@@ -5,7 +5,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use doveauth::keys::{AuthKey, parse_key};
+use doveauth::internals::{AuthKey, parse_key};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]

@@ -3,7 +3,7 @@
 //! every name, and never a panic.
 #![no_main]
 
-use chatmail_expire::dovecot::parse_name;
+use chatmail_expire::internals::parse_name;
 use libfuzzer_sys::fuzz_target;
 use regex::bytes::Regex;
 use std::sync::LazyLock;

@@ -4,14 +4,15 @@
 //! thing: the same tree of content types, the same encrypted payload, the same single
 //! From address, the same exception headers. A disagreement means a client could show
 //! something the filter never looked at. "The filter's reading" is the canonical grammar's
-//! (`filtermail::canonical`), with mail-parser's for the sender.
+//! (`filtermail::internals::canonical`), with mail-parser's for the sender.
 #![no_main]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use filtermail::canonical::{self, forms};
-use filtermail::{Envelope, PolicyVerdict, check_incoming, check_outgoing, mime};
+use filtermail::internals::canonical::{self, forms};
+use filtermail::internals::mime;
+use filtermail::{Envelope, PolicyVerdict, check_incoming, check_outgoing};
 use libfuzzer_sys::fuzz_target;
 use mail_parser::MessageParser;
 use mailparse::{MailHeaderMap, ParsedMail};

@@ -25,7 +25,8 @@ use arbitrary::Unstructured;
 use chatmail_fuzz::grammar::{self, Case};
 use chatmail_fuzz::oracle::{self, Violation};
 use chatmail_fuzz::postfix;
-use filtermail::{Envelope, PolicyVerdict, canonical, check_incoming, check_outgoing};
+use filtermail::internals::canonical;
+use filtermail::{Envelope, PolicyVerdict, check_incoming, check_outgoing};
 use libfuzzer_sys::fuzz_target;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
@@ -44,7 +45,7 @@ fn mailboxes() -> &'static PathBuf {
     })
 }
 
-/// The encrypted payload as the filter reads it (`filtermail::canonical`, whose encrypted
+/// The encrypted payload as the filter reads it (`filtermail::internals::canonical`, whose encrypted
 /// form has no transfer encoding).
 fn filter_payload(message: &[u8]) -> Option<Vec<u8>> {
     let msg = canonical::read(message).ok()?;

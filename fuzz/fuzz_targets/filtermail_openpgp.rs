@@ -6,7 +6,7 @@
 use arbitrary::Arbitrary;
 use base64::Engine;
 use chatmail_fuzz::chunks;
-use filtermail::openpgp::{PacketWalker, check_armored_payload, is_encrypted_packet_sequence};
+use filtermail::internals::openpgp::{PacketWalker, check_armored_payload, is_encrypted_packet_sequence};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]

@@ -12,7 +12,7 @@ use chatmail_fuzz::chunks;
 use chatmail_smtp::session::Step;
 use chatmail_smtp::{Dialogue, Line, next_line, stuffed_slices};
 use filtermail::Mode;
-use filtermail::smtp::{DataEnd, DataReader, Envelopes};
+use filtermail::internals::smtp::{DataEnd, DataReader, Envelopes};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: u64 = 2048;

@@ -3,7 +3,7 @@
 //! decodes to the same item.
 #![no_main]
 
-use chatmail_metadata::queue::{decode, encode};
+use chatmail_metadata::internals::{decode, encode};
 use chatmaild::user::validate_address;
 use libfuzzer_sys::fuzz_target;
 

@@ -24,9 +24,9 @@ fuzz_target!(|line: &[u8]| {
         assert!(!c.has_param("SMTPUTF8"));
     }
     // Both services' envelope rules behind the shared dialogue.
-    let queues = mxdeliver::queue::Queues::default();
-    let transport = mxdeliver::lmtp::Destinations { queues: &queues };
+    let queues = mxdeliver::internals::Queues::default();
+    let transport = mxdeliver::internals::Destinations { queues: &queues };
     let _ = chatmail_smtp::Dialogue::new(None).on_line(line, &transport);
-    let filter = filtermail::smtp::Envelopes::new(filtermail::Mode::Incoming);
+    let filter = filtermail::internals::smtp::Envelopes::new(filtermail::Mode::Incoming);
     let _ = chatmail_smtp::Dialogue::new(None).on_line(line, &filter);
 });

@@ -6,7 +6,7 @@
 //! Accepted shapes, as `mailparse` reads them:
 //! - encrypted: `multipart/encrypted` of exactly `application/pgp-encrypted` saying
 //!   `Version: 1` and `application/octet-stream` whose decoded body is byte for byte the
-//!   payload the filter read (`filtermail::canonical`) and passes `filtermail::openpgp`'s armor check;
+//!   payload the filter read (`filtermail::internals::canonical`) and passes `filtermail::internals::openpgp`'s armor check;
 //!   no other part anywhere;
 //! - securejoin: a `Secure-Join: vc-request`/`vg-request` header and `multipart/mixed` of one
 //!   `text/plain` part saying the same;
@@ -19,7 +19,7 @@
 //!
 //! In every shape the single From header names the address the filter accepted.
 
-use filtermail::openpgp::check_armored_payload;
+use filtermail::internals::openpgp::check_armored_payload;
 use mailparse::{MailHeaderMap, ParsedMail};
 
 use crate::grammar::MARKER;

@@ -6,7 +6,7 @@
 //! write; lastlogin never creates a user, a file or a directory.
 #![forbid(unsafe_code)]
 
-pub mod manual;
+mod manual;
 
 use std::sync::Arc;
 
@@ -14,6 +14,9 @@ use chatmaild::dict::{DictHandler, Lookup};
 use chatmaild::metrics::{CounterVec, Encoder, labels};
 use chatmaild::{Config, User};
 use tracing::{debug, error, warn};
+
+/// The manual of this package's binary.
+pub const MANUALS: &[&chatmaild::manual::Page] = &[&manual::PAGE];
 
 /// Name of the counter of login updates, by [`Update`].
 pub const UPDATES_METRIC: &str = chatmaild::metrics::names::lastlogin::UPDATES;

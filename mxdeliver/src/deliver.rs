@@ -23,8 +23,6 @@ use chatmail_smtp::Pool;
 
 mod https;
 
-pub use https::https_delivered;
-
 /// How long a host that took mail over SMTP is not asked over HTTPS again.
 const SMTP_ONLY_FOR: Duration = Duration::from_secs(30 * 60);
 /// Idle SMTP connections are reused for this long.
@@ -131,11 +129,6 @@ impl Deliverer {
     pub fn with_metrics(mut self, metrics: Arc<TransportMetrics>) -> Self {
         self.metrics = metrics;
         self
-    }
-
-    /// The delivery counters.
-    pub fn metrics(&self) -> &TransportMetrics {
-        &self.metrics
     }
 
     /// Delivers a batch and returns the reply for each of its recipients.

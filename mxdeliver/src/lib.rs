@@ -6,7 +6,7 @@
 //! endpoint, else over SMTP with mandatory `STARTTLS`, and Postfix gets one reply per recipient.
 //! Every failure is a 4xx or 5xx reply, so Postfix keeps, retries or bounces the message:
 //! nothing is acknowledged that was not delivered. A 2xx from `/mxdeliv` counts only in the
-//! forms real peers confirm a delivery with ([`deliver::https_delivered`]); the crate's
+//! forms real peers confirm a delivery with (`https_delivered` in `deliver`); the crate's
 //! README explains that choice and where a retry can still store a second copy.
 //!
 //! The crate is a library; filtermail's `transport` mode binds the listener and calls [`run`]:
@@ -21,22 +21,23 @@
 //! # }
 //! ```
 //!
-//! Module map: [`lmtp`] holds the envelope rules of the LMTP dialogue (the command sequence and
-//! the connection driver are `chatmail_smtp`'s), [`server`] serves connections and queue slots
-//! ([`queue`]), [`deliver`] resolves ([`dns`]) and delivers over HTTPS or SMTP
-//! ([`smtp_client`], [`tls`]); [`transport_reply`] holds every reply text.
+//! Module map (all private; this file says what is public): `lmtp` holds the envelope rules
+//! of the LMTP dialogue (the command sequence and the connection driver are
+//! `chatmail_smtp`'s), `server` serves connections and queue slots (`queue`), `deliver`
+//! resolves (`dns`) and delivers over HTTPS or SMTP (`smtp_client`, `tls`);
+//! `transport_reply` holds every reply text.
 #![forbid(unsafe_code)]
 
-pub mod deliver;
-pub mod dns;
-pub mod error;
-pub mod lmtp;
-pub mod metrics;
-pub mod queue;
-pub mod server;
-pub mod smtp_client;
-pub mod tls;
-pub mod transport_reply;
+mod deliver;
+mod dns;
+mod error;
+mod lmtp;
+mod metrics;
+mod queue;
+mod server;
+mod smtp_client;
+mod tls;
+mod transport_reply;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +49,15 @@ use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
+pub use metrics::{FailureClass, Path as DeliveryPath, TransportMetrics};
+
+/// What the fuzz targets drive beneath the public list (feature `internals`, never on in
+/// a service build).
+#[cfg(feature = "internals")]
+pub mod internals {
+    pub use crate::lmtp::Destinations;
+    pub use crate::queue::Queues;
+}
 
 /// Concurrent LMTP connections (Postfix opens at most its process limit, 100 by default).
 const MAX_CONNECTIONS: usize = 1000;

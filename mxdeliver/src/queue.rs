@@ -56,6 +56,7 @@ impl Queues {
     }
 
     /// Slots currently reserved for `destination`.
+    #[cfg(test)]
     pub fn in_flight(&self, destination: &str) -> usize {
         let map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(destination).copied().unwrap_or(0)

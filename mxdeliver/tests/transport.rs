@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use mxdeliver::metrics::{FailureClass, Path};
+use mxdeliver::{DeliveryPath as Path, FailureClass};
 use tokio::net::TcpListener;
 
 /// DNS for the usual test domains: everything points at 127.0.0.1.

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use chatmail_render::layout::path_of;
+use chatmail_render::path_of;
 pub use chatmail_render::{Auth, Dovecot, Layout};
 use chatmail_render::{Part, Relay};
 use chatmaild::daemons::{self, Daemon};

@@ -14,21 +14,23 @@ use chatmaild::manual::Page;
 /// Set by `scripts/man`: write the pages instead of comparing them.
 const WRITE_ENV: &str = "CHATMAIL_WRITE_MAN";
 
-/// (package, page) of every shipped binary.
+/// (package, page) of every shipped binary: each package's `MANUALS`.
 fn pages() -> Vec<(&'static str, &'static Page)> {
-    vec![
-        ("doveauth", &doveauth::manual::DOVEAUTH),
-        ("doveauth", &doveauth::manual::NEWEMAIL),
-        ("lastlogin", &lastlogin::manual::PAGE),
-        ("chatmail-metadata", &chatmail_metadata::manual::PAGE),
-        ("filtermail", &filtermail::manual::PAGE),
-        ("chatmail-expire", &chatmail_expire::manual::EXPIRE),
-        ("chatmail-expire", &chatmail_expire::manual::QUOTA_EXPIRE),
-        ("chatmail-fsreport", &chatmail_fsreport::manual::PAGE),
-        ("chatmail-admin", &chatmail_admin::manual::PAGE),
-        ("chatmail-exporter", &chatmail_exporter::manual::PAGE),
-        ("chatmail-render", &chatmail_render::manual::PAGE),
-    ]
+    let packages: [(&str, &[&Page]); 9] = [
+        ("doveauth", doveauth::MANUALS),
+        ("lastlogin", lastlogin::MANUALS),
+        ("chatmail-metadata", chatmail_metadata::MANUALS),
+        ("filtermail", filtermail::MANUALS),
+        ("chatmail-expire", chatmail_expire::MANUALS),
+        ("chatmail-fsreport", chatmail_fsreport::MANUALS),
+        ("chatmail-admin", chatmail_admin::MANUALS),
+        ("chatmail-exporter", chatmail_exporter::MANUALS),
+        ("chatmail-render", chatmail_render::MANUALS),
+    ];
+    packages
+        .into_iter()
+        .flat_map(|(package, pages)| pages.iter().map(move |page| (package, *page)))
+        .collect()
 }
 
 fn repo() -> PathBuf {

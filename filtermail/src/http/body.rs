@@ -18,6 +18,7 @@ pub struct MessageBody {
 
 impl MessageBody {
     /// A body of a message of at most `max` bytes, without a memory budget.
+    #[cfg(test)]
     pub fn new(max: u64) -> MessageBody {
         MessageBody::with_budget(max, None)
     }
