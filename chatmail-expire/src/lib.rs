@@ -44,4 +44,4 @@ pub mod internals {
 
 /// Start of the line printed when the quota pass removed messages; mtail counts
 /// `quota-expire: removed <n> message(s)` (SPEC §10.4).
-pub const QUOTA_LOG_PREFIX: &str = "quota-expire: removed";
+const QUOTA_LOG_PREFIX: &str = "quota-expire: removed";

@@ -57,7 +57,7 @@ pub mod internals {
 }
 
 /// The binary's name, used in usage and log lines.
-pub const NAME: &str = "chatmail-metadata";
+const NAME: &str = "chatmail-metadata";
 
 /// Everything before serving (SPEC §5.1): refuse to start without the mailboxes
 /// directory, create the queue directory, load the persisted queue, start the workers

@@ -55,10 +55,10 @@ use metrics::{LookupKind, LookupResult, Metrics};
 
 /// How long a first login waits for a concurrent creator of the same account (as the
 /// reference's `filelock` timeout).
-pub const CREATE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+const CREATE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The text mtail counts (`: Created address: <addr>`): written to stderr as is.
-pub const CREATED_ADDRESS: &str = "Created address: ";
+const CREATED_ADDRESS: &str = "Created address: ";
 
 /// Password hashes computed or verified at once: twice the cores, so the CPUs stay busy
 /// while the memory a memory-hard scheme takes stays bounded (argon2id takes about 19 MiB
@@ -69,7 +69,7 @@ pub fn hash_permits() -> usize {
 
 /// Who asks for a first login, as far as doveauth can tell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Asker {
+struct Asker {
     /// The connection's peer (HTTP mode; the dict socket has none).
     pub peer: Option<IpAddr>,
     /// The client the login comes from, as the auth script or Dovecot's dict key passes it
@@ -91,7 +91,7 @@ enum Creation {
 
 /// Why a creation was refused, as far as the one asking may learn it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+enum Refused {
     /// For good: the rules, the registration mode, the invitation, the address.
     Rules,
     /// For now: the creation rate cap or the system limits; a retry may succeed.
@@ -100,7 +100,7 @@ pub enum Refused {
 
 /// The answer of [`AuthHandler::create_or_verify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthVerdict {
+enum AuthVerdict {
     /// The request created the account, or it exists and the password matches.
     Accepted,
     /// No account, or a wrong password.
@@ -110,7 +110,7 @@ pub enum AuthVerdict {
 /// The passdb/userdb handler, and the one creation policy behind both front ends (the
 /// dict service and HTTP `/create`).
 #[derive(Debug, Clone)]
-pub struct AuthHandler {
+struct AuthHandler {
     config: Arc<Config>,
     /// `@<mail_domain>`: the suffix of every address we serve.
     suffix: String,

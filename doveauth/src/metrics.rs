@@ -102,19 +102,9 @@ impl Metrics {
         self.lookups.inc(kind.index(), result.index());
     }
 
-    /// How many lookups of `kind` ended as `result`.
-    pub fn lookups(&self, kind: LookupKind, result: LookupResult) -> u64 {
-        self.lookups.get(kind.index(), result.index())
-    }
-
     /// Counts a refused creation.
     pub fn refused(&self, r: Refusal) {
         self.refused.inc(r.index());
-    }
-
-    /// How many creations were refused for `r`.
-    pub fn refusals(&self, r: Refusal) -> u64 {
-        self.refused.get(r.index())
     }
 
     /// Writes every family.

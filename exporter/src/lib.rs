@@ -40,7 +40,7 @@ use tracing::{debug, error, info, warn};
 pub const MANUALS: &[&chatmaild::manual::Page] = &[&manual::PAGE];
 
 /// The binary's name.
-pub const NAME: &str = "chatmail-exporter";
+const NAME: &str = "chatmail-exporter";
 
 /// The services read by default: every daemon of the relay's table that publishes a
 /// metrics socket, at its deployed path.
@@ -52,16 +52,16 @@ pub fn default_services() -> Vec<(String, PathBuf)> {
 }
 
 /// The textfiles read by default; a missing one is skipped.
-pub const DEFAULT_TEXTFILES: &[&str] = &[
+const DEFAULT_TEXTFILES: &[&str] = &[
     "/var/lib/chatmail-metrics/fsreport.prom",
     "/var/lib/chatmail-metrics/expire.prom",
 ];
 
 /// Time one service gets to connect and deliver its snapshot.
-pub const SERVICE_TIMEOUT: Duration = Duration::from_secs(2);
+const SERVICE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Largest snapshot read from one source; the rest is cut off (and the source counted down).
-pub const MAX_SNAPSHOT: u64 = 4 << 20;
+const MAX_SNAPSHOT: u64 = 4 << 20;
 
 /// Scrapes served at once.
 const MAX_CONNECTIONS: usize = 16;
@@ -90,7 +90,7 @@ pub enum Error {
 
 /// Where the figures come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sources {
+struct Sources {
     /// `(service name, metrics socket)`.
     pub services: Vec<(String, PathBuf)>,
     /// Prometheus textfiles.
@@ -111,7 +111,7 @@ impl Default for Sources {
 
 /// The command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Args {
+struct Args {
     /// `chatmail.ini`.
     pub ini: PathBuf,
     /// What to read.
@@ -119,12 +119,12 @@ pub struct Args {
 }
 
 /// The usage text.
-pub const USAGE: &str =
+const USAGE: &str =
     "usage: chatmail-exporter [INI] [--service NAME=SOCKET]... [--textfile PATH]...";
 
 /// Parses the command line. `--service NAME=SOCKET` replaces the socket of a default
 /// service or adds one; `--textfile PATH` (repeatable) replaces the default textfiles.
-pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command<Args>, String> {
+fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command<Args>, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_iter(std::iter::once(OsString::from(NAME)).chain(args));
     let mut ini = None;
@@ -167,7 +167,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command<Ar
 }
 
 /// Reads one service's snapshot; `None` if it is down, too slow or sent no text.
-pub async fn read_service(path: &Path) -> Option<String> {
+async fn read_service(path: &Path) -> Option<String> {
     let read = async {
         let stream = tokio::net::UnixStream::connect(path).await?;
         let mut buf = Vec::new();
@@ -220,12 +220,12 @@ async fn read_textfile(path: &Path) -> Option<(String, f64)> {
 }
 
 /// Name of the per-service up gauge.
-pub const SERVICE_UP: &str = chatmaild::metrics::names::SERVICE_UP;
+const SERVICE_UP: &str = chatmaild::metrics::names::SERVICE_UP;
 /// Name of the textfile age gauge.
-pub const TEXTFILE_MTIME: &str = chatmaild::metrics::names::TEXTFILE_MTIME;
+const TEXTFILE_MTIME: &str = chatmaild::metrics::names::TEXTFILE_MTIME;
 
 /// One scrape: every source read concurrently, rendered as one document.
-pub async fn scrape(sources: &Sources) -> String {
+async fn scrape(sources: &Sources) -> String {
     let services = read_all(
         sources.services.iter().map(|(_, p)| p.clone()),
         |p| async move { read_service(&p).await },
@@ -293,7 +293,7 @@ where
 }
 
 /// The response to one request.
-pub async fn respond(method: &Method, path: &str, sources: &Sources) -> Response<Full<Bytes>> {
+async fn respond(method: &Method, path: &str, sources: &Sources) -> Response<Full<Bytes>> {
     let (status, body, ctype) = match (method, path) {
         (&Method::GET | &Method::HEAD, "/metrics") => (
             StatusCode::OK,
@@ -319,7 +319,7 @@ pub async fn respond(method: &Method, path: &str, sources: &Sources) -> Response
 }
 
 /// Serves `/metrics` on `listener` until `stop`.
-pub async fn serve(
+async fn serve(
     listener: TcpListener,
     sources: Arc<Sources>,
     stop: CancellationToken,

@@ -72,7 +72,7 @@ pub mod internals {
 }
 
 /// `host:port`, with brackets around an IPv6 literal.
-pub fn host_port(host: &str, port: u16) -> String {
+fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
     } else {

@@ -19,7 +19,7 @@ use tracing::{debug, error, warn};
 pub const MANUALS: &[&chatmaild::manual::Page] = &[&manual::PAGE];
 
 /// Name of the counter of login updates, by [`Update`].
-pub const UPDATES_METRIC: &str = chatmaild::metrics::names::lastlogin::UPDATES;
+const UPDATES_METRIC: &str = chatmaild::metrics::names::lastlogin::UPDATES;
 
 labels! {
     /// What became of one login report (the `result` label of [`UPDATES_METRIC`]).
@@ -62,7 +62,7 @@ impl LastLoginHandler {
 }
 
 /// The address of a `shared/last-login/<addr>` key; `None` for any other key.
-pub fn last_login_addr(key: &str) -> Option<&str> {
+fn last_login_addr(key: &str) -> Option<&str> {
     let mut segments = key.split('/');
     match (
         segments.next(),
