@@ -13,11 +13,12 @@ use std::process::ExitCode;
 use chatmaild::Config;
 
 use chatmaild::cli::{
-    Command, parse_int, print_stdout, resolve_long, textfile_path, tool_main, usage, write_report,
+    Command, failures_status, in_tree, parse_int, print_stdout, resolve_long, textfile_path,
+    tool_main, usage, write_report,
 };
 use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::{default_threads, progress_wanted};
-use chatmaild::privileges::{Afterwards, Owner, as_owner, open_tree};
+use chatmaild::privileges::open_tree;
 use chatmaild::wall_time;
 
 use crate::Error;
@@ -158,16 +159,7 @@ fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
     // (outside the tree) is written afterwards by whoever started the run.
     let root = open_tree(&config.mailboxes_dir).map_err(Error::Scan)?;
     let work = || expire_tree(args, &config, root.as_ref(), (now, real_now));
-    let summary = match &root {
-        Some(dir) => {
-            let afterwards = match args.textfile {
-                Some(_) => Afterwards::WritesOutside,
-                None => Afterwards::Nothing,
-            };
-            as_owner(Owner::of(dir), afterwards, work).map_err(Error::Scan)??
-        }
-        None => work()?,
-    };
+    let summary = in_tree(root.as_deref(), args.textfile.is_some(), work)?;
     if let Some(path) = &args.textfile {
         let text = summary.textfile(wall_time::now(), stopwatch.secs(), !args.remove);
         write_report(&textfile_path(path, TEXTFILE_NAME), &text)?;
@@ -175,14 +167,11 @@ fn expire(args: &ExpireArgs) -> Result<ExitCode, Error> {
     if !print_stdout(&summary.line(stopwatch.secs())) {
         return Ok(ExitCode::FAILURE);
     }
-    if summary.failures > 0 {
-        eprintln!(
-            "chatmail-expire: {} entries could not be read or removed",
-            summary.failures
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(failures_status(
+        "chatmail-expire",
+        summary.failures,
+        "read or removed",
+    ))
 }
 
 #[cfg(test)]

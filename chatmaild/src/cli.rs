@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use crate::dir::Dir;
 use crate::fs::Durability;
+use crate::privileges::{Afterwards, Owner, as_owner};
 
 /// A wrong command line; the text says how, in argparse's words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +86,35 @@ pub fn tool_main<T>(
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Runs a report tool's tree `work` as the owner of the tree `root` (see [`as_owner`]), or
+/// as is when there is no tree (nothing to read, nothing to switch to). `writes_outside`:
+/// the tool writes a file outside the tree afterwards, as whoever started it.
+pub fn in_tree<T: Send>(
+    root: Option<&Dir>,
+    writes_outside: bool,
+    work: impl FnOnce() -> Result<T, RunError> + Send,
+) -> Result<T, RunError> {
+    let Some(dir) = root else {
+        return work();
+    };
+    let afterwards = if writes_outside {
+        Afterwards::WritesOutside
+    } else {
+        Afterwards::Nothing
+    };
+    as_owner(Owner::of(dir), afterwards, work).map_err(RunError::Scan)?
+}
+
+/// A report tool's exit status after its run: failure, said on stderr as `tool: N entries
+/// could not be <what>`, when some entries failed; success otherwise.
+pub fn failures_status(tool: &str, failures: u64, what: &str) -> ExitCode {
+    if failures == 0 {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("{tool}: {failures} entries could not be {what}");
+    ExitCode::FAILURE
 }
 
 /// Prints `text` and a newline on stdout; false if stdout is gone.

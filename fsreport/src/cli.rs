@@ -12,12 +12,13 @@ use std::process::ExitCode;
 
 use chatmaild::Config;
 use chatmaild::cli::{
-    Command, parse_int, resolve_long, textfile_path, tool_main, usage, write_report, write_stdout,
+    Command, failures_status, in_tree, parse_int, resolve_long, textfile_path, tool_main, usage,
+    write_report, write_stdout,
 };
 use chatmaild::dir::Dir;
 use chatmaild::maildir::parallel::{default_threads, progress_wanted, run_ordered};
 use chatmaild::maildir::scan::{Scan, ScanOptions, list_mailboxes, scan_mailbox};
-use chatmaild::privileges::{Afterwards, Owner, as_owner, open_tree};
+use chatmaild::privileges::open_tree;
 use chatmaild::wall_time;
 
 use crate::Error;
@@ -208,17 +209,8 @@ fn run(args: &ReportArgs) -> Result<ExitCode, Error> {
             &mut std::io::stderr(),
         )
     };
-    let collected = match &root {
-        Some(dir) => {
-            let afterwards = if args.textfile.is_some() || args.legacy_metrics.is_some() {
-                Afterwards::WritesOutside
-            } else {
-                Afterwards::Nothing
-            };
-            as_owner(Owner::of(dir), afterwards, work).map_err(Error::Scan)??
-        }
-        None => work()?,
-    };
+    let writes_outside = args.textfile.is_some() || args.legacy_metrics.is_some();
+    let collected = in_tree(root.as_deref(), writes_outside, work)?;
     let report = &collected.report;
     if let Some(path) = &args.textfile {
         write_report(&textfile_path(path, TEXTFILE_NAME), &report.textfile())?;
@@ -232,14 +224,11 @@ fn run(args: &ReportArgs) -> Result<ExitCode, Error> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    if collected.failures > 0 {
-        eprintln!(
-            "chatmail-fsreport: {} entries could not be read",
-            collected.failures
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(failures_status(
+        "chatmail-fsreport",
+        collected.failures,
+        "read",
+    ))
 }
 
 #[cfg(test)]
