@@ -6,11 +6,11 @@
 )]
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use chatmail_tests::process::spawn_with_input;
 use chatmail_tests::support::write_ini;
 use chatmaild::registry::Registry;
 use chatmaild::{Config, User};
@@ -56,20 +56,11 @@ impl Relay {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Run {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.ini)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        let mut command = Command::new(BIN);
+        command.arg("--config").arg(&self.ini).args(args);
+        let out = spawn_with_input(&mut command, stdin.unwrap_or(""))
+            .wait_with_output()
             .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        // A command that reads no stdin may exit before this is written.
-        let _ = input.write_all(stdin.unwrap_or("").as_bytes());
-        drop(input);
-        let out = child.wait_with_output().unwrap();
         Run {
             code: out.status.code().unwrap(),
             out: String::from_utf8(out.stdout).unwrap(),

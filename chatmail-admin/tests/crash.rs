@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use chatmail_tests::support::xorshift;
 use chatmaild::registry::Registry;
 use chatmaild::{Config, User};
 
@@ -83,9 +84,7 @@ fn killed_delete_leaves_the_account_whole_or_gone() {
         let hash = user.password().unwrap();
 
         let mut child = admin(&ini, &["delete", &addr], "");
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        xorshift(&mut seed);
         std::thread::sleep(Duration::from_micros(seed % 30_000));
         let _ = child.kill();
         child.wait().unwrap();

@@ -105,12 +105,7 @@ async fn one_account_has_at_most_two_pushes_in_flight() {
 /// device, not one per message and device; a restart sends each device one push.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_for_one_device_is_one_queued_notification() {
-    let port = closed_port();
-    let url = format!("http://127.0.0.1:{port}/notify");
-    let mut s = Service::new(&url, "");
-    s.start();
-    s.set_token(USER, "tokA").await;
-    s.set_token(USER, "tokB").await;
+    let (mut s, port) = started_with_server_down(USER).await;
     for _ in 0..25 {
         s.message_new(USER).await;
     }
@@ -125,12 +120,7 @@ async fn a_burst_for_one_device_is_one_queued_notification() {
         .unwrap();
     let mut rx = notification_server(listener, Arc::new(|_: &str| 200));
     s.start();
-    let mut got: Vec<String> = drain(&mut rx, Duration::from_secs(2))
-        .await
-        .into_iter()
-        .map(|r| r.token)
-        .collect();
-    got.sort();
+    let got = drain_tokens(&mut rx, Duration::from_secs(2)).await;
     assert_eq!(got, ["tokA", "tokB"]);
     assert!(s.queue_files().is_empty());
 }
@@ -149,12 +139,7 @@ async fn duplicate_queue_files_are_coalesced_at_start() {
     }
     write_reference_item(&q, &format!("{:032x}", 0xb000), QUIET, now(), "other");
     s.start();
-    let mut got: Vec<String> = drain(&mut rx, Duration::from_secs(2))
-        .await
-        .into_iter()
-        .map(|r| r.token)
-        .collect();
-    got.sort();
+    let got = drain_tokens(&mut rx, Duration::from_secs(2)).await;
     assert_eq!(got, ["dup", "other"]);
     assert!(s.queue_files().is_empty(), "{:?}", s.queue_files());
     assert_eq!(s.notification_events("coalesced").await, 9);

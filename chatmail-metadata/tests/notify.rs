@@ -81,12 +81,7 @@ async fn failing_server_is_retried_on_schedule_then_given_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_written_while_server_down_is_delivered_after_restart() {
-    let port = closed_port();
-    let url = format!("http://127.0.0.1:{port}/notify");
-    let mut s = Service::new(&url, "");
-    s.start();
-    s.set_token(USER, "tokA").await;
-    s.set_token(USER, "tokB").await;
+    let (mut s, port) = started_with_server_down(USER).await;
     s.message_new(USER).await;
     // Durable when the commit is answered.
     assert_eq!(s.queue_files().len(), 2);

@@ -56,6 +56,78 @@ def tls_context():
     return ctx
 
 
+def peer_smtp():
+    """Port 25 as another relay connects: STARTTLS (mandatory), then EHLO again."""
+    conn = smtplib.SMTP(HOST, 25, timeout=DEADLINE)
+    conn.ehlo("peer.example")
+    conn.starttls(context=tls_context())
+    conn.ehlo("peer.example")
+    return conn
+
+
+def assert_cleartext_refused(sender, recipient):
+    """Cleartext to `recipient` is refused from our user `sender` (submission) and from
+    another server (port 25)."""
+    _, plain = load_eml("plain.eml", sender.addr, recipient.addr)
+    with pytest.raises(smtplib.SMTPDataError):
+        sender.send(recipient.addr, plain)
+    _, plain25 = load_eml("plain.eml", "someone@[127.0.0.2]", recipient.addr)
+    with peer_smtp() as conn, pytest.raises(smtplib.SMTPDataError):
+        conn.sendmail("someone@[127.0.0.2]", [recipient.addr], plain25)
+
+
+def quota_bytes(relay):
+    """The running relay's max_mailbox_size in bytes; skips a test when it is too large to
+    fill."""
+    quota = relay.ini.get("max_mailbox_size", "500M").strip().upper().rstrip("B")
+    if not quota.endswith("M") or int(quota[:-1]) > 8:
+        pytest.skip("the running relay's quota is too large to fill in a test")
+    return int(quota[:-1]) * 1048576
+
+
+@dataclass
+class QuotaCrossing:
+    """What `cross_quota_warning` planted and sent."""
+
+    size: int  # of each planted message, as Dovecot counts it (S=)
+    planted: list  # the planted files, oldest first
+    msgid: str  # of the message that crossed the line
+
+
+def cross_quota_warning(relay, account, limit):
+    """Plants messages ten days old worth just under 75% of `account`'s quota `limit`
+    (Dovecot counts the S= size; the account no longer enforces encryption), then has
+    another server deliver a message of a fifth of the quota, which crosses the 75% line:
+    Dovecot's quota_warning runs chatmail-quota-expire. Returns once the oldest planted
+    message is gone."""
+    maildir = relay.maildir(account.addr)
+    (maildir / "enforceE2EEincoming").unlink()
+    owner = os.stat(maildir)
+    cur = maildir / "cur"
+    cur.mkdir(exist_ok=True)
+    os.chown(cur, owner.st_uid, owner.st_gid)
+    size = limit // 10
+    old = int(time.time()) - 10 * 86400
+    planted = []
+    for i in range(int(limit * 0.75) // size - 1):
+        f = cur / f"{old + i}.M{i}P1.e2e,S={size},W={size}:2,S"
+        f.write_bytes(b"Subject: old\r\n\r\n" + b"x" * (size - 19))
+        os.chown(f, owner.st_uid, owner.st_gid)
+        os.utime(f, (old + i, old + i))
+        planted.append(f)
+    (maildir / "maildirsize").unlink(missing_ok=True)
+    msgid, data = load_eml("plain.eml", "someone@[127.0.0.2]", account.addr)
+    data = data.replace(b"Hi!", b"Hi!\r\n" + (b"y" * 998 + b"\r\n") * (limit // 5 // 1000))
+    with peer_smtp() as conn:
+        assert conn.sendmail("someone@[127.0.0.2]", [account.addr], data) == {}
+    assert account.wait_for_message(msgid) is not None
+    deadline = time.monotonic() + DEADLINE
+    while planted[0].exists():
+        assert time.monotonic() < deadline, "the oldest message was not expired"
+        time.sleep(0.1)
+    return QuotaCrossing(size, planted, msgid)
+
+
 def admin(relay, *args, stdin=""):
     """Runs chatmail-admin on the relay's config; returns the completed process."""
     exe = relay.bin("chatmail-admin")

@@ -11,23 +11,14 @@ maildir, anything accepted earlier would be there too.
 import http.client
 import smtplib
 import socket
-import ssl
 import uuid
 
 import pytest
 
-from conftest import DEADLINE, HOST, load_eml, tls_context
+from conftest import DEADLINE, HOST, load_eml, peer_smtp, tls_context
 
 PEER = "someone@[127.0.0.2]"
 HTTP_PORT = 10082
-
-
-def peer_smtp():
-    conn = smtplib.SMTP(HOST, 25, timeout=DEADLINE)
-    conn.ehlo("peer.example")
-    conn.starttls(context=tls_context())
-    conn.ehlo("peer.example")
-    return conn
 
 
 def mailbox_files(relay, addr):

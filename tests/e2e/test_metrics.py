@@ -4,7 +4,6 @@ accounts are created, mail is sent and refused, and a device is notified."""
 
 import os
 import re
-import smtplib
 import subprocess
 import time
 import urllib.error
@@ -13,7 +12,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import DEADLINE, REPO, load_eml, metadata_set, tls_context
+from conftest import DEADLINE, REPO, assert_cleartext_refused, load_eml, metadata_set
 
 DAEMONS = ["doveauth", "lastlogin", "chatmail-metadata", "filtermail", "filtermail-incoming"]
 
@@ -149,16 +148,7 @@ def test_counters_move_as_the_relay_works(exporter, make_account):
     assert s.get(bytes_, direction="outgoing") >= before.get(bytes_, direction="outgoing") + len(data) - 100
 
     # Cleartext is refused, from our user and from another server.
-    _, plain = load_eml("plain.eml", a.addr, b.addr)
-    with pytest.raises(smtplib.SMTPDataError):
-        a.send(b.addr, plain)
-    _, plain25 = load_eml("plain.eml", "someone@[127.0.0.2]", b.addr)
-    with smtplib.SMTP("127.0.0.1", 25, timeout=DEADLINE) as conn:
-        conn.ehlo("peer.example")
-        conn.starttls(context=tls_context())
-        conn.ehlo("peer.example")
-        with pytest.raises(smtplib.SMTPDataError):
-            conn.sendmail("someone@[127.0.0.2]", [b.addr], plain25)
+    assert_cleartext_refused(a, b)
     s = scrape(relay)
     assert s.get(messages, **out_plain) == before.get(messages, **out_plain) + 1
     assert s.get(messages, **in_plain) == before.get(messages, **in_plain) + 1

@@ -20,11 +20,20 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import DEADLINE, HOST, REPO, RUN_DIR, Account, admin_ok, load_eml, tls_context
+from conftest import (
+    DEADLINE,
+    REPO,
+    RUN_DIR,
+    Account,
+    admin_ok,
+    cross_quota_warning,
+    load_eml,
+    peer_smtp,
+    quota_bytes,
+)
 
 REFERENCE = Path(os.environ.get("CHATMAIL_REFERENCE", REPO.parent / "shared" / "reference"))
 PROGRAM_DIR = REFERENCE / "mtail"
-DAY = 86400
 
 # Each log file of the local relay and the syslog identifier its lines carry in a deployed
 # relay's journal. Our daemons' files hold their stderr as is; Dovecot's lines start with its
@@ -188,15 +197,6 @@ def mtail(relay, tmp_path_factory):
     m.close()
 
 
-def peer_smtp():
-    """Port 25 as another relay connects: STARTTLS, from an IP-literal domain (no DKIM)."""
-    conn = smtplib.SMTP(HOST, 25, timeout=DEADLINE)
-    conn.ehlo("peer.example")
-    conn.starttls(context=tls_context())
-    conn.ehlo("peer.example")
-    return conn
-
-
 def user_account(relay):
     """A login whose name does not start with ci- (mtail counts those apart)."""
     n = int(relay.ini.get("username_max_length", 9))
@@ -266,41 +266,13 @@ def test_mtail_counts_quota_expiry(relay, make_account, mtail):
     """Dovecot's quota_warning runs chatmail-quota-expire, whose line reaches the journal
     through Dovecot (as a deployed relay has it)."""
     relay.require("chatmail-quota-expire")
-    quota = relay.ini.get("max_mailbox_size", "500M").strip().upper().rstrip("B")
-    if not quota.endswith("M") or int(quota[:-1]) > 8:
-        pytest.skip("the running relay's quota is too large to fill in a test")
-    limit = int(quota[:-1]) * 1048576
+    limit = quota_bytes(relay)
     start = mtail.counters()
     b = make_account().create()
     # Counted before the quota expiry's own figures are looked at.
     before = mtail.expect(start, {"created_accounts": 1, "created_ci_accounts": 1})
-    maildir = relay.maildir(b.addr)
-    (maildir / "enforceE2EEincoming").unlink()
-    owner = os.stat(maildir)
-    cur = maildir / "cur"
-    cur.mkdir(exist_ok=True)
-    os.chown(cur, owner.st_uid, owner.st_gid)
-    size = limit // 10
-    old = int(time.time()) - 10 * DAY
-    planted = []
-    for i in range(int(limit * 0.75) // size - 1):
-        f = cur / f"{old + i}.M{i}P1.e2e,S={size},W={size}:2,S"
-        f.write_bytes(b"Subject: old\r\n\r\n" + b"x" * (size - 19))
-        os.chown(f, owner.st_uid, owner.st_gid)
-        os.utime(f, (old + i, old + i))
-        planted.append(f)
-    (maildir / "maildirsize").unlink(missing_ok=True)
-
-    msgid, data = load_eml("plain.eml", "someone@[127.0.0.2]", b.addr)
-    data = data.replace(b"Hi!", b"Hi!\r\n" + (b"y" * 998 + b"\r\n") * (limit // 5 // 1000))
-    with peer_smtp() as conn:
-        assert conn.sendmail("someone@[127.0.0.2]", [b.addr], data) == {}
-    assert b.wait_for_message(msgid) is not None
-    deadline = time.monotonic() + DEADLINE
-    while planted[0].exists():
-        assert time.monotonic() < deadline, "the oldest message was not expired"
-        time.sleep(0.1)
-    removed = sum(1 for f in planted if not f.exists())
+    crossing = cross_quota_warning(relay, b, limit)
+    removed = sum(1 for f in crossing.planted if not f.exists())
     # Dovecot logs the script's stderr as "quota-warning: Error: quota-expire: removed ...":
     # the service's name makes the reference's warning_count count every quota expiry.
     mtail.expect(

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import smtplib
 import socket
 import subprocess
 import time
@@ -16,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import DEADLINE, REPO, load_eml, metadata_set, tls_context
+from conftest import DEADLINE, REPO, assert_cleartext_refused, load_eml, metadata_set
 
 DASHBOARD = REPO / "contrib" / "grafana" / "chatmail.json"
 ALERTS = REPO / "contrib" / "prometheus" / "alerts.yml"
@@ -167,16 +166,7 @@ def drive_traffic(relay, make_account):
     assert b.wait_for_message(msgid) is not None
     if relay.notifications is not None:
         assert relay.notifications.wait_for(token)
-    _, plain = load_eml("plain.eml", a.addr, b.addr)
-    with pytest.raises(smtplib.SMTPDataError):
-        a.send(b.addr, plain)
-    _, plain25 = load_eml("plain.eml", "someone@[127.0.0.2]", b.addr)
-    with smtplib.SMTP("127.0.0.1", 25, timeout=DEADLINE) as peer:
-        peer.ehlo("peer.example")
-        peer.starttls(context=tls_context())
-        peer.ehlo("peer.example")
-        with pytest.raises(smtplib.SMTPDataError):
-            peer.sendmail("someone@[127.0.0.2]", [b.addr], plain25)
+    assert_cleartext_refused(a, b)
     # The daily timers' textfiles (chatmail-expire as a dry run: nothing is removed).
     textfiles = relay.state / "metrics"
     for tool, args in (("chatmail-fsreport", []), ("chatmail-expire", ["-v"])):

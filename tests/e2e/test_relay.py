@@ -7,7 +7,17 @@ import time
 
 import pytest
 
-from conftest import DEADLINE, HOST, load_eml, metadata_get, metadata_set, tls_context
+from conftest import (
+    DEADLINE,
+    HOST,
+    cross_quota_warning,
+    load_eml,
+    metadata_get,
+    metadata_set,
+    peer_smtp,
+    quota_bytes,
+    tls_context,
+)
 
 DAY = 86400
 
@@ -122,20 +132,11 @@ def test_rate_limit_trips(relay, make_account):
     assert b"4.7.1: Too much mail from" in text
 
 
-def _peer_smtp():
-    """A connection as another relay would open it: port 25, STARTTLS (mandatory)."""
-    conn = smtplib.SMTP(HOST, 25, timeout=DEADLINE)
-    conn.ehlo("peer.example")
-    conn.starttls(context=tls_context())
-    conn.ehlo("peer.example")
-    return conn
-
-
 def test_port25_cleartext_refused_for_protected_recipient(relay, make_account):
     relay.require("filtermail")
     b = make_account().create()
     _, data = load_eml("plain.eml", "someone@[127.0.0.2]", b.addr)
-    with _peer_smtp() as conn, pytest.raises(smtplib.SMTPDataError) as err:
+    with peer_smtp() as conn, pytest.raises(smtplib.SMTPDataError) as err:
         conn.sendmail("someone@[127.0.0.2]", [b.addr], data)
     assert err.value.smtp_code == 523
 
@@ -144,7 +145,7 @@ def test_port25_encrypted_arrives(relay, make_account):
     relay.require("filtermail")
     b = make_account().create()
     msgid, data = load_eml("encrypted.eml", "someone@[127.0.0.2]", b.addr)
-    with _peer_smtp() as conn:
+    with peer_smtp() as conn:
         assert conn.sendmail("someone@[127.0.0.2]", [b.addr], data) == {}
     got = b.wait_for_message(msgid)
     assert got is not None
@@ -157,14 +158,14 @@ def test_port25_policy_is_per_recipient(relay, make_account):
     b = make_account().create()
     (relay.maildir(b.addr) / "enforceE2EEincoming").unlink()
     msgid, data = load_eml("plain.eml", "someone@[127.0.0.2]", b.addr)
-    with _peer_smtp() as conn:
+    with peer_smtp() as conn:
         assert conn.sendmail("someone@[127.0.0.2]", [b.addr], data) == {}
     assert b.wait_for_message(msgid) is not None
 
     # One protected recipient refuses the whole cleartext message.
     c = make_account().create()
     _, data = load_eml("plain.eml", "someone@[127.0.0.2]", b.addr)
-    with _peer_smtp() as conn, pytest.raises(smtplib.SMTPDataError) as err:
+    with peer_smtp() as conn, pytest.raises(smtplib.SMTPDataError) as err:
         conn.sendmail("someone@[127.0.0.2]", [b.addr, c.addr], data)
     assert err.value.smtp_code == 523
 
@@ -277,7 +278,7 @@ def test_port25_bounce_reaches_protected_recipient(relay, make_account):
     msgid, data = load_eml("mailer-daemon.eml", "", b.addr)
     data = data.replace(b"MAILER-DAEMON@example.org", b"MAILER-DAEMON@[127.0.0.2]")
     data = data.replace(b"<owner-ups-mib@CS.UTK.EDU>", f"<{b.addr}>".encode())
-    with _peer_smtp() as conn:
+    with peer_smtp() as conn:
         assert conn.sendmail("", [b.addr], data) == {}
     assert b.wait_for_message(msgid) is not None
 
@@ -288,7 +289,7 @@ def test_port25_named_domain_needs_dkim(relay, make_account):
     relay.require("filtermail")
     b = make_account().create()
     _, data = load_eml("encrypted.eml", "someone@example.org", b.addr)
-    with _peer_smtp() as conn, pytest.raises(smtplib.SMTPDataError) as err:
+    with peer_smtp() as conn, pytest.raises(smtplib.SMTPDataError) as err:
         conn.sendmail("someone@example.org", [b.addr], data)
     assert err.value.smtp_code == 554
     assert b"DKIM" in err.value.smtp_error
@@ -298,41 +299,11 @@ def test_quota_warning_expires_oldest_messages(relay, make_account):
     """Crossing 75% of the quota makes Dovecot run chatmail-quota-expire, which deletes the
     oldest messages down to 70% and keeps the last 24 hours (SPEC §7.4, §7.5, §10.2)."""
     relay.require("filtermail", "chatmail-quota-expire")
-    quota = relay.ini.get("max_mailbox_size", "500M").strip().upper().rstrip("B")
-    if not quota.endswith("M") or int(quota[:-1]) > 8:
-        pytest.skip("the running relay's quota is too large to fill in a test")
-    limit = int(quota[:-1]) * 1048576
+    limit = quota_bytes(relay)
     b = make_account().create()
-    maildir = relay.maildir(b.addr)
-    (maildir / "enforceE2EEincoming").unlink()
-    owner = os.stat(maildir)
-    cur = maildir / "cur"
-    cur.mkdir(exist_ok=True)
-    os.chown(cur, owner.st_uid, owner.st_gid)
-    # Old messages worth just under 75% of the quota; Dovecot counts the S= size.
-    size = limit // 10
-    count = int(limit * 0.75) // size - 1
-    old_time = int(time.time()) - 10 * DAY
-    planted = []
-    for i in range(count):
-        f = cur / f"{old_time + i}.M{i}P1.e2e,S={size},W={size}:2,S"
-        f.write_bytes(b"Subject: old\r\n\r\n" + b"x" * (size - 19))
-        os.chown(f, owner.st_uid, owner.st_gid)
-        os.utime(f, (old_time + i, old_time + i))
-        planted.append(f)
-    (maildir / "maildirsize").unlink(missing_ok=True)
-
-    # A new message of a fifth of the quota crosses the 75% line.
-    msgid, data = load_eml("plain.eml", "someone@[127.0.0.2]", b.addr)
-    data = data.replace(b"Hi!", b"Hi!\r\n" + (b"y" * 998 + b"\r\n") * (limit // 5 // 1000))
-    with _peer_smtp() as conn:
-        assert conn.sendmail("someone@[127.0.0.2]", [b.addr], data) == {}
-    assert b.wait_for_message(msgid) is not None
-    deadline = time.monotonic() + DEADLINE
-    while planted[0].exists():
-        assert time.monotonic() < deadline, "the oldest message was not expired"
-        time.sleep(0.1)
+    crossing = cross_quota_warning(relay, b, limit)
     # The new message stays (last 24 hours), and what is left fits 70% of the quota.
-    assert b.wait_for_message(msgid, timeout=1) is not None
+    assert b.wait_for_message(crossing.msgid, timeout=1) is not None
+    maildir = relay.maildir(b.addr)
     left = sum(f.stat().st_size for f in maildir.glob("*/*") if f.parent.name in ("cur", "new"))
-    assert left <= limit * 70 // 100 + size
+    assert left <= limit * 70 // 100 + crossing.size

@@ -1,7 +1,21 @@
-//! Facts about processes the hostile-input and load tests check: memory from
-//! `/proc/<pid>/status`, and this process's own open-file limit.
+//! Processes as the tests run and watch them: a command started with its input given,
+//! memory from `/proc/<pid>/status`, and this process's own open-file limit.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+
+/// Starts `command` with stdout and stderr piped and `stdin` written to it and closed (a
+/// command that reads no input may exit before it is written: that is no error).
+pub fn spawn_with_input(command: &mut Command, stdin: &str) -> Child {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child
+}
 
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`, ...).
 pub fn status_kib(pid: u32, field: &str) -> u64 {

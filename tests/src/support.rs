@@ -203,3 +203,62 @@ pub fn crash_iterations(default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// The next number of a deterministic pseudo-random sequence (xorshift64), so a failing
+/// round of a crash or hostile-input test can be replayed from its seed.
+pub fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Sets `path`'s modification time to day 100 of the epoch: a password file whose last
+/// login lastlogin recorded long ago.
+pub fn backdate_last_login(path: &Path) {
+    let long_ago = std::time::UNIX_EPOCH + Duration::from_secs(86_400 * 100);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+}
+
+/// Whether `path`'s modification time is the start of today (UTC): the day lastlogin
+/// records for a login.
+pub fn last_login_is_today(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let today = i64::try_from(now / 86_400 * 86_400).unwrap();
+    std::fs::metadata(path).is_ok_and(|m| m.mtime() == today)
+}
+
+/// The kill of a crash test's round: waits until `reached()` (the round's progress passed
+/// its pseudo-random target), 20 s passed or every client finished, then `jitter` more,
+/// kills `child` and stops (`stop`) and joins the clients. True when a client was still
+/// running at the kill, i.e. the kill landed in the middle of the work.
+pub fn kill_mid_round(
+    child: &mut Child,
+    clients: Vec<std::thread::JoinHandle<()>>,
+    stop: &std::sync::atomic::AtomicBool,
+    reached: impl Fn() -> bool,
+    jitter: Duration,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reached() && Instant::now() < deadline && clients.iter().any(|c| !c.is_finished()) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(jitter);
+    let mid = clients.iter().any(|c| !c.is_finished());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    mid
+}

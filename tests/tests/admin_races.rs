@@ -9,30 +9,14 @@
     reason = "tests: failing loudly is the point"
 )]
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chatmail_tests::Service;
+use chatmail_tests::dict_client::passdb_lookup;
 use chatmail_tests::service::binary;
 
 const DOMAIN: &str = "race.example.org";
-
-fn passdb(socket: &Path, addr: &str, password: &str) -> String {
-    let stream = UnixStream::connect(socket).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    writer
-        .write_all(
-            format!("H3\t2\t0\t\tauth\nLshared/passdb/{password}\"{addr}\t{addr}\n").as_bytes(),
-        )
-        .unwrap();
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    line
-}
 
 #[test]
 fn delete_racing_first_logins_leaves_the_address_free() {
@@ -56,7 +40,7 @@ fn delete_racing_first_logins_leaves_the_address_free() {
 
     for round in 0..10 {
         let addr = format!("racer{round:04}@{DOMAIN}");
-        assert!(passdb(&socket, &addr, "first-password").starts_with('O'));
+        assert!(passdb_lookup(&socket, &addr, "first-password").starts_with('O'));
         let stop = Arc::new(AtomicBool::new(false));
         let hammers: Vec<_> = (0..8)
             .map(|i| {
@@ -68,7 +52,7 @@ fn delete_racing_first_logins_leaves_the_address_free() {
                         if stop.load(Ordering::Relaxed) {
                             after += 1;
                         }
-                        passdb(&socket, &addr, &format!("stranger-password-{i}"));
+                        passdb_lookup(&socket, &addr, &format!("stranger-password-{i}"));
                     }
                 })
             })
@@ -92,6 +76,6 @@ fn delete_racing_first_logins_leaves_the_address_free() {
             !mail.join(&addr).join("password").exists(),
             "round {round}: a stranger took over the deleted address"
         );
-        assert_eq!(passdb(&socket, &addr, "stranger-password-9"), "N\n");
+        assert_eq!(passdb_lookup(&socket, &addr, "stranger-password-9"), "N\n");
     }
 }

@@ -16,16 +16,17 @@
 )]
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chatmail_tests::Service;
+use chatmail_tests::dict_client::passdb_lookup;
+use chatmail_tests::process::spawn_with_input;
 use chatmail_tests::service::binary;
+use chatmail_tests::support::xorshift;
 use chatmail_tests::support::{Scratch, crash_iterations};
 
 const DOMAIN: &str = "tomb.example.org";
@@ -56,18 +57,9 @@ impl Relay {
     }
 
     fn admin(&self, args: &[&str], stdin: &str) -> std::process::Child {
-        let mut child = Command::new(binary("chatmail-admin", "chatmail-admin"))
-            .arg("--config")
-            .arg(&self.scratch.ini)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A command that reads no stdin may exit before this is written.
-        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-        child
+        let mut command = Command::new(binary("chatmail-admin", "chatmail-admin"));
+        command.arg("--config").arg(&self.scratch.ini).args(args);
+        spawn_with_input(&mut command, stdin)
     }
 
     fn run(&self, args: &[&str], stdin: &str) -> (i32, String) {
@@ -79,7 +71,7 @@ impl Relay {
 
     /// A stranger's first login through doveauth's passdb: the reply line.
     fn stranger(&self, addr: &str, password: &str) -> String {
-        passdb(&self.socket, addr, password)
+        passdb_lookup(&self.socket, addr, password)
     }
 
     fn password_file(&self, addr: &str) -> PathBuf {
@@ -109,20 +101,6 @@ impl Relay {
         assert!(self.tombstone(addr).exists());
         (format!("{header}\n{line}\n"), hash)
     }
-}
-
-fn passdb(socket: &Path, addr: &str, password: &str) -> String {
-    let stream = UnixStream::connect(socket).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    writer
-        .write_all(
-            format!("H3\t2\t0\t\tauth\nLshared/passdb/{password}\"{addr}\t{addr}\n").as_bytes(),
-        )
-        .unwrap();
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    line
 }
 
 /// Whether `hash` (`{SHA512-CRYPT}$6$…`) is one of `password`.
@@ -211,7 +189,7 @@ fn hammer(r: &Relay, addr: &str, stop: &Arc<AtomicBool>) -> Vec<std::thread::Joi
                     if stop.load(Ordering::Relaxed) {
                         after += 1;
                     }
-                    let reply = passdb(&socket, &addr, &format!("stranger-password-{i}"));
+                    let reply = passdb_lookup(&socket, &addr, &format!("stranger-password-{i}"));
                     if reply.starts_with('O') {
                         served.lock().unwrap().insert(reply);
                     }
@@ -245,9 +223,7 @@ fn killed_import_and_create_force_never_open_the_address() {
         } else {
             r.admin(&["create", &addr, "--force"], "the-operators-password")
         };
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        xorshift(&mut seed);
         std::thread::sleep(Duration::from_micros(seed % 40_000));
         let _ = child.kill();
         child.wait().unwrap();

@@ -16,12 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chatmail_tests::service::binary;
 use chatmail_tests::support::{
     KillOnDrop, Scratch, crash_iterations, read_lossy, spawn_with_socket,
 };
+use chatmail_tests::support::{kill_mid_round, xorshift};
 
 const DOMAIN: &str = "crash.example.org";
 const PASSWORD: &str = "correct-horse-battery";
@@ -166,26 +167,12 @@ fn kill_loop(iterations: u64) -> Vec<String> {
         }
         // Kill at a pseudo-random point once this round created 1..3 accounts, so the
         // kill lands while other creations are in flight, whatever the machine's speed.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        xorshift(&mut seed);
         let target = created_before + 1 + usize::try_from(seed % 3).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while env.created() < target
-            && Instant::now() < deadline
-            && clients.iter().any(|c| !c.is_finished())
-        {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::thread::sleep(Duration::from_millis(seed % 40));
-        if clients.iter().any(|c| !c.is_finished()) {
+        let reached = || env.created() >= target;
+        let jitter = Duration::from_millis(seed % 40);
+        if kill_mid_round(&mut child, clients, &stop, reached, jitter) {
             killed_mid_creation += 1;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        stop.store(true, Ordering::Relaxed);
-        for c in clients {
-            c.join().unwrap();
         }
     }
     assert!(killed_mid_creation > 0, "no kill hit a running burst");

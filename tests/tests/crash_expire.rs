@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chatmail_tests::service::binary;
+use chatmail_tests::support::xorshift;
 
 const DAY: u64 = 86_400;
 
@@ -282,9 +283,7 @@ fn kill_9_during_expire_remove_leaves_a_consistent_tree_and_a_rerun_finishes() {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            xorshift(&mut seed);
             // Late attempts run to the end: the job must finish eventually.
             if attempt < 40 {
                 std::thread::sleep(Duration::from_micros(2_000 + seed % 30_000));

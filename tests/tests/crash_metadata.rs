@@ -23,6 +23,7 @@ use chatmail_tests::service::binary;
 use chatmail_tests::support::{
     KillOnDrop, Scratch, crash_iterations, read_lossy, spawn_with_socket,
 };
+use chatmail_tests::support::{kill_mid_round, xorshift};
 
 const DOMAIN: &str = "crash.example.org";
 const CLIENTS: usize = 6;
@@ -356,26 +357,12 @@ fn kill_9_loses_no_acknowledged_token_or_notification() {
             }));
         }
         // Kill once 10..60 operations of this round were acknowledged, then a little later.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        xorshift(&mut seed);
         let target = 10 + usize::try_from(seed % 50).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while round_acks.load(Ordering::SeqCst) < target
-            && Instant::now() < deadline
-            && clients.iter().any(|c| !c.is_finished())
-        {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        std::thread::sleep(Duration::from_millis(seed % 15));
-        if clients.iter().any(|c| !c.is_finished()) {
+        let reached = || round_acks.load(Ordering::SeqCst) >= target;
+        let jitter = Duration::from_millis(seed % 15);
+        if kill_mid_round(&mut child, clients, &stop, reached, jitter) {
             killed_mid_burst += 1;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        stop.store(true, Ordering::Relaxed);
-        for c in clients {
-            c.join().unwrap();
         }
         // With nothing answered, the latest acknowledged messagenew of every push user of
         // the round is on disk: a queue file of at least its time (nothing could be

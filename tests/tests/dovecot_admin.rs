@@ -7,12 +7,12 @@
     reason = "tests: failing loudly is the point"
 )]
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use chatmail_tests::Dovecot;
 use chatmail_tests::imap::Imap;
+use chatmail_tests::process::spawn_with_input;
 use chatmail_tests::service::binary;
 
 const DOMAIN: &str = "chat.example.org";
@@ -38,18 +38,11 @@ fn start() -> (Dovecot, tempfile::TempDir) {
 
 /// Runs chatmail-admin on the relay's config; asserts success and returns stdout.
 fn admin(dc: &Dovecot, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(binary("chatmail-admin", "chatmail-admin"))
-        .arg("--config")
-        .arg(&dc.ini)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let mut command = Command::new(binary("chatmail-admin", "chatmail-admin"));
+    command.arg("--config").arg(&dc.ini).args(args);
+    let out = spawn_with_input(&mut command, stdin)
+        .wait_with_output()
         .unwrap();
-    // A command that reads no stdin may exit before this is written.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "chatmail-admin {args:?}: {}",

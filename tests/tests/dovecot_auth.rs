@@ -5,8 +5,7 @@
     reason = "tests: failing loudly is the point"
 )]
 
-use std::os::unix::fs::MetadataExt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use chatmail_tests::Dovecot;
 use chatmail_tests::dovecot::host_dovecot_is_23;
@@ -21,6 +20,7 @@ fn dict_auth_available() -> bool {
     ok
 }
 use chatmail_tests::imap::Imap;
+use chatmail_tests::support::{backdate_last_login, last_login_is_today};
 
 const DOMAIN: &str = "chat.example.org";
 
@@ -61,29 +61,13 @@ fn imap_login_creates_authenticates_and_tracks_last_login() {
     assert_eq!(users.lines().collect::<Vec<_>>(), vec![addr.as_str()]);
 
     // Last login: an old mtime moves to today's day on the next login.
-    let old = UNIX_EPOCH + Duration::from_secs(86_400 * 100);
-    std::fs::File::options()
-        .write(true)
-        .open(&password_file)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    backdate_last_login(&password_file);
     assert!(Imap::connect(dc.imap_port).login(&addr, password));
-    let today = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 86_400
-        * 86_400;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let mtime = std::fs::metadata(&password_file).unwrap().mtime();
-        if mtime == i64::try_from(today).unwrap() {
-            break;
-        }
+    while !last_login_is_today(&password_file) {
         assert!(
             std::time::Instant::now() < deadline,
-            "last login not recorded: mtime {mtime}; log:\n{}",
+            "last login not recorded; log:\n{}",
             dc.log()
         );
         std::thread::sleep(Duration::from_millis(50));

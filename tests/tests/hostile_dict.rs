@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chatmail_tests::dict_client::passdb_line;
 use chatmail_tests::process::{ensure_nofile, status_kib};
 use chatmail_tests::service::binary;
+use chatmail_tests::support::xorshift;
 
 const DOMAIN: &str = "chat.example.org";
 const MIB: usize = 1024 * 1024;
@@ -223,18 +225,13 @@ impl Conn {
 }
 
 fn passdb(addr: &str) -> String {
-    format!("Lshared/passdb/correct-horse-battery\"{addr}\t{addr}")
+    passdb_line("correct-horse-battery", addr)
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so a failure can be replayed.
 fn garbage(len: usize, mut seed: u64) -> Vec<u8> {
     (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed.to_le_bytes()[0]
-        })
+        .map(|_| xorshift(&mut seed).to_le_bytes()[0])
         .collect()
 }
 

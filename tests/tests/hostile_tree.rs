@@ -23,12 +23,12 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, lchown, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use chatmail_tests::process::spawn_with_input;
 use chatmail_tests::service::binary;
 
 const DOMAIN: &str = "tree.example.org";
@@ -282,15 +282,8 @@ impl Scene {
         if bin == "chatmail-admin" {
             command.arg("--config").arg(&self.ini);
         }
-        let mut child = command
-            .args(args)
-            .current_dir(self.root.join("cwd"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        command.args(args).current_dir(self.root.join("cwd"));
+        let mut child = spawn_with_input(&mut command, stdin);
         RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
         while child.try_wait().unwrap().is_none() {

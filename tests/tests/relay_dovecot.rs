@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chatmail_tests::imap::Imap;
 use chatmail_tests::relay_dovecot::{DOMAIN, QUOTA_MB, RelayDovecot, Series};
+use chatmail_tests::support::{backdate_last_login, last_login_is_today};
 
 fn wait(what: &str, d: &RelayDovecot, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -66,22 +67,10 @@ fn auth_and_last_login(series: Series) {
     assert_eq!(users.lines().collect::<Vec<_>>(), vec![addr.as_str()]);
 
     // Last login: an old mtime moves to today's day on the next login (lastlogin dict).
-    let old = UNIX_EPOCH + Duration::from_secs(86_400 * 100);
-    std::fs::File::options()
-        .write(true)
-        .open(&password_file)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    backdate_last_login(&password_file);
     assert!(Imap::connect(d.imap_port).login(&addr, password));
-    let today = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 86_400
-        * 86_400;
     wait("last login recorded", &d, || {
-        std::fs::metadata(&password_file).unwrap().mtime() == i64::try_from(today).unwrap()
+        last_login_is_today(&password_file)
     });
 
     // Failures, in parallel (no penalty waits): a wrong password does not overwrite, invalid

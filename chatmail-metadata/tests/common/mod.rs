@@ -365,11 +365,9 @@ pub fn write_reference_item(dir: &Path, name: &str, addr: &str, start_ts: i64, t
     fs::write(dir.join(name), format!("{addr}\n{start_ts}\n{token}")).unwrap();
 }
 
+/// Now, in Unix seconds, as the queue stores times.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    chatmaild::wall_time::unix_seconds()
 }
 
 impl Service {
@@ -403,6 +401,31 @@ pub async fn slow_server(latency: Duration) -> (String, mpsc::UnboundedReceiver<
     let url = format!("http://{}/notify", l.local_addr().unwrap());
     let rx = slow_notification_server(l, Arc::new(|_: &str| 200), None, latency);
     (url, rx)
+}
+
+/// A started service whose notification service is down (nothing listens on the returned
+/// port), with two devices of `user`: `tokA` and `tokB`.
+pub async fn started_with_server_down(user: &str) -> (Service, u16) {
+    let port = closed_port();
+    let mut s = Service::new(&format!("http://127.0.0.1:{port}/notify"), "");
+    s.start();
+    s.set_token(user, "tokA").await;
+    s.set_token(user, "tokB").await;
+    (s, port)
+}
+
+/// The tokens of the requests received within `within`, sorted.
+pub async fn drain_tokens(
+    rx: &mut mpsc::UnboundedReceiver<Received>,
+    within: Duration,
+) -> Vec<String> {
+    let mut tokens: Vec<String> = drain(rx, within)
+        .await
+        .into_iter()
+        .map(|r| r.token)
+        .collect();
+    tokens.sort();
+    tokens
 }
 
 /// Every request received within `within`.

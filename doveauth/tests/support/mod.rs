@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The `L` line of a passdb lookup, as Dovecot sends it.
+pub use chatmail_tests::dict_client::passdb_line as passdb;
+
 /// A child's stderr, read as it comes (a daemon that logs more than a pipe holds would
 /// otherwise block), returned whole at the end.
 pub struct StderrLog(Option<std::thread::JoinHandle<String>>);
@@ -161,16 +164,4 @@ pub fn passdb_from(password: &str, user: &str, client: &str) -> String {
     let plain = passdb(password, user);
     let (key, rest) = plain.split_once('\t').unwrap();
     format!("{key}\"{client}\t{rest}")
-}
-
-pub fn passdb(password: &str, user: &str) -> String {
-    // Dovecot's `%Ew` backslash-escapes these, so a generated password may contain them.
-    let mut escaped = String::new();
-    for c in password.chars() {
-        if matches!(c, '"' | '\'' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    format!("Lshared/passdb/{escaped}\"{user}\t{user}")
 }
