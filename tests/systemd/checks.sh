@@ -157,6 +157,43 @@ check_mail_flow() {
 	check "no account for the deleted $d" refused "$d"
 }
 
+# check_newemail: nginx serves /new as the reference's site does for a self-signed relay
+# (fcgiwrap runs /usr/lib/cgi-bin/newemail.py, which the package points at
+# chatmail-newemail, as www-data); the address and password it hands out log in and so
+# create the account. In invite-only mode /new refuses without an invitation and, with one,
+# has doveauth-http create the account at once.
+check_newemail() {
+	echo 'limit_req_zone $binary_remote_addr zone=newaccount:10m rate=2r/s;' >/etc/nginx/conf.d/chatmail-new.conf
+	cat >/etc/nginx/sites-enabled/default <<'SITE'
+server {
+	listen 127.0.0.1:80 default_server;
+	location /new {
+		limit_req zone=newaccount burst=5 nodelay;
+		fastcgi_pass unix:/run/fcgiwrap.socket;
+		include /etc/nginx/fastcgi_params;
+		fastcgi_param SCRIPT_FILENAME /usr/lib/cgi-bin/newemail.py;
+	}
+}
+SITE
+	check "fcgiwrap.socket starts" systemctl enable --now fcgiwrap.socket
+	check "nginx starts with the /new site" systemctl restart nginx.service
+	local creds
+	creds=$(mail new http://127.0.0.1/new)
+	check "/new through nginx hands out an address of $DOMAIN: $creds" matches "$creds" "*@\\[$DOMAIN\\]\\ ?*"
+	local addr=${creds%% *} password=${creds#* }
+	check "the handed-out credentials log in and create $addr" \
+		bash -c 'python3 "$1" login "$2" "$3" && test -s "$4/$2/password"' _ "$HERE/mail.py" "$addr" "$password" "$MAILBOXES"
+	chatmail-admin registration invite-only >/dev/null
+	local out token
+	out=$(mail new http://127.0.0.1/new)
+	check "invite-only: /new without an invitation refused: $out" matches "$out" "refused: 403*"
+	token=$(chatmail-admin invite create | sed -n 's/^invitation \([a-z0-9]*\) .*/\1/p')
+	creds=$(mail new "http://127.0.0.1/new?invite=$token")
+	addr=${creds%% *}
+	check "invite-only: /new?invite=TOKEN created $addr before any login" test -s "$MAILBOXES/$addr/password"
+	chatmail-admin registration open >/dev/null
+}
+
 # run_timer NAME: the timer fires (a drop-in makes it fire a second after it starts) and its
 # service runs to success.
 run_timer() {

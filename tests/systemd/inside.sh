@@ -7,7 +7,7 @@
 # Sets up a relay the way a deployment does (chatmail.ini and the Postfix/Dovecot
 # configuration rendered by the package's chatmail-render, a stand-in for the reference's
 # doveauth), installs DEB with dpkg, checks the services, the watchdog, socket activation,
-# the timers, the sandbox, the mail flow and the journal, upgrades to NEWER_DEB while logins
+# the timers, the sandbox, the mail flow, /new through nginx and the journal, upgrades to NEWER_DEB while logins
 # go on, removes the package (the stand-in comes back, no data is lost) and installs it
 # again. OFFLINE_SECURITY holds `UNIT LEVEL` lines of scripts/check-units for comparison.
 # Prints "ok: ..." or "FAIL: ..." per check; exits 1 if any failed.
@@ -52,6 +52,7 @@ check_readiness
 check_watchdog
 check_socket_activation
 check_mail_flow
+check_newemail
 check_timers
 check_sandbox
 check_security

@@ -11,15 +11,21 @@ submission and incoming SMTP against the relay on 127.0.0.1, with the standard l
                                                 prints "ok N failed M"
     mail.py incoming FROM TO EML                port 25 from outside, exit as for send
     mail.py fetch ADDR PASSWORD TEXT            exit 0 when a message in INBOX holds TEXT
+    mail.py new URL                             POST to the account URL (/new) as Delta Chat
+                                                does; prints "ADDR PASSWORD" of the answer,
+                                                or exits 2 printing a refusal's status
 """
 
 import imaplib
+import json
 import random
 import smtplib
 import ssl
 import string
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -121,6 +127,17 @@ def main(cmd, *args):
         conn.logout()
         bodies = [part[1] for part in data if isinstance(part, tuple)]
         return 0 if any(text.encode() in body for body in bodies) else 1
+    if cmd == "new":
+        (url,) = args
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"),
+                                        timeout=20) as r:
+                creds = json.load(r)
+        except urllib.error.HTTPError as e:
+            print("refused:", e.code, e.read().decode(errors="replace"))
+            return 2
+        print(creds["email"], creds["password"])
+        return 0
     print(__doc__, file=sys.stderr)
     return 64
 
