@@ -5,7 +5,7 @@
 //! multi-minute sleeps, the environment variable [`TIME_SCALE_ENV`] divides every retry
 //! delay by a factor. It exists for tests only; production leaves it unset (factor 1).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::error::Error;
 
@@ -47,21 +47,13 @@ impl Clock {
 
     /// Unix time in whole seconds (`int(time.time())`).
     pub fn now(&self) -> i64 {
-        unix_now()
+        chatmaild::wall_time::unix_seconds()
     }
 
     /// The real wait for a nominal delay of `secs` seconds.
     pub fn delay(&self, secs: u64) -> Duration {
         Duration::from_secs(secs).div_f64(self.scale)
     }
-}
-
-/// Unix time in whole seconds.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -229,11 +229,7 @@ pub fn backdate_last_login(path: &Path) {
 /// records for a login.
 pub fn last_login_is_today(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let today = i64::try_from(now / 86_400 * 86_400).unwrap();
+    let today = chatmaild::wall_time::unix_seconds() / 86_400 * 86_400;
     std::fs::metadata(path).is_ok_and(|m| m.mtime() == today)
 }
 

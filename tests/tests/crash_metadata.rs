@@ -182,15 +182,6 @@ impl Env {
     }
 }
 
-/// The Unix time in whole seconds, as the daemon stamps queue items.
-fn unix_now() -> i64 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    i64::try_from(secs).unwrap()
-}
-
 fn push_user(i: usize) -> String {
     format!("push{i}@{DOMAIN}")
 }
@@ -315,7 +306,8 @@ fn kill_9_loses_no_acknowledged_token_or_notification() {
                     // A messagenew for a push user.
                     let p = push_user((client + n) % PUSH_USERS);
                     *sent_new.lock().unwrap().entry(p.clone()).or_default() += 1;
-                    let (sent_at, sent_unix) = (Instant::now(), unix_now());
+                    let (sent_at, sent_unix) =
+                        (Instant::now(), chatmaild::wall_time::unix_seconds());
                     match commit(&socket, &p, "priv/guid/messagenew", None) {
                         None => break,
                         Some(false) => {}

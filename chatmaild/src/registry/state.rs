@@ -4,7 +4,6 @@ use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use super::{RegistrationMode, Registry, STATE_DIR};
 use crate::dir::{Dir, Kind, is_absent};
@@ -15,7 +14,7 @@ use crate::fs::{Durability, FileLock};
 const INVITE_ONLY: &str = "invite-only";
 
 /// Imports in `tmp/` older than this are leftovers of a crash (younger ones may be running).
-const STALE_IMPORT: Duration = Duration::from_secs(3600);
+const STALE_IMPORT_SECS: i64 = 3600;
 
 impl Registry {
     /// The handle on `mailboxes_dir`: the tool's, or opened by path now. `None` if it does
@@ -171,10 +170,7 @@ impl Registry {
     /// removable at any time) and imports left in `tmp/` more than an hour ago (younger ones
     /// may belong to an import running right now). Links there are removed, not followed.
     pub fn clean_leftovers(&self) {
-        let hour_ago = SystemTime::now() - STALE_IMPORT;
-        let hour_ago = hour_ago
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let hour_ago = crate::wall_time::unix_seconds() - STALE_IMPORT_SECS;
         for (sub, old_only) in [("trash", false), ("tmp", true)] {
             let Ok(Some(dir)) = self.state_subdir(sub, false) else {
                 continue;
