@@ -40,6 +40,7 @@ use tracing::{debug, error, warn};
 pub use error::Error;
 pub use http::default_metrics_socket;
 use keys::{AuthKey, parse_key};
+use metrics::{LookupKind, LookupResult, Metrics};
 pub use newemail::main_entry as newemail_entry;
 
 /// The manuals of this package's binaries (`doveauth`, `chatmail-newemail`).
@@ -51,7 +52,6 @@ pub const MANUALS: &[&chatmaild::manual::Page] = &[&manual::DOVEAUTH, &manual::N
 pub mod internals {
     pub use crate::keys::{AuthKey, parse_key};
 }
-use metrics::{LookupKind, LookupResult, Metrics};
 
 /// How long a first login waits for a concurrent creator of the same account (as the
 /// reference's `filelock` timeout).

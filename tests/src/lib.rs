@@ -1,6 +1,7 @@
 //! Test harness of the workspace: the workspace's binaries started on temporary sockets and
 //! ports ([`support`]: free ports, configs, waiting, kill on drop), a fake DNS server
-//! (`dns`, feature `dns`), Dovecot's dict requests ([`dict_client`]), and a real Dovecot on loopback wired to them as a relay wires it.
+//! (`dns`, feature `dns`), Dovecot's dict requests ([`dict_client`]), and a real Dovecot on
+//! loopback wired to them as a relay wires it.
 //! Every package's tests use it.
 #![forbid(unsafe_code)]
 #![expect(
